@@ -1,0 +1,1 @@
+//! plexgate-distrib (placeholder, being written)

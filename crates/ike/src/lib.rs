@@ -1,0 +1,1 @@
+//! plexgate-ike (placeholder, being written)

@@ -1,0 +1,1 @@
+//! plexgate-ipsec (placeholder, being written)

@@ -1,0 +1,1 @@
+//! plexgate-pki (placeholder, being written)

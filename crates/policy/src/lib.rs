@@ -1,0 +1,1 @@
+//! plexgate-policy (placeholder, being written)

@@ -1,0 +1,1 @@
+//! plexgate-wire (placeholder, being written)
