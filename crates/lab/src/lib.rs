@@ -1,0 +1,1 @@
+//! plexgate-lab (placeholder, being written)
