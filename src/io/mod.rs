@@ -1,0 +1,5 @@
+//! The thin I/O layer: sockets and the TUN device. Nothing here knows a protocol;
+//! the protocol crates never touch a socket.
+
+pub mod net;
+pub mod tun;
