@@ -1,0 +1,610 @@
+//! IKEv2 identities (RFC 7296 §3.5): the [`Identity`] enum, its configuration string
+//! form (strongSwan's conventions), its ID payload encoding, and matching against a
+//! certificate ([`cert_matches`]).
+//!
+//! Also [`DistinguishedName`]: an X.501 Name kept as DER, parsed from and printed
+//! as `C=CH, O=plexgate, CN=gw.example`, compared either byte-for-byte or as a
+//! normalised RDN sequence (attribute types equal, string values equal after
+//! trimming, collapsing white space and ignoring case; string type ignored) — the
+//! usual approximation of RFC 5280 §7.1 name comparison.
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+use crate::cert::Certificate;
+use crate::der::{self, tag};
+use crate::PkiError;
+
+/// ID Type values (RFC 7296 §3.5).
+pub mod id_type {
+    /// A single four-octet IPv4 address.
+    pub const ID_IPV4_ADDR: u8 = 1;
+    /// A fully-qualified domain name string.
+    pub const ID_FQDN: u8 = 2;
+    /// A fully-qualified RFC 822 email address string.
+    pub const ID_RFC822_ADDR: u8 = 3;
+    /// A single sixteen-octet IPv6 address.
+    pub const ID_IPV6_ADDR: u8 = 5;
+    /// The binary DER encoding of an ASN.1 X.500 Distinguished Name.
+    pub const ID_DER_ASN1_DN: u8 = 9;
+    /// An opaque octet stream (vendor-specific information).
+    pub const ID_KEY_ID: u8 = 11;
+}
+
+/// An IKEv2 identity (the contents of an IDi/IDr payload).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Identity {
+    /// ID_IPV4_ADDR.
+    Ipv4(Ipv4Addr),
+    /// ID_FQDN, e.g. `gw.plexgate.test` (no terminator, RFC 7296 §3.5).
+    Fqdn(String),
+    /// ID_RFC822_ADDR, e.g. `client@plexgate.test`.
+    Rfc822(String),
+    /// ID_IPV6_ADDR.
+    Ipv6(Ipv6Addr),
+    /// ID_DER_ASN1_DN.
+    Dn(DistinguishedName),
+    /// ID_KEY_ID: opaque bytes.
+    KeyId(Vec<u8>),
+}
+
+impl Identity {
+    /// Parses the configuration string form, following strongSwan:
+    /// - contains `=` → distinguished name (`C=CH, O=plexgate, CN=gw.example`);
+    /// - an IPv4 or IPv6 address → ID_IPV4_ADDR / ID_IPV6_ADDR;
+    /// - `@#0a1b..` → ID_KEY_ID from hex; `@name` → ID_FQDN `name` (forced);
+    /// - otherwise contains `@` → ID_RFC822_ADDR (`gw@example`);
+    /// - otherwise → ID_FQDN.
+    ///
+    /// The explicit prefixes `fqdn:`, `email:`, `ipv4:`, `ipv6:`, `dn:` and
+    /// `keyid:#hex` are accepted too.
+    pub fn parse(s: &str) -> Result<Self, PkiError> {
+        let bad = |reason: &str| PkiError::BadIdentity {
+            input: s.to_string(),
+            reason: reason.to_string(),
+        };
+        let t = s.trim();
+        if t.is_empty() {
+            return Err(bad("empty"));
+        }
+        if t == "%any" || t == "*" {
+            return Err(bad("a wildcard is not an identity"));
+        }
+        if let Some((prefix, rest)) = t.split_once(':') {
+            let explicit = match prefix {
+                "fqdn" => Some(check_name(rest).map(|n| Identity::Fqdn(n.to_string()))),
+                "email" | "userfqdn" => Some(check_name(rest).map(|n| Identity::Rfc822(n.to_string()))),
+                "ipv4" => Some(rest.parse().map(Identity::Ipv4).map_err(|_| "not an IPv4 address")),
+                "ipv6" => Some(rest.parse().map(Identity::Ipv6).map_err(|_| "not an IPv6 address")),
+                "keyid" => Some(
+                    rest.strip_prefix('#')
+                        .and_then(decode_hex)
+                        .map(Identity::KeyId)
+                        .ok_or("keyid: must be followed by #hex"),
+                ),
+                "dn" | "asn1dn" => {
+                    return DistinguishedName::parse(rest).map(Identity::Dn).map_err(|e| bad(&e))
+                }
+                _ => None,
+            };
+            if let Some(r) = explicit {
+                return r.map_err(bad);
+            }
+        }
+        if t.contains('=') {
+            return DistinguishedName::parse(t).map(Identity::Dn).map_err(|e| bad(&e));
+        }
+        if let Ok(ip) = t.parse::<Ipv4Addr>() {
+            return Ok(Identity::Ipv4(ip));
+        }
+        if let Ok(ip) = t.parse::<Ipv6Addr>() {
+            return Ok(Identity::Ipv6(ip));
+        }
+        if let Some(hex) = t.strip_prefix("@#") {
+            return decode_hex(hex).map(Identity::KeyId).ok_or_else(|| bad("bad hex after @#"));
+        }
+        if let Some(name) = t.strip_prefix('@') {
+            return check_name(name).map(|n| Identity::Fqdn(n.to_string())).map_err(bad);
+        }
+        let name = check_name(t).map_err(bad)?;
+        if name.contains('@') {
+            Ok(Identity::Rfc822(name.to_string()))
+        } else {
+            Ok(Identity::Fqdn(name.to_string()))
+        }
+    }
+
+    /// The ID Type octet (RFC 7296 §3.5).
+    pub fn id_type(&self) -> u8 {
+        match self {
+            Identity::Ipv4(_) => id_type::ID_IPV4_ADDR,
+            Identity::Fqdn(_) => id_type::ID_FQDN,
+            Identity::Rfc822(_) => id_type::ID_RFC822_ADDR,
+            Identity::Ipv6(_) => id_type::ID_IPV6_ADDR,
+            Identity::Dn(_) => id_type::ID_DER_ASN1_DN,
+            Identity::KeyId(_) => id_type::ID_KEY_ID,
+        }
+    }
+
+    /// The Identification Data field.
+    pub fn data(&self) -> Vec<u8> {
+        match self {
+            Identity::Ipv4(a) => a.octets().to_vec(),
+            Identity::Ipv6(a) => a.octets().to_vec(),
+            Identity::Fqdn(s) | Identity::Rfc822(s) => s.as_bytes().to_vec(),
+            Identity::Dn(dn) => dn.der().to_vec(),
+            Identity::KeyId(k) => k.clone(),
+        }
+    }
+
+    //= https://www.rfc-editor.org/rfc/rfc7296#section-3.5
+    //# The Identification payloads, denoted IDi and IDr in this document,
+    //# allow peers to assert an identity to one another.
+    /// The ID payload body after the generic payload header:
+    /// `ID Type (1) | RESERVED (3) | Identification Data`. This is also the `IDx'`
+    /// that RFC 7296 §2.15 feeds into `prf(SK_p, IDx')`.
+    pub fn to_payload_body(&self) -> Vec<u8> {
+        let mut out = vec![self.id_type(), 0, 0, 0];
+        out.extend_from_slice(&self.data());
+        out
+    }
+
+    /// Decodes an ID payload body (as produced by [`Identity::to_payload_body`]).
+    /// The RESERVED octets are ignored on receipt (RFC 7296 §3.5 "MUST be sent as
+    /// zero; MUST be ignored on receipt").
+    pub fn from_payload_body(body: &[u8]) -> Result<Self, PkiError> {
+        match body {
+            [t, _, _, _, data @ ..] => Self::from_type_and_data(*t, data),
+            _ => Err(PkiError::MalformedId(format!(
+                "{} bytes, need at least 4",
+                body.len()
+            ))),
+        }
+    }
+
+    /// Builds an identity from an ID Type and Identification Data.
+    pub fn from_type_and_data(t: u8, data: &[u8]) -> Result<Self, PkiError> {
+        let bad = |why: &str| PkiError::MalformedId(why.to_string());
+        match t {
+            id_type::ID_IPV4_ADDR => <[u8; 4]>::try_from(data)
+                .map(|a| Identity::Ipv4(a.into()))
+                .map_err(|_| bad("ID_IPV4_ADDR is not 4 bytes")),
+            id_type::ID_IPV6_ADDR => <[u8; 16]>::try_from(data)
+                .map(|a| Identity::Ipv6(a.into()))
+                .map_err(|_| bad("ID_IPV6_ADDR is not 16 bytes")),
+            id_type::ID_FQDN | id_type::ID_RFC822_ADDR => {
+                let s = std::str::from_utf8(data).map_err(|_| bad("name is not UTF-8"))?;
+                check_name(s).map_err(bad)?;
+                Ok(if t == id_type::ID_FQDN {
+                    Identity::Fqdn(s.to_string())
+                } else {
+                    Identity::Rfc822(s.to_string())
+                })
+            }
+            id_type::ID_DER_ASN1_DN => DistinguishedName::from_der(data)
+                .map(Identity::Dn)
+                .map_err(|e| bad(&e)),
+            id_type::ID_KEY_ID if !data.is_empty() => Ok(Identity::KeyId(data.to_vec())),
+            id_type::ID_KEY_ID => Err(bad("empty ID_KEY_ID")),
+            other => Err(PkiError::MalformedId(format!("unsupported ID Type {other}"))),
+        }
+    }
+}
+
+fn check_name(s: &str) -> Result<&str, &'static str> {
+    if s.is_empty() {
+        return Err("empty name");
+    }
+    if s.len() > 255 {
+        return Err("name longer than 255 bytes");
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("name contains white space or control characters");
+    }
+    Ok(s)
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.is_empty() || s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect()
+}
+
+impl FromStr for Identity {
+    type Err = PkiError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Identity::parse(s)
+    }
+}
+
+impl fmt::Display for Identity {
+    /// The configuration string form; `Identity::parse` reads it back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Identity::Ipv4(a) => write!(f, "{a}"),
+            Identity::Ipv6(a) => write!(f, "{a}"),
+            Identity::Fqdn(s) if s.contains('@') || s.contains('=') || s.parse::<std::net::IpAddr>().is_ok() => {
+                write!(f, "fqdn:{s}")
+            }
+            Identity::Fqdn(s) => write!(f, "{s}"),
+            Identity::Rfc822(s) if s.contains('@') && !s.contains('=') && !s.starts_with('@') => {
+                write!(f, "{s}")
+            }
+            Identity::Rfc822(s) => write!(f, "email:{s}"),
+            Identity::Dn(dn) => write!(f, "{dn}"),
+            Identity::KeyId(k) => {
+                write!(f, "@#")?;
+                k.iter().try_for_each(|b| write!(f, "{b:02x}"))
+            }
+        }
+    }
+}
+
+/// Whether `identity` names the holder of `cert` (RFC 7296 §3.5 / RFC 4945 §3.1):
+/// a DN must equal the subject DN (by DER or normalised RDN sequence) or a
+/// directoryName subjectAltName; an FQDN must equal a dNSName, an RFC 822 address an
+/// rfc822Name (both case-insensitive, a trailing dot on an FQDN ignored); an IP
+/// address must equal an iPAddress subjectAltName; a KEY_ID must equal the
+/// certificate's subjectKeyIdentifier.
+pub fn cert_matches(identity: &Identity, cert: &Certificate) -> bool {
+    let sans = cert.subject_alt_names();
+    match identity {
+        Identity::Dn(dn) => {
+            cert.subject().is_ok_and(|s| s.matches(dn))
+                || sans.iter().any(|n| matches!(n, Identity::Dn(d) if d.matches(dn)))
+        }
+        Identity::Fqdn(name) => {
+            let want = name.trim_end_matches('.');
+            sans.iter().any(|n| {
+                matches!(n, Identity::Fqdn(s) if s.trim_end_matches('.').eq_ignore_ascii_case(want))
+            })
+        }
+        Identity::Rfc822(addr) => sans
+            .iter()
+            .any(|n| matches!(n, Identity::Rfc822(s) if s.eq_ignore_ascii_case(addr))),
+        Identity::Ipv4(_) | Identity::Ipv6(_) => sans.iter().any(|n| n == identity),
+        Identity::KeyId(id) => cert.subject_key_id().is_some_and(|k| &k == id),
+    }
+}
+
+/// An X.501 distinguished name, stored as its DER `Name` (a SEQUENCE of RDNs).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct DistinguishedName {
+    der: Vec<u8>,
+}
+
+/// One attribute of an RDN: type OID contents, string tag, value bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Attribute {
+    oid: Vec<u8>,
+    value_tag: u8,
+    value: Vec<u8>,
+}
+
+/// Short names printed and parsed, in strongSwan's spelling (`E` for emailAddress).
+const ATTRIBUTE_NAMES: &[(&str, &str)] = &[
+    ("C", "2.5.4.6"),
+    ("ST", "2.5.4.8"),
+    ("L", "2.5.4.7"),
+    ("O", "2.5.4.10"),
+    ("OU", "2.5.4.11"),
+    ("CN", "2.5.4.3"),
+    ("SN", "2.5.4.4"),
+    ("serialNumber", "2.5.4.5"),
+    ("street", "2.5.4.9"),
+    ("T", "2.5.4.12"),
+    ("postalCode", "2.5.4.17"),
+    ("N", "2.5.4.41"),
+    ("G", "2.5.4.42"),
+    ("I", "2.5.4.43"),
+    ("dnQualifier", "2.5.4.46"),
+    ("pseudonym", "2.5.4.65"),
+    ("E", "1.2.840.113549.1.9.1"),
+    ("UID", "0.9.2342.19200300.100.1.1"),
+    ("DC", "0.9.2342.19200300.100.1.25"),
+];
+/// Extra spellings accepted when parsing.
+const ATTRIBUTE_ALIASES: &[(&str, &str)] = &[
+    ("S", "ST"),
+    ("emailAddress", "E"),
+    ("Email", "E"),
+    ("GN", "G"),
+    ("commonName", "CN"),
+    ("countryName", "C"),
+    ("organizationName", "O"),
+    ("organizationalUnitName", "OU"),
+    ("localityName", "L"),
+    ("stateOrProvinceName", "ST"),
+];
+
+impl DistinguishedName {
+    /// Wraps and validates a DER `Name`.
+    pub fn from_der(der_bytes: &[u8]) -> Result<Self, String> {
+        let dn = DistinguishedName {
+            der: der_bytes.to_vec(),
+        };
+        dn.rdns()?;
+        Ok(dn)
+    }
+
+    /// The DER encoding.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// The RDN sequence; each RDN is a set of attributes.
+    fn rdns(&self) -> Result<Vec<Vec<Attribute>>, String> {
+        let (mut seq, trailing) =
+            der::expect(&self.der, tag::SEQUENCE).ok_or("DN is not a DER SEQUENCE")?;
+        if !trailing.is_empty() {
+            return Err("trailing bytes after the DN".into());
+        }
+        let mut rdns = Vec::new();
+        while !seq.is_empty() {
+            let (mut set, rest) = der::expect(seq, tag::SET).ok_or("RDN is not a SET")?;
+            let mut attrs = Vec::new();
+            while !set.is_empty() {
+                let (atv, r) = der::expect(set, tag::SEQUENCE).ok_or("attribute is not a SEQUENCE")?;
+                let (oid, value) = der::expect(atv, tag::OID).ok_or("attribute has no type OID")?;
+                der::oid_to_string(oid).ok_or("malformed attribute OID")?;
+                let (value_tag, contents, after) =
+                    der::read_tlv(value).ok_or("attribute value does not parse")?;
+                if !after.is_empty() {
+                    return Err("trailing bytes in attribute".into());
+                }
+                attrs.push(Attribute {
+                    oid: oid.to_vec(),
+                    value_tag,
+                    value: contents.to_vec(),
+                });
+                set = r;
+            }
+            if attrs.is_empty() {
+                return Err("empty RDN".into());
+            }
+            rdns.push(attrs);
+            seq = rest;
+        }
+        Ok(rdns)
+    }
+
+    /// Parses `C=CH, O=plexgate, CN=gw.example` (comma or `/`-separated, as
+    /// strongSwan and openssl print). A value may be quoted (`O="a, b"`) or use
+    /// backslash escapes. Known names: C ST L O OU CN SN serialNumber street T
+    /// postalCode N G I dnQualifier pseudonym E UID DC, or a dotted OID.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (body, sep) = match s.strip_prefix('/') {
+            Some(rest) => (rest, '/'),
+            None => (s, ','),
+        };
+        let mut rdns: Vec<Vec<u8>> = Vec::new();
+        for part in split_unescaped(body, sep)? {
+            let part = part.trim();
+            if part.is_empty() {
+                continue;
+            }
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("\"{part}\" is not TYPE=value"))?;
+            let (name, dotted) = attribute_oid(key.trim())?;
+            let value = unquote(value.trim())?;
+            if value.is_empty() {
+                return Err(format!("empty value for {name}"));
+            }
+            let oid = der::oid_from_string(dotted).ok_or_else(|| format!("bad OID {dotted}"))?;
+            let value_tag = string_tag(name, &value);
+            let atv = der::constructed(
+                tag::SEQUENCE,
+                &[&der::tlv(tag::OID, &oid), &der::tlv(value_tag, value.as_bytes())],
+            );
+            rdns.push(der::tlv(tag::SET, &atv));
+        }
+        if rdns.is_empty() {
+            return Err("no attributes".into());
+        }
+        let refs: Vec<&[u8]> = rdns.iter().map(Vec::as_slice).collect();
+        Ok(DistinguishedName {
+            der: der::constructed(tag::SEQUENCE, &refs),
+        })
+    }
+
+    /// Normalised comparison: same number of RDNs, and each RDN has the same
+    /// attributes (types equal; values equal after trimming, collapsing white
+    /// space and ASCII case folding, whatever the string type). Byte-equal DER
+    /// always matches.
+    pub fn matches(&self, other: &DistinguishedName) -> bool {
+        if self.der == other.der {
+            return true;
+        }
+        let (Ok(a), Ok(b)) = (self.rdns(), other.rdns()) else {
+            return false;
+        };
+        a.len() == b.len()
+            && a.iter().zip(&b).all(|(ra, rb)| {
+                ra.len() == rb.len()
+                    && ra.iter().all(|x| {
+                        rb.iter().any(|y| x.oid == y.oid && normalise(x) == normalise(y))
+                    })
+            })
+    }
+}
+
+fn normalise(a: &Attribute) -> String {
+    attribute_text(a)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// The attribute value as text: UTF-8 for the 8-bit string types, UTF-16 for
+/// BMPString, `#hex` for anything else.
+fn attribute_text(a: &Attribute) -> String {
+    match a.value_tag {
+        // UTF8String, NumericString, PrintableString, T61String, IA5String, VisibleString
+        0x0c | 0x12 | 0x13 | 0x14 | 0x16 | 0x1a => String::from_utf8(a.value.clone())
+            .unwrap_or_else(|_| hex_string(&a.value)),
+        // BMPString
+        0x1e if a.value.len() % 2 == 0 => {
+            let units: Vec<u16> = a
+                .value
+                .chunks_exact(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .collect();
+            String::from_utf16(&units).unwrap_or_else(|_| hex_string(&a.value))
+        }
+        _ => hex_string(&a.value),
+    }
+}
+
+fn hex_string(b: &[u8]) -> String {
+    let mut s = String::from("#");
+    for x in b {
+        s.push_str(&format!("{x:02x}"));
+    }
+    s
+}
+
+fn attribute_oid(key: &str) -> Result<(&'static str, &'static str), String> {
+    let canonical = ATTRIBUTE_ALIASES
+        .iter()
+        .find(|(alias, _)| alias.eq_ignore_ascii_case(key))
+        .map(|(_, c)| *c)
+        .unwrap_or(key);
+    if let Some(&(name, oid)) = ATTRIBUTE_NAMES
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(canonical))
+    {
+        return Ok((name, oid));
+    }
+    if der::oid_from_string(key).is_some() {
+        // Leak-free: match a dotted OID against the table, else keep as given.
+        if let Some(&(name, oid)) = ATTRIBUTE_NAMES.iter().find(|(_, o)| *o == key) {
+            return Ok((name, oid));
+        }
+        return Err(format!(
+            "attribute type {key}: only the named attributes are supported"
+        ));
+    }
+    Err(format!("unknown attribute type \"{key}\""))
+}
+
+/// PrintableString if every character allows it (X.680 §41.4), IA5String for
+/// E and DC, else UTF8String.
+fn string_tag(name: &str, value: &str) -> u8 {
+    if name == "E" || name == "DC" {
+        if value.is_ascii() {
+            return tag::IA5_STRING;
+        }
+        return tag::UTF8_STRING;
+    }
+    let printable = value.chars().all(|c| {
+        c.is_ascii_alphanumeric() || " '()+,-./:=?".contains(c)
+    });
+    if printable {
+        tag::PRINTABLE_STRING
+    } else {
+        tag::UTF8_STRING
+    }
+}
+
+/// Splits on `sep` outside quotes and not escaped by a backslash.
+fn split_unescaped(s: &str, sep: char) -> Result<Vec<String>, String> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                cur.push(c);
+                cur.push(chars.next().ok_or("dangling backslash")?);
+            }
+            '"' => {
+                quoted = !quoted;
+                cur.push(c);
+            }
+            c if c == sep && !quoted => parts.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    if quoted {
+        return Err("unterminated quote".into());
+    }
+    parts.push(cur);
+    Ok(parts)
+}
+
+/// Removes surrounding quotes and backslash escapes.
+fn unquote(v: &str) -> Result<String, String> {
+    let inner = match v.strip_prefix('"') {
+        Some(r) => r.strip_suffix('"').ok_or("unterminated quote")?,
+        None => v,
+    };
+    let mut out = String::new();
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            out.push(chars.next().ok_or("dangling backslash")?);
+        } else if c != '"' {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+fn attribute_name(oid: &[u8]) -> String {
+    let dotted = der::oid_to_string(oid).unwrap_or_else(|| "?".into());
+    ATTRIBUTE_NAMES
+        .iter()
+        .find(|(_, o)| *o == dotted)
+        .map(|(n, _)| (*n).to_string())
+        .unwrap_or(dotted)
+}
+
+impl fmt::Display for DistinguishedName {
+    /// strongSwan's style: `C=CH, O=plexgate test, CN=gw.plexgate.test`. Values
+    /// containing `,` or `"` are quoted.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Ok(rdns) = self.rdns() else {
+            return write!(f, "<malformed DN>");
+        };
+        let mut first = true;
+        for attr in rdns.iter().flatten() {
+            if !first {
+                write!(f, ", ")?;
+            }
+            first = false;
+            let text = attribute_text(attr);
+            if text.contains(',') || text.contains('"') || text.contains('/') || text.contains('\\') {
+                let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
+                write!(f, "{}=\"{}\"", attribute_name(&attr.oid), escaped)?;
+            } else {
+                write!(f, "{}={}", attribute_name(&attr.oid), text)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for DistinguishedName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DistinguishedName(\"{self}\")")
+    }
+}
+
+impl FromStr for DistinguishedName {
+    type Err = PkiError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DistinguishedName::parse(s).map_err(|reason| PkiError::BadIdentity {
+            input: s.to_string(),
+            reason,
+        })
+    }
+}
