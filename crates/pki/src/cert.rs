@@ -181,6 +181,24 @@ impl Certificate {
         id
     }
 
+    /// The key identifiers an ID_KEY_ID may name, as strongSwan matches them: the
+    /// subjectKeyIdentifier extension (if any), SHA-1 of the subjectPublicKey
+    /// bits (RFC 5280 §4.2.1.2 method 1) and SHA-1 of the whole
+    /// SubjectPublicKeyInfo.
+    pub fn key_ids(&self) -> Vec<Vec<u8>> {
+        let mut ids: Vec<Vec<u8>> = self.subject_key_id().into_iter().collect();
+        if let Ok(c) = self.parsed() {
+            let sha1 = |b: &[u8]| {
+                ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, b)
+                    .as_ref()
+                    .to_vec()
+            };
+            ids.push(sha1(&c.public_key().subject_public_key.data));
+            ids.push(sha1(c.public_key().raw));
+        }
+        ids
+    }
+
     /// The certificate's public key.
     pub fn public_key(&self) -> Result<PeerPublicKey, PkiError> {
         let c = self.parsed()?;

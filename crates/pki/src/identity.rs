@@ -249,8 +249,8 @@ impl fmt::Display for Identity {
 /// a DN must equal the subject DN (by DER or normalised RDN sequence) or a
 /// directoryName subjectAltName; an FQDN must equal a dNSName, an RFC 822 address an
 /// rfc822Name (both case-insensitive, a trailing dot on an FQDN ignored); an IP
-/// address must equal an iPAddress subjectAltName; a KEY_ID must equal the
-/// certificate's subjectKeyIdentifier.
+/// address must equal an iPAddress subjectAltName; a KEY_ID must equal one of
+/// [`Certificate::key_ids`] (subjectKeyIdentifier or a SHA-1 of the public key).
 pub fn cert_matches(identity: &Identity, cert: &Certificate) -> bool {
     let sans = cert.subject_alt_names();
     match identity {
@@ -268,7 +268,7 @@ pub fn cert_matches(identity: &Identity, cert: &Certificate) -> bool {
             .iter()
             .any(|n| matches!(n, Identity::Rfc822(s) if s.eq_ignore_ascii_case(addr))),
         Identity::Ipv4(_) | Identity::Ipv6(_) => sans.iter().any(|n| n == identity),
-        Identity::KeyId(id) => cert.subject_key_id().is_some_and(|k| &k == id),
+        Identity::KeyId(id) => cert.key_ids().contains(id),
     }
 }
 
