@@ -170,7 +170,13 @@ pub struct CharonConfig {
 
 impl CharonConfig {
     /// A PSK connection from `local` to `remote` with IKE `aes128-sha256-x25519`.
-    pub fn psk(local: &str, remote: &str, local_id: &str, remote_id: &str, psk: &str) -> CharonConfig {
+    pub fn psk(
+        local: &str,
+        remote: &str,
+        local_id: &str,
+        remote_id: &str,
+        psk: &str,
+    ) -> CharonConfig {
         CharonConfig {
             conn_name: "lab".to_string(),
             local_addrs: vec![local.to_string()],
@@ -233,11 +239,16 @@ impl CharonConfig {
         }
         if let Auth::Psk(p) = &self.auth {
             if p.contains('"') || p.contains('\\') || p.contains('\n') {
-                return Err(LabError::Config("PSK must not contain quotes, backslashes or newlines".into()));
+                return Err(LabError::Config(
+                    "PSK must not contain quotes, backslashes or newlines".into(),
+                ));
             }
         }
         for v in vals {
-            if v.is_empty() || v.chars().any(|c| matches!(c, '\n' | '\r' | '{' | '}' | '#' | '"')) {
+            if v.is_empty()
+                || v.chars()
+                    .any(|c| matches!(c, '\n' | '\r' | '{' | '}' | '#' | '"'))
+            {
                 return Err(LabError::Config(format!(
                     "swanctl value `{}` is empty or contains a newline, brace, quote or #",
                     v.escape_debug()
@@ -245,7 +256,9 @@ impl CharonConfig {
             }
         }
         if self.children.is_empty() {
-            return Err(LabError::Config("a connection needs at least one child".into()));
+            return Err(LabError::Config(
+                "a connection needs at least one child".into(),
+            ));
         }
         Ok(())
     }
@@ -351,6 +364,7 @@ impl CharonConfig {
     /// `strongswan.conf` text for a charon whose scratch directory is `dir`.
     pub fn strongswan_conf(&self, dir: &Path) -> String {
         let d = dir.display();
+        let rt = format!("{:.3}", self.retransmit_timeout.as_secs_f64());
         format!(
             "charon {{
   piddir = {d}/run
@@ -401,7 +415,6 @@ impl CharonConfig {
   }}
 }}
 ",
-            rt = format!("{:.3}", self.retransmit_timeout.as_secs_f64()),
             tries = self.retransmit_tries
         )
     }
@@ -414,7 +427,8 @@ fn file_name(p: &Path) -> Result<String> {
 }
 
 fn copy_into(src: &Path, dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| LabError::io(format!("creating {}", dir.display()), e))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| LabError::io(format!("creating {}", dir.display()), e))?;
     let dst = dir.join(file_name(src)?);
     std::fs::copy(src, &dst)
         .map(|_| ())
@@ -445,7 +459,8 @@ impl Charon {
         let run = dir.join("run");
         let sw = dir.join("swanctl");
         for d in [&run, &sw] {
-            std::fs::create_dir_all(d).map_err(|e| LabError::io(format!("creating {}", d.display()), e))?;
+            std::fs::create_dir_all(d)
+                .map_err(|e| LabError::io(format!("creating {}", d.display()), e))?;
         }
         if let Auth::Certs { cert, key, cas } = &config.auth {
             copy_into(cert, &sw.join("x509"))?;
@@ -551,9 +566,12 @@ impl Charon {
     /// Initiate Child SA `child` (and its IKE SA if needed); waits for the result
     /// at most 30 s. The error contains swanctl's output and the charon log tail.
     pub fn initiate(&self, child: &str) -> Result<()> {
-        self.swanctl_timeout(&["--initiate", "--child", child, "--timeout", "25"], Duration::from_secs(30))
-            .map(|_| ())
-            .map_err(|e| self.with_log(e))
+        self.swanctl_timeout(
+            &["--initiate", "--child", child, "--timeout", "25"],
+            Duration::from_secs(30),
+        )
+        .map(|_| ())
+        .map_err(|e| self.with_log(e))
     }
 
     /// Terminate the IKE SA of the connection (and its children), waiting at most
@@ -592,10 +610,9 @@ impl Charon {
         let deadline = Instant::now() + timeout;
         loop {
             let sas = self.list_sas()?;
-            if let Some(sa) = sas
-                .into_iter()
-                .find(|s| s.established() && s.children.iter().any(|c| c.name == child && c.installed()))
-            {
+            if let Some(sa) = sas.into_iter().find(|s| {
+                s.established() && s.children.iter().any(|c| c.name == child && c.installed())
+            }) {
                 return Ok(sa);
             }
             if Instant::now() >= deadline {
@@ -613,7 +630,9 @@ impl Charon {
     pub fn route_ipsec0(&self, dest: &str, src: &str) -> Result<()> {
         let fam = if dest.contains(':') { "-6" } else { "-4" };
         cmd::run_ok(
-            &["ip", "-n", &self.ns, fam, "route", "replace", dest, "dev", "ipsec0", "src", src],
+            &[
+                "ip", "-n", &self.ns, fam, "route", "replace", dest, "dev", "ipsec0", "src", src,
+            ],
             SHORT,
         )
         .map(|_| ())
@@ -655,7 +674,11 @@ impl Charon {
     }
 
     fn with_log(&self, e: LabError) -> LabError {
-        LabError::Verify(format!("{e}\n--- charon log tail ({}):\n{}", self.ns, tail(&self.log(), 40)))
+        LabError::Verify(format!(
+            "{e}\n--- charon log tail ({}):\n{}",
+            self.ns,
+            tail(&self.log(), 40)
+        ))
     }
 }
 

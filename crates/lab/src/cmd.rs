@@ -166,7 +166,11 @@ mod tests {
     fn timeout_kills_the_whole_group() {
         let t0 = Instant::now();
         // The grandchild `sleep` would keep the pipe open if it survived.
-        let e = run(&["sh", "-c", "sleep 30 & sleep 30"], Duration::from_millis(300)).unwrap_err();
+        let e = run(
+            &["sh", "-c", "sleep 30 & sleep 30"],
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
         assert!(matches!(e, LabError::Timeout { .. }), "{e}");
         assert!(t0.elapsed() < Duration::from_secs(5));
     }

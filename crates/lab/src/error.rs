@@ -14,7 +14,9 @@ pub type Result<T, E = LabError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     /// Required tools are missing from this machine.
-    #[error("lab prerequisites missing: {missing}. Run scripts/setup.sh (as root) to install them")]
+    #[error(
+        "lab prerequisites missing: {missing}. Run scripts/setup.sh (as root) to install them"
+    )]
     Missing {
         /// Human-readable list of what is missing.
         missing: String,

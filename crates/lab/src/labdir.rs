@@ -34,7 +34,9 @@ impl LabDir {
         std::fs::create_dir_all(&path)
             .map_err(|e| LabError::io(format!("creating {}", path.display()), e))?;
         let s = path.to_string_lossy();
-        if s.chars().any(|c| c.is_whitespace() || c == '"' || c == '{' || c == '}') {
+        if s.chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '{' || c == '}')
+        {
             return Err(LabError::Config(format!(
                 "lab directory `{s}` must not contain spaces, quotes or braces"
             )));

@@ -82,7 +82,7 @@ impl Netns {
             name,
             label: label.to_string(),
         };
-        ns.ip(&["link", "set", "lo", "up"])?;
+        ns.ip(&["link", "set", "dev", "lo", "up"])?;
         Ok(ns)
     }
 
@@ -299,8 +299,8 @@ impl Netns {
         T: Send + 'static,
     {
         let path = PathBuf::from("/run/netns").join(&self.name);
-        let file =
-            File::open(&path).map_err(|e| LabError::io(format!("opening {}", path.display()), e))?;
+        let file = File::open(&path)
+            .map_err(|e| LabError::io(format!("opening {}", path.display()), e))?;
         let (tx, rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
         let handle = thread::spawn(move || {
             // SAFETY: setns(2) with a valid, open namespace fd only changes the
@@ -345,7 +345,10 @@ impl Netns {
             }
         }
         if let Err(e) = cmd::run_ok(&["ip", "netns", "del", &self.name], SHORT) {
-            eprintln!("plexgate-lab: could not delete namespace {}: {e}", self.name);
+            eprintln!(
+                "plexgate-lab: could not delete namespace {}: {e}",
+                self.name
+            );
         }
     }
 }

@@ -41,7 +41,9 @@ fn is_executable(p: &Path) -> bool {
 pub fn missing_prerequisites() -> Vec<String> {
     let mut missing = Vec::new();
     if !is_executable(Path::new(CHARON_BIN)) {
-        missing.push(format!("{CHARON_BIN} (package strongswan-charon + libcharon-extra-plugins)"));
+        missing.push(format!(
+            "{CHARON_BIN} (package strongswan-charon + libcharon-extra-plugins)"
+        ));
     }
     for (tool, pkg) in TOOLS {
         if which(tool).is_none() {
@@ -86,6 +88,9 @@ mod tests {
             missing: "iperf3 (package iperf3)".into(),
         };
         let m = e.to_string();
-        assert!(m.contains("iperf3") && m.contains("scripts/setup.sh"), "{m}");
+        assert!(
+            m.contains("iperf3") && m.contains("scripts/setup.sh"),
+            "{m}"
+        );
     }
 }

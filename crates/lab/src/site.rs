@@ -113,7 +113,11 @@ pub fn default_client_config() -> CharonConfig {
         "gw@plexgate.lab",
         PSK,
     )
-    .child(ChildConfig::new(CHILD, &format!("{CLIENT_INNER}/32"), TARGET_NET))
+    .child(ChildConfig::new(
+        CHILD,
+        &format!("{CLIENT_INNER}/32"),
+        TARGET_NET,
+    ))
 }
 
 /// Default strongSwan config of the gateway end (responder).
@@ -161,7 +165,12 @@ pub struct Site {
     dir: LabDir,
 }
 
-fn start(ns: &Netns, ep: &Endpoint, default: fn() -> CharonConfig, dir: &LabDir) -> Result<Running> {
+fn start(
+    ns: &Netns,
+    ep: &Endpoint,
+    default: fn() -> CharonConfig,
+    dir: &LabDir,
+) -> Result<Running> {
     Ok(match ep {
         Endpoint::Strongswan => Running::Charon(Box::new(Charon::start(ns, default())?)),
         Endpoint::StrongswanWith(c) => Running::Charon(Box::new(Charon::start(ns, (**c).clone())?)),
@@ -230,10 +239,9 @@ impl Site {
     /// selectors into the gateway's `ipsec0`). Then ping the target's address from
     /// the client's inner address (≤ 10 s) when the gateway is strongSwan.
     pub fn connect(&self) -> Result<()> {
-        let client = self
-            .client
-            .charon()
-            .ok_or_else(|| LabError::Config("Site::connect needs strongSwan at the client".into()))?;
+        let client = self.client.charon().ok_or_else(|| {
+            LabError::Config("Site::connect needs strongSwan at the client".into())
+        })?;
         for child in &client.config().children {
             client.initiate(&child.name)?;
             client.wait_established(&child.name, Duration::from_secs(15))?;
@@ -248,7 +256,11 @@ impl Site {
                 }
             }
             let c = self.ns("client")?;
-            c.wait_ping(&TARGET_ADDR.to_string(), Some(&CLIENT_INNER.to_string()), Duration::from_secs(10))?;
+            c.wait_ping(
+                &TARGET_ADDR.to_string(),
+                Some(&CLIENT_INNER.to_string()),
+                Duration::from_secs(10),
+            )?;
         }
         Ok(())
     }

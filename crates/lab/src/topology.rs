@@ -48,7 +48,10 @@ fn check_ifname(n: &str) -> Result<()> {
 impl Veth {
     /// Link `a` and `b` with a veth pair named `a_if` (in `a`) and `b_if` (in `b`),
     /// give each end its addresses (IPv4 or IPv6 CIDR; IPv6 with `nodad`) and bring
-    /// both up.
+    /// both up. Names are always passed after the `name`/`dev` keywords, so an
+    /// interface may be called `b` or `mtu` without `ip` misreading it. The first
+    /// IPv6 packet may still be lost to neighbour discovery: use
+    /// [`Netns::wait_ping`] rather than a single ping.
     pub fn connect(
         a: &Netns,
         a_if: &str,
@@ -67,6 +70,7 @@ impl Veth {
                 "ip",
                 "link",
                 "add",
+                "name",
                 a_if,
                 "netns",
                 a.name(),
@@ -84,7 +88,7 @@ impl Veth {
             for c in addrs {
                 ns.add_addr(ifn, c)?;
             }
-            ns.ip(&["link", "set", ifn, "up"])?;
+            ns.ip(&["link", "set", "dev", ifn, "up"])?;
         }
         Ok(Veth {
             a_ns: a.name().to_string(),
@@ -218,7 +222,11 @@ impl Topology {
     /// Addresses (CIDR) of `host` on its link to `peer`.
     pub fn cidrs(&self, host: &str, peer: &str) -> Result<&[String]> {
         let (l, is_a) = self.find_link(host, peer)?;
-        Ok(if is_a { &l.veth.a_addrs } else { &l.veth.b_addrs })
+        Ok(if is_a {
+            &l.veth.a_addrs
+        } else {
+            &l.veth.b_addrs
+        })
     }
 
     /// First address of `host` on its link to `peer` of the wanted family.

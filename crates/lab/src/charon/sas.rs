@@ -168,7 +168,9 @@ impl IkeSa {
 
     /// The first installed child called `name`.
     pub fn child(&self, name: &str) -> Option<&ChildSa> {
-        self.children.iter().find(|c| c.name == name && c.installed())
+        self.children
+            .iter()
+            .find(|c| c.name == name && c.installed())
     }
 }
 
@@ -248,7 +250,10 @@ fn ike(s: &Section) -> Result<IkeSa> {
 /// Parse the output of `swanctl --list-sas --pretty` into IKE SAs.
 pub fn parse_list_sas(text: &str) -> Result<Vec<IkeSa>> {
     let mut out = Vec::new();
-    for ev in parse_sections(text)?.iter().filter(|s| s.name == "list-sa event") {
+    for ev in parse_sections(text)?
+        .iter()
+        .filter(|s| s.name == "list-sa event")
+    {
         for sa in &ev.sections {
             out.push(ike(sa)?);
         }
@@ -300,8 +305,16 @@ mod tests {
 
     #[test]
     fn malformed_input_is_a_typed_error() {
-        for bad in ["list-sa event {\n", "}\n", "garbage\n", "a {\n k = [\n x\n}\n"] {
-            assert!(matches!(parse_list_sas(bad), Err(LabError::Parse { .. })), "{bad:?}");
+        for bad in [
+            "list-sa event {\n",
+            "}\n",
+            "garbage\n",
+            "a {\n k = [\n x\n}\n",
+        ] {
+            assert!(
+                matches!(parse_list_sas(bad), Err(LabError::Parse { .. })),
+                "{bad:?}"
+            );
         }
         let bad_spi = GCM128.replace("spi-in = f2e45e3b", "spi-in = zz");
         let e = parse_list_sas(&bad_spi).unwrap_err().to_string();

@@ -1,8 +1,18 @@
 use super::*;
 
 fn client() -> CharonConfig {
-    CharonConfig::psk("10.99.0.1", "10.99.0.2", "client@example", "gw@example", "testsecret0123456789")
-        .child(ChildConfig::new("net", "192.168.77.1/32", "203.0.113.10/32"))
+    CharonConfig::psk(
+        "10.99.0.1",
+        "10.99.0.2",
+        "client@example",
+        "gw@example",
+        "testsecret0123456789",
+    )
+    .child(ChildConfig::new(
+        "net",
+        "192.168.77.1/32",
+        "203.0.113.10/32",
+    ))
 }
 
 #[test]
@@ -35,7 +45,10 @@ fn renders_the_known_good_client_config() {
     let opens = text.matches('{').count();
     assert_eq!(opens, text.matches('}').count());
     for l in &lines {
-        assert!(l.matches(" = ").count() <= 1, "two settings on one line: {l}");
+        assert!(
+            l.matches(" = ").count() <= 1,
+            "two settings on one line: {l}"
+        );
     }
 }
 
@@ -45,7 +58,10 @@ fn mirrored_swaps_ends() {
     assert_eq!(gw.local_addrs, vec!["10.99.0.2".to_string()]);
     assert_eq!(gw.local_id, "gw@example");
     assert_eq!(gw.children[0].local_ts, vec!["203.0.113.10/32".to_string()]);
-    assert_eq!(gw.children[0].remote_ts, vec!["192.168.77.1/32".to_string()]);
+    assert_eq!(
+        gw.children[0].remote_ts,
+        vec!["192.168.77.1/32".to_string()]
+    );
     assert_eq!(gw.mirrored(), client());
 }
 
@@ -69,7 +85,10 @@ fn rekey_and_lifetimes_are_rendered() {
         "        start_action = start",
         "        mode = transport",
     ] {
-        assert!(text.lines().any(|l| l == want), "missing `{want}` in\n{text}");
+        assert!(
+            text.lines().any(|l| l == want),
+            "missing `{want}` in\n{text}"
+        );
     }
 }
 
@@ -109,8 +128,13 @@ fn strongswan_conf_turns_off_lan_plugins_and_routes() {
     assert!(text.contains("install_routes = no"));
     assert!(text.contains("socket = unix:///tmp/x/run/charon.vici"));
     for p in ["bypass-lan", "forecast", "farp", "dhcp", "ha"] {
-        let i = text.find(&format!("    {p} {{")).unwrap_or_else(|| panic!("{p} missing"));
-        assert!(text[i..].lines().nth(1).unwrap().contains("load = no"), "{p}");
+        let i = text
+            .find(&format!("    {p} {{"))
+            .unwrap_or_else(|| panic!("{p} missing"));
+        assert!(
+            text[i..].lines().nth(1).unwrap().contains("load = no"),
+            "{p}"
+        );
     }
     assert!(text.contains("ike = 2") && text.contains("chd = 2") && text.contains("knl = 1"));
 }
