@@ -1,1 +1,78 @@
-//! plexgate-distrib (placeholder, being written)
+//! # plexgate-distrib — distribution of DVIPA connections (sans-IO)
+//!
+//! A *DVIPA* (distributed virtual IP address) is the inner address of a server
+//! pool. The *routing gateway* that owns it spreads new connections over the
+//! *targets* that have an application listening (the *DPT*, destination port
+//! table), remembers where each connection went (the *CRT*, current routing
+//! table) and carries the traffic to the targets over GRE. Each target runs a
+//! [`target::TargetStack`] that checks the GRE link (anti-spoof), hands the inner
+//! packet to its TUN and sends replies back. Gateways and targets talk over an
+//! authenticated cluster control channel ([`cluster`]) from which a backup
+//! gateway rebuilds DPT and CRT on takeover.
+//!
+//! Everything here is sans-IO, as in quinn-proto: functions take `(now, bytes)`
+//! and return a decision; the daemon owns sockets, TUN devices and timers.
+//!
+//! The ideas follow seed 001 (IBM Sysplex Distributor with sysplex-wide security
+//! associations), figures 5A, 5B, 6 and 10-13.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod cluster;
+pub mod counters;
+pub mod crt;
+pub mod distributor;
+pub mod dpt;
+pub mod flow;
+pub mod gre;
+pub mod link;
+pub mod listeners;
+pub mod mss;
+pub mod target;
+
+pub use cluster::{ClusterError, ClusterKey, Message};
+pub use counters::{Counters, DropReason, Snapshot};
+pub use crt::{ConnState, Crt, CrtEntry, Timeouts};
+pub use distributor::{Distributor, DistributorConfig, FromTarget, Outbound, Route};
+pub use dpt::{Algorithm, Dpt, PortSet, TargetSet};
+pub use flow::{FlowKey, PacketError, PacketInfo, Proto};
+pub use gre::{GreError, GreKey};
+pub use link::{LinkId, LinkTable};
+pub use target::{TargetConfig, TargetStack, TunRoute};
+
+use std::fmt;
+
+/// Identity of a cluster member (gateway or target), like an XCF address in seed
+/// 001. It travels in the GRE key (31 bits, see [`gre::GreKey`]) and in every
+/// cluster message, so it must be below `2^31`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u32);
+
+impl NodeId {
+    /// Largest usable id: the GRE key keeps one bit for the IPsec flag.
+    pub const MAX: u32 = 0x7FFF_FFFF;
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "node{}", self.0)
+    }
+}
+
+/// Where a cluster control message should go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// Every known peer (the daemon sends it to each link's remote address).
+    Broadcast,
+    /// One peer.
+    Node(NodeId),
+}
+
+/// A sealed cluster message waiting to be sent by the daemon.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterTransmit {
+    /// Recipient.
+    pub to: Destination,
+    /// Authenticated wire bytes (see [`cluster`] for the layout).
+    pub bytes: Vec<u8>,
+}

@@ -1,0 +1,273 @@
+//! Current routing table (CRT): which target serves each distributed connection.
+//!
+//! Keyed by [`FlowKey`] (client address and port, DVIPA and port, protocol),
+//! each entry holds the target, whether the connection is protected by IPsec,
+//! a small TCP state (opening, established, FIN seen from one or both sides)
+//! and the last time a packet was seen. Entries leave on RST, a short linger
+//! after FINs from both sides, or an idle timeout; time is passed in
+//! (`std::time::Instant`), never read. The map uses a randomly keyed hash
+//! (aHash) so clients cannot flood one bucket.
+
+use crate::flow::{FlowKey, Proto, TcpFlags};
+use crate::NodeId;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// How long entries live without traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP connection that has seen only its SYN(s).
+    pub tcp_opening: Duration,
+    /// Established TCP connection.
+    pub tcp_established: Duration,
+    /// TCP connection with a FIN from one side.
+    pub tcp_half_closed: Duration,
+    /// Linger after FINs from both sides (to let the last ACK through).
+    pub tcp_linger: Duration,
+    /// UDP flow.
+    pub udp: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            tcp_opening: Duration::from_secs(30),
+            tcp_established: Duration::from_secs(3600),
+            tcp_half_closed: Duration::from_secs(120),
+            tcp_linger: Duration::from_secs(10),
+            udp: Duration::from_secs(60),
+        }
+    }
+}
+
+/// State of a CRT entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnState {
+    /// Only the client's SYN has been seen.
+    Opening,
+    /// Traffic flows (any non-SYN packet seen, or reported by NEWCONN).
+    Established,
+    /// FIN seen from the client only.
+    FinFromClient,
+    /// FIN seen from the server (target) only.
+    FinFromServer,
+    /// FIN seen from both: removed after the linger time.
+    Closing,
+    /// UDP flow.
+    Udp,
+}
+
+/// How a connection came into the CRT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A client's SYN (or first UDP datagram) selected the target.
+    Selected,
+    /// Opened by an application on the target (NEWCONN or an outbound SYN).
+    OpenedByTarget,
+    /// Reported as existing by a target (NEWCONN after a takeover).
+    Existing,
+}
+
+/// One CRT entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CrtEntry {
+    /// The target serving the connection.
+    pub target: NodeId,
+    /// Packets of this connection arrive under IPsec.
+    pub uses_ipsec: bool,
+    /// TCP state.
+    pub state: ConnState,
+    /// How it was created.
+    pub origin: Origin,
+    /// Last packet seen.
+    pub last_seen: Instant,
+}
+
+impl CrtEntry {
+    /// A fresh entry for `proto`.
+    pub fn new(
+        target: NodeId,
+        proto: Proto,
+        uses_ipsec: bool,
+        origin: Origin,
+        now: Instant,
+    ) -> Self {
+        let state = match (proto, origin) {
+            (Proto::Udp, _) => ConnState::Udp,
+            (Proto::Tcp, Origin::Selected) => ConnState::Opening,
+            (Proto::Tcp, _) => ConnState::Established,
+        };
+        CrtEntry {
+            target,
+            uses_ipsec,
+            state,
+            origin,
+            last_seen: now,
+        }
+    }
+
+    /// Advance the TCP state for a packet with `flags`, from the client if
+    /// `from_client`. Returns true if the entry must go now (RST).
+    pub fn on_packet(&mut self, flags: TcpFlags, from_client: bool, now: Instant) -> bool {
+        self.last_seen = now;
+        if self.state == ConnState::Udp {
+            return false;
+        }
+        //= https://www.rfc-editor.org/rfc/rfc9293#section-3.10.7.4
+        //# If the RST bit is set, then any outstanding RECEIVEs and SEND
+        //# should receive "reset" responses.
+        if flags.has(TcpFlags::RST) {
+            return true;
+        }
+        if flags.has(TcpFlags::FIN) {
+            self.state = match (self.state, from_client) {
+                (ConnState::FinFromServer, true) | (ConnState::FinFromClient, false) => {
+                    ConnState::Closing
+                }
+                (ConnState::Closing, _) => ConnState::Closing,
+                (_, true) => ConnState::FinFromClient,
+                (_, false) => ConnState::FinFromServer,
+            };
+        } else if self.state == ConnState::Opening && !flags.is_initial_syn() {
+            self.state = ConnState::Established;
+        }
+        false
+    }
+
+    /// True if the entry has expired at `now`.
+    pub fn expired(&self, now: Instant, t: &Timeouts) -> bool {
+        let limit = match self.state {
+            ConnState::Opening => t.tcp_opening,
+            ConnState::Established => t.tcp_established,
+            ConnState::FinFromClient | ConnState::FinFromServer => t.tcp_half_closed,
+            ConnState::Closing => t.tcp_linger,
+            ConnState::Udp => t.udp,
+        };
+        now.saturating_duration_since(self.last_seen) >= limit
+    }
+}
+
+/// The CRT: connection → [`CrtEntry`].
+#[derive(Clone, Debug, Default)]
+pub struct Crt {
+    map: HashMap<FlowKey, CrtEntry, ahash::RandomState>,
+}
+
+impl Crt {
+    /// An empty table with room for `capacity` connections before it grows.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Crt {
+            map: HashMap::with_capacity_and_hasher(capacity, ahash::RandomState::new()),
+        }
+    }
+
+    /// The entry of `key`.
+    pub fn get(&self, key: &FlowKey) -> Option<&CrtEntry> {
+        self.map.get(key)
+    }
+
+    /// The entry of `key`, mutable.
+    pub fn get_mut(&mut self, key: &FlowKey) -> Option<&mut CrtEntry> {
+        self.map.get_mut(key)
+    }
+
+    /// Insert or replace; returns the old entry.
+    pub fn insert(&mut self, key: FlowKey, e: CrtEntry) -> Option<CrtEntry> {
+        self.map.insert(key, e)
+    }
+
+    /// Remove.
+    pub fn remove(&mut self, key: &FlowKey) -> Option<CrtEntry> {
+        self.map.remove(key)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True if empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// All entries.
+    pub fn iter(&self) -> impl Iterator<Item = (&FlowKey, &CrtEntry)> {
+        self.map.iter()
+    }
+
+    /// Remove every entry that expired at `now`, calling `gone` for each.
+    pub fn expire(
+        &mut self,
+        now: Instant,
+        t: &Timeouts,
+        mut gone: impl FnMut(&FlowKey, &CrtEntry),
+    ) {
+        self.map.retain(|k, e| {
+            if e.expired(now, t) {
+                gone(k, e);
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_close_sequence() {
+        let now = Instant::now();
+        let mut e = CrtEntry::new(NodeId(1), Proto::Tcp, true, Origin::Selected, now);
+        assert_eq!(e.state, ConnState::Opening);
+        // Retransmitted SYN keeps it opening.
+        assert!(!e.on_packet(TcpFlags(TcpFlags::SYN), true, now));
+        assert_eq!(e.state, ConnState::Opening);
+        assert!(!e.on_packet(TcpFlags(TcpFlags::ACK), true, now));
+        assert_eq!(e.state, ConnState::Established);
+        e.on_packet(TcpFlags(TcpFlags::FIN | TcpFlags::ACK), false, now);
+        assert_eq!(e.state, ConnState::FinFromServer);
+        e.on_packet(TcpFlags(TcpFlags::FIN | TcpFlags::ACK), true, now);
+        assert_eq!(e.state, ConnState::Closing);
+        let t = Timeouts::default();
+        assert!(!e.expired(now + Duration::from_secs(9), &t));
+        assert!(e.expired(now + Duration::from_secs(10), &t));
+        assert!(e.on_packet(TcpFlags(TcpFlags::RST), true, now));
+    }
+
+    #[test]
+    fn expiry_by_state() {
+        let t = Timeouts::default();
+        let now = Instant::now();
+        let mut crt = Crt::with_capacity(4);
+        let key = |p| FlowKey {
+            client: "192.0.2.1".parse().unwrap(),
+            client_port: p,
+            dvipa: "198.51.100.7".parse().unwrap(),
+            dvipa_port: 80,
+            proto: Proto::Tcp,
+        };
+        crt.insert(
+            key(1),
+            CrtEntry::new(NodeId(1), Proto::Tcp, false, Origin::Selected, now),
+        );
+        crt.insert(
+            key(2),
+            CrtEntry::new(NodeId(1), Proto::Tcp, false, Origin::Existing, now),
+        );
+        let mut gone = Vec::new();
+        crt.expire(now + Duration::from_secs(30), &t, |k, _| {
+            gone.push(k.client_port)
+        });
+        assert_eq!(gone, vec![1]);
+        assert_eq!(crt.len(), 1);
+        crt.expire(now + Duration::from_secs(3600), &t, |k, _| {
+            gone.push(k.client_port)
+        });
+        assert_eq!(gone, vec![1, 2]);
+        assert!(crt.is_empty());
+    }
+}

@@ -1,0 +1,654 @@
+//! The routing gateway's distribution logic (seed 001, figures 10, 12 and 13).
+//!
+//! [`Distributor`] holds the DVIPA table, the DPT and the CRT of one gateway.
+//! [`Distributor::route_inbound`] decides, for every decrypted (or plain)
+//! inbound IP packet, whether it goes to a target over GRE, to the gateway's
+//! own stack, or nowhere; [`Distributor::receive_gre`] checks and unwraps the
+//! replies that targets send back; [`Distributor::handle_cluster`] applies
+//! cluster messages, which is all a backup needs to rebuild DPT and CRT on
+//! takeover. Sans-IO: the daemon passes `now` and bytes in, and drains
+//! [`Distributor::poll_transmit`] for cluster messages to send.
+
+use crate::cluster::{ClusterEndpoint, ClusterError, ClusterKey, Message, NewConnKind, Role};
+use crate::counters::{Counters, DropReason, Snapshot, TargetStat};
+use crate::crt::{Crt, CrtEntry, Origin, Timeouts};
+use crate::dpt::{Dpt, DvipaConfig};
+use crate::flow::{self, FlowKey, Proto, TcpFlags};
+use crate::gre::{self, GreKey};
+use crate::link::{LinkId, LinkTable};
+use crate::{ClusterTransmit, Destination, NodeId};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// Where an inbound packet goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// GRE-encapsulate with `key` and send to `remote` (the target's link).
+    ToTarget {
+        /// The chosen target.
+        target: NodeId,
+        /// The target's bound outer address.
+        remote: IpAddr,
+        /// GRE key to write (this gateway's id, IPsec flag).
+        key: GreKey,
+    },
+    /// Not for a distributed DVIPA port: hand to the gateway's own stack.
+    Local,
+    /// Drop and (already) count.
+    Drop(DropReason),
+}
+
+/// What to do with a reply a target sent back (after the GRE is removed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outbound {
+    /// Send towards the client (through the outbound SPD).
+    ToClient {
+        /// The connection was set up under IPsec.
+        uses_ipsec: bool,
+        /// The CRT entry was created by this packet (opened by a target app).
+        new_connection: bool,
+    },
+    /// Drop and (already) count.
+    Drop(DropReason),
+}
+
+/// Result of [`Distributor::receive_gre`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum FromTarget<'a> {
+    /// A checked reply: the inner IP packet and what to do with it.
+    ToClient {
+        /// The inner IP packet (a slice of the GRE payload).
+        inner: &'a [u8],
+        /// The target that sent it.
+        target: NodeId,
+        /// The connection was set up under IPsec.
+        uses_ipsec: bool,
+        /// The CRT entry was created by this packet.
+        new_connection: bool,
+    },
+    /// Drop and (already) count.
+    Drop(DropReason),
+}
+
+/// Configuration of a gateway's distributor.
+#[derive(Clone, Debug)]
+pub struct DistributorConfig {
+    /// This gateway's cluster id.
+    pub id: NodeId,
+    /// The site's cluster key.
+    pub key: ClusterKey,
+    /// First cluster sequence number (larger than any used before, e.g. Unix
+    /// time in microseconds).
+    pub first_seq: u64,
+    /// CRT timeouts.
+    pub timeouts: Timeouts,
+    /// CRT capacity reserved up front (no rehash below it).
+    pub crt_capacity: usize,
+    /// A target silent for this long is considered down.
+    pub node_timeout: Duration,
+}
+
+impl DistributorConfig {
+    /// Defaults: default timeouts, 65 536 CRT slots, 30 s node timeout.
+    pub fn new(id: NodeId, key: ClusterKey, first_seq: u64) -> Self {
+        DistributorConfig {
+            id,
+            key,
+            first_seq,
+            timeouts: Timeouts::default(),
+            crt_capacity: 65_536,
+            node_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct DvipaState {
+    cfg: DvipaConfig,
+    /// This gateway routes it now.
+    routing: bool,
+}
+
+/// A routing (or backup) gateway's distribution state.
+#[derive(Debug)]
+pub struct Distributor {
+    id: NodeId,
+    cluster: ClusterEndpoint,
+    links: LinkTable,
+    dvipas: Vec<DvipaState>,
+    dpt: Dpt,
+    crt: Crt,
+    timeouts: Timeouts,
+    node_timeout: Duration,
+    last_heard: HashMap<NodeId, Instant>,
+    outbox: VecDeque<ClusterTransmit>,
+    counters: Counters,
+}
+
+impl Distributor {
+    /// A gateway with no DVIPA yet.
+    pub fn new(cfg: DistributorConfig) -> Self {
+        Distributor {
+            id: cfg.id,
+            cluster: ClusterEndpoint::new(cfg.key, cfg.id, cfg.first_seq),
+            links: LinkTable::new(),
+            dvipas: Vec::new(),
+            dpt: Dpt::new(),
+            crt: Crt::with_capacity(cfg.crt_capacity),
+            timeouts: cfg.timeouts,
+            node_timeout: cfg.node_timeout,
+            last_heard: HashMap::new(),
+            outbox: VecDeque::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// This gateway's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Bind a GRE link to a target (or peer gateway) at `remote`.
+    pub fn bind_link(&mut self, link: LinkId, node: NodeId, remote: IpAddr) {
+        self.links.bind(link, node, remote);
+        self.dpt.set_link_up(node, true);
+    }
+
+    /// The link table (the daemon maps outer sources to links with it).
+    pub fn links(&self) -> &LinkTable {
+        &self.links
+    }
+
+    /// Mark a node's link up or down (interface events, keepalive loss).
+    pub fn set_link_up(&mut self, node: NodeId, up: bool) {
+        self.links.set_up(node, up);
+        self.dpt.set_link_up(node, up);
+    }
+
+    /// Add or replace a DVIPA from local policy. If this gateway is its routing
+    /// gateway, the DVIPA list is queued for broadcast (flow 1, figure 10).
+    pub fn configure_dvipa(&mut self, cfg: DvipaConfig) {
+        let routing = cfg.routing_gateway == self.id;
+        self.upsert(cfg, routing);
+        if routing {
+            self.announce();
+        }
+    }
+
+    fn upsert(&mut self, cfg: DvipaConfig, routing: bool) {
+        match self.dvipas.iter_mut().find(|d| d.cfg.dvipa == cfg.dvipa) {
+            Some(d) => {
+                d.cfg = cfg;
+                d.routing = routing;
+            }
+            None => self.dvipas.push(DvipaState { cfg, routing }),
+        }
+    }
+
+    /// Queue a broadcast of the DVIPA list (the DVIPAs this gateway routes).
+    pub fn announce(&mut self) {
+        let list: Vec<DvipaConfig> = self
+            .dvipas
+            .iter()
+            .filter(|d| d.routing)
+            .map(|d| d.cfg.clone())
+            .collect();
+        self.send(Destination::Broadcast, &Message::DvipaList(list));
+    }
+
+    /// Become the routing gateway of `dvipa` (known from policy or from another
+    /// gateway's DVIPA list): announce it, and ask targets for their existing
+    /// connections (flow 6, figure 14). Targets answer with SRVSTAT and NEWCONN,
+    /// which rebuild DPT and CRT. Returns false if `dvipa` is unknown.
+    pub fn take_over(&mut self, dvipa: IpAddr) -> bool {
+        let id = self.id;
+        let Some(d) = self.dvipas.iter_mut().find(|d| d.cfg.dvipa == dvipa) else {
+            return false;
+        };
+        d.cfg.routing_gateway = id;
+        d.routing = true;
+        self.announce();
+        self.send(
+            Destination::Broadcast,
+            &Message::ConnQuery { dvipa: Some(dvipa) },
+        );
+        true
+    }
+
+    /// Set the weight of `target` for every port of `dvipa`; 0 drains it.
+    pub fn set_weight(&mut self, dvipa: IpAddr, target: NodeId, weight: u16) {
+        self.dpt.set_weight(dvipa, target, weight);
+    }
+
+    fn send(&mut self, to: Destination, msg: &Message) {
+        let bytes = self.cluster.seal(msg);
+        self.outbox.push_back(ClusterTransmit { to, bytes });
+    }
+
+    /// Next cluster message to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<ClusterTransmit> {
+        self.outbox.pop_front()
+    }
+
+    #[inline]
+    fn routed_dvipa(&self, addr: IpAddr) -> Option<&DvipaState> {
+        self.dvipas
+            .iter()
+            .find(|d| d.routing && d.cfg.dvipa == addr)
+    }
+
+    #[inline]
+    fn to_target(&mut self, target: NodeId, ipsec: bool) -> Route {
+        match self.links.for_node(target) {
+            Some((_, l)) => {
+                self.counters.routed_in += 1;
+                Route::ToTarget {
+                    target,
+                    remote: l.remote,
+                    key: GreKey {
+                        sender: self.id,
+                        ipsec,
+                    },
+                }
+            }
+            None => self.drop_route(DropReason::NoLink),
+        }
+    }
+
+    fn drop_route(&mut self, r: DropReason) -> Route {
+        self.counters.drop(r);
+        Route::Drop(r)
+    }
+
+    /// Decide where an inbound packet goes (figure 12). `packet` is a decrypted
+    /// or plain IP packet; `via_ipsec` says it arrived under an IPsec SA.
+    /// An initial TCP SYN (or a first UDP datagram) to a distributed port picks
+    /// a target and adds a CRT entry; other packets follow the CRT; FIN and RST
+    /// advance or end the entry. No allocation unless a CRT entry is added.
+    pub fn route_inbound(&mut self, now: Instant, packet: &[u8], via_ipsec: bool) -> Route {
+        let info = match flow::parse(packet) {
+            Ok(i) => i,
+            Err(_) => return self.drop_route(DropReason::Malformed),
+        };
+        let Some(d) = self.routed_dvipa(info.dst) else {
+            self.counters.local += 1;
+            return Route::Local;
+        };
+        let Some(ports) = info.ports else {
+            if Proto::from_number(info.protocol).is_some() {
+                return self.drop_route(DropReason::Fragment);
+            }
+            self.counters.local += 1;
+            return Route::Local;
+        };
+        if !d.cfg.ports.contains(ports.dst) {
+            self.counters.local += 1;
+            return Route::Local;
+        }
+        let Some(key) = info.inbound_key() else {
+            self.counters.local += 1;
+            return Route::Local;
+        };
+        if let Some(e) = self.crt.get_mut(&key) {
+            if e.uses_ipsec && !via_ipsec {
+                return self.drop_route(DropReason::IpsecMismatch);
+            }
+            if via_ipsec && !e.uses_ipsec && e.origin == Origin::OpenedByTarget {
+                e.uses_ipsec = true;
+            }
+            let (target, ipsec) = (e.target, e.uses_ipsec);
+            if e.on_packet(ports.flags, true, now) {
+                self.remove_conn(&key);
+            }
+            return self.to_target(target, ipsec);
+        }
+        let initial = match key.proto {
+            Proto::Tcp => ports.flags.is_initial_syn(),
+            Proto::Udp => true,
+        };
+        if !initial {
+            return self.drop_route(DropReason::NoConnection);
+        }
+        let target = match self.dpt.get_mut(key.dvipa, key.dvipa_port) {
+            Some(row) => row.select(),
+            None => None,
+        };
+        let Some(target) = target else {
+            return self.drop_route(DropReason::NoListener);
+        };
+        self.add_conn(
+            key,
+            CrtEntry::new(target, key.proto, via_ipsec, Origin::Selected, now),
+        );
+        self.to_target(target, via_ipsec)
+    }
+
+    fn add_conn(&mut self, key: FlowKey, e: CrtEntry) {
+        let target = e.target;
+        if let Some(old) = self.crt.insert(key, e) {
+            if let Some(row) = self.dpt.get_mut(key.dvipa, key.dvipa_port) {
+                row.closed(old.target);
+            }
+        } else {
+            self.counters.conns_opened += 1;
+        }
+        if let Some(row) = self.dpt.get_mut(key.dvipa, key.dvipa_port) {
+            row.opened(target);
+        }
+    }
+
+    fn remove_conn(&mut self, key: &FlowKey) -> Option<CrtEntry> {
+        let e = self.crt.remove(key)?;
+        if let Some(row) = self.dpt.get_mut(key.dvipa, key.dvipa_port) {
+            row.closed(e.target);
+        }
+        self.counters.conns_closed += 1;
+        Some(e)
+    }
+
+    /// Check and unwrap a GRE packet (the payload of IP protocol 47) that
+    /// arrived on `link` from `outer_src` (figure 13): anti-spoof, then
+    /// [`Distributor::route_outbound`] on the inner packet.
+    pub fn receive_gre<'a>(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        outer_src: IpAddr,
+        gre_packet: &'a [u8],
+    ) -> FromTarget<'a> {
+        let (key, off) = match gre::decapsulate(gre_packet) {
+            Ok(k) => k,
+            Err(_) => {
+                self.counters.drop(DropReason::Malformed);
+                return FromTarget::Drop(DropReason::Malformed);
+            }
+        };
+        if !self.links.check(link, outer_src, key) {
+            self.counters.drop(DropReason::Spoof);
+            return FromTarget::Drop(DropReason::Spoof);
+        }
+        let inner = &gre_packet[off..];
+        match self.route_outbound(now, key.sender, inner) {
+            Outbound::ToClient {
+                uses_ipsec,
+                new_connection,
+            } => FromTarget::ToClient {
+                inner,
+                target: key.sender,
+                uses_ipsec,
+                new_connection,
+            },
+            Outbound::Drop(r) => FromTarget::Drop(r),
+        }
+    }
+
+    /// Account for a reply (or a target-opened connection's packet) that
+    /// `from` sent: the source must be a DVIPA this gateway routes; the CRT
+    /// entry is updated (FIN/RST) or, for a packet of an unknown connection
+    /// other than RST, learnt (a target app opened it, or it existed before
+    /// this gateway took over). A reply for a connection another target owns
+    /// is a spoof.
+    pub fn route_outbound(&mut self, now: Instant, from: NodeId, inner: &[u8]) -> Outbound {
+        let info = match flow::parse(inner) {
+            Ok(i) => i,
+            Err(_) => return self.drop_out(DropReason::Malformed),
+        };
+        if self.routed_dvipa(info.src).is_none() {
+            return self.drop_out(DropReason::NotDvipa);
+        }
+        let Some(key) = info.outbound_key() else {
+            // ICMP and friends from a DVIPA: pass to the SPD, no CRT state.
+            self.counters.routed_out += 1;
+            return Outbound::ToClient {
+                uses_ipsec: false,
+                new_connection: false,
+            };
+        };
+        let flags = info.tcp_flags();
+        if let Some(e) = self.crt.get_mut(&key) {
+            if e.target != from {
+                return self.drop_out(DropReason::Spoof);
+            }
+            let uses_ipsec = e.uses_ipsec;
+            if e.on_packet(flags, false, now) {
+                self.remove_conn(&key);
+            }
+            self.counters.routed_out += 1;
+            return Outbound::ToClient {
+                uses_ipsec,
+                new_connection: false,
+            };
+        }
+        if flags.has(TcpFlags::RST) {
+            return self.drop_out(DropReason::NoConnection);
+        }
+        let origin = if key.proto == Proto::Udp || flags.is_initial_syn() {
+            Origin::OpenedByTarget
+        } else {
+            Origin::Existing
+        };
+        self.add_conn(key, CrtEntry::new(from, key.proto, false, origin, now));
+        self.counters.routed_out += 1;
+        Outbound::ToClient {
+            uses_ipsec: false,
+            new_connection: true,
+        }
+    }
+
+    fn drop_out(&mut self, r: DropReason) -> Outbound {
+        self.counters.drop(r);
+        Outbound::Drop(r)
+    }
+
+    /// Authenticate and apply one cluster message. Refused messages are counted
+    /// (AuthFailed, Replayed, Malformed) and returned as errors.
+    pub fn handle_cluster(&mut self, now: Instant, bytes: &[u8]) -> Result<(), ClusterError> {
+        let (sender, msg) = match self.cluster.open(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.counters.drop(cluster_drop_reason(&e));
+                return Err(e);
+            }
+        };
+        self.counters.cluster_accepted += 1;
+        self.last_heard.insert(sender, now);
+        self.apply(now, sender, msg);
+        Ok(())
+    }
+
+    fn apply(&mut self, now: Instant, sender: NodeId, msg: Message) {
+        match msg {
+            Message::Hello { role, link_up } => {
+                self.set_link_up(sender, link_up);
+                if role == Role::Target && self.dvipas.iter().any(|d| d.routing) {
+                    let list = self
+                        .dvipas
+                        .iter()
+                        .filter(|d| d.routing)
+                        .map(|d| d.cfg.clone())
+                        .collect();
+                    self.send(Destination::Node(sender), &Message::DvipaList(list));
+                }
+            }
+            Message::Keepalive { link_up } => self.set_link_up(sender, link_up),
+            Message::DvipaList(list) => {
+                for cfg in list {
+                    self.apply_peer_dvipa(cfg);
+                }
+            }
+            Message::SrvStat {
+                target,
+                dvipa,
+                port,
+                listening,
+            } => self.apply_srvstat(sender, target, dvipa, port, listening),
+            Message::NewConn {
+                target,
+                conn,
+                kind,
+                uses_ipsec,
+            } => {
+                if target != sender || self.routed_dvipa(conn.dvipa).is_none() {
+                    self.counters.drop(DropReason::NotCandidate);
+                    return;
+                }
+                let origin = match kind {
+                    NewConnKind::Opened => Origin::OpenedByTarget,
+                    NewConnKind::Existing => Origin::Existing,
+                };
+                let keep = self.crt.get(&conn).map(|e| e.target == target);
+                match keep {
+                    Some(true) => {
+                        if let Some(e) = self.crt.get_mut(&conn) {
+                            e.uses_ipsec |= uses_ipsec;
+                            e.last_seen = now;
+                        }
+                    }
+                    _ => self.add_conn(
+                        conn,
+                        CrtEntry::new(target, conn.proto, uses_ipsec, origin, now),
+                    ),
+                }
+            }
+            Message::ConnEnd { target, conn } => {
+                if self
+                    .crt
+                    .get(&conn)
+                    .is_some_and(|e| e.target == target && target == sender)
+                {
+                    self.remove_conn(&conn);
+                }
+            }
+            Message::ConnQuery { .. } => {}
+        }
+    }
+
+    /// Another gateway's DVIPA list: remember it (for takeover); if it now
+    /// routes a DVIPA this gateway was routing, hand the connections over
+    /// (takeback, flow 7: NEWCONN for each, then forget them).
+    fn apply_peer_dvipa(&mut self, cfg: DvipaConfig) {
+        let dvipa = cfg.dvipa;
+        let was_routing = self.routed_dvipa(dvipa).is_some();
+        let routing = cfg.routing_gateway == self.id;
+        let new_gw = cfg.routing_gateway;
+        self.upsert(cfg, routing);
+        if was_routing && !routing {
+            let conns: Vec<(FlowKey, CrtEntry)> = self
+                .crt
+                .iter()
+                .filter(|(k, _)| k.dvipa == dvipa)
+                .map(|(k, e)| (*k, *e))
+                .collect();
+            for (k, e) in conns {
+                let m = Message::NewConn {
+                    target: e.target,
+                    conn: k,
+                    kind: NewConnKind::Existing,
+                    uses_ipsec: e.uses_ipsec,
+                };
+                self.send(Destination::Node(new_gw), &m);
+                self.remove_conn(&k);
+            }
+            self.dpt.remove_dvipa(dvipa);
+        }
+    }
+
+    fn apply_srvstat(
+        &mut self,
+        sender: NodeId,
+        target: NodeId,
+        dvipa: IpAddr,
+        port: u16,
+        listening: bool,
+    ) {
+        let Some(d) = self.routed_dvipa(dvipa) else {
+            self.counters.drop(DropReason::NotDvipa);
+            return;
+        };
+        let weight = d.cfg.targets.weight_of(target);
+        let (alg, ports_ok) = (d.cfg.algorithm, d.cfg.ports.contains(port));
+        match weight {
+            Some(w) if target == sender && ports_ok => {
+                let up = self.links.is_up(target);
+                self.dpt
+                    .set_listening(dvipa, port, target, listening, w, up, alg);
+            }
+            _ => self.counters.drop(DropReason::NotCandidate),
+        }
+    }
+
+    /// Expire idle CRT entries and mark silent nodes down. Call about once a
+    /// second; returns the number of CRT entries removed.
+    pub fn handle_timeout(&mut self, now: Instant) -> usize {
+        let mut gone: Vec<(FlowKey, NodeId)> = Vec::new();
+        self.crt
+            .expire(now, &self.timeouts, |k, e| gone.push((*k, e.target)));
+        for (k, t) in &gone {
+            if let Some(row) = self.dpt.get_mut(k.dvipa, k.dvipa_port) {
+                row.closed(*t);
+            }
+        }
+        self.counters.conns_closed += gone.len() as u64;
+        let silent: Vec<NodeId> = self
+            .last_heard
+            .iter()
+            .filter(|(_, t)| now.saturating_duration_since(**t) >= self.node_timeout)
+            .map(|(n, _)| *n)
+            .collect();
+        for n in silent {
+            self.last_heard.remove(&n);
+            self.set_link_up(n, false);
+        }
+        gone.len()
+    }
+
+    /// The CRT (read-only).
+    pub fn crt(&self) -> &Crt {
+        &self.crt
+    }
+
+    /// The DPT (read-only).
+    pub fn dpt(&self) -> &Dpt {
+        &self.dpt
+    }
+
+    /// The DVIPAs known, with whether this gateway routes each.
+    pub fn dvipas(&self) -> impl Iterator<Item = (&DvipaConfig, bool)> {
+        self.dvipas.iter().map(|d| (&d.cfg, d.routing))
+    }
+
+    /// Live counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Counters, CRT size and connections per target.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut per: BTreeMap<NodeId, u64> = BTreeMap::new();
+        for (_, l) in self.links.iter() {
+            per.entry(l.node).or_insert(0);
+        }
+        for (_, e) in self.crt.iter() {
+            *per.entry(e.target).or_insert(0) += 1;
+        }
+        let targets = per
+            .into_iter()
+            .map(|(node, connections)| TargetStat {
+                node,
+                connections,
+                link_up: self.links.is_up(node),
+            })
+            .collect();
+        Snapshot::from_counters(&self.counters, self.crt.len() as u64, targets)
+    }
+}
+
+/// The counter a refused cluster message goes to.
+pub(crate) fn cluster_drop_reason(e: &ClusterError) -> DropReason {
+    match e {
+        ClusterError::AuthFailed => DropReason::AuthFailed,
+        ClusterError::Replayed { .. } => DropReason::Replayed,
+        _ => DropReason::Malformed,
+    }
+}

@@ -1,0 +1,491 @@
+//! The target side (`plexgate target`, seed 001 figures 6 and 11).
+//!
+//! [`TargetStack`] receives GRE from routing gateways, checks the link
+//! (anti-spoof) and that the sender routes the inner packet's DVIPA, clamps the
+//! MSS of SYNs, and returns the inner packet for the TUN. Replies read from the
+//! TUN (source = a DVIPA) go back over GRE to the DVIPA's current routing
+//! gateway, or out directly for a connection known not to use IPsec. It learns
+//! which DVIPAs it serves from DVIPA lists, reports listeners (SRVSTAT) and
+//! connections (NEWCONN, CONNEND), and answers ConnQuery — everything a
+//! (backup) gateway needs to rebuild its DPT and CRT.
+
+use crate::cluster::{ClusterEndpoint, ClusterError, ClusterKey, Message, NewConnKind, Role};
+use crate::counters::{Counters, DropReason, Snapshot};
+use crate::crt::{CrtEntry, Origin, Timeouts};
+use crate::distributor::cluster_drop_reason;
+use crate::dpt::DvipaConfig;
+use crate::flow::{self, FlowKey, Proto, TcpFlags};
+use crate::gre::{self, GreKey};
+use crate::link::{LinkId, LinkTable};
+use crate::listeners::{self, ListenerTracker, ProcSocket, TCP_ESTABLISHED};
+use crate::mss::MssClamp;
+use crate::{ClusterTransmit, Destination, NodeId};
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::time::Instant;
+
+/// Where a packet read from the TUN goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TunRoute {
+    /// GRE-encapsulate with `key` and send to `remote`, the routing gateway.
+    ToGateway {
+        /// The DVIPA's routing gateway.
+        gateway: NodeId,
+        /// Its bound outer address.
+        remote: IpAddr,
+        /// GRE key to write (this target's id; IPsec flag of the connection).
+        key: GreKey,
+    },
+    /// A connection that does not use IPsec: send the packet out directly.
+    Direct,
+    /// Drop and (already) count.
+    Drop(DropReason),
+}
+
+/// Configuration of a target stack.
+#[derive(Clone, Debug)]
+pub struct TargetConfig {
+    /// This target's cluster id.
+    pub id: NodeId,
+    /// The site's cluster key.
+    pub key: ClusterKey,
+    /// First cluster sequence number (see [`ClusterEndpoint::new`]).
+    pub first_seq: u64,
+    /// MSS clamping.
+    pub mss: MssClamp,
+    /// Connection-table timeouts.
+    pub timeouts: Timeouts,
+}
+
+impl TargetConfig {
+    /// Defaults for `id`.
+    pub fn new(id: NodeId, key: ClusterKey, first_seq: u64) -> Self {
+        TargetConfig {
+            id,
+            key,
+            first_seq,
+            mss: MssClamp::default(),
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+/// A target's distribution state.
+#[derive(Debug)]
+pub struct TargetStack {
+    id: NodeId,
+    cluster: ClusterEndpoint,
+    links: LinkTable,
+    served: Vec<DvipaConfig>,
+    conns: HashMap<FlowKey, CrtEntry, ahash::RandomState>,
+    listeners: ListenerTracker,
+    mss: MssClamp,
+    timeouts: Timeouts,
+    outbox: VecDeque<ClusterTransmit>,
+    counters: Counters,
+}
+
+impl TargetStack {
+    /// A target serving nothing yet.
+    pub fn new(cfg: TargetConfig) -> Self {
+        TargetStack {
+            id: cfg.id,
+            cluster: ClusterEndpoint::new(cfg.key, cfg.id, cfg.first_seq),
+            links: LinkTable::new(),
+            served: Vec::new(),
+            conns: HashMap::default(),
+            listeners: ListenerTracker::default(),
+            mss: cfg.mss,
+            timeouts: cfg.timeouts,
+            outbox: VecDeque::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// This target's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Bind a GRE link to a gateway at `remote`.
+    pub fn bind_link(&mut self, link: LinkId, gateway: NodeId, remote: IpAddr) {
+        self.links.bind(link, gateway, remote);
+    }
+
+    /// The link table.
+    pub fn links(&self) -> &LinkTable {
+        &self.links
+    }
+
+    /// DVIPAs this target serves (the daemon adds each as a local address on
+    /// its TUN / loopback, not advertised).
+    pub fn served(&self) -> &[DvipaConfig] {
+        &self.served
+    }
+
+    fn served_dvipa(&self, a: IpAddr) -> Option<&DvipaConfig> {
+        self.served.iter().find(|d| d.dvipa == a)
+    }
+
+    /// Queue a Hello to every bound gateway (at start-up).
+    pub fn hello(&mut self) {
+        let gws: Vec<NodeId> = self.links.iter().map(|(_, l)| l.node).collect();
+        for g in gws {
+            self.send(
+                g,
+                &Message::Hello {
+                    role: Role::Target,
+                    link_up: true,
+                },
+            );
+        }
+    }
+
+    /// Queue a Keepalive to every bound gateway (periodically).
+    pub fn keepalive(&mut self) {
+        let gws: Vec<(NodeId, bool)> = self.links.iter().map(|(_, l)| (l.node, l.up)).collect();
+        for (g, up) in gws {
+            self.send(g, &Message::Keepalive { link_up: up });
+        }
+    }
+
+    fn send(&mut self, to: NodeId, msg: &Message) {
+        let bytes = self.cluster.seal(msg);
+        self.outbox.push_back(ClusterTransmit {
+            to: Destination::Node(to),
+            bytes,
+        });
+    }
+
+    /// Next cluster message to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<ClusterTransmit> {
+        self.outbox.pop_front()
+    }
+
+    /// Check and unwrap a GRE packet that arrived on `link` from `outer_src`
+    /// (figure 11). On success returns the inner packet — a sub-slice of
+    /// `gre_packet`, MSS already clamped — to write into the TUN.
+    pub fn receive_gre<'a>(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        outer_src: IpAddr,
+        gre_packet: &'a mut [u8],
+    ) -> Result<&'a mut [u8], DropReason> {
+        let r = self.receive_gre_inner(now, link, outer_src, gre_packet);
+        match r {
+            Ok(range) => {
+                self.counters.routed_in += 1;
+                Ok(&mut gre_packet[range])
+            }
+            Err(e) => {
+                self.counters.drop(e);
+                Err(e)
+            }
+        }
+    }
+
+    fn receive_gre_inner(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        outer_src: IpAddr,
+        gre_packet: &mut [u8],
+    ) -> Result<std::ops::Range<usize>, DropReason> {
+        let (key, off) = gre::decapsulate(gre_packet).map_err(|_| DropReason::Malformed)?;
+        if !self.links.check(link, outer_src, key) {
+            return Err(DropReason::Spoof);
+        }
+        let inner = &mut gre_packet[off..];
+        let info = flow::parse(inner).map_err(|_| DropReason::Malformed)?;
+        let d = self.served_dvipa(info.dst).ok_or(DropReason::NotDvipa)?;
+        // Seed 001, figure 11, block 222: the sender must be the stack that
+        // routes this DVIPA, not just any bound peer.
+        if d.routing_gateway != key.sender {
+            return Err(DropReason::Spoof);
+        }
+        if let Some(k) = info.inbound_key() {
+            let flags = info.tcp_flags();
+            match self.conns.get_mut(&k) {
+                Some(e) => {
+                    e.uses_ipsec |= key.ipsec;
+                    if e.on_packet(flags, true, now) {
+                        self.end_conn(&k);
+                    }
+                }
+                None if !flags.has(TcpFlags::RST) => {
+                    let origin = if k.proto == Proto::Udp || flags.is_initial_syn() {
+                        Origin::Selected
+                    } else {
+                        Origin::Existing
+                    };
+                    self.conns.insert(
+                        k,
+                        CrtEntry::new(key.sender, k.proto, key.ipsec, origin, now),
+                    );
+                    self.counters.conns_opened += 1;
+                }
+                None => {}
+            }
+        }
+        if self.mss.clamp(inner, &info) {
+            self.counters.mss_clamped += 1;
+        }
+        Ok(off..off + info.end)
+    }
+
+    /// Decide where a packet read from the TUN goes (figure 6); clamps the MSS
+    /// of SYN / SYN-ACK in place. A new connection opened by a local app (SYN
+    /// or first UDP datagram from a DVIPA) is reported with NEWCONN.
+    pub fn route_tun(&mut self, now: Instant, packet: &mut [u8]) -> TunRoute {
+        let info = match flow::parse(packet) {
+            Ok(i) => i,
+            Err(_) => return self.drop_tun(DropReason::Malformed),
+        };
+        let Some(d) = self.served_dvipa(info.src) else {
+            return self.drop_tun(DropReason::NotDvipa);
+        };
+        let gateway = d.routing_gateway;
+        let Some(remote) = self.links.for_node(gateway).map(|(_, l)| l.remote) else {
+            return self.drop_tun(DropReason::NoLink);
+        };
+        if self.mss.clamp(packet, &info) {
+            self.counters.mss_clamped += 1;
+        }
+        let mut ipsec = true;
+        if let Some(k) = info.outbound_key() {
+            let flags = info.tcp_flags();
+            match self.conns.get_mut(&k) {
+                Some(e) => {
+                    ipsec = e.uses_ipsec;
+                    if e.on_packet(flags, false, now) {
+                        self.end_conn(&k);
+                    }
+                }
+                None if k.proto == Proto::Udp || flags.is_initial_syn() => {
+                    self.conns.insert(
+                        k,
+                        CrtEntry::new(gateway, k.proto, true, Origin::OpenedByTarget, now),
+                    );
+                    self.counters.conns_opened += 1;
+                    let m = Message::NewConn {
+                        target: self.id,
+                        conn: k,
+                        kind: NewConnKind::Opened,
+                        uses_ipsec: true,
+                    };
+                    self.send(gateway, &m);
+                }
+                None => {}
+            }
+        }
+        self.counters.routed_out += 1;
+        if ipsec {
+            TunRoute::ToGateway {
+                gateway,
+                remote,
+                key: GreKey {
+                    sender: self.id,
+                    ipsec: true,
+                },
+            }
+        } else {
+            TunRoute::Direct
+        }
+    }
+
+    fn drop_tun(&mut self, r: DropReason) -> TunRoute {
+        self.counters.drop(r);
+        TunRoute::Drop(r)
+    }
+
+    fn end_conn(&mut self, k: &FlowKey) {
+        if self.conns.remove(k).is_some() {
+            self.counters.conns_closed += 1;
+        }
+    }
+
+    /// Authenticate and apply a cluster message from a gateway.
+    pub fn handle_cluster(&mut self, now: Instant, bytes: &[u8]) -> Result<(), ClusterError> {
+        let (sender, msg) = match self.cluster.open(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.counters.drop(cluster_drop_reason(&e));
+                return Err(e);
+            }
+        };
+        self.counters.cluster_accepted += 1;
+        match msg {
+            Message::DvipaList(list) => {
+                for cfg in list {
+                    self.apply_dvipa(cfg);
+                }
+            }
+            Message::ConnQuery { dvipa } => self.report_conns(sender, dvipa),
+            Message::Keepalive { link_up } | Message::Hello { link_up, .. } => {
+                self.links.set_up(sender, link_up);
+            }
+            Message::SrvStat { .. } | Message::NewConn { .. } | Message::ConnEnd { .. } => {}
+        }
+        let _ = now;
+        Ok(())
+    }
+
+    /// A DVIPA list entry: serve it if this target is a candidate; when the
+    /// routing gateway is new (start, takeover, takeback), report listeners
+    /// and existing connections to it (figures 10, 14, 15).
+    fn apply_dvipa(&mut self, cfg: DvipaConfig) {
+        let dvipa = cfg.dvipa;
+        if cfg.targets.weight_of(self.id).is_none() {
+            self.served.retain(|d| d.dvipa != dvipa);
+            return;
+        }
+        let gw = cfg.routing_gateway;
+        let changed = match self.served.iter_mut().find(|d| d.dvipa == dvipa) {
+            Some(d) => {
+                let changed = d.routing_gateway != gw;
+                *d = cfg;
+                changed
+            }
+            None => {
+                self.served.push(cfg);
+                true
+            }
+        };
+        if changed {
+            let ups: Vec<u16> = self
+                .listeners
+                .current()
+                .iter()
+                .filter(|(a, _)| *a == dvipa)
+                .map(|(_, p)| *p)
+                .collect();
+            for port in ups {
+                let m = Message::SrvStat {
+                    target: self.id,
+                    dvipa,
+                    port,
+                    listening: true,
+                };
+                self.send(gw, &m);
+            }
+            self.report_conns(gw, Some(dvipa));
+        }
+    }
+
+    fn report_conns(&mut self, to: NodeId, dvipa: Option<IpAddr>) {
+        let list: Vec<(FlowKey, bool)> = self
+            .conns
+            .iter()
+            .filter(|(k, _)| dvipa.is_none_or(|d| d == k.dvipa))
+            .filter(|(k, _)| self.served_dvipa(k.dvipa).is_some())
+            .map(|(k, e)| (*k, e.uses_ipsec))
+            .collect();
+        for (conn, uses_ipsec) in list {
+            let m = Message::NewConn {
+                target: self.id,
+                conn,
+                kind: NewConnKind::Existing,
+                uses_ipsec,
+            };
+            self.send(to, &m);
+        }
+    }
+
+    /// Feed the current TCP sockets (from [`listeners::read_listeners`]):
+    /// queues SRVSTAT for every (DVIPA, port) whose listening state changed,
+    /// to the DVIPA's routing gateway. Returns the number of changes.
+    pub fn update_listeners(&mut self, sockets: &[ProcSocket]) -> usize {
+        let now = listeners::listening_on(sockets, self.served.iter().map(|d| (d.dvipa, &d.ports)));
+        let changes = self.listeners.diff(now);
+        for (dvipa, port, listening) in &changes {
+            let Some(gw) = self.served_dvipa(*dvipa).map(|d| d.routing_gateway) else {
+                continue;
+            };
+            let m = Message::SrvStat {
+                target: self.id,
+                dvipa: *dvipa,
+                port: *port,
+                listening: *listening,
+            };
+            self.send(gw, &m);
+        }
+        changes.len()
+    }
+
+    /// Learn established connections on served DVIPA ports from the kernel's
+    /// socket list (after a restart of the target daemon) and report the new
+    /// ones with NEWCONN (existing; IPsec assumed, so replies use the gateway).
+    pub fn learn_established(&mut self, now: Instant, sockets: &[ProcSocket]) -> usize {
+        let mut n = 0;
+        for s in sockets.iter().filter(|s| s.state == TCP_ESTABLISHED) {
+            let Some(d) = self.served_dvipa(s.local.ip()) else {
+                continue;
+            };
+            if !d.ports.contains(s.local.port()) {
+                continue;
+            }
+            let gw = d.routing_gateway;
+            let k = FlowKey {
+                client: s.remote.ip(),
+                client_port: s.remote.port(),
+                dvipa: s.local.ip(),
+                dvipa_port: s.local.port(),
+                proto: Proto::Tcp,
+            };
+            if self.conns.contains_key(&k) {
+                continue;
+            }
+            self.conns.insert(
+                k,
+                CrtEntry::new(gw, Proto::Tcp, true, Origin::Existing, now),
+            );
+            let m = Message::NewConn {
+                target: self.id,
+                conn: k,
+                kind: NewConnKind::Existing,
+                uses_ipsec: true,
+            };
+            self.send(gw, &m);
+            n += 1;
+        }
+        n
+    }
+
+    /// Expire idle connections and report each with CONNEND. Returns how many.
+    pub fn handle_timeout(&mut self, now: Instant) -> usize {
+        let t = self.timeouts;
+        let gone: Vec<FlowKey> = self
+            .conns
+            .iter()
+            .filter(|(_, e)| e.expired(now, &t))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &gone {
+            self.end_conn(k);
+            if let Some(gw) = self.served_dvipa(k.dvipa).map(|d| d.routing_gateway) {
+                let m = Message::ConnEnd {
+                    target: self.id,
+                    conn: *k,
+                };
+                self.send(gw, &m);
+            }
+        }
+        gone.len()
+    }
+
+    /// Number of tracked connections.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Live counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Counters and connection count.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::from_counters(&self.counters, self.conns.len() as u64, Vec::new())
+    }
+}
