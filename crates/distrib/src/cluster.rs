@@ -643,7 +643,7 @@ mod tests {
         // DVIPA 198.51.100.7:443.
         assert_eq!(
             hex::encode(&body),
-            "000000030306040c00020a9c4004c633640701bb"
+            "00000003" + "03" + "06" + "04c000020a" + "9c40" + "04c6336407" + "01bb"
         );
         assert_eq!(Message::decode_body(5, &body), Ok(m));
         // Flags with reserved bits are refused.
