@@ -23,7 +23,7 @@ use crate::netns::{Netns, Process};
 use crate::topology::Topology;
 use crate::traffic::{iperf3_client, IperfResult, IperfServer};
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Client's address on the client—gateway link.
 pub const CLIENT_OUTER: Ipv4Addr = Ipv4Addr::new(10, 10, 0, 1);
@@ -145,6 +145,30 @@ impl SiteSpec {
             client: Endpoint::Strongswan,
             gateway: Endpoint::Strongswan,
             target: Endpoint::Nothing,
+            dvipa_on_target: false,
+        }
+    }
+
+    /// strongSwan at the client with its child covering `192.168.77.1/32 ===
+    /// DVIPA/32` (host granularity, as plexgate wants), the caller's gateway
+    /// command (ready when UDP 4500 listens) and target command (ready at once).
+    /// Example argv: `["target/debug/plexgate", "gateway", "--config", "gw.toml"]`.
+    pub fn plexgate(gateway_argv: &[&str], target_argv: Option<&[&str]>) -> SiteSpec {
+        let mut client = default_client_config();
+        for c in &mut client.children {
+            c.remote_ts = vec![format!("{DVIPA}/32")];
+        }
+        let cmd = |a: &[&str], ready| Endpoint::Command {
+            argv: a.iter().map(|s| s.to_string()).collect(),
+            ready,
+        };
+        SiteSpec {
+            client: Endpoint::StrongswanWith(Box::new(client)),
+            gateway: cmd(gateway_argv, Ready::UdpPort(4500)),
+            target: match target_argv {
+                Some(a) => cmd(a, Ready::Immediately),
+                None => Endpoint::Nothing,
+            },
             dvipa_on_target: false,
         }
     }
@@ -282,18 +306,57 @@ impl Site {
     }
 }
 
+impl Site {
+    /// iperf3 to `server` with 1 stream, then with 8, `duration` each; returns
+    /// `(gbps_1_stream, gbps_8_streams)` (receiver side).
+    pub fn throughput_1_and_8(&self, server: IpAddr, duration: Duration) -> Result<(f64, f64)> {
+        let one = self.iperf(server, 1, duration)?;
+        let eight = self.iperf(server, 8, duration)?;
+        Ok((one.received_gbps, eight.received_gbps))
+    }
+}
+
 /// strongSwan at both tunnel ends (PSK, IKE aes128-sha256-x25519, ESP
 /// aes128gcm16, kernel-libipsec), iperf3 from the client site through the gateway
 /// to the target for `duration` with 1 and then 8 TCP streams. Returns
 /// `(gbps_1_stream, gbps_8_streams)`, receiver side. Takes about
 /// `2 × duration + 5 s`.
 pub fn strongswan_baseline(duration: Duration) -> Result<(f64, f64)> {
-    let t0 = Instant::now();
     let site = Site::build(&SiteSpec::strongswan())?;
     site.connect()?;
-    let target = IpAddr::V4(TARGET_ADDR);
-    let one = site.iperf(target, 1, duration)?;
-    let eight = site.iperf(target, 8, duration)?;
-    let _ = t0;
-    Ok((one.received_gbps, eight.received_gbps))
+    site.throughput_1_and_8(IpAddr::V4(TARGET_ADDR), duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_configs_mirror_each_other() {
+        let c = default_client_config();
+        let g = default_gateway_config();
+        assert_eq!(c.local_addrs, g.remote_addrs);
+        assert_eq!(c.children[0].local_ts, vec![format!("{CLIENT_INNER}/32")]);
+        assert_eq!(g.children[0].local_ts, vec![TARGET_NET.to_string()]);
+        assert!(c.validate().is_ok() && g.validate().is_ok());
+    }
+
+    #[test]
+    fn plexgate_spec_uses_host_granularity_dvipa() {
+        let s = SiteSpec::plexgate(&["plexgate", "gateway"], Some(&["plexgate", "target"]));
+        let Endpoint::StrongswanWith(c) = &s.client else {
+            panic!("client must be strongSwan")
+        };
+        assert_eq!(c.children[0].remote_ts, vec!["203.0.113.10/32".to_string()]);
+        assert!(
+            matches!(&s.gateway, Endpoint::Command { ready: Ready::UdpPort(4500), argv } if argv[1] == "gateway")
+        );
+        assert!(matches!(
+            &s.target,
+            Endpoint::Command {
+                ready: Ready::Immediately,
+                ..
+            }
+        ));
+    }
 }
