@@ -643,7 +643,15 @@ mod tests {
         // DVIPA 198.51.100.7:443.
         assert_eq!(
             hex::encode(&body),
-            "00000003" + "03" + "06" + "04c000020a" + "9c40" + "04c6336407" + "01bb"
+            concat!(
+                "00000003",
+                "03",
+                "06",
+                "04c000020a",
+                "9c40",
+                "04c6336407",
+                "01bb"
+            )
         );
         assert_eq!(Message::decode_body(5, &body), Ok(m));
         // Flags with reserved bits are refused.
