@@ -12,7 +12,7 @@
 
 pub mod config;
 pub mod crypto;
-// pub mod endpoint;
+pub mod endpoint;
 pub mod message;
 pub mod record;
 
@@ -23,6 +23,6 @@ mod testutil;
 
 pub use config::{AuthConfig, ChildConfig, Config, IkeProposal, EspProposal, Limits, Mode, PeerConfig};
 pub use crypto::{Rng, SeededRng, SystemRng};
-// pub use endpoint::{ChildSa, Endpoint, Error, Event, IkeSaId, IkeSaInfo, Transmit};
+pub use endpoint::{ChildSa, Endpoint, Error, Event, IkeSaId, IkeSaInfo, Transmit};
 pub use message::TrafficSelector;
 pub use record::{ChildRecord, IkeRecord};
