@@ -13,7 +13,7 @@
 use plexgate_lab::netns;
 use plexgate_lab::site::{self, Endpoint, Ready, Site, SiteSpec};
 use plexgate_lab::traffic::{count_by_server, http_get_loop, tcp_transfer, HttpServer};
-use plexgate_lab::{check_prerequisites, Charon, CharonConfig, ChildConfig, Netns, Topology};
+use plexgate_lab::{check_prerequisites, Auth, Charon, CharonConfig, ChildConfig, Netns, Topology};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -123,6 +123,47 @@ fn strongswan_psk_tunnel_carries_ping_and_exact_bytes() {
 
 fn log_path() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("lab-selftest-sleep-{}.log", std::process::id()))
+}
+
+/// Certificate authentication with the repository's test PKI (`keys/test`,
+/// ECDSA P-256 CA and end entities) and other proposals: exercises the
+/// `Auth::Certs` path (files copied into swanctl's x509/, private/, x509ca/).
+#[test]
+fn strongswan_certificate_tunnel_with_aes256gcm() {
+    check_prerequisites().expect("lab prerequisites");
+    // Relative to this file, so it works from any checkout (cargo runs tests in
+    // the package root, which is where a relative file!() path starts).
+    let keys = Path::new(file!()).parent().unwrap().join("../keys/test");
+    let certs = |who: &str| Auth::Certs {
+        cert: keys.join(format!("x509/{who}.pem")),
+        key: keys.join(format!("private/{who}.pem")),
+        cas: vec![keys.join("x509ca/ca.pem")],
+    };
+    let topo = two_hosts();
+    let mut cfg = client_config();
+    cfg.local_id = "client.plexgate.test".into();
+    cfg.remote_id = "gw.plexgate.test".into();
+    cfg.ike_proposals = vec!["aes256-sha384-ecp384".into()];
+    cfg.children[0].esp_proposals = vec!["aes256gcm16".into()];
+    let mut gw_cfg = cfg.mirrored();
+    cfg.auth = certs("client");
+    gw_cfg.auth = certs("gw");
+    let _gw = Charon::start(topo.ns("gw").unwrap(), gw_cfg).unwrap();
+    let client = Charon::start(topo.ns("client").unwrap(), cfg).unwrap();
+    client.initiate("net").unwrap();
+    let sa = client
+        .wait_established("net", Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(sa.remote_id, "gw.plexgate.test");
+    assert_eq!(sa.dh_group.as_deref(), Some("ECP_384"));
+    let c = sa.child("net").unwrap();
+    assert_eq!(
+        (c.encr_alg.as_deref(), c.encr_keysize),
+        (Some("AES_GCM_16"), Some(256))
+    );
+    assert!(client
+        .log()
+        .contains("authentication of 'gw.plexgate.test' with ECDSA"));
 }
 
 #[test]
