@@ -70,10 +70,32 @@ impl IpRange {
     }
 }
 
+impl IpRange {
+    /// The prefix this range is exactly, if it is one.
+    pub fn as_net(&self) -> Option<IpNet> {
+        let bits: u32 = if self.start.is_ipv4() { 32 } else { 128 };
+        let (s, e) = (ip_u128(self.start), ip_u128(self.end));
+        let span = e.checked_sub(s)?.checked_add(1);
+        let host_bits = match span {
+            Some(n) if n.is_power_of_two() => n.trailing_zeros(),
+            None if bits == 128 => 128, // the whole IPv6 space
+            _ => return None,
+        };
+        let aligned = host_bits >= 128 || s & ((1u128 << host_bits) - 1) == 0;
+        if !aligned || host_bits > bits {
+            return None;
+        }
+        IpNet::new(self.start, (bits - host_bits) as u8).ok()
+    }
+}
+
 impl fmt::Display for IpRange {
+    /// A host as `a`, a prefix as `a/len`, anything else as `a-b`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_host() {
             write!(f, "{}", self.start)
+        } else if let Some(n) = self.as_net() {
+            write!(f, "{n}")
         } else {
             write!(f, "{}-{}", self.start, self.end)
         }
@@ -331,6 +353,21 @@ mod tests {
         assert!("10.0.0.0/8[tcp/80".parse::<TrafficSelector>().is_err());
         assert!("10.0.0.1/8".parse::<TrafficSelector>().unwrap_err().contains("did you mean 10.0.0.0/8"));
         assert!("10.0.0.9-10.0.0.1".parse::<TrafficSelector>().unwrap_err().contains("inverted"));
+    }
+
+    #[test]
+    fn ranges_display_as_written() {
+        let show = |s: &str| match parse_addr_sel(s).unwrap() {
+            AddrSel::Range(r) => r.to_string(),
+            AddrSel::Any => "any".into(),
+        };
+        assert_eq!(show("10.100.0.0/24"), "10.100.0.0/24");
+        assert_eq!(show("10.100.0.0-10.100.0.20"), "10.100.0.0-10.100.0.20");
+        assert_eq!(show("10.100.0.4-10.100.0.7"), "10.100.0.4/30");
+        assert_eq!(show("10.100.0.5"), "10.100.0.5");
+        assert_eq!(show("0.0.0.0/0"), "0.0.0.0/0");
+        assert_eq!(show("::/0"), "::/0");
+        assert_eq!(show("2001:db8::/32"), "2001:db8::/32");
     }
 
     #[test]

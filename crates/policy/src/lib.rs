@@ -147,6 +147,13 @@ fn run(text: &str, file_name: &str, base: &Path, with_files: bool) -> Result<Che
     for e in &syntax {
         cx.diags.error(e.span(), format!("TOML syntax: {}", e.message().trim_end()));
     }
+    if !syntax.is_empty() {
+        // After a syntax error the recovered document is a guess; checking its
+        // meaning would bury the real problem under follow-on errors.
+        let mut diags = cx.diags;
+        diags.sort();
+        return Err(diags);
+    }
     let root = Table::new(String::new(), "the top level".into(), doc.span(), doc.get_ref());
     let mut policy = parse::parse(root, &mut cx, Path::new(file_name), base);
     validate::validate(&mut policy, &mut cx);

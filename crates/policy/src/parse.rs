@@ -17,7 +17,7 @@ use toml::de::DeValue;
 use crate::addr::{self, AddrSel, PortRange, TrafficSelector};
 use crate::model::*;
 use crate::proposal;
-use crate::reader::{int_of, Cx, Span, Table};
+use crate::reader::{int_of, kind, Cx, Span, Table};
 
 const PLACEHOLDER_IP: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 
@@ -40,7 +40,7 @@ pub(crate) fn parse(root: Table<'_, '_>, cx: &mut Cx, source: &Path, base: &Path
         }
     };
     let peers = root.tables(cx, "peer", "[[peer]]").into_iter().map(|t| peer(t, cx, base)).collect();
-    let spd = root.tables(cx, "spd", "[[spd]]").into_iter().map(|t| spd_rule(t, cx)).collect();
+    let spd = root.tables(cx, "spd", "SPD rule").into_iter().map(|t| spd_rule(t, cx)).collect();
     let dvipas = root.tables(cx, "dvipa", "[[dvipa]]").into_iter().map(|t| dvipa(t, cx)).collect();
     let targets = root.tables(cx, "target", "[[target]]").into_iter().map(|t| target(t, cx)).collect();
     let links = root.tables(cx, "link", "[[link]]").into_iter().map(|t| link(t, cx)).collect();
@@ -108,7 +108,10 @@ fn parsed_list<T>(
     for (s, span, path) in t.strings(cx, key, required).unwrap_or_default() {
         match f(&s) {
             Ok(v) => out.push(v),
-            Err(e) => cx.err(&path, Some(span), format!("`{key}` in {}: {e}", t.what)),
+            Err(e) => {
+                cx.err(&path, Some(span), format!("`{key}` in {}: {e}", t.what));
+                cx.spans.mark_bad(&t.sub(key));
+            }
         }
     }
     out
@@ -230,7 +233,10 @@ fn ports_list(t: &mut Table<'_, '_>, cx: &mut Cx, key: &str) -> Vec<PortRange> {
         cx.spans.set(&p, span.clone());
         match port_value(x) {
             Ok(r) => out.push(r),
-            Err(e) => cx.err(&p, Some(span), format!("`{key}` in {}: {e}", t.what)),
+            Err(e) => {
+                cx.err(&p, Some(span), format!("`{key}` in {}: {e}", t.what));
+                cx.spans.mark_bad(&base);
+            }
         }
     }
     out
@@ -489,7 +495,7 @@ fn child(mut t: Table<'_, '_>, cx: &mut Cx, peer_what: &str) -> Child {
                 1024
             }
             None => {
-                cx.err(&t.sub("replay_window"), Some(v.span()), format!("`replay_window` in {} must be an integer", t.what));
+                cx.err(&t.sub("replay_window"), Some(v.span()), format!("`replay_window` in {} must be an integer, found {}", t.what, kind(v.get_ref())));
                 1024
             }
         },
@@ -625,7 +631,7 @@ fn dvipa(mut t: Table<'_, '_>, cx: &mut Cx) -> Dvipa {
                             Some(val.span()),
                             format!("weight {n} for target \"{key}\" in {what} is invalid: weights are 0 (drain) to 1000000"),
                         ),
-                        None => cx.err(&p, Some(val.span()), format!("weight for target \"{key}\" in {what} must be an integer")),
+                        None => cx.err(&p, Some(val.span()), format!("weight for target \"{key}\" in {what} must be an integer, found {}", kind(val.get_ref()))),
                     }
                 }
             }
@@ -681,7 +687,7 @@ fn target(mut t: Table<'_, '_>, cx: &mut Cx) -> Target {
                 1
             }
             None => {
-                cx.err(&t.sub("weight"), Some(v.span()), format!("`weight` in {} must be an integer", t.what));
+                cx.err(&t.sub("weight"), Some(v.span()), format!("`weight` in {} must be an integer, found {}", t.what, kind(v.get_ref())));
                 1
             }
         },

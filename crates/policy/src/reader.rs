@@ -71,13 +71,19 @@ impl Cx {
         self.spans.spans.contains_key(path)
     }
 
+    /// Like [`Cx::err`], and also marks the enclosing list `list` bad.
+    pub(crate) fn err_also(&mut self, list: &str, path: &str, span: Option<Span>, msg: String) {
+        self.spans.mark_bad(list);
+        self.err(path, span, msg);
+    }
+
     pub(crate) fn err(&mut self, path: &str, span: Option<Span>, msg: String) {
         self.spans.mark_bad(path);
         self.diags.error(span, msg);
     }
 }
 
-fn kind(v: &DeValue<'_>) -> &'static str {
+pub(crate) fn kind(v: &DeValue<'_>) -> &'static str {
     match v {
         DeValue::String(_) => "a string",
         DeValue::Integer(_) => "an integer",
@@ -200,7 +206,8 @@ impl<'a, 'i> Table<'a, 'i> {
                     cx.spans.set(&p, item.span());
                     match item.get_ref() {
                         DeValue::String(s) => out.push((s.to_string(), item.span(), p)),
-                        other => cx.err(
+                        other => cx.err_also(
+                            &base,
                             &p,
                             Some(item.span()),
                             format!("items of `{key}` in {} must be strings, found {}", self.what, kind(other)),

@@ -147,6 +147,9 @@ fn links_and_targets(p: &mut Policy, cx: &mut Cx) {
                 .push(note);
         } else if t.address == l.local {
             err(cx, &ap, format!("address {} of target \"{}\" is the gateway's own address on link \"{}\"", t.address, t.name, l.name));
+        } else if l.subnet.prefix_len() + 1 < l.subnet.max_prefix_len() && t.address.is_ipv4() && (t.address == l.subnet.network() || t.address == l.subnet.broadcast()) {
+            let which = if t.address == l.subnet.network() { "network" } else { "broadcast" };
+            err(cx, &ap, format!("address {} of target \"{}\" is the {which} address of subnet {} of its link \"{}\"", t.address, t.name, l.subnet, l.name));
         }
         let rp = format!("link[{li}].remote");
         if cx.spans_has(&rp) {
@@ -161,6 +164,13 @@ fn links_and_targets(p: &mut Policy, cx: &mut Cx) {
         } else {
             fills.push((li, t.address));
         }
+    }
+    if p.cluster.is_none() && !p.targets.is_empty() && cx.spans.ok("cluster") {
+        err(
+            cx,
+            "target[0].name",
+            "the site has targets but no [cluster] section: gateways and targets need its control-channel key (`key_file`) and `gateway_id`".into(),
+        );
     }
     for (li, a) in fills {
         p.links[li].remote = a;
@@ -183,7 +193,7 @@ fn peers(p: &Policy, cx: &mut Cx) {
         if peer.local_id == Identity::Any && cx.spans.ok(&format!("{base}.local_id")) {
             err(cx, &format!("{base}.local_id"), format!("local_id of peer \"{}\" cannot be %any: we must say who we are", peer.name));
         }
-        lifetime(cx, &base, "IKE SA", &peer.name, peer.rekey_time.as_secs(), peer.life_time.as_secs(), "rekey_time", "life_time");
+        lifetime(cx, &base, "peer", &peer.name, peer.rekey_time.as_secs(), peer.life_time.as_secs(), ("rekey_time", "life_time", " s"));
         if peer.children.is_empty() {
             cx.diags.warning(cx.spans.get(&format!("{base}.name")), format!("peer \"{}\" has no [[peer.child]]: it can authenticate but carries no traffic", peer.name));
         }
@@ -193,14 +203,14 @@ fn peers(p: &Policy, cx: &mut Cx) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn lifetime(cx: &mut Cx, base: &str, what: &str, name: &str, soft: u64, hard: u64, soft_key: &str, hard_key: &str) {
+fn lifetime(cx: &mut Cx, base: &str, what: &str, name: &str, soft: u64, hard: u64, keys: (&str, &str, &str)) {
+    let (soft_key, hard_key, unit) = keys;
     let (sp, hp) = (format!("{base}.{soft_key}"), format!("{base}.{hard_key}"));
     if !cx.spans.ok(&sp) || !cx.spans.ok(&hp) || soft < hard {
         return;
     }
     let at = if cx.spans_has(&hp) { hp } else { sp };
-    err(cx, &at, format!("{soft_key} ({soft}) of {what} \"{name}\" must be below {hard_key} ({hard}): the SA must be rekeyed before it expires"));
+    err(cx, &at, format!("{soft_key} ({soft}{unit}) of {what} \"{name}\" must be below {hard_key} ({hard}{unit}): the SA must be rekeyed before it expires"));
 }
 
 fn child(p: &Policy, cx: &mut Cx, peer: &Peer, base: &str, c: &Child) {
@@ -214,12 +224,12 @@ fn child(p: &Policy, cx: &mut Cx, peer: &Peer, base: &str, c: &Child) {
         err(cx, &format!("{base}.esp_proposals"), format!("child \"{}\" has an empty `esp_proposals` list", c.name));
     }
     let l = &c.lifetime;
-    lifetime(cx, base, "child", &c.name, l.rekey_time.as_secs(), l.life_time.as_secs(), "rekey_time", "life_time");
+    lifetime(cx, base, "child", &c.name, l.rekey_time.as_secs(), l.life_time.as_secs(), ("rekey_time", "life_time", " s"));
     if let (Some(s), Some(h)) = (l.rekey_bytes, l.life_bytes) {
-        lifetime(cx, base, "child", &c.name, s, h, "rekey_bytes", "life_bytes");
+        lifetime(cx, base, "child", &c.name, s, h, ("rekey_bytes", "life_bytes", " bytes"));
     }
     if let (Some(s), Some(h)) = (l.rekey_packets, l.life_packets) {
-        lifetime(cx, base, "child", &c.name, s, h, "rekey_packets", "life_packets");
+        lifetime(cx, base, "child", &c.name, s, h, ("rekey_packets", "life_packets", " packets"));
     }
     if c.start_action != StartAction::None && !matches!(peer.remote, RemoteAddr::Host(_)) && cx.spans.ok(&format!("{base}.start_action")) {
         let word = if c.start_action == StartAction::Start { "start" } else { "trap" };
