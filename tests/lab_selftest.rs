@@ -10,6 +10,7 @@
 //! Needs root, strongSwan, iperf3 (run `scripts/setup.sh`). Missing tools make the
 //! tests FAIL with the list of what is missing; they are never skipped.
 
+use plexgate_lab::capture::{esp_spis, Capture};
 use plexgate_lab::netns;
 use plexgate_lab::site::{self, Endpoint, Ready, Site, SiteSpec};
 use plexgate_lab::traffic::{count_by_server, http_get_loop, tcp_transfer, HttpServer};
@@ -82,8 +83,13 @@ fn strongswan_psk_tunnel_carries_ping_and_exact_bytes() {
         .unwrap();
     gw.route_ipsec0("192.168.77.1/32", "203.0.113.10").unwrap();
 
+    // Watch the client's wire while pinging through the tunnel.
+    let mut cap =
+        Capture::start(c_ns, topo.iface("client", "gw").unwrap(), "udp port 4500").unwrap();
     c_ns.wait_ping("203.0.113.10", Some("192.168.77.1"), Duration::from_secs(5))
         .unwrap();
+    assert!(c_ns.ping("203.0.113.10", Some("192.168.77.1"), 3).unwrap());
+    let spis = esp_spis(cap.stop()).unwrap();
     let to: SocketAddr = "203.0.113.10:9000".parse().unwrap();
     let report = tcp_transfer(g_ns, to, c_ns, 4 * MB, 7, Duration::from_secs(60)).unwrap();
     assert_eq!(report.bytes, 4 * MB);
@@ -115,6 +121,14 @@ fn strongswan_psk_tunnel_carries_ping_and_exact_bytes() {
         client.log().contains("CHILD_SA net{"),
         "charon log is captured"
     );
+    // On the wire: ESP in UDP 4500 with exactly the two SPIs of this Child SA,
+    // requests and replies.
+    assert!(spis.len() >= 6, "ESP packets seen: {spis:?}");
+    assert!(
+        spis.contains(&c.spi_out) && spis.contains(&c.spi_in),
+        "{spis:?} vs {c:?}"
+    );
+    assert!(spis.iter().all(|s| *s == c.spi_out || *s == c.spi_in));
 
     // Tear down: both ends lose the SA.
     client.terminate_ike().unwrap();

@@ -15,12 +15,14 @@
 //! * [`Site`]: the client-site — gateway — target topology with either strongSwan
 //!   or a caller's command at each tunnel end, and [`strongswan_baseline`]
 //!   ([`site`]);
+//! * [`Capture`]: tcpdump in a namespace, read back with tshark ([`capture`]);
 //! * [`check_prerequisites`]: fails loudly when a tool is missing ([`prereq`]).
 //!
 //! Rules the lab keeps: traffic only goes to addresses inside lab namespaces;
 //! every command and wait has a deadline; nothing is left behind.
 #![warn(missing_docs)]
 
+pub mod capture;
 pub mod charon;
 pub mod cmd;
 pub mod error;
@@ -31,6 +33,7 @@ pub mod site;
 pub mod topology;
 pub mod traffic;
 
+pub use capture::Capture;
 pub use charon::{Auth, Charon, CharonConfig, ChildConfig, ChildSa, IkeSa, Mode, StartAction};
 pub use error::{LabError, Result};
 pub use labdir::LabDir;
