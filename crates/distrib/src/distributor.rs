@@ -12,7 +12,7 @@
 use crate::cluster::{ClusterEndpoint, ClusterError, ClusterKey, Message, NewConnKind, Role};
 use crate::counters::{Counters, DropReason, Snapshot, TargetStat};
 use crate::crt::{Crt, CrtEntry, Origin, Timeouts};
-use crate::dpt::{Dpt, DvipaConfig};
+use crate::dpt::{Dpt, DvipaConfig, NewTarget};
 use crate::flow::{self, FlowKey, Proto, TcpFlags};
 use crate::gre::{self, GreKey};
 use crate::link::{LinkId, LinkTable};
@@ -239,7 +239,7 @@ impl Distributor {
     }
 
     #[inline]
-    fn to_target(&mut self, target: NodeId, ipsec: bool) -> Route {
+    fn route_to(&mut self, target: NodeId, ipsec: bool) -> Route {
         match self.links.for_node(target) {
             Some((_, l)) => {
                 self.counters.routed_in += 1;
@@ -301,7 +301,7 @@ impl Distributor {
             if e.on_packet(ports.flags, true, now) {
                 self.remove_conn(&key);
             }
-            return self.to_target(target, ipsec);
+            return self.route_to(target, ipsec);
         }
         let initial = match key.proto {
             Proto::Tcp => ports.flags.is_initial_syn(),
@@ -321,7 +321,7 @@ impl Distributor {
             key,
             CrtEntry::new(target, key.proto, via_ipsec, Origin::Selected, now),
         );
-        self.to_target(target, via_ipsec)
+        self.route_to(target, via_ipsec)
     }
 
     fn add_conn(&mut self, key: FlowKey, e: CrtEntry) {
@@ -571,8 +571,12 @@ impl Distributor {
         match weight {
             Some(w) if target == sender && ports_ok => {
                 let up = self.links.is_up(target);
-                self.dpt
-                    .set_listening(dvipa, port, target, listening, w, up, alg);
+                let init = NewTarget {
+                    weight: w,
+                    link_up: up,
+                    algorithm: alg,
+                };
+                self.dpt.set_listening(dvipa, port, target, listening, init);
             }
             _ => self.counters.drop(DropReason::NotCandidate),
         }

@@ -227,6 +227,17 @@ impl DptEntry {
     }
 }
 
+/// Starting values of a target row created by [`Dpt::set_listening`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewTarget {
+    /// Configured weight (from the DVIPA's candidate list).
+    pub weight: u16,
+    /// Link state now.
+    pub link_up: bool,
+    /// The DVIPA's selection algorithm.
+    pub algorithm: Algorithm,
+}
+
 /// The destination port table: (DVIPA, port) → [`DptEntry`].
 #[derive(Clone, Debug, Default)]
 pub struct Dpt {
@@ -250,17 +261,20 @@ impl Dpt {
     }
 
     /// Record a SRVSTAT: `node` listens (or stopped listening) on (dvipa, port).
-    /// The target row is created on first sight with `weight` and `link_up`.
+    /// The target row is created on first sight from `init`.
     pub fn set_listening(
         &mut self,
         dvipa: IpAddr,
         port: u16,
         node: NodeId,
         listening: bool,
-        weight: u16,
-        link_up: bool,
-        algorithm: Algorithm,
+        init: NewTarget,
     ) {
+        let NewTarget {
+            weight,
+            link_up,
+            algorithm,
+        } = init;
         let e = self.entries.entry((dvipa, port)).or_default();
         e.algorithm = algorithm;
         match e.target_mut(node) {
@@ -315,7 +329,12 @@ mod tests {
         let mut d = Dpt::new();
         let ip: IpAddr = "198.51.100.7".parse().unwrap();
         for (i, w) in weights.iter().enumerate() {
-            d.set_listening(ip, 80, NodeId(i as u32 + 1), true, *w, true, alg);
+            let init = NewTarget {
+                weight: *w,
+                link_up: true,
+                algorithm: alg,
+            };
+            d.set_listening(ip, 80, NodeId(i as u32 + 1), true, init);
         }
         d.get(ip, 80).unwrap().clone()
     }

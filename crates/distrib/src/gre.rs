@@ -144,7 +144,7 @@ mod tests {
         };
         assert_eq!(k.to_u32(), 0x8000_0007);
         assert_eq!(GreKey::from_u32(0x8000_0007), k);
-        assert_eq!(GreKey::from_u32(7).ipsec, false);
+        assert!(!GreKey::from_u32(7).ipsec);
     }
 
     #[test]

@@ -42,9 +42,9 @@ pub use target::{TargetConfig, TargetStack, TunRoute};
 
 use std::fmt;
 
-/// Identity of a cluster member (gateway or target), like an XCF address in seed
-/// 001. It travels in the GRE key (31 bits, see [`gre::GreKey`]) and in every
-/// cluster message, so it must be below `2^31`.
+/// Identity of a cluster member (gateway or target), like an XCF address in
+/// the seed. It travels in the GRE key (31 bits, see [`gre::GreKey`]) and in
+/// every cluster message, so it must be below `2^31`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(pub u32);
 
