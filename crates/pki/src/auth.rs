@@ -12,8 +12,8 @@
 //!
 //! For method 14 the signature algorithms are ECDSA (DER-encoded `ECDSA-Sig-Value`)
 //! with SHA-256/384, RSASSA-PKCS1-v1_5 and RSASSA-PSS with SHA-256/384/512, and
-//! Ed25519 (RFC 8420). SHA-1 is refused in method 14 (RFC 8247 §3.2.1... SHA-1 MUST
-//! NOT be used for new signatures).
+//! Ed25519 (RFC 8420). SHA-1 is refused in method 14 (RFC 8247 deprecates SHA-1
+//! signatures in IKEv2).
 //!
 //! The IKE engine computes the octets to be signed itself (RFC 7296 §2.15:
 //! `RealMessage | Nonce | prf(SK_p, IDx')`) and hands them in.
@@ -247,7 +247,10 @@ fn pss_algorithm_identifier(hash_oid: &[u8], salt: u8) -> Vec<u8> {
             &der::tlv(0xa2, &der::tlv(tag::INTEGER, &[salt])),
         ],
     );
-    der::constructed(tag::SEQUENCE, &[&der::tlv(tag::OID, OID_RSASSA_PSS), &params])
+    der::constructed(
+        tag::SEQUENCE,
+        &[&der::tlv(tag::OID, OID_RSASSA_PSS), &params],
+    )
 }
 
 /// The hash OID inside a `HashAlgorithm` AlgorithmIdentifier (params absent/NULL).
@@ -260,8 +263,9 @@ fn parse_hash_alg_id(alg: &[u8]) -> Option<&[u8]> {
 fn parse_pss_params(params: &[u8]) -> Result<SignatureScheme, PkiError> {
     let unsupported =
         |why: &str| PkiError::UnsupportedSignatureAlgorithm(format!("RSASSA-PSS: {why}"));
-    let (mut rest, _) = der::expect(params, tag::SEQUENCE)
-        .ok_or(PkiError::MalformedAuth("RSASSA-PSS parameters do not parse"))?;
+    let (mut rest, _) = der::expect(params, tag::SEQUENCE).ok_or(PkiError::MalformedAuth(
+        "RSASSA-PSS parameters do not parse",
+    ))?;
     // Defaults per RFC 8017 A.2.3: SHA-1, MGF1-SHA-1, salt 20, trailer 1.
     let (mut hash, mut mgf_hash, mut salt, mut trailer): (&[u8], &[u8], u64, u64) =
         (&[], &[], 20, 1);
@@ -295,7 +299,9 @@ fn parse_pss_params(params: &[u8]) -> Result<SignatureScheme, PkiError> {
         rest = r;
     }
     if !rest.is_empty() {
-        return Err(PkiError::MalformedAuth("RSASSA-PSS parameters do not parse"));
+        return Err(PkiError::MalformedAuth(
+            "RSASSA-PSS parameters do not parse",
+        ));
     }
     let (scheme, len) = match hash {
         OID_SHA256 => (SignatureScheme::RsaPssSha256, 32),
@@ -388,21 +394,29 @@ pub fn verify_auth(
             //# signature consisting of the concatenation of a pair of integers r
             //# and s.
             auth_method::ECDSA_SHA256_P256 => match public_key {
-                PeerPublicKey::EcdsaP256(_) => {
-                    (&signature::ECDSA_P256_SHA256_FIXED, auth_data, "ECDSA-256 r|s")
-                }
+                PeerPublicKey::EcdsaP256(_) => (
+                    &signature::ECDSA_P256_SHA256_FIXED,
+                    auth_data,
+                    "ECDSA-256 r|s",
+                ),
                 other => return Err(mismatch(auth_method, "ECDSA-256", other)),
             },
             auth_method::ECDSA_SHA384_P384 => match public_key {
-                PeerPublicKey::EcdsaP384(_) => {
-                    (&signature::ECDSA_P384_SHA384_FIXED, auth_data, "ECDSA-384 r|s")
-                }
+                PeerPublicKey::EcdsaP384(_) => (
+                    &signature::ECDSA_P384_SHA384_FIXED,
+                    auth_data,
+                    "ECDSA-384 r|s",
+                ),
                 other => return Err(mismatch(auth_method, "ECDSA-384", other)),
             },
             auth_method::DIGITAL_SIGNATURE => {
                 let ds = DigitalSignature::parse(auth_data)?;
                 let scheme = SignatureScheme::from_algorithm_identifier(ds.algorithm_identifier)?;
-                (verification_alg(scheme, public_key)?, ds.signature, scheme.name())
+                (
+                    verification_alg(scheme, public_key)?,
+                    ds.signature,
+                    scheme.name(),
+                )
             }
             other => return Err(PkiError::UnsupportedAuthMethod(other)),
         };
@@ -442,13 +456,7 @@ fn verification_alg(
         (RsaPssSha384, K::Rsa { .. }) => &signature::RSA_PSS_2048_8192_SHA384,
         (RsaPssSha512, K::Rsa { .. }) => &signature::RSA_PSS_2048_8192_SHA512,
         (Ed25519, K::Ed25519(_)) => &signature::ED25519,
-        (scheme, key) => {
-            return Err(mismatch(
-                auth_method::DIGITAL_SIGNATURE,
-                scheme.name(),
-                key,
-            ))
-        }
+        (scheme, key) => return Err(mismatch(auth_method::DIGITAL_SIGNATURE, scheme.name(), key)),
     })
 }
 
@@ -475,7 +483,11 @@ impl LocalSigner {
     ///   method 1, and RFC 8247 deprecates them), padding per
     ///   [`LocalSigner::with_rsa_padding`].
     /// - Ed25519: method 14 (RFC 8420), if the peer listed Identity (5) or nothing.
-    pub fn sign(&self, signed_octets: &[u8], peer_hashes: &[u16]) -> Result<(u8, Vec<u8>), PkiError> {
+    pub fn sign(
+        &self,
+        signed_octets: &[u8],
+        peer_hashes: &[u16],
+    ) -> Result<(u8, Vec<u8>), PkiError> {
         let offered = |h: u16| peer_hashes.contains(&h);
         let no_common = || PkiError::NoCommonHash {
             peer: peer_hashes.to_vec(),
@@ -587,5 +599,133 @@ fn rsa_scheme(padding: RsaPadding, hash: u16) -> SignatureScheme {
         (RsaPadding::Pss, hash_alg::SHA2_384) => RsaPssSha384,
         (RsaPadding::Pss, hash_alg::SHA2_512) => RsaPssSha512,
         (RsaPadding::Pss, _) => RsaPssSha256,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [SignatureScheme; 10] = [
+        SignatureScheme::EcdsaSha256,
+        SignatureScheme::EcdsaSha384,
+        SignatureScheme::EcdsaSha512,
+        SignatureScheme::RsaPkcs1Sha256,
+        SignatureScheme::RsaPkcs1Sha384,
+        SignatureScheme::RsaPkcs1Sha512,
+        SignatureScheme::RsaPssSha256,
+        SignatureScheme::RsaPssSha384,
+        SignatureScheme::RsaPssSha512,
+        SignatureScheme::Ed25519,
+    ];
+
+    #[test]
+    fn algorithm_identifiers_round_trip() {
+        for s in ALL {
+            let der = s.algorithm_identifier();
+            assert!(der.len() < 256);
+            assert_eq!(
+                SignatureScheme::from_algorithm_identifier(&der).expect("parses"),
+                s
+            );
+        }
+    }
+
+    #[test]
+    fn rfc7427_appendix_a_encodings() {
+        // RFC 7427 Appendix A.1.1 sha1WithRSAEncryption is refused (SHA-1);
+        // A.3.2/A.3.3 ecdsa-with-sha384/512 and A.2.3/A.2.4 sha384/512WithRSA:
+        let cases = [
+            (SignatureScheme::EcdsaSha384, "300a06082a8648ce3d040303"),
+            (SignatureScheme::EcdsaSha512, "300a06082a8648ce3d040304"),
+            (
+                SignatureScheme::RsaPkcs1Sha384,
+                "300d06092a864886f70d01010c0500",
+            ),
+            (
+                SignatureScheme::RsaPkcs1Sha512,
+                "300d06092a864886f70d01010d0500",
+            ),
+        ];
+        for (s, hex) in cases {
+            let der: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+                .collect();
+            assert_eq!(s.algorithm_identifier(), der, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn ecdsa_with_null_parameters_is_tolerated() {
+        let der = der::constructed(
+            tag::SEQUENCE,
+            &[&der::tlv(tag::OID, OID_ECDSA_SHA256), NULL],
+        );
+        assert_eq!(
+            SignatureScheme::from_algorithm_identifier(&der).expect("ok"),
+            SignatureScheme::EcdsaSha256
+        );
+        let trailing = [SignatureScheme::EcdsaSha256.algorithm_identifier(), vec![0]].concat();
+        assert!(SignatureScheme::from_algorithm_identifier(&trailing).is_err());
+    }
+
+    #[test]
+    fn pss_parameters_we_cannot_verify_are_refused() {
+        let hash = hash_alg_id(OID_SHA256);
+        let mgf_sha1 = der::constructed(
+            tag::SEQUENCE,
+            &[
+                &der::tlv(tag::OID, OID_MGF1),
+                &hash_alg_id(&[0x2b, 0x0e, 0x03, 0x02, 0x1a]),
+            ],
+        );
+        let build = |fields: &[Vec<u8>]| {
+            let refs: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+            let params = der::constructed(tag::SEQUENCE, &refs);
+            der::constructed(
+                tag::SEQUENCE,
+                &[&der::tlv(tag::OID, OID_RSASSA_PSS), &params],
+            )
+        };
+        // No parameters at all: SHA-1 defaults.
+        assert!(SignatureScheme::from_algorithm_identifier(&build(&[])).is_err());
+        // SHA-256 with the default salt (20) is not salt = hash length.
+        let mgf = der::constructed(tag::SEQUENCE, &[&der::tlv(tag::OID, OID_MGF1), &hash]);
+        let only_hash = build(&[der::tlv(0xa0, &hash), der::tlv(0xa1, &mgf)]);
+        assert!(SignatureScheme::from_algorithm_identifier(&only_hash).is_err());
+        // MGF1 with SHA-1 under a SHA-256 message hash.
+        let mixed = build(&[
+            der::tlv(0xa0, &hash),
+            der::tlv(0xa1, &mgf_sha1),
+            der::tlv(0xa2, &der::tlv(tag::INTEGER, &[32])),
+        ]);
+        assert!(SignatureScheme::from_algorithm_identifier(&mixed).is_err());
+        // Explicit trailer field 1 is fine.
+        let explicit = build(&[
+            der::tlv(0xa0, &hash),
+            der::tlv(0xa1, &mgf),
+            der::tlv(0xa2, &der::tlv(tag::INTEGER, &[32])),
+            der::tlv(0xa3, &der::tlv(tag::INTEGER, &[1])),
+        ]);
+        assert_eq!(
+            SignatureScheme::from_algorithm_identifier(&explicit).expect("ok"),
+            SignatureScheme::RsaPssSha256
+        );
+    }
+
+    #[test]
+    fn digital_signature_parse_bounds() {
+        assert!(DigitalSignature::parse(&[]).is_err());
+        assert!(DigitalSignature::parse(&[5, 1, 2, 3]).is_err());
+        assert!(
+            DigitalSignature::parse(&[2, 1, 2]).is_err(),
+            "no signature value"
+        );
+        let ds = DigitalSignature::parse(&[2, 1, 2, 9]).expect("ok");
+        assert_eq!(
+            (ds.algorithm_identifier, ds.signature),
+            (&[1u8, 2][..], &[9u8][..])
+        );
     }
 }

@@ -107,10 +107,10 @@ impl Certificate {
         let mut certs = Self::load_all(path)?;
         match certs.len() {
             1 => Ok(certs.remove(0)),
-            n => Err(PkiError::BadCertificate(format!(
-                "expected one certificate, found {n}"
-            ))
-            .in_file("certificate", path)),
+            n => Err(
+                PkiError::BadCertificate(format!("expected one certificate, found {n}"))
+                    .in_file("certificate", path),
+            ),
         }
     }
 
@@ -160,12 +160,14 @@ impl Certificate {
                 GeneralName::DNSName(s) => Some(Identity::Fqdn((*s).to_string())),
                 GeneralName::RFC822Name(s) => Some(Identity::Rfc822((*s).to_string())),
                 GeneralName::IPAddress(b) => match b.len() {
-                    4 | 16 => Identity::from_type_and_data(if b.len() == 4 { 1 } else { 5 }, b).ok(),
+                    4 | 16 => {
+                        Identity::from_type_and_data(if b.len() == 4 { 1 } else { 5 }, b).ok()
+                    }
                     _ => None,
                 },
-                GeneralName::DirectoryName(name) => {
-                    DistinguishedName::from_der(name.as_raw()).ok().map(Identity::Dn)
-                }
+                GeneralName::DirectoryName(name) => DistinguishedName::from_der(name.as_raw())
+                    .ok()
+                    .map(Identity::Dn),
                 _ => None,
             })
             .collect()
@@ -174,10 +176,12 @@ impl Certificate {
     /// The subjectKeyIdentifier extension value, if present.
     pub fn subject_key_id(&self) -> Option<Vec<u8>> {
         let c = self.parsed().ok()?;
-        let id = c.iter_extensions().find_map(|e| match e.parsed_extension() {
-            ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
-            _ => None,
-        });
+        let id = c
+            .iter_extensions()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+                _ => None,
+            });
         id
     }
 
@@ -209,10 +213,7 @@ impl Certificate {
     /// CERTREQ payloads (RFC 7296 §3.7) and strongSwan's "keyid".
     pub fn spki_sha1(&self) -> Result<[u8; 20], PkiError> {
         let c = self.parsed()?;
-        let d = ring::digest::digest(
-            &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
-            c.public_key().raw,
-        );
+        let d = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, c.public_key().raw);
         let mut out = [0u8; 20];
         out.copy_from_slice(d.as_ref());
         Ok(out)
@@ -337,11 +338,11 @@ fn check_issuer(c: &X509Certificate<'_>, below: usize) -> Result<(), PkiError> {
 fn check_signature_strength(c: &X509Certificate<'_>) -> Result<(), PkiError> {
     let oid = c.signature_algorithm.algorithm.to_id_string();
     const WEAK: &[&str] = &[
-        "1.2.840.113549.1.1.4",  // md5WithRSAEncryption
-        "1.2.840.113549.1.1.5",  // sha1WithRSAEncryption
-        "1.3.14.3.2.29",         // sha1WithRSA (OIW)
-        "1.2.840.10045.4.1",     // ecdsa-with-SHA1
-        "1.2.840.10040.4.3",     // dsa-with-sha1
+        "1.2.840.113549.1.1.4", // md5WithRSAEncryption
+        "1.2.840.113549.1.1.5", // sha1WithRSAEncryption
+        "1.3.14.3.2.29",        // sha1WithRSA (OIW)
+        "1.2.840.10045.4.1",    // ecdsa-with-SHA1
+        "1.2.840.10040.4.3",    // dsa-with-sha1
     ];
     if WEAK.contains(&oid.as_str()) {
         return Err(PkiError::WeakCertificateSignature {

@@ -36,7 +36,9 @@ pub(crate) fn read_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         }
         let (bytes, r) = rest.split_at_checked(n)?;
         rest = r;
-        bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
+        bytes
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
     };
     let (contents, rest) = rest.split_at_checked(len)?;
     Some((t, contents, rest))
@@ -160,9 +162,18 @@ mod tests {
     fn oid_round_trip() {
         // 1.2.840.10045.4.3.2 = ecdsa-with-SHA256, contents from RFC 5758 §3.2 DER
         let bytes = [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
-        assert_eq!(oid_to_string(&bytes).as_deref(), Some("1.2.840.10045.4.3.2"));
-        assert_eq!(oid_from_string("1.2.840.10045.4.3.2").as_deref(), Some(&bytes[..]));
-        assert_eq!(oid_from_string("2.5.4.3").as_deref(), Some(&[0x55, 0x04, 0x03][..]));
+        assert_eq!(
+            oid_to_string(&bytes).as_deref(),
+            Some("1.2.840.10045.4.3.2")
+        );
+        assert_eq!(
+            oid_from_string("1.2.840.10045.4.3.2").as_deref(),
+            Some(&bytes[..])
+        );
+        assert_eq!(
+            oid_from_string("2.5.4.3").as_deref(),
+            Some(&[0x55, 0x04, 0x03][..])
+        );
         assert!(oid_from_string("3.1").is_none());
         assert!(oid_from_string("1").is_none());
         assert!(oid_to_string(&[0x86]).is_none());

@@ -50,7 +50,9 @@ pub enum PkiError {
     #[error("unsupported public key: {0}")]
     UnsupportedPublicKey(String),
     /// A CA certificate was configured that is not a CA (basicConstraints CA missing).
-    #[error("certificate \"{subject}\" is not a CA certificate (basicConstraints CA:TRUE missing)")]
+    #[error(
+        "certificate \"{subject}\" is not a CA certificate (basicConstraints CA:TRUE missing)"
+    )]
     NotACa {
         /// Subject DN of the offending certificate.
         subject: String,

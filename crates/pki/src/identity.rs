@@ -74,9 +74,19 @@ impl Identity {
         if let Some((prefix, rest)) = t.split_once(':') {
             let explicit = match prefix {
                 "fqdn" => Some(check_name(rest).map(|n| Identity::Fqdn(n.to_string()))),
-                "email" | "userfqdn" => Some(check_name(rest).map(|n| Identity::Rfc822(n.to_string()))),
-                "ipv4" => Some(rest.parse().map(Identity::Ipv4).map_err(|_| "not an IPv4 address")),
-                "ipv6" => Some(rest.parse().map(Identity::Ipv6).map_err(|_| "not an IPv6 address")),
+                "email" | "userfqdn" => {
+                    Some(check_name(rest).map(|n| Identity::Rfc822(n.to_string())))
+                }
+                "ipv4" => Some(
+                    rest.parse()
+                        .map(Identity::Ipv4)
+                        .map_err(|_| "not an IPv4 address"),
+                ),
+                "ipv6" => Some(
+                    rest.parse()
+                        .map(Identity::Ipv6)
+                        .map_err(|_| "not an IPv6 address"),
+                ),
                 "keyid" => Some(
                     rest.strip_prefix('#')
                         .and_then(decode_hex)
@@ -84,7 +94,9 @@ impl Identity {
                         .ok_or("keyid: must be followed by #hex"),
                 ),
                 "dn" | "asn1dn" => {
-                    return DistinguishedName::parse(rest).map(Identity::Dn).map_err(|e| bad(&e))
+                    return DistinguishedName::parse(rest)
+                        .map(Identity::Dn)
+                        .map_err(|e| bad(&e))
                 }
                 _ => None,
             };
@@ -93,7 +105,9 @@ impl Identity {
             }
         }
         if t.contains('=') {
-            return DistinguishedName::parse(t).map(Identity::Dn).map_err(|e| bad(&e));
+            return DistinguishedName::parse(t)
+                .map(Identity::Dn)
+                .map_err(|e| bad(&e));
         }
         if let Ok(ip) = t.parse::<Ipv4Addr>() {
             return Ok(Identity::Ipv4(ip));
@@ -102,10 +116,14 @@ impl Identity {
             return Ok(Identity::Ipv6(ip));
         }
         if let Some(hex) = t.strip_prefix("@#") {
-            return decode_hex(hex).map(Identity::KeyId).ok_or_else(|| bad("bad hex after @#"));
+            return decode_hex(hex)
+                .map(Identity::KeyId)
+                .ok_or_else(|| bad("bad hex after @#"));
         }
         if let Some(name) = t.strip_prefix('@') {
-            return check_name(name).map(|n| Identity::Fqdn(n.to_string())).map_err(bad);
+            return check_name(name)
+                .map(|n| Identity::Fqdn(n.to_string()))
+                .map_err(bad);
         }
         let name = check_name(t).map_err(bad)?;
         if name.contains('@') {
@@ -187,7 +205,9 @@ impl Identity {
                 .map_err(|e| bad(&e)),
             id_type::ID_KEY_ID if !data.is_empty() => Ok(Identity::KeyId(data.to_vec())),
             id_type::ID_KEY_ID => Err(bad("empty ID_KEY_ID")),
-            other => Err(PkiError::MalformedId(format!("unsupported ID Type {other}"))),
+            other => Err(PkiError::MalformedId(format!(
+                "unsupported ID Type {other}"
+            ))),
         }
     }
 }
@@ -228,7 +248,9 @@ impl fmt::Display for Identity {
         match self {
             Identity::Ipv4(a) => write!(f, "{a}"),
             Identity::Ipv6(a) => write!(f, "{a}"),
-            Identity::Fqdn(s) if s.contains('@') || s.contains('=') || s.parse::<std::net::IpAddr>().is_ok() => {
+            Identity::Fqdn(s)
+                if s.contains('@') || s.contains('=') || s.parse::<std::net::IpAddr>().is_ok() =>
+            {
                 write!(f, "fqdn:{s}")
             }
             Identity::Fqdn(s) => write!(f, "{s}"),
@@ -256,7 +278,9 @@ pub fn cert_matches(identity: &Identity, cert: &Certificate) -> bool {
     match identity {
         Identity::Dn(dn) => {
             cert.subject().is_ok_and(|s| s.matches(dn))
-                || sans.iter().any(|n| matches!(n, Identity::Dn(d) if d.matches(dn)))
+                || sans
+                    .iter()
+                    .any(|n| matches!(n, Identity::Dn(d) if d.matches(dn)))
         }
         Identity::Fqdn(name) => {
             let want = name.trim_end_matches('.');
@@ -349,7 +373,8 @@ impl DistinguishedName {
             let (mut set, rest) = der::expect(seq, tag::SET).ok_or("RDN is not a SET")?;
             let mut attrs = Vec::new();
             while !set.is_empty() {
-                let (atv, r) = der::expect(set, tag::SEQUENCE).ok_or("attribute is not a SEQUENCE")?;
+                let (atv, r) =
+                    der::expect(set, tag::SEQUENCE).ok_or("attribute is not a SEQUENCE")?;
                 let (oid, value) = der::expect(atv, tag::OID).ok_or("attribute has no type OID")?;
                 der::oid_to_string(oid).ok_or("malformed attribute OID")?;
                 let (value_tag, contents, after) =
@@ -401,7 +426,10 @@ impl DistinguishedName {
             let value_tag = string_tag(name, &value);
             let atv = der::constructed(
                 tag::SEQUENCE,
-                &[&der::tlv(tag::OID, &oid), &der::tlv(value_tag, value.as_bytes())],
+                &[
+                    &der::tlv(tag::OID, &oid),
+                    &der::tlv(value_tag, value.as_bytes()),
+                ],
             );
             rdns.push(der::tlv(tag::SET, &atv));
         }
@@ -429,7 +457,8 @@ impl DistinguishedName {
             && a.iter().zip(&b).all(|(ra, rb)| {
                 ra.len() == rb.len()
                     && ra.iter().all(|x| {
-                        rb.iter().any(|y| x.oid == y.oid && normalise(x) == normalise(y))
+                        rb.iter()
+                            .any(|y| x.oid == y.oid && normalise(x) == normalise(y))
                     })
             })
     }
@@ -448,8 +477,9 @@ fn normalise(a: &Attribute) -> String {
 fn attribute_text(a: &Attribute) -> String {
     match a.value_tag {
         // UTF8String, NumericString, PrintableString, T61String, IA5String, VisibleString
-        0x0c | 0x12 | 0x13 | 0x14 | 0x16 | 0x1a => String::from_utf8(a.value.clone())
-            .unwrap_or_else(|_| hex_string(&a.value)),
+        0x0c | 0x12 | 0x13 | 0x14 | 0x16 | 0x1a => {
+            String::from_utf8(a.value.clone()).unwrap_or_else(|_| hex_string(&a.value))
+        }
         // BMPString
         0x1e if a.value.len() % 2 == 0 => {
             let units: Vec<u16> = a
@@ -484,7 +514,7 @@ fn attribute_oid(key: &str) -> Result<(&'static str, &'static str), String> {
         return Ok((name, oid));
     }
     if der::oid_from_string(key).is_some() {
-        // Leak-free: match a dotted OID against the table, else keep as given.
+        // A dotted OID is accepted when it is one of the named attributes.
         if let Some(&(name, oid)) = ATTRIBUTE_NAMES.iter().find(|(_, o)| *o == key) {
             return Ok((name, oid));
         }
@@ -504,9 +534,9 @@ fn string_tag(name: &str, value: &str) -> u8 {
         }
         return tag::UTF8_STRING;
     }
-    let printable = value.chars().all(|c| {
-        c.is_ascii_alphanumeric() || " '()+,-./:=?".contains(c)
-    });
+    let printable = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || " '()+,-./:=?".contains(c));
     if printable {
         tag::PRINTABLE_STRING
     } else {
@@ -582,7 +612,8 @@ impl fmt::Display for DistinguishedName {
             }
             first = false;
             let text = attribute_text(attr);
-            if text.contains(',') || text.contains('"') || text.contains('/') || text.contains('\\') {
+            if text.contains(',') || text.contains('"') || text.contains('/') || text.contains('\\')
+            {
                 let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
                 write!(f, "{}=\"{}\"", attribute_name(&attr.oid), escaped)?;
             } else {

@@ -68,7 +68,8 @@ impl PeerPublicKey {
 
     /// Parses a DER `SubjectPublicKeyInfo` (RFC 5280 §4.1.2.7).
     pub fn from_spki_der(spki: &[u8]) -> Result<Self, PkiError> {
-        let bad = |why: &str| PkiError::UnsupportedPublicKey(format!("SubjectPublicKeyInfo: {why}"));
+        let bad =
+            |why: &str| PkiError::UnsupportedPublicKey(format!("SubjectPublicKeyInfo: {why}"));
         let (inner, _) = der::expect(spki, tag::SEQUENCE).ok_or_else(|| bad("not a SEQUENCE"))?;
         let (alg, rest) =
             der::expect(inner, tag::SEQUENCE).ok_or_else(|| bad("no AlgorithmIdentifier"))?;
@@ -152,7 +153,11 @@ impl PeerPublicKey {
 fn rsa_modulus_bits(der_bytes: &[u8]) -> Option<usize> {
     let (seq, _) = der::expect(der_bytes, tag::SEQUENCE)?;
     let (modulus, _) = der::expect(seq, tag::INTEGER)?;
-    let significant = modulus.iter().skip_while(|&&b| b == 0).copied().collect::<Vec<_>>();
+    let significant = modulus
+        .iter()
+        .skip_while(|&&b| b == 0)
+        .copied()
+        .collect::<Vec<_>>();
     let first = significant.first()?;
     Some((significant.len() - 1) * 8 + (8 - first.leading_zeros() as usize))
 }
@@ -273,11 +278,19 @@ impl LocalSigner {
             match curve {
                 Some(OID_P256) => SignerKey::EcdsaP256 {
                     der_sig: ecdsa_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8, &rng)?,
-                    fixed_sig: ecdsa_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, &rng)?,
+                    fixed_sig: ecdsa_pkcs8(
+                        &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                        pkcs8,
+                        &rng,
+                    )?,
                 },
                 Some(OID_P384) => SignerKey::EcdsaP384 {
                     der_sig: ecdsa_pkcs8(&signature::ECDSA_P384_SHA384_ASN1_SIGNING, pkcs8, &rng)?,
-                    fixed_sig: ecdsa_pkcs8(&signature::ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8, &rng)?,
+                    fixed_sig: ecdsa_pkcs8(
+                        &signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+                        pkcs8,
+                        &rng,
+                    )?,
                 },
                 _ => {
                     return Err(PkiError::BadPrivateKey(

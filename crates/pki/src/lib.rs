@@ -37,8 +37,7 @@ pub mod pem;
 
 pub use auth::{
     auth_method, decode_hash_algorithms, encode_hash_algorithms, hash_alg, verify_auth,
-    DigitalSignature, SignatureScheme, NOTIFY_SIGNATURE_HASH_ALGORITHMS,
-    SUPPORTED_HASH_ALGORITHMS,
+    DigitalSignature, SignatureScheme, NOTIFY_SIGNATURE_HASH_ALGORITHMS, SUPPORTED_HASH_ALGORITHMS,
 };
 pub use cert::{Certificate, TrustStore, VerifiedPeer, CERT_ENCODING_X509_SIGNATURE};
 pub use error::PkiError;

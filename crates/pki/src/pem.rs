@@ -60,7 +60,9 @@ pub fn parse_pem(data: &[u8]) -> Result<Vec<PemBlock>, PkiError> {
             body.push_str(inner);
         }
         if !ended {
-            return Err(PkiError::Pem(format!("block BEGIN {label} has no END line")));
+            return Err(PkiError::Pem(format!(
+                "block BEGIN {label} has no END line"
+            )));
         }
         let der = base64_decode(&body)
             .ok_or_else(|| PkiError::Pem(format!("block {label}: invalid base64")))?;

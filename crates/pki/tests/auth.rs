@@ -17,7 +17,9 @@ const STRONGSWAN_HASHES: [u16; 4] = [2, 3, 4, 5];
 const OCTETS: &[u8] = b"InitiatorRealMessage | Nr | prf(SK_pi, IDi')";
 
 fn round_trip(signer: &LocalSigner, peer_hashes: &[u16]) -> (u8, Vec<u8>) {
-    let (method, data) = signer.sign(OCTETS, peer_hashes).unwrap_or_else(|e| panic!("{e}"));
+    let (method, data) = signer
+        .sign(OCTETS, peer_hashes)
+        .unwrap_or_else(|e| panic!("{e}"));
     let pk = signer.public_key();
     verify_auth(&pk, method, &data, OCTETS).unwrap_or_else(|e| panic!("{signer:?}: {e}"));
     // Any change of the signed octets is refused ...
@@ -37,7 +39,10 @@ fn ecdsa_p256_method_14_when_peer_offers_sha256() {
     let ds = DigitalSignature::parse(&data).expect("parses");
     // RFC 7427 Appendix A.3.1 ecdsa-with-sha256: 12-byte AlgorithmIdentifier.
     assert_eq!(data[0], 0x0c);
-    assert_eq!(ds.algorithm_identifier, hex::decode("300a06082a8648ce3d040302").expect("hex"));
+    assert_eq!(
+        ds.algorithm_identifier,
+        hex::decode("300a06082a8648ce3d040302").expect("hex")
+    );
     // DER ECDSA-Sig-Value: SEQUENCE { r INTEGER, s INTEGER }
     assert_eq!(ds.signature[0], 0x30);
 }
@@ -58,7 +63,10 @@ fn ecdsa_p384_methods_14_and_10() {
     let (method, data) = round_trip(&s, &STRONGSWAN_HASHES);
     assert_eq!(method, auth_method::DIGITAL_SIGNATURE);
     let ds = DigitalSignature::parse(&data).expect("parses");
-    assert_eq!(ds.algorithm_identifier, hex::decode("300a06082a8648ce3d040303").expect("hex"));
+    assert_eq!(
+        ds.algorithm_identifier,
+        hex::decode("300a06082a8648ce3d040303").expect("hex")
+    );
     let (method, data) = round_trip(&s, &[]);
     assert_eq!(method, auth_method::ECDSA_SHA384_P384);
     assert_eq!(data.len(), 96);
@@ -106,7 +114,10 @@ fn rsa_pss_method_14() {
     ] {
         let (_, data) = round_trip(&s, &[hash]);
         let ds = DigitalSignature::parse(&data).expect("parses");
-        assert_eq!(SignatureScheme::from_algorithm_identifier(ds.algorithm_identifier).expect("ok"), scheme);
+        assert_eq!(
+            SignatureScheme::from_algorithm_identifier(ds.algorithm_identifier).expect("ok"),
+            scheme
+        );
     }
 }
 
@@ -115,7 +126,11 @@ fn pss_algorithm_identifier_in_strongswan_certificate_parses() {
     // The signatureAlgorithm of a certificate strongSwan signed with PSS.
     let der = cert("x509/rsa-client.pem").der().to_vec();
     let oid = hex::decode("06092a864886f70d01010a").expect("hex");
-    let at = der.windows(oid.len()).position(|w| w == oid.as_slice()).expect("PSS OID") - 2;
+    let at = der
+        .windows(oid.len())
+        .position(|w| w == oid.as_slice())
+        .expect("PSS OID")
+        - 2;
     let alg = &der[at..at + 67];
     assert_eq!(
         SignatureScheme::from_algorithm_identifier(alg).expect("parses"),
@@ -125,13 +140,17 @@ fn pss_algorithm_identifier_in_strongswan_certificate_parses() {
 
 #[test]
 fn rsa_no_common_hash() {
-    let err = signer("rsa-gw.pem").sign(OCTETS, &[hash_alg::SHA1]).expect_err("SHA-1 only");
+    let err = signer("rsa-gw.pem")
+        .sign(OCTETS, &[hash_alg::SHA1])
+        .expect_err("SHA-1 only");
     assert!(matches!(err, PkiError::NoCommonHash { .. }), "{err}");
 }
 
 #[test]
 fn signatures_do_not_verify_with_another_key() {
-    let (method, data) = signer("gw.pem").sign(OCTETS, &STRONGSWAN_HASHES).expect("sign");
+    let (method, data) = signer("gw.pem")
+        .sign(OCTETS, &STRONGSWAN_HASHES)
+        .expect("sign");
     let other = signer("client.pem").public_key();
     let err = verify_auth(&other, method, &data, OCTETS).expect_err("wrong key");
     assert!(matches!(err, PkiError::BadSignature { .. }), "{err}");
@@ -140,14 +159,19 @@ fn signatures_do_not_verify_with_another_key() {
     let err = verify_auth(&rsa, method, &data, OCTETS).expect_err("mismatch");
     assert!(matches!(err, PkiError::KeyMismatch { .. }), "{err}");
     let (m9, d9) = signer("gw.pem").sign(OCTETS, &[]).expect("sign");
-    assert!(matches!(verify_auth(&rsa, m9, &d9, OCTETS), Err(PkiError::KeyMismatch { .. })));
+    assert!(matches!(
+        verify_auth(&rsa, m9, &d9, OCTETS),
+        Err(PkiError::KeyMismatch { .. })
+    ));
 }
 
 #[test]
 fn method_14_with_a_substituted_algorithm_is_refused() {
     // Re-label an ECDSA-SHA256 signature as ECDSA-SHA384: must not verify.
     let s = signer("gw.pem");
-    let data = s.sign_digital_signature(SignatureScheme::EcdsaSha256, OCTETS).expect("sign");
+    let data = s
+        .sign_digital_signature(SignatureScheme::EcdsaSha256, OCTETS)
+        .expect("sign");
     let ds = DigitalSignature::parse(&data).expect("parses");
     let relabelled = DigitalSignature::emit(SignatureScheme::EcdsaSha384, ds.signature);
     assert!(verify_auth(&s.public_key(), 14, &relabelled, OCTETS).is_err());
@@ -156,15 +180,27 @@ fn method_14_with_a_substituted_algorithm_is_refused() {
 #[test]
 fn unsupported_and_malformed_auth_data() {
     let pk = signer("gw.pem").public_key();
-    assert!(matches!(verify_auth(&pk, 2, b"x", OCTETS), Err(PkiError::UnsupportedAuthMethod(2))));
-    assert!(matches!(verify_auth(&pk, 11, b"x", OCTETS), Err(PkiError::UnsupportedAuthMethod(11))));
+    assert!(matches!(
+        verify_auth(&pk, 2, b"x", OCTETS),
+        Err(PkiError::UnsupportedAuthMethod(2))
+    ));
+    assert!(matches!(
+        verify_auth(&pk, 11, b"x", OCTETS),
+        Err(PkiError::UnsupportedAuthMethod(11))
+    ));
     for bad in [&b""[..], &[0x20, 0x30][..], &[0x0c][..]] {
-        assert!(matches!(verify_auth(&pk, 14, bad, OCTETS), Err(PkiError::MalformedAuth(_))));
+        assert!(matches!(
+            verify_auth(&pk, 14, bad, OCTETS),
+            Err(PkiError::MalformedAuth(_))
+        ));
     }
     // sha1WithRSAEncryption in method 14 is refused as weak.
     let sha1 = hex::decode("0f300d06092a864886f70d0101050500aabb").expect("hex");
     let err = verify_auth(&pk, 14, &sha1, OCTETS).expect_err("sha1");
-    assert!(matches!(err, PkiError::UnsupportedSignatureAlgorithm(_)), "{err}");
+    assert!(
+        matches!(err, PkiError::UnsupportedSignatureAlgorithm(_)),
+        "{err}"
+    );
 }
 
 #[test]
@@ -183,11 +219,20 @@ fn signature_hash_algorithms_notify() {
     // the team's strongSwan captures, gcm128-x25519/exchange.pcap).
     let data = encode_hash_algorithms(&STRONGSWAN_HASHES);
     assert_eq!(data, [0, 2, 0, 3, 0, 4, 0, 5]);
-    assert_eq!(decode_hash_algorithms(&data).expect("ok"), STRONGSWAN_HASHES);
-    assert_eq!(encode_hash_algorithms(SUPPORTED_HASH_ALGORITHMS), [0, 2, 0, 3, 0, 4, 0, 5]);
+    assert_eq!(
+        decode_hash_algorithms(&data).expect("ok"),
+        STRONGSWAN_HASHES
+    );
+    assert_eq!(
+        encode_hash_algorithms(SUPPORTED_HASH_ALGORITHMS),
+        [0, 2, 0, 3, 0, 4, 0, 5]
+    );
     assert!(decode_hash_algorithms(&[0, 2, 0]).is_err());
     assert!(decode_hash_algorithms(&[]).is_err());
-    assert_eq!(decode_hash_algorithms(&[0xff, 0xff]).expect("unknown kept"), [0xffff]);
+    assert_eq!(
+        decode_hash_algorithms(&[0xff, 0xff]).expect("unknown kept"),
+        [0xffff]
+    );
 }
 
 #[test]
@@ -200,7 +245,12 @@ MC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n\
     let (method, data) = round_trip(&s, &STRONGSWAN_HASHES);
     assert_eq!(method, 14);
     // RFC 8420 §2: AlgorithmIdentifier id-Ed25519 without parameters.
-    assert_eq!(&data[..8], &hex::decode("07300506032b6570").expect("hex")[..]);
-    let err = s.sign(OCTETS, &[hash_alg::SHA2_256]).expect_err("peer lacks Identity");
+    assert_eq!(
+        &data[..8],
+        &hex::decode("07300506032b6570").expect("hex")[..]
+    );
+    let err = s
+        .sign(OCTETS, &[hash_alg::SHA2_256])
+        .expect_err("peer lacks Identity");
     assert!(matches!(err, PkiError::NoCommonHash { .. }), "{err}");
 }

@@ -15,19 +15,29 @@ fn ecdsa_gateway_and_client_verify_against_ecdsa_ca() {
         ("x509/gw.pem", "gw.plexgate.test"),
         ("x509/client.pem", "client.plexgate.test"),
     ] {
-        let peer = cas.verify_chain(&cert(file), &[], now()).unwrap_or_else(|e| panic!("{e}"));
+        let peer = cas
+            .verify_chain(&cert(file), &[], now())
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(peer.public_key, PeerPublicKey::EcdsaP256(ref p) if p.len() == 65));
-        assert_eq!(peer.subject.to_string(), format!("C=CH, O=plexgate test, CN={cn}"));
+        assert_eq!(
+            peer.subject.to_string(),
+            format!("C=CH, O=plexgate test, CN={cn}")
+        );
         assert!(peer.alt_names.contains(&Identity::Fqdn(cn.into())));
         assert_eq!(peer.path.len(), 2);
-        assert_eq!(peer.path[1].to_string(), "C=CH, O=plexgate test, CN=plexgate test CA");
+        assert_eq!(
+            peer.path[1].to_string(),
+            "C=CH, O=plexgate test, CN=plexgate test CA"
+        );
     }
 }
 
 #[test]
 fn verified_key_is_the_signers_key() {
     let cas = store(&["x509ca/ca.pem"]);
-    let peer = cas.verify_chain(&cert("x509/gw.pem"), &[], now()).expect("valid");
+    let peer = cas
+        .verify_chain(&cert("x509/gw.pem"), &[], now())
+        .expect("valid");
     assert_eq!(peer.public_key, signer("gw.pem").public_key());
 }
 
@@ -37,8 +47,13 @@ fn rsa_chain_pkcs1_and_pss_signed_certificates() {
     // rsa-gw is signed with sha256WithRSAEncryption, rsa-client with RSASSA-PSS
     // (both by strongSwan pki).
     for file in ["x509/rsa-gw.pem", "x509/rsa-client.pem"] {
-        let peer = cas.verify_chain(&cert(file), &[], now()).unwrap_or_else(|e| panic!("{file}: {e}"));
-        assert!(matches!(peer.public_key, PeerPublicKey::Rsa { bits: 2048, .. }));
+        let peer = cas
+            .verify_chain(&cert(file), &[], now())
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(matches!(
+            peer.public_key,
+            PeerPublicKey::Rsa { bits: 2048, .. }
+        ));
     }
 }
 
@@ -47,14 +62,19 @@ fn p384_client_through_intermediate() {
     let cas = store(&["x509ca/ca.pem"]);
     let ee = cert("x509/p384-client.pem");
     let sub = cert("x509/sub-ca.pem");
-    let peer = cas.verify_chain(&ee, &[sub.clone()], now()).unwrap_or_else(|e| panic!("{e}"));
+    let peer = cas
+        .verify_chain(&ee, std::slice::from_ref(&sub), now())
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(peer.public_key, PeerPublicKey::EcdsaP384(_)));
     assert_eq!(peer.path.len(), 3);
     // Intermediates in any order, with noise around them.
     let noise = cert("x509/gw.pem");
-    cas.verify_chain(&ee, &[noise, sub], now()).expect("order does not matter");
+    cas.verify_chain(&ee, &[noise, sub], now())
+        .expect("order does not matter");
     // Without the intermediate the issuer is unknown.
-    let err = cas.verify_chain(&ee, &[], now()).expect_err("no intermediate");
+    let err = cas
+        .verify_chain(&ee, &[], now())
+        .expect_err("no intermediate");
     assert!(matches!(err, PkiError::UntrustedIssuer { .. }), "{err}");
     assert!(err.to_string().contains("P-384 sub CA"), "{err}");
 }
@@ -69,15 +89,27 @@ fn untrusted_ca_is_refused() {
     assert!(err.to_string().contains("untrusted test CA"), "{err}");
     // Even when the peer sends its (self-signed) CA as an "intermediate".
     let err = cas
-        .verify_chain(&cert("untrusted/client.pem"), &[cert("untrusted/ca.pem")], now())
+        .verify_chain(
+            &cert("untrusted/client.pem"),
+            &[cert("untrusted/ca.pem")],
+            now(),
+        )
         .expect_err("self-signed intermediate does not make it trusted");
-    assert!(matches!(err, PkiError::ChainTooLong { .. } | PkiError::UntrustedIssuer { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            PkiError::ChainTooLong { .. } | PkiError::UntrustedIssuer { .. }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
 fn wrong_ca_is_refused() {
     let rsa_only = store(&["x509ca/rsa-ca.pem"]);
-    let err = rsa_only.verify_chain(&cert("x509/gw.pem"), &[], now()).expect_err("wrong CA");
+    let err = rsa_only
+        .verify_chain(&cert("x509/gw.pem"), &[], now())
+        .expect_err("wrong CA");
     assert!(matches!(err, PkiError::UntrustedIssuer { .. }), "{err}");
 }
 
@@ -96,12 +128,20 @@ fn expired_and_not_yet_valid_are_refused() {
     let cas = store(&["x509ca/ca.pem"]);
     let gw = cert("x509/gw.pem");
     let (not_before, not_after) = gw.validity().expect("validity");
-    assert!(not_after - not_before >= 20 * 365 * 86_400, "20-year validity");
-    cas.verify_chain(&gw, &[], at(not_after - 1)).expect("valid on the last second");
-    let err = cas.verify_chain(&gw, &[], at(not_after + 1)).expect_err("expired");
+    assert!(
+        not_after - not_before >= 20 * 365 * 86_400,
+        "20-year validity"
+    );
+    cas.verify_chain(&gw, &[], at(not_after - 1))
+        .expect("valid on the last second");
+    let err = cas
+        .verify_chain(&gw, &[], at(not_after + 1))
+        .expect_err("expired");
     assert!(matches!(err, PkiError::NotValidAt { .. }), "{err}");
     assert!(err.to_string().contains("gw.plexgate.test"), "{err}");
-    let err = cas.verify_chain(&gw, &[], at(not_before - 3600)).expect_err("not yet valid");
+    let err = cas
+        .verify_chain(&gw, &[], at(not_before - 3600))
+        .expect_err("not yet valid");
     assert!(matches!(err, PkiError::NotValidAt { .. }), "{err}");
 }
 
@@ -117,8 +157,13 @@ fn tampered_certificate_is_refused() {
     let mut bad = der.clone();
     bad[pos + 1] = b'x';
     let tampered = Certificate::from_der(&bad).expect("still parses");
-    let err = cas.verify_chain(&tampered, &[], now()).expect_err("tampered");
-    assert!(matches!(err, PkiError::BadCertificateSignature { .. }), "{err}");
+    let err = cas
+        .verify_chain(&tampered, &[], now())
+        .expect_err("tampered");
+    assert!(
+        matches!(err, PkiError::BadCertificateSignature { .. }),
+        "{err}"
+    );
     // And a flipped bit in the signature itself.
     let mut bad = der;
     let last = bad.len() - 5;
@@ -154,12 +199,27 @@ fn identities_match_certificates() {
     let client = cert("x509/client.pem");
     let id = |s: &str| Identity::parse(s).unwrap_or_else(|e| panic!("{e}"));
     // subject DN, in strongSwan's notation and with different spacing and case
-    assert!(cert_matches(&id("C=CH, O=plexgate test, CN=gw.plexgate.test"), &gw));
-    assert!(cert_matches(&id("c=ch,o=PLEXGATE   test,cn=GW.plexgate.test"), &gw));
-    assert!(cert_matches(&id("/C=CH/O=plexgate test/CN=gw.plexgate.test"), &gw));
+    assert!(cert_matches(
+        &id("C=CH, O=plexgate test, CN=gw.plexgate.test"),
+        &gw
+    ));
+    assert!(cert_matches(
+        &id("c=ch,o=PLEXGATE   test,cn=GW.plexgate.test"),
+        &gw
+    ));
+    assert!(cert_matches(
+        &id("/C=CH/O=plexgate test/CN=gw.plexgate.test"),
+        &gw
+    ));
     assert!(cert_matches(&gw.subject_identity().expect("subject"), &gw));
-    assert!(!cert_matches(&id("C=CH, O=plexgate test, CN=client.plexgate.test"), &gw));
-    assert!(!cert_matches(&id("O=plexgate test, CN=gw.plexgate.test"), &gw), "RDN count differs");
+    assert!(!cert_matches(
+        &id("C=CH, O=plexgate test, CN=client.plexgate.test"),
+        &gw
+    ));
+    assert!(
+        !cert_matches(&id("O=plexgate test, CN=gw.plexgate.test"), &gw),
+        "RDN count differs"
+    );
     // dNSName
     assert!(cert_matches(&id("gw.plexgate.test"), &gw));
     assert!(cert_matches(&id("GW.Plexgate.Test."), &gw));
@@ -176,7 +236,9 @@ fn identities_match_certificates() {
     assert!(!cert_matches(&id("fqdn:client@plexgate.test"), &client));
     // KEY_ID against subjectKeyIdentifier (openssl adds one) ...
     let p384 = cert("x509/p384-client.pem");
-    let ski = p384.subject_key_id().expect("openssl adds a subjectKeyIdentifier");
+    let ski = p384
+        .subject_key_id()
+        .expect("openssl adds a subjectKeyIdentifier");
     assert!(cert_matches(&Identity::KeyId(ski.clone()), &p384));
     assert!(!cert_matches(&Identity::KeyId(ski), &client));
     // ... or SHA-1 of the SubjectPublicKeyInfo (strongSwan's "keyid"); strongSwan
@@ -192,6 +254,11 @@ fn untrusted_client_claiming_the_client_name_fails_chain_not_name() {
     // The untrusted client has the same subject DN and dNSName as the real one:
     // names match, so only the chain check protects us.
     let fake = cert("untrusted/client.pem");
-    assert!(cert_matches(&Identity::parse("client.plexgate.test").expect("id"), &fake));
-    assert!(store(&["x509ca/ca.pem"]).verify_chain(&fake, &[], now()).is_err());
+    assert!(cert_matches(
+        &Identity::parse("client.plexgate.test").expect("id"),
+        &fake
+    ));
+    assert!(store(&["x509ca/ca.pem"])
+        .verify_chain(&fake, &[], now())
+        .is_err());
 }

@@ -14,16 +14,28 @@ fn id(s: &str) -> Identity {
 #[test]
 fn strongswan_string_conventions() {
     assert_eq!(id("gw@example"), Identity::Rfc822("gw@example".into()));
-    assert_eq!(id("gw.plexgate.test"), Identity::Fqdn("gw.plexgate.test".into()));
-    assert_eq!(id("@gw.plexgate.test"), Identity::Fqdn("gw.plexgate.test".into()));
+    assert_eq!(
+        id("gw.plexgate.test"),
+        Identity::Fqdn("gw.plexgate.test".into())
+    );
+    assert_eq!(
+        id("@gw.plexgate.test"),
+        Identity::Fqdn("gw.plexgate.test".into())
+    );
     assert_eq!(id("@@user"), Identity::Fqdn("@user".into()));
     assert_eq!(id("192.0.2.1"), Identity::Ipv4(Ipv4Addr::new(192, 0, 2, 1)));
-    assert_eq!(id("2001:db8::1"), Identity::Ipv6("2001:db8::1".parse().expect("v6")));
+    assert_eq!(
+        id("2001:db8::1"),
+        Identity::Ipv6("2001:db8::1".parse().expect("v6"))
+    );
     assert_eq!(id("@#0a0b0c"), Identity::KeyId(vec![10, 11, 12]));
     assert_eq!(id("keyid:#ff"), Identity::KeyId(vec![255]));
     assert_eq!(id("fqdn:192.0.2.1"), Identity::Fqdn("192.0.2.1".into()));
     assert_eq!(id("email:foo"), Identity::Rfc822("foo".into()));
-    assert_eq!(id("ipv4:10.0.0.1"), Identity::Ipv4(Ipv4Addr::new(10, 0, 0, 1)));
+    assert_eq!(
+        id("ipv4:10.0.0.1"),
+        Identity::Ipv4(Ipv4Addr::new(10, 0, 0, 1))
+    );
     let dn = id("C=CH, O=plexgate, CN=gw.example");
     assert_eq!(dn.id_type(), id_type::ID_DER_ASN1_DN);
     assert_eq!(dn.to_string(), "C=CH, O=plexgate, CN=gw.example");
@@ -31,7 +43,17 @@ fn strongswan_string_conventions() {
 
 #[test]
 fn bad_strings_are_errors() {
-    for bad in ["", "   ", "%any", "has space", "@#abc", "@#zz", "C=CH, XX=y", "CN=", "O=\"open"] {
+    for bad in [
+        "",
+        "   ",
+        "%any",
+        "has space",
+        "@#abc",
+        "@#zz",
+        "C=CH, XX=y",
+        "CN=",
+        "O=\"open",
+    ] {
         let err = Identity::parse(bad).expect_err(bad);
         assert!(err.to_string().contains("bad identity"), "{err}");
     }
@@ -52,7 +74,11 @@ fn payload_bytes_each_type() {
         let want = hex::decode(want.replace(' ', "")).expect("hex");
         let identity = id(s);
         assert_eq!(identity.to_payload_body(), want, "{s}");
-        assert_eq!(Identity::from_payload_body(&want).expect("decodes"), identity, "{s}");
+        assert_eq!(
+            Identity::from_payload_body(&want).expect("decodes"),
+            identity,
+            "{s}"
+        );
         // Display reads back.
         assert_eq!(id(&identity.to_string()), identity, "{s}");
     }
@@ -60,9 +86,19 @@ fn payload_bytes_each_type() {
 
 #[test]
 fn reserved_octets_ignored_on_receipt_and_bad_payloads_refused() {
-    let id1 = Identity::from_payload_body(&hex::decode("01ffffffc0000201").expect("hex")).expect("ok");
+    let id1 =
+        Identity::from_payload_body(&hex::decode("01ffffffc0000201").expect("hex")).expect("ok");
     assert_eq!(id1, Identity::Ipv4(Ipv4Addr::new(192, 0, 2, 1)));
-    for bad in ["01000000c00002", "05000000c0000201", "020000", "02000000", "0900000030", "04000000aa", "0b000000", "02000000ff"] {
+    for bad in [
+        "01000000c00002",
+        "05000000c0000201",
+        "020000",
+        "02000000",
+        "0900000030",
+        "04000000aa",
+        "0b000000",
+        "02000000ff",
+    ] {
         let bytes = hex::decode(bad).expect("hex");
         assert!(Identity::from_payload_body(&bytes).is_err(), "{bad}");
     }
@@ -87,10 +123,17 @@ fn dn_quoting_escaping_and_normalised_match() {
     let b = DistinguishedName::parse("O=Example\\, Inc., CN=x").expect("escaped");
     assert_eq!(a, b);
     assert_eq!(a.to_string(), "O=\"Example, Inc.\", CN=x");
-    assert_eq!(DistinguishedName::parse(&a.to_string()).expect("round trip"), a);
+    assert_eq!(
+        DistinguishedName::parse(&a.to_string()).expect("round trip"),
+        a
+    );
     // UTF8String vs PrintableString, case and spacing differences still match.
     let utf8 = DistinguishedName::parse("CN=Zürich Gateway").expect("utf8");
-    assert_eq!(utf8.der()[11], 0x0c, "UTF8String for non-printable characters");
+    assert_eq!(
+        utf8.der()[11],
+        0x0c,
+        "UTF8String for non-printable characters"
+    );
     assert!(utf8.matches(&DistinguishedName::parse("cn=  zürich   gateway ").expect("utf8")));
     assert!(!utf8.matches(&DistinguishedName::parse("CN=Zurich Gateway").expect("ascii")));
     // Order of RDNs matters.

@@ -13,7 +13,7 @@ use common::*;
 use std::path::PathBuf;
 use std::process::Command;
 
-use plexgate_pki::{auth_method, verify_auth, DigitalSignature, SignatureScheme, RsaPadding};
+use plexgate_pki::{auth_method, verify_auth, DigitalSignature, RsaPadding, SignatureScheme};
 
 fn vectors() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
@@ -79,7 +79,10 @@ fn openssl_rsa_signatures() {
     let pk = cert_key("x509/rsa-gw.pem");
     let msg = message();
     for (file, scheme) in [
-        ("rsa-gw-pkcs1-sha256.sig.hex", SignatureScheme::RsaPkcs1Sha256),
+        (
+            "rsa-gw-pkcs1-sha256.sig.hex",
+            SignatureScheme::RsaPkcs1Sha256,
+        ),
         ("rsa-gw-pss-sha256.sig.hex", SignatureScheme::RsaPssSha256),
         ("rsa-gw-pss-sha384.sig.hex", SignatureScheme::RsaPssSha384),
     ] {
@@ -87,16 +90,27 @@ fn openssl_rsa_signatures() {
         verify_auth(&pk, 14, &data, &msg).unwrap_or_else(|e| panic!("{file}: {e}"));
     }
     // Wrong padding label: a PKCS#1 signature presented as PSS fails.
-    let data = DigitalSignature::emit(SignatureScheme::RsaPssSha256, &vector("rsa-gw-pkcs1-sha256.sig.hex"));
+    let data = DigitalSignature::emit(
+        SignatureScheme::RsaPssSha256,
+        &vector("rsa-gw-pkcs1-sha256.sig.hex"),
+    );
     assert!(verify_auth(&pk, 14, &data, &msg).is_err());
     // Classic method 1: RSASSA-PKCS1-v1_5 with SHA-1, the raw signature as AUTH data.
-    verify_auth(&pk, auth_method::RSA_DIGITAL_SIGNATURE, &vector("rsa-gw-pkcs1-sha1.sig.hex"), &msg)
-        .expect("method 1");
+    verify_auth(
+        &pk,
+        auth_method::RSA_DIGITAL_SIGNATURE,
+        &vector("rsa-gw-pkcs1-sha1.sig.hex"),
+        &msg,
+    )
+    .expect("method 1");
     assert!(verify_auth(&pk, 1, &vector("rsa-gw-pkcs1-sha256.sig.hex"), &msg).is_err());
 }
 
 fn openssl_available() -> bool {
-    Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success())
+    Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// OpenSSL verifies the raw signatures inside our AUTH data.
@@ -113,13 +127,29 @@ fn openssl_verifies_our_signatures() {
     std::fs::write(&msg_path, msg).expect("write");
     let cases: [(&str, &str, Option<RsaPadding>, &[&str]); 4] = [
         ("gw.pem", "x509/gw.pem", None, &["-sha256"]),
-        ("p384-client.pem", "x509/p384-client.pem", None, &["-sha384"]),
-        ("rsa-gw.pem", "x509/rsa-gw.pem", Some(RsaPadding::Pkcs1), &["-sha256"]),
+        (
+            "p384-client.pem",
+            "x509/p384-client.pem",
+            None,
+            &["-sha384"],
+        ),
+        (
+            "rsa-gw.pem",
+            "x509/rsa-gw.pem",
+            Some(RsaPadding::Pkcs1),
+            &["-sha256"],
+        ),
         (
             "rsa-gw.pem",
             "x509/rsa-gw.pem",
             Some(RsaPadding::Pss),
-            &["-sha256", "-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32"],
+            &[
+                "-sha256",
+                "-sigopt",
+                "rsa_padding_mode:pss",
+                "-sigopt",
+                "rsa_pss_saltlen:32",
+            ],
         ),
     ];
     for (i, (key, certfile, padding, args)) in cases.iter().enumerate() {
@@ -129,7 +159,10 @@ fn openssl_verifies_our_signatures() {
         }
         let (method, data) = s.sign(msg, &[2, 3, 4, 5]).expect("sign");
         assert_eq!(method, 14);
-        let sig = DigitalSignature::parse(&data).expect("parse").signature.to_vec();
+        let sig = DigitalSignature::parse(&data)
+            .expect("parse")
+            .signature
+            .to_vec();
         let sig_path = dir.join(format!("sig{i}.bin"));
         let pub_path = dir.join(format!("pub{i}.pem"));
         std::fs::write(&sig_path, sig).expect("write");

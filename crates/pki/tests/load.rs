@@ -28,7 +28,10 @@ fn legacy_forms_give_the_same_key() {
     assert_eq!(der.public_key(), pkcs8);
     let rsa = LocalSigner::load(keys().join("formats/rsa-gw-pkcs1.pem")).expect("PKCS#1 PEM");
     assert_eq!(rsa.public_key(), signer("rsa-gw.pem").public_key());
-    assert!(matches!(rsa.public_key(), PeerPublicKey::Rsa { bits: 2048, .. }));
+    assert!(matches!(
+        rsa.public_key(),
+        PeerPublicKey::Rsa { bits: 2048, .. }
+    ));
 }
 
 #[test]
@@ -39,9 +42,16 @@ fn key_matches_its_certificate() {
         ("rsa-gw.pem", "x509/rsa-gw.pem"),
         ("p384-client.pem", "x509/p384-client.pem"),
     ] {
-        assert_eq!(signer(key).public_key(), cert(crt).public_key().expect("key"), "{key}");
+        assert_eq!(
+            signer(key).public_key(),
+            cert(crt).public_key().expect("key"),
+            "{key}"
+        );
     }
-    assert_ne!(signer("gw.pem").public_key(), cert("x509/client.pem").public_key().expect("key"));
+    assert_ne!(
+        signer("gw.pem").public_key(),
+        cert("x509/client.pem").public_key().expect("key")
+    );
 }
 
 #[test]
@@ -93,7 +103,9 @@ fn sec1_key_without_public_key_is_rejected_with_advice() {
     // ECPrivateKey { version 1, privateKey (32 bytes), [0] prime256v1 } — no [1].
     let mut sec1 = vec![0x30, 0x31, 0x02, 0x01, 0x01, 0x04, 0x20];
     sec1.extend([0x11; 32]);
-    sec1.extend([0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07]);
+    sec1.extend([
+        0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+    ]);
     sec1[1] = (sec1.len() - 2) as u8;
     let err = LocalSigner::from_sec1_der(&sec1).expect_err("no public key");
     assert!(err.to_string().contains("openssl pkcs8 -topk8"), "{err}");
