@@ -49,7 +49,9 @@ impl IpRange {
 
     /// True if `a` lies in the range.
     pub fn contains(&self, a: IpAddr) -> bool {
-        a.is_ipv4() == self.start.is_ipv4() && ip_u128(self.start) <= ip_u128(a) && ip_u128(a) <= ip_u128(self.end)
+        a.is_ipv4() == self.start.is_ipv4()
+            && ip_u128(self.start) <= ip_u128(a)
+            && ip_u128(a) <= ip_u128(self.end)
     }
 
     /// True if every address of `o` is in `self`.
@@ -160,9 +162,13 @@ pub fn parse_ip(s: &str) -> Result<IpAddr, String> {
 
 /// Parses a subnet in CIDR form; host bits must be zero.
 pub fn parse_subnet(s: &str) -> Result<IpNet, String> {
-    let n = IpNet::from_str(s.trim()).map_err(|_| format!("`{s}` is not a subnet in CIDR form (like 10.1.0.0/24)"))?;
+    let n = IpNet::from_str(s.trim())
+        .map_err(|_| format!("`{s}` is not a subnet in CIDR form (like 10.1.0.0/24)"))?;
     if n.trunc() != n {
-        return Err(format!("subnet {s} has host bits set; did you mean {}?", n.trunc()));
+        return Err(format!(
+            "subnet {s} has host bits set; did you mean {}?",
+            n.trunc()
+        ));
     }
     Ok(n)
 }
@@ -170,7 +176,8 @@ pub fn parse_subnet(s: &str) -> Result<IpNet, String> {
 /// Parses an interface address with its prefix length (`10.9.0.1/30`): host bits
 /// are allowed, they are the interface's own address.
 pub fn parse_if_addr(s: &str) -> Result<IpNet, String> {
-    IpNet::from_str(s.trim()).map_err(|_| format!("`{s}` is not an address with prefix length (like 10.9.0.1/30)"))
+    IpNet::from_str(s.trim())
+        .map_err(|_| format!("`{s}` is not an address with prefix length (like 10.9.0.1/30)"))
 }
 
 /// An inclusive port range; `0-65535` means any port.
@@ -342,7 +349,9 @@ mod tests {
         let ts: TrafficSelector = "10.100.0.10/32[tcp/443]".parse().unwrap();
         assert_eq!(ts.proto, Some(6));
         assert_eq!(ts.ports, PortRange { lo: 443, hi: 443 });
-        let TsAddr::Sel(AddrSel::Range(r)) = ts.addr else { panic!("not a range") };
+        let TsAddr::Sel(AddrSel::Range(r)) = ts.addr else {
+            panic!("not a range")
+        };
         assert!(r.is_host());
         let ts: TrafficSelector = "dynamic[udp/1000-2000]".parse().unwrap();
         assert_eq!(ts.addr, TsAddr::Dynamic);
@@ -351,8 +360,14 @@ mod tests {
         assert_eq!(ts.proto, None);
         assert!("10.0.0.0/8[icmp/80]".parse::<TrafficSelector>().is_err());
         assert!("10.0.0.0/8[tcp/80".parse::<TrafficSelector>().is_err());
-        assert!("10.0.0.1/8".parse::<TrafficSelector>().unwrap_err().contains("did you mean 10.0.0.0/8"));
-        assert!("10.0.0.9-10.0.0.1".parse::<TrafficSelector>().unwrap_err().contains("inverted"));
+        assert!("10.0.0.1/8"
+            .parse::<TrafficSelector>()
+            .unwrap_err()
+            .contains("did you mean 10.0.0.0/8"));
+        assert!("10.0.0.9-10.0.0.1"
+            .parse::<TrafficSelector>()
+            .unwrap_err()
+            .contains("inverted"));
     }
 
     #[test]
@@ -380,7 +395,13 @@ mod tests {
         assert!(!big.covers(&v6));
         assert!(AddrSel::Any.covers(&v6));
         assert!(!big.covers(&AddrSel::Any));
-        assert_eq!(parse_ports("1024-65535").unwrap(), PortRange { lo: 1024, hi: 65535 });
+        assert_eq!(
+            parse_ports("1024-65535").unwrap(),
+            PortRange {
+                lo: 1024,
+                hi: 65535
+            }
+        );
         assert!(parse_ports("90-80").unwrap_err().contains("inverted"));
         assert!(parse_ports("70000").is_err());
     }

@@ -131,16 +131,29 @@ impl Diagnostics {
     }
 
     /// Records an error at `span`.
-    pub fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) -> &mut Diagnostic {
+    pub fn error(
+        &mut self,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic {
         self.push(Severity::Error, span, message.into())
     }
 
     /// Records a warning at `span`.
-    pub fn warning(&mut self, span: Option<Range<usize>>, message: impl Into<String>) -> &mut Diagnostic {
+    pub fn warning(
+        &mut self,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic {
         self.push(Severity::Warning, span, message.into())
     }
 
-    fn push(&mut self, severity: Severity, span: Option<Range<usize>>, message: String) -> &mut Diagnostic {
+    fn push(
+        &mut self,
+        severity: Severity,
+        span: Option<Range<usize>>,
+        message: String,
+    ) -> &mut Diagnostic {
         let position = span.as_ref().map(|s| self.position_of(s.start));
         self.items.push(Diagnostic {
             severity,
@@ -190,7 +203,10 @@ impl Diagnostics {
 
     fn headline(&self, d: &Diagnostic) -> String {
         match d.position {
-            Some(p) => format!("{}:{}:{}: {}: {}", self.file, p.line, p.column, d.severity, d.message),
+            Some(p) => format!(
+                "{}:{}:{}: {}: {}",
+                self.file, p.line, p.column, d.severity, d.message
+            ),
             None => format!("{}: {}: {}", self.file, d.severity, d.message),
         }
     }
@@ -211,7 +227,12 @@ impl Diagnostics {
         Ok(())
     }
 
-    fn render_snippet(&self, f: &mut fmt::Formatter<'_>, span: &Range<usize>, pos: Position) -> fmt::Result {
+    fn render_snippet(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        span: &Range<usize>,
+        pos: Position,
+    ) -> fmt::Result {
         let Some(line) = self.source.lines().nth(pos.line - 1) else {
             return Ok(());
         };
@@ -245,7 +266,13 @@ impl fmt::Display for Diagnostics {
         let (e, w) = (self.error_count(), self.warning_count());
         let plural = |n: usize, s: &str| format!("{n} {s}{}", if n == 1 { "" } else { "s" });
         if e > 0 {
-            writeln!(f, "{}: {}, {}", self.file, plural(e, "error"), plural(w, "warning"))
+            writeln!(
+                f,
+                "{}: {}, {}",
+                self.file,
+                plural(e, "error"),
+                plural(w, "warning")
+            )
         } else {
             writeln!(f, "{}: ok, {}", self.file, plural(w, "warning"))
         }
@@ -273,7 +300,10 @@ mod tests {
         let src = "[site]\nname = 7\n";
         let mut d = Diagnostics::new("p.toml", src);
         let at = src.find('7').unwrap();
-        d.error(Some(at..at + 1), "`name` must be a string, found an integer");
+        d.error(
+            Some(at..at + 1),
+            "`name` must be a string, found an integer",
+        );
         let out = d.to_string();
         assert_eq!(
             out,

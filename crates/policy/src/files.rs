@@ -24,18 +24,42 @@ pub(crate) fn check_files(p: &Policy, cx: &mut Cx) {
     let mut files: Vec<(String, &Path, Kind, &str)> = Vec::new();
     for (i, peer) in p.peers.iter().enumerate() {
         match &peer.auth {
-            Auth::Psk { psk_file } => files.push((format!("peer[{i}].psk_file"), psk_file, Kind::Secret, "PSK file")),
-            Auth::Cert { cert, private_key, ca } => {
+            Auth::Psk { psk_file } => files.push((
+                format!("peer[{i}].psk_file"),
+                psk_file,
+                Kind::Secret,
+                "PSK file",
+            )),
+            Auth::Cert {
+                cert,
+                private_key,
+                ca,
+            } => {
                 files.push((format!("peer[{i}].cert"), cert, Kind::Public, "certificate"));
-                files.push((format!("peer[{i}].private_key"), private_key, Kind::Secret, "private key"));
+                files.push((
+                    format!("peer[{i}].private_key"),
+                    private_key,
+                    Kind::Secret,
+                    "private key",
+                ));
                 for (k, c) in ca.iter().enumerate() {
-                    files.push((format!("peer[{i}].ca[{k}]"), c, Kind::Public, "CA certificate"));
+                    files.push((
+                        format!("peer[{i}].ca[{k}]"),
+                        c,
+                        Kind::Public,
+                        "CA certificate",
+                    ));
                 }
             }
         }
     }
     if let Some(c) = &p.cluster {
-        files.push(("cluster.key_file".into(), &c.key_file, Kind::Secret, "cluster key file"));
+        files.push((
+            "cluster.key_file".into(),
+            &c.key_file,
+            Kind::Secret,
+            "cluster key file",
+        ));
     }
     for (path, file, kind, what) in files {
         if !cx.spans_has(&path) || !cx.spans.ok(&path) {

@@ -47,7 +47,7 @@ use std::path::Path;
 pub use addr::{AddrSel, IpRange, PortRange, TrafficSelector, TsAddr};
 pub use diag::{Diagnostic, Diagnostics, Note, Position, Severity};
 pub use model::*;
-pub use proposal::{DhGroup, Encr, EspProposal, Esn, IkeProposal, Integ, Prf, ProposalError};
+pub use proposal::{DhGroup, Encr, Esn, EspProposal, IkeProposal, Integ, Prf, ProposalError};
 
 use reader::{Cx, Spans, Table};
 
@@ -80,7 +80,13 @@ pub fn load(path: &Path) -> Result<Checked, Diagnostics> {
             Ok(t) => t,
             Err(e) => {
                 let mut d = Diagnostics::new(name, "");
-                d.error(None, format!("the policy file is not valid UTF-8 (first bad byte at offset {})", e.utf8_error().valid_up_to()));
+                d.error(
+                    None,
+                    format!(
+                        "the policy file is not valid UTF-8 (first bad byte at offset {})",
+                        e.utf8_error().valid_up_to()
+                    ),
+                );
                 return Err(d);
             }
         },
@@ -145,7 +151,8 @@ fn run(text: &str, file_name: &str, base: &Path, with_files: bool) -> Result<Che
     };
     let (doc, syntax) = toml::de::DeTable::parse_recoverable(text);
     for e in &syntax {
-        cx.diags.error(e.span(), format!("TOML syntax: {}", e.message().trim_end()));
+        cx.diags
+            .error(e.span(), format!("TOML syntax: {}", e.message().trim_end()));
     }
     if !syntax.is_empty() {
         // After a syntax error the recovered document is a guess; checking its
@@ -154,7 +161,12 @@ fn run(text: &str, file_name: &str, base: &Path, with_files: bool) -> Result<Che
         diags.sort();
         return Err(diags);
     }
-    let root = Table::new(String::new(), "the top level".into(), doc.span(), doc.get_ref());
+    let root = Table::new(
+        String::new(),
+        "the top level".into(),
+        doc.span(),
+        doc.get_ref(),
+    );
     let mut policy = parse::parse(root, &mut cx, Path::new(file_name), base);
     validate::validate(&mut policy, &mut cx);
     if with_files {
@@ -165,6 +177,9 @@ fn run(text: &str, file_name: &str, base: &Path, with_files: bool) -> Result<Che
     if diags.has_errors() {
         Err(diags)
     } else {
-        Ok(Checked { policy, warnings: diags })
+        Ok(Checked {
+            policy,
+            warnings: diags,
+        })
     }
 }

@@ -39,15 +39,45 @@ pub(crate) fn parse(root: Table<'_, '_>, cx: &mut Cx, source: &Path, base: &Path
             }
         }
     };
-    let peers = root.tables(cx, "peer", "[[peer]]").into_iter().map(|t| peer(t, cx, base)).collect();
-    let spd = root.tables(cx, "spd", "SPD rule").into_iter().map(|t| spd_rule(t, cx)).collect();
-    let dvipas = root.tables(cx, "dvipa", "[[dvipa]]").into_iter().map(|t| dvipa(t, cx)).collect();
-    let targets = root.tables(cx, "target", "[[target]]").into_iter().map(|t| target(t, cx)).collect();
-    let links = root.tables(cx, "link", "[[link]]").into_iter().map(|t| link(t, cx)).collect();
-    let cluster = root.table(cx, "cluster", "[cluster]".into()).map(|t| cluster(t, cx, base));
+    let peers = root
+        .tables(cx, "peer", "[[peer]]")
+        .into_iter()
+        .map(|t| peer(t, cx, base))
+        .collect();
+    let spd = root
+        .tables(cx, "spd", "SPD rule")
+        .into_iter()
+        .map(|t| spd_rule(t, cx))
+        .collect();
+    let dvipas = root
+        .tables(cx, "dvipa", "[[dvipa]]")
+        .into_iter()
+        .map(|t| dvipa(t, cx))
+        .collect();
+    let targets = root
+        .tables(cx, "target", "[[target]]")
+        .into_iter()
+        .map(|t| target(t, cx))
+        .collect();
+    let links = root
+        .tables(cx, "link", "[[link]]")
+        .into_iter()
+        .map(|t| link(t, cx))
+        .collect();
+    let cluster = root
+        .table(cx, "cluster", "[cluster]".into())
+        .map(|t| cluster(t, cx, base));
     let ha = root.table(cx, "ha", "[ha]".into()).map(|t| ha(t, cx, base));
-    let log = root.table(cx, "log", "[log]".into()).map(|t| log(t, cx, base)).unwrap_or_default();
-    root.finish(cx, &["site", "peer", "spd", "dvipa", "target", "link", "cluster", "ha", "log"]);
+    let log = root
+        .table(cx, "log", "[log]".into())
+        .map(|t| log(t, cx, base))
+        .unwrap_or_default();
+    root.finish(
+        cx,
+        &[
+            "site", "peer", "spd", "dvipa", "target", "link", "cluster", "ha", "log",
+        ],
+    );
     Policy {
         source: source.to_path_buf(),
         site,
@@ -69,7 +99,11 @@ fn name(t: &mut Table<'_, '_>, cx: &mut Cx, kind: &str) -> String {
     match t.string(cx, "name", true) {
         Some((n, span)) => {
             if n.is_empty() || n.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                cx.err(&t.sub("name"), Some(span), format!("{kind} name `{n}` must be non-empty without spaces"));
+                cx.err(
+                    &t.sub("name"),
+                    Some(span),
+                    format!("{kind} name `{n}` must be non-empty without spaces"),
+                );
             }
             t.what = format!("{kind} \"{n}\"");
             n
@@ -90,7 +124,11 @@ fn parsed<T>(
     match f(&s) {
         Ok(v) => Some(v),
         Err(e) => {
-            cx.err(&t.sub(key), Some(span), format!("`{key}` in {}: {e}", t.what));
+            cx.err(
+                &t.sub(key),
+                Some(span),
+                format!("`{key}` in {}: {e}", t.what),
+            );
             None
         }
     }
@@ -118,7 +156,13 @@ fn parsed_list<T>(
 }
 
 /// One of a fixed set of words.
-fn choice<T: Copy>(t: &mut Table<'_, '_>, cx: &mut Cx, key: &str, options: &[(&str, T)], default: T) -> T {
+fn choice<T: Copy>(
+    t: &mut Table<'_, '_>,
+    cx: &mut Cx,
+    key: &str,
+    options: &[(&str, T)],
+    default: T,
+) -> T {
     let Some((s, span)) = t.string(cx, key, false) else {
         return default;
     };
@@ -129,7 +173,11 @@ fn choice<T: Copy>(t: &mut Table<'_, '_>, cx: &mut Cx, key: &str, options: &[(&s
     cx.err(
         &t.sub(key),
         Some(span),
-        format!("`{key}` in {} is \"{s}\", but it must be one of {}", t.what, words.join(", ")),
+        format!(
+            "`{key}` in {} is \"{s}\", but it must be one of {}",
+            t.what,
+            words.join(", ")
+        ),
     );
     default
 }
@@ -143,10 +191,20 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
     }
 }
 
-fn path(t: &mut Table<'_, '_>, cx: &mut Cx, key: &str, required: bool, base: &Path) -> Option<PathBuf> {
+fn path(
+    t: &mut Table<'_, '_>,
+    cx: &mut Cx,
+    key: &str,
+    required: bool,
+    base: &Path,
+) -> Option<PathBuf> {
     let (s, span) = t.string(cx, key, required)?;
     if s.is_empty() {
-        cx.err(&t.sub(key), Some(span), format!("`{key}` in {} is an empty path", t.what));
+        cx.err(
+            &t.sub(key),
+            Some(span),
+            format!("`{key}` in {} is an empty path", t.what),
+        );
         return None;
     }
     Some(resolve(base, &s))
@@ -165,7 +223,11 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => 60,
         "h" => 3600,
         "d" => 86400,
-        u => return Err(format!("unknown time unit `{u}` in `{s}`: use s, m, h or d")),
+        u => {
+            return Err(format!(
+                "unknown time unit `{u}` in `{s}`: use s, m, h or d"
+            ))
+        }
     };
     n.checked_mul(mult)
         .map(Duration::from_secs)
@@ -182,11 +244,19 @@ fn duration(t: &mut Table<'_, '_>, cx: &mut Cx, key: &str) -> Option<Duration> {
         },
         _ => Err("it must be a duration: seconds as an integer, or a string like \"30s\", \"15m\", \"4h\"".into()),
     };
-    r.map_err(|e| cx.err(&t.sub(key), Some(v.span()), format!("`{key}` in {}: {e}", t.what))).ok()
+    r.map_err(|e| {
+        cx.err(
+            &t.sub(key),
+            Some(v.span()),
+            format!("`{key}` in {}: {e}", t.what),
+        )
+    })
+    .ok()
 }
 
 fn port(t: &mut Table<'_, '_>, cx: &mut Cx, key: &str, default: u16) -> u16 {
-    t.int(cx, key, false, 1, 65535).map_or(default, |n| n as u16)
+    t.int(cx, key, false, 1, 65535)
+        .map_or(default, |n| n as u16)
 }
 
 fn rank(t: &mut Table<'_, '_>, cx: &mut Cx, key: &str, required: bool) -> u8 {
@@ -199,7 +269,10 @@ fn port_value(v: &DeValue<'_>) -> Result<PortRange, String> {
     match v {
         DeValue::String(s) => addr::parse_ports(s),
         DeValue::Integer(_) => match int_of(v) {
-            Some(n @ 0..=65535) => Ok(PortRange { lo: n as u16, hi: n as u16 }),
+            Some(n @ 0..=65535) => Ok(PortRange {
+                lo: n as u16,
+                hi: n as u16,
+            }),
             _ => Err("a port must be between 0 and 65535".into()),
         },
         _ => Err("a port must be a number or a string like \"1024-65535\"".into()),
@@ -211,7 +284,13 @@ fn ports_one(t: &mut Table<'_, '_>, cx: &mut Cx, key: &str) -> PortRange {
         return PortRange::ANY;
     };
     port_value(v.get_ref())
-        .map_err(|e| cx.err(&t.sub(key), Some(v.span()), format!("`{key}` in {}: {e}", t.what)))
+        .map_err(|e| {
+            cx.err(
+                &t.sub(key),
+                Some(v.span()),
+                format!("`{key}` in {}: {e}", t.what),
+            )
+        })
         .unwrap_or(PortRange::ANY)
 }
 
@@ -263,7 +342,16 @@ fn site(mut t: Table<'_, '_>, cx: &mut Cx) -> Site {
     }
     let ike_port = port(&mut t, cx, "ike_port", 500);
     let natt_port = port(&mut t, cx, "natt_port", 4500);
-    t.finish(cx, &["name", "gateway_vipas", "interface", "ike_port", "natt_port"]);
+    t.finish(
+        cx,
+        &[
+            "name",
+            "gateway_vipas",
+            "interface",
+            "ike_port",
+            "natt_port",
+        ],
+    );
     Site {
         name,
         gateway_vipas,
@@ -336,13 +424,29 @@ fn peer(mut t: Table<'_, '_>, cx: &mut Cx, base: &Path) -> Peer {
     let method = choice(&mut t, cx, "auth", &[("psk", true), ("cert", false)], true);
     let auth_given = t.raw(cx, "auth").is_some();
     if !auth_given {
-        cx.err(&t.sub("auth"), Some(t.span.clone()), format!("{} is missing the required key `auth` (\"psk\" or \"cert\")", t.what));
+        cx.err(
+            &t.sub("auth"),
+            Some(t.span.clone()),
+            format!(
+                "{} is missing the required key `auth` (\"psk\" or \"cert\")",
+                t.what
+            ),
+        );
     }
     let psk_file = path(&mut t, cx, "psk_file", false, base);
     let cert = path(&mut t, cx, "cert", false, base);
     let private_key = path(&mut t, cx, "private_key", false, base);
     let ca = parsed_list(&mut t, cx, "ca", false, |s| Ok(resolve(base, s)));
-    let auth = auth_fields(&t, cx, auth_given && method, auth_given && !method, psk_file, cert, private_key, ca);
+    let auth = auth_fields(
+        &t,
+        cx,
+        auth_given && method,
+        auth_given && !method,
+        psk_file,
+        cert,
+        private_key,
+        ca,
+    );
     let mut proposals = Vec::new();
     let given = t.strings(cx, "proposals", false);
     for (s, span, p) in given.clone().unwrap_or_default() {
@@ -375,8 +479,20 @@ fn peer(mut t: Table<'_, '_>, cx: &mut Cx, base: &Path) -> Peer {
     t.finish(
         cx,
         &[
-            "name", "remote_address", "local_id", "remote_id", "auth", "psk_file", "cert", "private_key", "ca",
-            "proposals", "rekey_time", "life_time", "dpd_delay", "child",
+            "name",
+            "remote_address",
+            "local_id",
+            "remote_id",
+            "auth",
+            "psk_file",
+            "cert",
+            "private_key",
+            "ca",
+            "proposals",
+            "rekey_time",
+            "life_time",
+            "dpd_delay",
+            "child",
         ],
     );
     Peer {
@@ -407,13 +523,24 @@ fn auth_fields(
     let auth_span = cx.spans.get(&t.sub("auth"));
     let need = |cx: &mut Cx, key: &str, ok: bool, method: &str| {
         if !ok {
-            cx.err(&t.sub(key), auth_span.clone(), format!("{} uses auth = \"{method}\" but has no `{key}`", t.what));
+            cx.err(
+                &t.sub(key),
+                auth_span.clone(),
+                format!("{} uses auth = \"{method}\" but has no `{key}`", t.what),
+            );
         }
     };
     let forbid = |cx: &mut Cx, key: &str, present: bool, method: &str| {
         if present {
             let span = cx.spans.get(&t.sub(key));
-            cx.err(&t.sub(key), span, format!("`{key}` in {} has no effect with auth = \"{method}\"; remove it", t.what));
+            cx.err(
+                &t.sub(key),
+                span,
+                format!(
+                    "`{key}` in {} has no effect with auth = \"{method}\"; remove it",
+                    t.what
+                ),
+            );
         }
     };
     if is_psk {
@@ -444,8 +571,12 @@ fn auth_fields(
 fn child(mut t: Table<'_, '_>, cx: &mut Cx, peer_what: &str) -> Child {
     let n = name(&mut t, cx, "child");
     t.what = format!("child \"{n}\" of {peer_what}");
-    let local_ts = parsed_list(&mut t, cx, "local_ts", true, |s| s.parse::<TrafficSelector>());
-    let remote_ts = parsed_list(&mut t, cx, "remote_ts", true, |s| s.parse::<TrafficSelector>());
+    let local_ts = parsed_list(&mut t, cx, "local_ts", true, |s| {
+        s.parse::<TrafficSelector>()
+    });
+    let remote_ts = parsed_list(&mut t, cx, "remote_ts", true, |s| {
+        s.parse::<TrafficSelector>()
+    });
     let mut esp_proposals = Vec::new();
     let given = t.strings(cx, "esp_proposals", false);
     for (s, span, p) in given.clone().unwrap_or_default() {
@@ -466,7 +597,13 @@ fn child(mut t: Table<'_, '_>, cx: &mut Cx, peer_what: &str) -> Child {
             }
         }
     }
-    let mode = choice(&mut t, cx, "mode", &[("tunnel", Mode::Tunnel), ("transport", Mode::Transport)], Mode::Tunnel);
+    let mode = choice(
+        &mut t,
+        cx,
+        "mode",
+        &[("tunnel", Mode::Tunnel), ("transport", Mode::Transport)],
+        Mode::Tunnel,
+    );
     let rekey_time = duration(&mut t, cx, "rekey_time").unwrap_or(Duration::from_secs(3600));
     let life_time = duration(&mut t, cx, "life_time").unwrap_or(default_life(rekey_time));
     let lifetime = ChildLifetime {
@@ -495,7 +632,15 @@ fn child(mut t: Table<'_, '_>, cx: &mut Cx, peer_what: &str) -> Child {
                 1024
             }
             None => {
-                cx.err(&t.sub("replay_window"), Some(v.span()), format!("`replay_window` in {} must be an integer, found {}", t.what, kind(v.get_ref())));
+                cx.err(
+                    &t.sub("replay_window"),
+                    Some(v.span()),
+                    format!(
+                        "`replay_window` in {} must be an integer, found {}",
+                        t.what,
+                        kind(v.get_ref())
+                    ),
+                );
                 1024
             }
         },
@@ -504,14 +649,29 @@ fn child(mut t: Table<'_, '_>, cx: &mut Cx, peer_what: &str) -> Child {
         &mut t,
         cx,
         "start_action",
-        &[("none", StartAction::None), ("trap", StartAction::Trap), ("start", StartAction::Start)],
+        &[
+            ("none", StartAction::None),
+            ("trap", StartAction::Trap),
+            ("start", StartAction::Start),
+        ],
         StartAction::None,
     );
     t.finish(
         cx,
         &[
-            "name", "local_ts", "remote_ts", "esp_proposals", "mode", "rekey_time", "life_time", "rekey_bytes",
-            "life_bytes", "rekey_packets", "life_packets", "replay_window", "start_action",
+            "name",
+            "local_ts",
+            "remote_ts",
+            "esp_proposals",
+            "mode",
+            "rekey_time",
+            "life_time",
+            "rekey_bytes",
+            "life_bytes",
+            "rekey_packets",
+            "life_packets",
+            "replay_window",
+            "start_action",
         ],
     );
     Child {
@@ -535,7 +695,11 @@ fn spd_rule(mut t: Table<'_, '_>, cx: &mut Cx) -> SpdRule {
         &mut t,
         cx,
         "direction",
-        &[("in", Direction::In), ("out", Direction::Out), ("both", Direction::Both)],
+        &[
+            ("in", Direction::In),
+            ("out", Direction::Out),
+            ("both", Direction::Both),
+        ],
         Direction::Both,
     );
     let local = parsed(&mut t, cx, "local", true, addr::parse_addr_sel).unwrap_or(AddrSel::Any);
@@ -549,20 +713,44 @@ fn spd_rule(mut t: Table<'_, '_>, cx: &mut Cx) -> SpdRule {
             cx.err(
                 &t.sub(key),
                 span,
-                format!("{} names `{key}` but protocol {} has no ports (use tcp, udp or sctp)", t.what, addr::proto_name(protocol)),
+                format!(
+                    "{} names `{key}` but protocol {} has no ports (use tcp, udp or sctp)",
+                    t.what,
+                    addr::proto_name(protocol)
+                ),
             );
         }
     }
-    let act = choice(&mut t, cx, "action", &[("protect", 0), ("bypass", 1), ("discard", 2)], 2);
+    let act = choice(
+        &mut t,
+        cx,
+        "action",
+        &[("protect", 0), ("bypass", 1), ("discard", 2)],
+        2,
+    );
     if t.raw(cx, "action").is_none() {
-        cx.err(&t.sub("action"), Some(t.span.clone()), format!("{} is missing the required key `action` (\"protect\", \"bypass\" or \"discard\")", t.what));
+        cx.err(
+            &t.sub("action"),
+            Some(t.span.clone()),
+            format!(
+                "{} is missing the required key `action` (\"protect\", \"bypass\" or \"discard\")",
+                t.what
+            ),
+        );
     }
     let peer = t.string(cx, "peer", act == 0);
     let child = t.string(cx, "child", act == 0);
     if act != 0 {
         for (key, v) in [("peer", &peer), ("child", &child)] {
             if let Some((_, span)) = v {
-                cx.err(&t.sub(key), Some(span.clone()), format!("`{key}` in {} is only used with action = \"protect\"", t.what));
+                cx.err(
+                    &t.sub(key),
+                    Some(span.clone()),
+                    format!(
+                        "`{key}` in {} is only used with action = \"protect\"",
+                        t.what
+                    ),
+                );
             }
         }
     }
@@ -576,7 +764,18 @@ fn spd_rule(mut t: Table<'_, '_>, cx: &mut Cx) -> SpdRule {
     };
     t.finish(
         cx,
-        &["name", "direction", "local", "remote", "protocol", "local_port", "remote_port", "action", "peer", "child"],
+        &[
+            "name",
+            "direction",
+            "local",
+            "remote",
+            "protocol",
+            "local_port",
+            "remote_port",
+            "action",
+            "peer",
+            "child",
+        ],
     );
     SpdRule {
         name,
@@ -642,7 +841,10 @@ fn dvipa(mut t: Table<'_, '_>, cx: &mut Cx) -> Dvipa {
     let what = t.what.clone();
     for mut b in t.tables(cx, "backup", "backup") {
         b.what = format!("a backup of {what}");
-        let gateway = b.string(cx, "gateway", true).map(|(s, _)| s).unwrap_or_default();
+        let gateway = b
+            .string(cx, "gateway", true)
+            .map(|(s, _)| s)
+            .unwrap_or_default();
         let rank = rank(&mut b, cx, "rank", true);
         b.finish(cx, &["gateway", "rank"]);
         backups.push(Backup { gateway, rank });
@@ -651,12 +853,24 @@ fn dvipa(mut t: Table<'_, '_>, cx: &mut Cx) -> Dvipa {
         &mut t,
         cx,
         "plain_traffic",
-        &[("distribute", PlainTraffic::Distribute), ("drop", PlainTraffic::Drop)],
+        &[
+            ("distribute", PlainTraffic::Distribute),
+            ("drop", PlainTraffic::Drop),
+        ],
         PlainTraffic::Drop,
     );
     t.finish(
         cx,
-        &["address", "ports", "targets", "method", "weights", "routing_gateway", "backup", "plain_traffic"],
+        &[
+            "address",
+            "ports",
+            "targets",
+            "method",
+            "weights",
+            "routing_gateway",
+            "backup",
+            "plain_traffic",
+        ],
     );
     Dvipa {
         address,
@@ -673,7 +887,10 @@ fn dvipa(mut t: Table<'_, '_>, cx: &mut Cx) -> Dvipa {
 fn target(mut t: Table<'_, '_>, cx: &mut Cx) -> Target {
     let name = name(&mut t, cx, "target");
     let address = parsed(&mut t, cx, "address", true, addr::parse_ip).unwrap_or(PLACEHOLDER_IP);
-    let link = t.string(cx, "link", true).map(|(s, _)| s).unwrap_or_default();
+    let link = t
+        .string(cx, "link", true)
+        .map(|(s, _)| s)
+        .unwrap_or_default();
     let weight = match t.raw(cx, "weight") {
         None => 1,
         Some(v) => match int_of(v.get_ref()) {
@@ -682,12 +899,23 @@ fn target(mut t: Table<'_, '_>, cx: &mut Cx) -> Target {
                 cx.err(
                     &t.sub("weight"),
                     Some(v.span()),
-                    format!("weight {n} of {} is invalid: weights are 0 (drain) to 1000000", t.what),
+                    format!(
+                        "weight {n} of {} is invalid: weights are 0 (drain) to 1000000",
+                        t.what
+                    ),
                 );
                 1
             }
             None => {
-                cx.err(&t.sub("weight"), Some(v.span()), format!("`weight` in {} must be an integer, found {}", t.what, kind(v.get_ref())));
+                cx.err(
+                    &t.sub("weight"),
+                    Some(v.span()),
+                    format!(
+                        "`weight` in {} must be an integer, found {}",
+                        t.what,
+                        kind(v.get_ref())
+                    ),
+                );
                 1
             }
         },
@@ -703,7 +931,10 @@ fn target(mut t: Table<'_, '_>, cx: &mut Cx) -> Target {
 
 fn link(mut t: Table<'_, '_>, cx: &mut Cx) -> Link {
     let name = name(&mut t, cx, "link");
-    let interface = t.string(cx, "interface", true).map(|(s, _)| s).unwrap_or_default();
+    let interface = t
+        .string(cx, "interface", true)
+        .map(|(s, _)| s)
+        .unwrap_or_default();
     let local = parsed(&mut t, cx, "local", true, addr::parse_ip).unwrap_or(PLACEHOLDER_IP);
     let subnet = parsed(&mut t, cx, "subnet", true, addr::parse_subnet).unwrap_or_default();
     // `remote` may be left out: it defaults to the address of the target on the
@@ -721,7 +952,9 @@ fn link(mut t: Table<'_, '_>, cx: &mut Cx) -> Link {
 
 fn cluster(mut t: Table<'_, '_>, cx: &mut Cx, base: &Path) -> Cluster {
     let key_file = path(&mut t, cx, "key_file", true, base).unwrap_or_default();
-    let gateway_id = t.int(cx, "gateway_id", true, 1, u32::MAX as i128).map_or(1, |n| n as u32);
+    let gateway_id = t
+        .int(cx, "gateway_id", true, 1, u32::MAX as i128)
+        .map_or(1, |n| n as u32);
     let port = port(&mut t, cx, "port", 7600);
     t.finish(cx, &["key_file", "gateway_id", "port"]);
     Cluster {
@@ -732,7 +965,10 @@ fn cluster(mut t: Table<'_, '_>, cx: &mut Cx, base: &Path) -> Cluster {
 }
 
 fn ha(mut t: Table<'_, '_>, cx: &mut Cx, base: &Path) -> Ha {
-    let name = t.string(cx, "name", true).map(|(s, _)| s).unwrap_or_default();
+    let name = t
+        .string(cx, "name", true)
+        .map(|(s, _)| s)
+        .unwrap_or_default();
     let own_rank = rank(&mut t, cx, "rank", true);
     let mut peers = Vec::new();
     for mut p in t.tables(cx, "peer", "[[ha.peer]]") {
@@ -750,9 +986,15 @@ fn ha(mut t: Table<'_, '_>, cx: &mut Cx, base: &Path) -> Ha {
         Some(s) => store(s, cx, base),
         None => {
             if t.raw(cx, "store").is_none() {
-                cx.err(&t.sub("store"), Some(t.span.clone()), "[ha] needs a [ha.store] section (kind = \"embedded\" or \"etcd\")".into());
+                cx.err(
+                    &t.sub("store"),
+                    Some(t.span.clone()),
+                    "[ha] needs a [ha.store] section (kind = \"embedded\" or \"etcd\")".into(),
+                );
             }
-            Store::Embedded { path: PathBuf::new() }
+            Store::Embedded {
+                path: PathBuf::new(),
+            }
         }
     };
     t.finish(cx, &["name", "rank", "peer", "store"]);
@@ -773,13 +1015,27 @@ fn store(mut t: Table<'_, '_>, cx: &mut Cx, base: &Path) -> Store {
             return Store::Embedded { path };
         }
         Some("etcd") => {
-            let endpoints: Vec<String> = t.strings(cx, "endpoints", true).unwrap_or_default().into_iter().map(|e| e.0).collect();
+            let endpoints: Vec<String> = t
+                .strings(cx, "endpoints", true)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| e.0)
+                .collect();
             if endpoints.is_empty() && cx.spans.ok(&t.sub("endpoints")) {
                 let span = cx.spans.get(&t.sub("endpoints"));
-                cx.err(&t.sub("endpoints"), span, "[ha.store] of kind \"etcd\" needs at least one endpoint".into());
+                cx.err(
+                    &t.sub("endpoints"),
+                    span,
+                    "[ha.store] of kind \"etcd\" needs at least one endpoint".into(),
+                );
             }
-            let prefix = t.string(cx, "prefix", false).map(|p| p.0).unwrap_or_default();
-            let lease = t.int(cx, "lease_seconds", false, 1, 3600).map_or(10, |n| n as u64);
+            let prefix = t
+                .string(cx, "prefix", false)
+                .map(|p| p.0)
+                .unwrap_or_default();
+            let lease = t
+                .int(cx, "lease_seconds", false, 1, 3600)
+                .map_or(10, |n| n as u64);
             t.finish(cx, &["kind", "endpoints", "prefix", "lease_seconds"]);
             return Store::Etcd {
                 endpoints,
@@ -789,16 +1045,27 @@ fn store(mut t: Table<'_, '_>, cx: &mut Cx, base: &Path) -> Store {
         }
         Some(other) => {
             let span = kind.as_ref().map(|k| k.1.clone());
-            cx.err(&t.sub("kind"), span, format!("store kind \"{other}\" is unknown: use \"embedded\" or \"etcd\""));
-            Store::Embedded { path: PathBuf::new() }
+            cx.err(
+                &t.sub("kind"),
+                span,
+                format!("store kind \"{other}\" is unknown: use \"embedded\" or \"etcd\""),
+            );
+            Store::Embedded {
+                path: PathBuf::new(),
+            }
         }
-        None => Store::Embedded { path: PathBuf::new() },
+        None => Store::Embedded {
+            path: PathBuf::new(),
+        },
     };
     // Unknown kind: we cannot tell which keys belong; accept the known ones.
     for k in ["path", "endpoints", "prefix", "lease_seconds"] {
         let _ = t.raw(cx, k);
     }
-    t.finish(cx, &["kind", "path", "endpoints", "prefix", "lease_seconds"]);
+    t.finish(
+        cx,
+        &["kind", "path", "endpoints", "prefix", "lease_seconds"],
+    );
     s
 }
 
@@ -828,18 +1095,35 @@ mod tests {
         assert_eq!(parse_duration("4h").unwrap(), Duration::from_secs(14400));
         assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
         assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86400));
-        assert!(parse_duration("4x").unwrap_err().contains("unknown time unit"));
+        assert!(parse_duration("4x")
+            .unwrap_err()
+            .contains("unknown time unit"));
         assert!(parse_duration("h").is_err());
         assert!(parse_duration("99999999999999999999d").is_err());
     }
 
     #[test]
     fn identities() {
-        assert_eq!(identity("client@example").unwrap(), Identity::Email("client@example".into()));
-        assert_eq!(identity("@vpn.example").unwrap(), Identity::Fqdn("vpn.example".into()));
-        assert_eq!(identity("vpn.example").unwrap(), Identity::Fqdn("vpn.example".into()));
-        assert_eq!(identity("10.0.0.1").unwrap(), Identity::Ip("10.0.0.1".parse().unwrap()));
-        assert_eq!(identity("C=CH, O=Example, CN=gw").unwrap(), Identity::Dn("C=CH, O=Example, CN=gw".into()));
+        assert_eq!(
+            identity("client@example").unwrap(),
+            Identity::Email("client@example".into())
+        );
+        assert_eq!(
+            identity("@vpn.example").unwrap(),
+            Identity::Fqdn("vpn.example".into())
+        );
+        assert_eq!(
+            identity("vpn.example").unwrap(),
+            Identity::Fqdn("vpn.example".into())
+        );
+        assert_eq!(
+            identity("10.0.0.1").unwrap(),
+            Identity::Ip("10.0.0.1".parse().unwrap())
+        );
+        assert_eq!(
+            identity("C=CH, O=Example, CN=gw").unwrap(),
+            Identity::Dn("C=CH, O=Example, CN=gw".into())
+        );
         assert_eq!(identity("dn:CN=x").unwrap(), Identity::Dn("CN=x".into()));
         assert_eq!(identity("%any").unwrap(), Identity::Any);
         assert!(identity("ip:nope").is_err());

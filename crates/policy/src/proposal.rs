@@ -234,10 +234,38 @@ enum Word {
 }
 
 const KNOWN: &[&str] = &[
-    "aes128", "aes192", "aes256", "aes128gcm8", "aes128gcm12", "aes128gcm16", "aes192gcm16", "aes256gcm8",
-    "aes256gcm12", "aes256gcm16", "chacha20poly1305", "sha1", "sha256", "sha384", "sha512", "prfsha1",
-    "prfsha256", "prfsha384", "prfsha512", "modp1024", "modp2048", "modp3072", "modp4096", "ecp256", "ecp384",
-    "ecp521", "x25519", "curve25519", "x448", "curve448", "esn", "noesn",
+    "aes128",
+    "aes192",
+    "aes256",
+    "aes128gcm8",
+    "aes128gcm12",
+    "aes128gcm16",
+    "aes192gcm16",
+    "aes256gcm8",
+    "aes256gcm12",
+    "aes256gcm16",
+    "chacha20poly1305",
+    "sha1",
+    "sha256",
+    "sha384",
+    "sha512",
+    "prfsha1",
+    "prfsha256",
+    "prfsha384",
+    "prfsha512",
+    "modp1024",
+    "modp2048",
+    "modp3072",
+    "modp4096",
+    "ecp256",
+    "ecp384",
+    "ecp521",
+    "x25519",
+    "curve25519",
+    "x448",
+    "curve448",
+    "esn",
+    "noesn",
 ];
 
 fn word(w: &str) -> Option<Word> {
@@ -264,7 +292,10 @@ fn word(w: &str) -> Option<Word> {
                     "16" | "128" | "" => 16,
                     _ => return None,
                 };
-                Some(Encr(self::Encr::AesGcm { key_bits, icv_bytes }))
+                Some(Encr(self::Encr::AesGcm {
+                    key_bits,
+                    icv_bytes,
+                }))
             }
         };
     }
@@ -294,7 +325,9 @@ fn word(w: &str) -> Option<Word> {
 }
 
 fn hint(w: &str) -> String {
-    let weak = ["3des", "des", "md5", "blowfish", "cast128", "null", "modp768"];
+    let weak = [
+        "3des", "des", "md5", "blowfish", "cast128", "null", "modp768",
+    ];
     if weak.contains(&w) {
         return " (it is weak and not supported)".into();
     }
@@ -341,8 +374,9 @@ fn split(kind: &'static str, s: &str) -> Result<Words, ProposalError> {
             Some(Word::Encr(e)) => push_unique(&mut w.encr, e),
             Some(Word::Integ(i)) => {
                 if i == Integ::HmacSha1_96 {
-                    w.warnings
-                        .push(format!("{kind} proposal `{s}` offers HMAC-SHA1, which is weak; prefer sha256"));
+                    w.warnings.push(format!(
+                        "{kind} proposal `{s}` offers HMAC-SHA1, which is weak; prefer sha256"
+                    ));
                 }
                 push_unique(&mut w.integ, i)
             }
@@ -366,7 +400,9 @@ fn split(kind: &'static str, s: &str) -> Result<Words, ProposalError> {
         }
     }
     if w.encr.is_empty() {
-        return Err(invalid("has no encryption algorithm (such as aes256gcm16 or aes128)"));
+        return Err(invalid(
+            "has no encryption algorithm (such as aes256gcm16 or aes128)",
+        ));
     }
     let aead = w.encr.iter().filter(|e| e.is_aead()).count();
     if aead != 0 && aead != w.encr.len() {
@@ -376,7 +412,9 @@ fn split(kind: &'static str, s: &str) -> Result<Words, ProposalError> {
         return Err(invalid("pairs an AEAD cipher with an integrity algorithm; AEAD ciphers carry their own integrity, drop the sha…"));
     }
     if aead == 0 && w.integ.is_empty() {
-        return Err(invalid("has a non-AEAD cipher but no integrity algorithm (add e.g. sha256)"));
+        return Err(invalid(
+            "has a non-AEAD cipher but no integrity algorithm (add e.g. sha256)",
+        ));
     }
     Ok(w)
 }
@@ -399,17 +437,23 @@ pub fn parse_ike(s: &str) -> Result<WithWarnings<IkeProposal>, ProposalError> {
         problem: problem.to_string(),
     };
     if !w.esn.is_empty() {
-        return Err(invalid("names esn/noesn, which only applies to ESP proposals"));
+        return Err(invalid(
+            "names esn/noesn, which only applies to ESP proposals",
+        ));
     }
     if w.prf.is_empty() {
         // strongSwan: without an explicit PRF the integrity algorithms map to PRFs.
         w.prf = w.integ.iter().map(Integ::as_prf).collect();
     }
     if w.prf.is_empty() {
-        return Err(invalid("uses an AEAD cipher but names no PRF (add e.g. prfsha256 or prfsha384)"));
+        return Err(invalid(
+            "uses an AEAD cipher but names no PRF (add e.g. prfsha256 or prfsha384)",
+        ));
     }
     if w.dh.is_empty() {
-        return Err(invalid("has no key exchange method (add e.g. x25519 or ecp384)"));
+        return Err(invalid(
+            "has no key exchange method (add e.g. x25519 or ecp384)",
+        ));
     }
     Ok((
         IkeProposal {
@@ -432,7 +476,11 @@ pub fn parse_esp(s: &str) -> Result<WithWarnings<EspProposal>, ProposalError> {
             problem: "names a PRF (prf…), which only applies to IKE proposals".into(),
         });
     }
-    let esn = if w.esn.is_empty() { vec![Esn::No] } else { w.esn };
+    let esn = if w.esn.is_empty() {
+        vec![Esn::No]
+    } else {
+        w.esn
+    };
     Ok((
         EspProposal {
             encryption: w.encr,
@@ -448,7 +496,10 @@ impl fmt::Display for Encr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Encr::AesCbc { key_bits } => write!(f, "aes{key_bits}"),
-            Encr::AesGcm { key_bits, icv_bytes } => write!(f, "aes{key_bits}gcm{icv_bytes}"),
+            Encr::AesGcm {
+                key_bits,
+                icv_bytes,
+            } => write!(f, "aes{key_bits}gcm{icv_bytes}"),
             Encr::ChaCha20Poly1305 => f.write_str("chacha20poly1305"),
         }
     }
@@ -475,7 +526,13 @@ mod tests {
         assert_eq!(p.dh[0].transform_id(), 31);
         // ESP "aes128gcm16" → AES_GCM_16 128, no ESN.
         let (e, _) = parse_esp("aes128gcm16").unwrap();
-        assert_eq!(e.encryption, vec![Encr::AesGcm { key_bits: 128, icv_bytes: 16 }]);
+        assert_eq!(
+            e.encryption,
+            vec![Encr::AesGcm {
+                key_bits: 128,
+                icv_bytes: 16
+            }]
+        );
         assert_eq!(e.encryption[0].transform_id(), 20);
         assert_eq!(e.esn, vec![Esn::No]);
         // gcm256-p384: "aes256gcm16-prfsha384-ecp384" →
@@ -515,7 +572,9 @@ mod tests {
         assert!(e.contains("AEAD cipher with an integrity"), "{e}");
         let e = parse_esp("aes256").unwrap_err().to_string();
         assert!(e.contains("no integrity algorithm"), "{e}");
-        let e = parse_esp("aes256-aes128gcm16-sha256").unwrap_err().to_string();
+        let e = parse_esp("aes256-aes128gcm16-sha256")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("mixes AEAD"), "{e}");
         assert!(parse_esp("aes128-sha256-prfsha256").is_err());
         assert!(parse_ike("aes128-sha256-x25519-esn").is_err());

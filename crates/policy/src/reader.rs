@@ -149,7 +149,11 @@ impl<'a, 'i> Table<'a, 'i> {
         let v = self.raw(cx, key);
         if v.is_none() {
             let path = self.sub(key);
-            cx.err(&path, Some(self.span.clone()), format!("{} is missing the required key `{key}`", self.what));
+            cx.err(
+                &path,
+                Some(self.span.clone()),
+                format!("{} is missing the required key `{key}`", self.what),
+            );
         }
         v
     }
@@ -158,13 +162,26 @@ impl<'a, 'i> Table<'a, 'i> {
         cx.err(
             &self.sub(key),
             Some(v.span()),
-            format!("`{key}` in {} must be {want}, found {}", self.what, kind(v.get_ref())),
+            format!(
+                "`{key}` in {} must be {want}, found {}",
+                self.what,
+                kind(v.get_ref())
+            ),
         );
     }
 
     /// A string value with its span.
-    pub(crate) fn string(&mut self, cx: &mut Cx, key: &str, required: bool) -> Option<(String, Span)> {
-        let v = if required { self.required(cx, key)? } else { self.raw(cx, key)? };
+    pub(crate) fn string(
+        &mut self,
+        cx: &mut Cx,
+        key: &str,
+        required: bool,
+    ) -> Option<(String, Span)> {
+        let v = if required {
+            self.required(cx, key)?
+        } else {
+            self.raw(cx, key)?
+        };
         match v.get_ref() {
             DeValue::String(s) => Some((s.to_string(), v.span())),
             _ => {
@@ -175,8 +192,19 @@ impl<'a, 'i> Table<'a, 'i> {
     }
 
     /// An integer in `min..=max`, with `unit` used in the range message.
-    pub(crate) fn int(&mut self, cx: &mut Cx, key: &str, required: bool, min: i128, max: i128) -> Option<i128> {
-        let v = if required { self.required(cx, key)? } else { self.raw(cx, key)? };
+    pub(crate) fn int(
+        &mut self,
+        cx: &mut Cx,
+        key: &str,
+        required: bool,
+        min: i128,
+        max: i128,
+    ) -> Option<i128> {
+        let v = if required {
+            self.required(cx, key)?
+        } else {
+            self.raw(cx, key)?
+        };
         let Some(n) = int_of(v.get_ref()) else {
             self.type_error(cx, key, v, "an integer");
             return None;
@@ -185,7 +213,10 @@ impl<'a, 'i> Table<'a, 'i> {
             cx.err(
                 &self.sub(key),
                 Some(v.span()),
-                format!("`{key}` = {n} in {} is out of range: it must be between {min} and {max}", self.what),
+                format!(
+                    "`{key}` = {n} in {} is out of range: it must be between {min} and {max}",
+                    self.what
+                ),
             );
             return None;
         }
@@ -194,8 +225,17 @@ impl<'a, 'i> Table<'a, 'i> {
 
     /// A list of strings. A single string is accepted as a list of one.
     /// Returns each string with its span and its path (`key[i]`).
-    pub(crate) fn strings(&mut self, cx: &mut Cx, key: &str, required: bool) -> Option<Vec<(String, Span, String)>> {
-        let v = if required { self.required(cx, key)? } else { self.raw(cx, key)? };
+    pub(crate) fn strings(
+        &mut self,
+        cx: &mut Cx,
+        key: &str,
+        required: bool,
+    ) -> Option<Vec<(String, Span, String)>> {
+        let v = if required {
+            self.required(cx, key)?
+        } else {
+            self.raw(cx, key)?
+        };
         let base = self.sub(key);
         match v.get_ref() {
             DeValue::String(s) => Some(vec![(s.to_string(), v.span(), format!("{base}[0]"))]),
@@ -210,7 +250,11 @@ impl<'a, 'i> Table<'a, 'i> {
                             &base,
                             &p,
                             Some(item.span()),
-                            format!("items of `{key}` in {} must be strings, found {}", self.what, kind(other)),
+                            format!(
+                                "items of `{key}` in {} must be strings, found {}",
+                                self.what,
+                                kind(other)
+                            ),
                         ),
                     }
                 }
@@ -249,7 +293,9 @@ impl<'a, 'i> Table<'a, 'i> {
                     let p = format!("{base}[{i}]");
                     cx.spans.set(&p, item.span());
                     match item.get_ref() {
-                        DeValue::Table(t) => out.push(Table::new(p, format!("{what} #{}", i + 1), item.span(), t)),
+                        DeValue::Table(t) => {
+                            out.push(Table::new(p, format!("{what} #{}", i + 1), item.span(), t))
+                        }
                         other => cx.err(
                             &p,
                             Some(item.span()),
@@ -263,7 +309,10 @@ impl<'a, 'i> Table<'a, 'i> {
                 cx.err(
                     &base,
                     Some(v.span()),
-                    format!("`{key}` must be an array of tables: write [[{}]], not [{}]", base, base),
+                    format!(
+                        "`{key}` must be an array of tables: write [[{}]], not [{}]",
+                        base, base
+                    ),
                 );
                 let _ = t;
                 Vec::new()
@@ -272,7 +321,10 @@ impl<'a, 'i> Table<'a, 'i> {
                 cx.err(
                     &base,
                     Some(v.span()),
-                    format!("`{key}` must be an array of tables ([[{base}]]), found {}", kind(other)),
+                    format!(
+                        "`{key}` must be an array of tables ([[{base}]]), found {}",
+                        kind(other)
+                    ),
                 );
                 Vec::new()
             }
@@ -333,7 +385,10 @@ mod tests {
     #[test]
     fn suggestions() {
         assert_eq!(levenshtein("adress", "address"), 1);
-        assert_eq!(closest("adress", &["name", "address", "link"]), Some("address"));
+        assert_eq!(
+            closest("adress", &["name", "address", "link"]),
+            Some("address")
+        );
         assert_eq!(closest("zzzzzz", &["name", "address", "link"]), None);
     }
 }

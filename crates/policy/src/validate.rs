@@ -36,9 +36,14 @@ fn unique<'a>(cx: &mut Cx, kind: &str, items: impl Iterator<Item = (&'a str, Str
         }
         if let Some(first) = seen.get(name) {
             let first_span = cx.spans.get(first);
-            let note = cx.diags.note(first_span, format!("the first {kind} \"{name}\" is here"));
+            let note = cx
+                .diags
+                .note(first_span, format!("the first {kind} \"{name}\" is here"));
             let span = cx.spans.get(&path);
-            cx.diags.error(span, format!("duplicate {kind} name \"{name}\"")).notes.push(note);
+            cx.diags
+                .error(span, format!("duplicate {kind} name \"{name}\""))
+                .notes
+                .push(note);
         } else {
             seen.insert(name, path);
         }
@@ -52,9 +57,23 @@ fn err(cx: &mut Cx, path: &str, msg: String) {
 
 fn site(p: &Policy, cx: &mut Cx) {
     let s = &p.site;
-    unique(cx, "interface", s.interfaces.iter().enumerate().map(|(i, x)| (x.name.as_str(), format!("site.interface[{i}].name"))));
-    if s.gateway_vipas.is_empty() && cx.spans.ok("site.gateway_vipas") && cx.spans.get("site.gateway_vipas").is_some() {
-        err(cx, "site.gateway_vipas", "[site] needs at least one gateway VIPA in `gateway_vipas`".into());
+    unique(
+        cx,
+        "interface",
+        s.interfaces
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (x.name.as_str(), format!("site.interface[{i}].name"))),
+    );
+    if s.gateway_vipas.is_empty()
+        && cx.spans.ok("site.gateway_vipas")
+        && cx.spans.get("site.gateway_vipas").is_some()
+    {
+        err(
+            cx,
+            "site.gateway_vipas",
+            "[site] needs at least one gateway VIPA in `gateway_vipas`".into(),
+        );
     }
     for (i, v) in s.gateway_vipas.iter().enumerate() {
         let path = format!("site.gateway_vipas[{i}]");
@@ -62,36 +81,85 @@ fn site(p: &Policy, cx: &mut Cx) {
             continue;
         }
         if !s.interfaces.iter().any(|it| it.address.contains(v)) {
-            let nets: Vec<String> = s.interfaces.iter().map(|it| it.address.trunc().to_string()).collect();
+            let nets: Vec<String> = s
+                .interfaces
+                .iter()
+                .map(|it| it.address.trunc().to_string())
+                .collect();
             let msg = if nets.is_empty() {
                 format!("gateway VIPA {v} is not on any local subnet: [site] lists no [[site.interface]]")
             } else {
-                format!("gateway VIPA {v} is not on any local subnet (the interfaces have {})", nets.join(", "))
+                format!(
+                    "gateway VIPA {v} is not on any local subnet (the interfaces have {})",
+                    nets.join(", ")
+                )
             };
             err(cx, &path, msg);
         }
     }
     if s.ike_port == s.natt_port && cx.spans.get("site.natt_port").is_some() {
-        err(cx, "site.natt_port", format!("natt_port {} is the same as ike_port; NAT-T needs its own port (usually 4500)", s.natt_port));
+        err(
+            cx,
+            "site.natt_port",
+            format!(
+                "natt_port {} is the same as ike_port; NAT-T needs its own port (usually 4500)",
+                s.natt_port
+            ),
+        );
     }
 }
 
 fn links_and_targets(p: &mut Policy, cx: &mut Cx) {
-    unique(cx, "link", p.links.iter().enumerate().map(|(i, l)| (l.name.as_str(), format!("link[{i}].name"))));
-    unique(cx, "target", p.targets.iter().enumerate().map(|(i, t)| (t.name.as_str(), format!("target[{i}].name"))));
+    unique(
+        cx,
+        "link",
+        p.links
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.name.as_str(), format!("link[{i}].name"))),
+    );
+    unique(
+        cx,
+        "target",
+        p.targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.as_str(), format!("target[{i}].name"))),
+    );
     for (i, l) in p.links.iter().enumerate() {
         let sub_ok = cx.spans.ok(&format!("link[{i}].subnet"));
         if sub_ok && cx.spans.ok(&format!("link[{i}].local")) && !l.subnet.contains(&l.local) {
-            err(cx, &format!("link[{i}].local"), format!("local address {} of link \"{}\" is not in its subnet {}", l.local, l.name, l.subnet));
+            err(
+                cx,
+                &format!("link[{i}].local"),
+                format!(
+                    "local address {} of link \"{}\" is not in its subnet {}",
+                    l.local, l.name, l.subnet
+                ),
+            );
         }
         let rp = format!("link[{i}].remote");
         let remote_given = cx.spans_has(&rp) && cx.spans.ok(&rp);
         if sub_ok && remote_given && !l.subnet.contains(&l.remote) {
-            err(cx, &rp, format!("remote address {} of link \"{}\" is not in its subnet {}", l.remote, l.name, l.subnet));
+            err(
+                cx,
+                &rp,
+                format!(
+                    "remote address {} of link \"{}\" is not in its subnet {}",
+                    l.remote, l.name, l.subnet
+                ),
+            );
         }
         for (j, m) in p.links.iter().enumerate().take(i) {
-            if sub_ok && cx.spans.ok(&format!("link[{j}].subnet")) && (m.subnet.contains(&l.subnet.network()) || l.subnet.contains(&m.subnet.network())) {
-                let note = cx.diags.note(cx.spans.get(&format!("link[{j}].subnet")), format!("link \"{}\" has subnet {}", m.name, m.subnet));
+            if sub_ok
+                && cx.spans.ok(&format!("link[{j}].subnet"))
+                && (m.subnet.contains(&l.subnet.network())
+                    || l.subnet.contains(&m.subnet.network()))
+            {
+                let note = cx.diags.note(
+                    cx.spans.get(&format!("link[{j}].subnet")),
+                    format!("link \"{}\" has subnet {}", m.name, m.subnet),
+                );
                 let span = cx.spans.get(&format!("link[{i}].subnet"));
                 cx.diags
                     .error(span, format!("subnet {} of link \"{}\" overlaps subnet {} of link \"{}\"; GRE anti-spoofing needs each link to be distinct", l.subnet, l.name, m.subnet, m.name))
@@ -108,9 +176,21 @@ fn links_and_targets(p: &mut Policy, cx: &mut Cx) {
         let addr_ok = cx.spans.ok(&ap);
         if addr_ok {
             if let Some(j) = by_addr.insert(t.address, i) {
-                let note = cx.diags.note(cx.spans.get(&format!("target[{j}].address")), format!("target \"{}\" has it too", p.targets[j].name));
+                let note = cx.diags.note(
+                    cx.spans.get(&format!("target[{j}].address")),
+                    format!("target \"{}\" has it too", p.targets[j].name),
+                );
                 let span = cx.spans.get(&ap);
-                cx.diags.error(span, format!("address {} of target \"{}\" is used by another target", t.address, t.name)).notes.push(note);
+                cx.diags
+                    .error(
+                        span,
+                        format!(
+                            "address {} of target \"{}\" is used by another target",
+                            t.address, t.name
+                        ),
+                    )
+                    .notes
+                    .push(note);
             }
         }
         if !cx.spans.ok(&format!("target[{i}].link")) || t.link.is_empty() {
@@ -121,12 +201,24 @@ fn links_and_targets(p: &mut Policy, cx: &mut Cx) {
             err(
                 cx,
                 &format!("target[{i}].link"),
-                format!("target \"{}\" names link \"{}\", but no [[link]] has that name (known: {})", t.name, t.link, if known.is_empty() { "none".into() } else { known.join(", ") }),
+                format!(
+                    "target \"{}\" names link \"{}\", but no [[link]] has that name (known: {})",
+                    t.name,
+                    t.link,
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
             );
             continue;
         };
         if let Some(&j) = on_link.get(l.name.as_str()) {
-            let note = cx.diags.note(cx.spans.get(&format!("target[{j}].link")), format!("target \"{}\" is on it already", p.targets[j].name));
+            let note = cx.diags.note(
+                cx.spans.get(&format!("target[{j}].link")),
+                format!("target \"{}\" is on it already", p.targets[j].name),
+            );
             let span = cx.spans.get(&format!("target[{i}].link"));
             cx.diags
                 .error(span, format!("link \"{}\" already carries a target; a link is point-to-point, give target \"{}\" its own link", l.name, t.name))
@@ -139,22 +231,48 @@ fn links_and_targets(p: &mut Policy, cx: &mut Cx) {
             continue;
         }
         if !l.subnet.contains(&t.address) {
-            let note = cx.diags.note(cx.spans.get(&format!("link[{li}].subnet")), format!("link \"{}\" has subnet {}", l.name, l.subnet));
+            let note = cx.diags.note(
+                cx.spans.get(&format!("link[{li}].subnet")),
+                format!("link \"{}\" has subnet {}", l.name, l.subnet),
+            );
             let span = cx.spans.get(&ap);
             cx.diags
-                .error(span, format!("address {} of target \"{}\" is not in subnet {} of its link \"{}\"", t.address, t.name, l.subnet, l.name))
+                .error(
+                    span,
+                    format!(
+                        "address {} of target \"{}\" is not in subnet {} of its link \"{}\"",
+                        t.address, t.name, l.subnet, l.name
+                    ),
+                )
                 .notes
                 .push(note);
         } else if t.address == l.local {
-            err(cx, &ap, format!("address {} of target \"{}\" is the gateway's own address on link \"{}\"", t.address, t.name, l.name));
-        } else if l.subnet.prefix_len() + 1 < l.subnet.max_prefix_len() && t.address.is_ipv4() && (t.address == l.subnet.network() || t.address == l.subnet.broadcast()) {
-            let which = if t.address == l.subnet.network() { "network" } else { "broadcast" };
+            err(
+                cx,
+                &ap,
+                format!(
+                    "address {} of target \"{}\" is the gateway's own address on link \"{}\"",
+                    t.address, t.name, l.name
+                ),
+            );
+        } else if l.subnet.prefix_len() + 1 < l.subnet.max_prefix_len()
+            && t.address.is_ipv4()
+            && (t.address == l.subnet.network() || t.address == l.subnet.broadcast())
+        {
+            let which = if t.address == l.subnet.network() {
+                "network"
+            } else {
+                "broadcast"
+            };
             err(cx, &ap, format!("address {} of target \"{}\" is the {which} address of subnet {} of its link \"{}\"", t.address, t.name, l.subnet, l.name));
         }
         let rp = format!("link[{li}].remote");
         if cx.spans_has(&rp) {
             if cx.spans.ok(&rp) && l.remote != t.address {
-                let note = cx.diags.note(cx.spans.get(&ap), format!("target \"{}\" has address {}", t.name, t.address));
+                let note = cx.diags.note(
+                    cx.spans.get(&ap),
+                    format!("target \"{}\" has address {}", t.name, t.address),
+                );
                 let span = cx.spans.get(&rp);
                 cx.diags
                     .error(span, format!("remote address {} of link \"{}\" is not the address of its target \"{}\"", l.remote, l.name, t.name))
@@ -176,26 +294,75 @@ fn links_and_targets(p: &mut Policy, cx: &mut Cx) {
         p.links[li].remote = a;
     }
     for (i, l) in p.links.iter().enumerate() {
-        if !cx.spans_has(&format!("link[{i}].remote")) && !on_link.contains_key(l.name.as_str()) && !l.name.is_empty() {
-            err(cx, &format!("link[{i}].name"), format!("link \"{}\" has no `remote` address and no target sits on it", l.name));
+        if !cx.spans_has(&format!("link[{i}].remote"))
+            && !on_link.contains_key(l.name.as_str())
+            && !l.name.is_empty()
+        {
+            err(
+                cx,
+                &format!("link[{i}].name"),
+                format!(
+                    "link \"{}\" has no `remote` address and no target sits on it",
+                    l.name
+                ),
+            );
         }
     }
 }
 
 fn peers(p: &Policy, cx: &mut Cx) {
-    unique(cx, "peer", p.peers.iter().enumerate().map(|(i, x)| (x.name.as_str(), format!("peer[{i}].name"))));
+    unique(
+        cx,
+        "peer",
+        p.peers
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (x.name.as_str(), format!("peer[{i}].name"))),
+    );
     for (i, peer) in p.peers.iter().enumerate() {
         let base = format!("peer[{i}]");
-        unique(cx, "child", peer.children.iter().enumerate().map(|(j, c)| (c.name.as_str(), format!("{base}.child[{j}].name"))));
+        unique(
+            cx,
+            "child",
+            peer.children
+                .iter()
+                .enumerate()
+                .map(|(j, c)| (c.name.as_str(), format!("{base}.child[{j}].name"))),
+        );
         if peer.proposals.is_empty() && cx.spans.ok(&format!("{base}.proposals")) {
-            err(cx, &format!("{base}.proposals"), format!("peer \"{}\" has an empty `proposals` list", peer.name));
+            err(
+                cx,
+                &format!("{base}.proposals"),
+                format!("peer \"{}\" has an empty `proposals` list", peer.name),
+            );
         }
         if peer.local_id == Identity::Any && cx.spans.ok(&format!("{base}.local_id")) {
-            err(cx, &format!("{base}.local_id"), format!("local_id of peer \"{}\" cannot be %any: we must say who we are", peer.name));
+            err(
+                cx,
+                &format!("{base}.local_id"),
+                format!(
+                    "local_id of peer \"{}\" cannot be %any: we must say who we are",
+                    peer.name
+                ),
+            );
         }
-        lifetime(cx, &base, "peer", &peer.name, peer.rekey_time.as_secs(), peer.life_time.as_secs(), ("rekey_time", "life_time", " s"));
+        lifetime(
+            cx,
+            &base,
+            "peer",
+            &peer.name,
+            peer.rekey_time.as_secs(),
+            peer.life_time.as_secs(),
+            ("rekey_time", "life_time", " s"),
+        );
         if peer.children.is_empty() {
-            cx.diags.warning(cx.spans.get(&format!("{base}.name")), format!("peer \"{}\" has no [[peer.child]]: it can authenticate but carries no traffic", peer.name));
+            cx.diags.warning(
+                cx.spans.get(&format!("{base}.name")),
+                format!(
+                    "peer \"{}\" has no [[peer.child]]: it can authenticate but carries no traffic",
+                    peer.name
+                ),
+            );
         }
         for (j, c) in peer.children.iter().enumerate() {
             child(p, cx, peer, &format!("{base}.child[{j}]"), c);
@@ -203,7 +370,15 @@ fn peers(p: &Policy, cx: &mut Cx) {
     }
 }
 
-fn lifetime(cx: &mut Cx, base: &str, what: &str, name: &str, soft: u64, hard: u64, keys: (&str, &str, &str)) {
+fn lifetime(
+    cx: &mut Cx,
+    base: &str,
+    what: &str,
+    name: &str,
+    soft: u64,
+    hard: u64,
+    keys: (&str, &str, &str),
+) {
     let (soft_key, hard_key, unit) = keys;
     let (sp, hp) = (format!("{base}.{soft_key}"), format!("{base}.{hard_key}"));
     if !cx.spans.ok(&sp) || !cx.spans.ok(&hp) || soft < hard {
@@ -215,24 +390,70 @@ fn lifetime(cx: &mut Cx, base: &str, what: &str, name: &str, soft: u64, hard: u6
 
 fn child(p: &Policy, cx: &mut Cx, peer: &Peer, base: &str, c: &Child) {
     for key in ["local_ts", "remote_ts"] {
-        let v = if key == "local_ts" { &c.local_ts } else { &c.remote_ts };
-        if v.is_empty() && cx.spans.ok(&format!("{base}.{key}")) && cx.spans_has(&format!("{base}.{key}")) {
-            err(cx, &format!("{base}.{key}"), format!("`{key}` of child \"{}\" is empty", c.name));
+        let v = if key == "local_ts" {
+            &c.local_ts
+        } else {
+            &c.remote_ts
+        };
+        if v.is_empty()
+            && cx.spans.ok(&format!("{base}.{key}"))
+            && cx.spans_has(&format!("{base}.{key}"))
+        {
+            err(
+                cx,
+                &format!("{base}.{key}"),
+                format!("`{key}` of child \"{}\" is empty", c.name),
+            );
         }
     }
     if c.esp_proposals.is_empty() && cx.spans.ok(&format!("{base}.esp_proposals")) {
-        err(cx, &format!("{base}.esp_proposals"), format!("child \"{}\" has an empty `esp_proposals` list", c.name));
+        err(
+            cx,
+            &format!("{base}.esp_proposals"),
+            format!("child \"{}\" has an empty `esp_proposals` list", c.name),
+        );
     }
     let l = &c.lifetime;
-    lifetime(cx, base, "child", &c.name, l.rekey_time.as_secs(), l.life_time.as_secs(), ("rekey_time", "life_time", " s"));
+    lifetime(
+        cx,
+        base,
+        "child",
+        &c.name,
+        l.rekey_time.as_secs(),
+        l.life_time.as_secs(),
+        ("rekey_time", "life_time", " s"),
+    );
     if let (Some(s), Some(h)) = (l.rekey_bytes, l.life_bytes) {
-        lifetime(cx, base, "child", &c.name, s, h, ("rekey_bytes", "life_bytes", " bytes"));
+        lifetime(
+            cx,
+            base,
+            "child",
+            &c.name,
+            s,
+            h,
+            ("rekey_bytes", "life_bytes", " bytes"),
+        );
     }
     if let (Some(s), Some(h)) = (l.rekey_packets, l.life_packets) {
-        lifetime(cx, base, "child", &c.name, s, h, ("rekey_packets", "life_packets", " packets"));
+        lifetime(
+            cx,
+            base,
+            "child",
+            &c.name,
+            s,
+            h,
+            ("rekey_packets", "life_packets", " packets"),
+        );
     }
-    if c.start_action != StartAction::None && !matches!(peer.remote, RemoteAddr::Host(_)) && cx.spans.ok(&format!("{base}.start_action")) {
-        let word = if c.start_action == StartAction::Start { "start" } else { "trap" };
+    if c.start_action != StartAction::None
+        && !matches!(peer.remote, RemoteAddr::Host(_))
+        && cx.spans.ok(&format!("{base}.start_action"))
+    {
+        let word = if c.start_action == StartAction::Start {
+            "start"
+        } else {
+            "trap"
+        };
         err(
             cx,
             &format!("{base}.start_action"),
@@ -253,7 +474,13 @@ fn child(p: &Policy, cx: &mut Cx, peer: &Peer, base: &str, c: &Child) {
         .collect();
     for (k, sel) in offenders {
         let path = format!("{base}.local_ts[{k}]");
-        covers_dvipa(p, cx, &path, sel, &format!("local_ts of child \"{}\"", c.name));
+        covers_dvipa(
+            p,
+            cx,
+            &path,
+            sel,
+            &format!("local_ts of child \"{}\"", c.name),
+        );
     }
 }
 
@@ -273,7 +500,10 @@ fn covers_dvipa(p: &Policy, cx: &mut Cx, path: &str, sel: AddrSel, what: &str) {
             AddrSel::Range(r) => r.to_string(),
         };
         let host = if d.address.is_ipv4() { 32 } else { 128 };
-        let note = cx.diags.note(cx.spans.get(&format!("dvipa[{i}].address")), format!("DVIPA {} is defined here", d.address));
+        let note = cx.diags.note(
+            cx.spans.get(&format!("dvipa[{i}].address")),
+            format!("DVIPA {} is defined here", d.address),
+        );
         let span = cx.spans.get(path);
         cx.diags
             .error(
@@ -303,24 +533,51 @@ fn spd(p: &Policy, cx: &mut Cx) {
                 }
             }
             if cx.spans.ok(&format!("{base}.local")) {
-                covers_dvipa(p, cx, &format!("{base}.local"), r.local, &format!("the local selector of {label}"));
+                covers_dvipa(
+                    p,
+                    cx,
+                    &format!("{base}.local"),
+                    r.local,
+                    &format!("the local selector of {label}"),
+                );
             }
         }
-        let selectors_ok = ["local", "remote", "protocol", "local_port", "remote_port", "direction"]
-            .iter()
-            .all(|k| cx.spans.ok(&format!("{base}.{k}")));
+        let selectors_ok = [
+            "local",
+            "remote",
+            "protocol",
+            "local_port",
+            "remote_port",
+            "direction",
+        ]
+        .iter()
+        .all(|k| cx.spans.ok(&format!("{base}.{k}")));
         if !selectors_ok {
             continue;
         }
         for (i, e) in p.spd.iter().enumerate().take(j) {
             let ebase = format!("spd[{i}]");
-            let earlier_ok = ["local", "remote", "protocol", "local_port", "remote_port", "direction"]
-                .iter()
-                .all(|k| cx.spans.ok(&format!("{ebase}.{k}")));
+            let earlier_ok = [
+                "local",
+                "remote",
+                "protocol",
+                "local_port",
+                "remote_port",
+                "direction",
+            ]
+            .iter()
+            .all(|k| cx.spans.ok(&format!("{ebase}.{k}")));
             if earlier_ok && r.shadowed_by(e) {
-                let note = cx.diags.note(cx.spans.get(&ebase), format!("{} is here", rule_label(i, e)));
+                let note = cx.diags.note(
+                    cx.spans.get(&ebase),
+                    format!("{} is here", rule_label(i, e)),
+                );
                 let span = cx.spans.get(&base);
-                let same = if e.action == r.action { "with the same action" } else { "with a different action" };
+                let same = if e.action == r.action {
+                    "with the same action"
+                } else {
+                    "with a different action"
+                };
                 cx.diags
                     .error(span, format!("{label} can never match: {} before it matches all of its traffic ({same}); remove it or move it above", rule_label(i, e)))
                     .notes
@@ -340,7 +597,9 @@ fn rule_label(i: usize, r: &SpdRule) -> String {
 
 fn gateway_names(p: &Policy) -> Vec<&str> {
     match &p.ha {
-        Some(ha) => std::iter::once(ha.name.as_str()).chain(ha.peers.iter().map(|x| x.name.as_str())).collect(),
+        Some(ha) => std::iter::once(ha.name.as_str())
+            .chain(ha.peers.iter().map(|x| x.name.as_str()))
+            .collect(),
         None => vec![],
     }
 }
@@ -354,29 +613,53 @@ fn dvipas(p: &mut Policy, cx: &mut Cx) {
         let what = format!("DVIPA {}", d.address);
         if cx.spans.ok(&format!("{base}.address")) {
             if let Some(j) = seen.insert(d.address, i) {
-                let note = cx.diags.note(cx.spans.get(&format!("dvipa[{j}].address")), "it is first defined here");
+                let note = cx.diags.note(
+                    cx.spans.get(&format!("dvipa[{j}].address")),
+                    "it is first defined here",
+                );
                 let span = cx.spans.get(&format!("{base}.address"));
-                cx.diags.error(span, format!("DVIPA {} is defined twice", d.address)).notes.push(note);
+                cx.diags
+                    .error(span, format!("DVIPA {} is defined twice", d.address))
+                    .notes
+                    .push(note);
             }
             if p.site.gateway_vipas.contains(&d.address) {
                 err(cx, &format!("{base}.address"), format!("DVIPA {} is also a gateway VIPA; the outer and inner addresses must differ", d.address));
             }
         }
-        if d.ports.is_empty() && cx.spans.ok(&format!("{base}.ports")) && cx.spans_has(&format!("{base}.ports")) {
-            err(cx, &format!("{base}.ports"), format!("{what} lists no ports"));
+        if d.ports.is_empty()
+            && cx.spans.ok(&format!("{base}.ports"))
+            && cx.spans_has(&format!("{base}.ports"))
+        {
+            err(
+                cx,
+                &format!("{base}.ports"),
+                format!("{what} lists no ports"),
+            );
         }
         let members: Vec<&str> = match &d.targets {
             TargetSet::All => target_names.clone(),
             TargetSet::Named(v) => v.iter().map(String::as_str).collect(),
         };
         if let TargetSet::Named(v) = &d.targets {
-            if v.is_empty() && cx.spans.ok(&format!("{base}.targets")) && cx.spans_has(&format!("{base}.targets")) {
-                err(cx, &format!("{base}.targets"), format!("{what} lists no targets (write \"all\" or target names)"));
+            if v.is_empty()
+                && cx.spans.ok(&format!("{base}.targets"))
+                && cx.spans_has(&format!("{base}.targets"))
+            {
+                err(
+                    cx,
+                    &format!("{base}.targets"),
+                    format!("{what} lists no targets (write \"all\" or target names)"),
+                );
             }
             for (k, n) in v.iter().enumerate() {
                 let path = format!("{base}.targets[{k}]");
                 if !target_names.contains(&n.as_str()) {
-                    err(cx, &path, format!("{what} names target \"{n}\", but no [[target]] has that name"));
+                    err(
+                        cx,
+                        &path,
+                        format!("{what} names target \"{n}\", but no [[target]] has that name"),
+                    );
                 } else if v[..k].contains(n) {
                     err(cx, &path, format!("{what} lists target \"{n}\" twice"));
                 }
@@ -384,7 +667,11 @@ fn dvipas(p: &mut Policy, cx: &mut Cx) {
         }
         for name in d.weights.keys() {
             if !members.contains(&name.as_str()) {
-                err(cx, &format!("{base}.weights.{name}"), format!("{what} sets a weight for \"{name}\", which is not one of its targets"));
+                err(
+                    cx,
+                    &format!("{base}.weights.{name}"),
+                    format!("{what} sets a weight for \"{name}\", which is not one of its targets"),
+                );
             }
         }
         let effective: Vec<u32> = members
@@ -398,7 +685,7 @@ fn dvipas(p: &mut Policy, cx: &mut Cx) {
         ha_of_dvipa(cx, &base, &what, d, &gws, p.ha.is_some());
     }
     for d in &mut p.dvipas {
-        d.backups.sort_by(|a, b| b.rank.cmp(&a.rank));
+        d.backups.sort_by_key(|b| std::cmp::Reverse(b.rank));
     }
 }
 
@@ -413,7 +700,11 @@ fn ha_of_dvipa(cx: &mut Cx, base: &str, what: &str, d: &Dvipa, gws: &[String], h
         _ => {}
     }
     if !d.backups.is_empty() && !has_ha {
-        err(cx, &format!("{base}.backup"), format!("{what} has backups, but there is no [ha] section naming gateways"));
+        err(
+            cx,
+            &format!("{base}.backup"),
+            format!("{what} has backups, but there is no [ha] section naming gateways"),
+        );
         return;
     }
     for (k, b) in d.backups.iter().enumerate() {
@@ -424,9 +715,23 @@ fn ha_of_dvipa(cx: &mut Cx, base: &str, what: &str, d: &Dvipa, gws: &[String], h
         if !known(&b.gateway) {
             err(cx, &format!("{bp}.gateway"), format!("backup gateway \"{}\" of {what} is neither [ha] name nor an [[ha.peer]] (known: {})", b.gateway, gws.join(", ")));
         } else if d.routing_gateway.as_deref() == Some(b.gateway.as_str()) {
-            err(cx, &format!("{bp}.gateway"), format!("gateway \"{}\" is both the routing gateway and a backup of {what}", b.gateway));
+            err(
+                cx,
+                &format!("{bp}.gateway"),
+                format!(
+                    "gateway \"{}\" is both the routing gateway and a backup of {what}",
+                    b.gateway
+                ),
+            );
         } else if d.backups[..k].iter().any(|x| x.gateway == b.gateway) {
-            err(cx, &format!("{bp}.gateway"), format!("gateway \"{}\" is listed twice as a backup of {what}", b.gateway));
+            err(
+                cx,
+                &format!("{bp}.gateway"),
+                format!(
+                    "gateway \"{}\" is listed twice as a backup of {what}",
+                    b.gateway
+                ),
+            );
         }
         if cx.spans.ok(&format!("{bp}.rank")) {
             if let Some(o) = d.backups[..k].iter().find(|x| x.rank == b.rank) {
@@ -442,19 +747,32 @@ fn ha_of_dvipa(cx: &mut Cx, base: &str, what: &str, d: &Dvipa, gws: &[String], h
 
 fn cluster_and_ha(p: &mut Policy, cx: &mut Cx) {
     if let Some(c) = &p.cluster {
-        if (c.port == p.site.ike_port || c.port == p.site.natt_port) && cx.spans.ok("cluster.port") {
-            err(cx, "cluster.port", format!("cluster port {} collides with the IKE ports {} / {}", c.port, p.site.ike_port, p.site.natt_port));
+        if (c.port == p.site.ike_port || c.port == p.site.natt_port) && cx.spans.ok("cluster.port")
+        {
+            err(
+                cx,
+                "cluster.port",
+                format!(
+                    "cluster port {} collides with the IKE ports {} / {}",
+                    c.port, p.site.ike_port, p.site.natt_port
+                ),
+            );
         }
     }
     let site_name = p.site.name.clone();
     let Some(ha) = &mut p.ha else {
         return;
     };
-    let all = std::iter::once((ha.name.as_str(), "ha.name".to_string()))
-        .chain(ha.peers.iter().enumerate().map(|(i, x)| (x.name.as_str(), format!("ha.peer[{i}].name"))));
+    let all = std::iter::once((ha.name.as_str(), "ha.name".to_string())).chain(
+        ha.peers
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (x.name.as_str(), format!("ha.peer[{i}].name"))),
+    );
     unique(cx, "gateway", all);
     for (i, x) in ha.peers.iter().enumerate() {
-        if x.rank == ha.rank && cx.spans.ok(&format!("ha.peer[{i}].rank")) && cx.spans.ok("ha.rank") {
+        if x.rank == ha.rank && cx.spans.ok(&format!("ha.peer[{i}].rank")) && cx.spans.ok("ha.rank")
+        {
             cx.diags.warning(
                 cx.spans.get(&format!("ha.peer[{i}].rank")),
                 format!("gateway \"{}\" has the same default rank {} as this gateway \"{}\"; DVIPA backups must then set ranks explicitly", x.name, x.rank, ha.name),
@@ -465,7 +783,11 @@ fn cluster_and_ha(p: &mut Policy, cx: &mut Cx) {
         if prefix.is_empty() {
             *prefix = format!("/plexgate/{site_name}/");
         } else if !prefix.starts_with('/') && cx.spans.ok("ha.store.prefix") {
-            err(cx, "ha.store.prefix", format!("etcd prefix \"{prefix}\" must start with `/`"));
+            err(
+                cx,
+                "ha.store.prefix",
+                format!("etcd prefix \"{prefix}\" must start with `/`"),
+            );
         }
     }
 }

@@ -176,7 +176,11 @@ fn every_bad_example_reports_exactly_its_errors() {
         assert!(report.policy.is_none());
         let got = report.diagnostics.short_lines();
         if got != *want {
-            failures.push(format!("{path}:\n  got:\n    {}\n  want:\n    {}", got.join("\n    "), want.join("\n    ")));
+            failures.push(format!(
+                "{path}:\n  got:\n    {}\n  want:\n    {}",
+                got.join("\n    "),
+                want.join("\n    ")
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -208,7 +212,10 @@ fn rendering_quotes_the_line_with_a_caret_and_notes() {
    = note: link \"to-web-2\" has subnet 10.9.0.4/30 (tests/bad/addresses.toml:29:10)
 ";
     assert!(text.contains(want), "{text}");
-    assert!(text.ends_with("tests/bad/addresses.toml: 6 errors, 0 warnings\n"), "{text}");
+    assert!(
+        text.ends_with("tests/bad/addresses.toml: 6 errors, 0 warnings\n"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -218,7 +225,10 @@ fn shadowing_note_points_at_the_earlier_rule() {
     assert_eq!(d.len(), 2);
     let note = &d[0].notes[0];
     assert_eq!(note.message, "SPD rule #1 (\"all-web\") is here");
-    assert_eq!(note.position, Some(plexgate_policy::Position { line: 9, column: 1 }));
+    assert_eq!(
+        note.position,
+        Some(plexgate_policy::Position { line: 9, column: 1 })
+    );
 }
 
 #[test]
@@ -226,5 +236,9 @@ fn missing_policy_file_is_a_diagnostic() {
     let report = plexgate_policy::check(Path::new("tests/bad/does-not-exist.toml"));
     let lines = report.diagnostics.short_lines();
     assert_eq!(lines.len(), 1);
-    assert!(lines[0].starts_with("tests/bad/does-not-exist.toml: error: cannot read the policy file:"), "{}", lines[0]);
+    assert!(
+        lines[0].starts_with("tests/bad/does-not-exist.toml: error: cannot read the policy file:"),
+        "{}",
+        lines[0]
+    );
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 use plexgate_policy::*;
 
 fn example(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../policy").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../policy")
+        .join(name)
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -21,7 +23,12 @@ fn fix_modes() {
     {
         use std::os::unix::fs::PermissionsExt;
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../keys");
-        for k in ["example/site-a.psk", "example/site-c.psk", "example/cluster.key", "test/private/gw.pem"] {
+        for k in [
+            "example/site-a.psk",
+            "example/site-c.psk",
+            "example/cluster.key",
+            "test/private/gw.pem",
+        ] {
             let p = root.join(k);
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
@@ -61,7 +68,10 @@ fn site_a_road_warriors_round_robin() {
     assert_eq!(web.local_ts[0].ports, PortRange { lo: 443, hi: 443 });
     assert_eq!(web.remote_ts[0].addr, TsAddr::Dynamic);
     assert_eq!(web.esp_proposals[0].esn, vec![Esn::Yes]);
-    assert_eq!(web.esp_proposals[2].encryption, vec![Encr::ChaCha20Poly1305]);
+    assert_eq!(
+        web.esp_proposals[2].encryption,
+        vec![Encr::ChaCha20Poly1305]
+    );
     assert_eq!(web.replay_window, 1024);
     assert_eq!(web.lifetime.rekey_bytes, Some(90_000_000_000));
     assert_eq!(p.spd.len(), 2);
@@ -94,7 +104,11 @@ impl AuthExists for Peer {
     fn auth_file_exists(&self) -> bool {
         match &self.auth {
             Auth::Psk { psk_file } => psk_file.is_file(),
-            Auth::Cert { cert, private_key, ca } => cert.is_file() && private_key.is_file() && ca.iter().all(|c| c.is_file()),
+            Auth::Cert {
+                cert,
+                private_key,
+                ca,
+            } => cert.is_file() && private_key.is_file() && ca.iter().all(|c| c.is_file()),
         }
     }
 }
@@ -105,7 +119,10 @@ fn site_b_certificates_weighted_ha_etcd() {
     let clients = p.peer("clients").unwrap();
     assert!(matches!(clients.auth, Auth::Cert { .. }));
     assert!(clients.auth_file_exists());
-    assert_eq!(clients.proposals[1].encryption, vec![Encr::ChaCha20Poly1305]);
+    assert_eq!(
+        clients.proposals[1].encryption,
+        vec![Encr::ChaCha20Poly1305]
+    );
     assert_eq!(clients.proposals[1].prf, vec![Prf::HmacSha256]);
     let app = clients.child("app").unwrap();
     assert_eq!(app.replay_window, 2048);
@@ -113,8 +130,19 @@ fn site_b_certificates_weighted_ha_etcd() {
     assert_eq!(app.lifetime.life_packets, Some(1_000_000_000));
     let d = &p.dvipas[0];
     assert_eq!(d.method, Method::WeightedRoundRobin);
-    let w: Vec<_> = p.dvipa_targets(d).iter().map(|(t, w)| (t.name.clone(), *w)).collect();
-    assert_eq!(w, vec![("app-1".into(), 3), ("app-2".into(), 2), ("app-3".into(), 1)]);
+    let w: Vec<_> = p
+        .dvipa_targets(d)
+        .iter()
+        .map(|(t, w)| (t.name.clone(), *w))
+        .collect();
+    assert_eq!(
+        w,
+        vec![
+            ("app-1".into(), 3),
+            ("app-2".into(), 2),
+            ("app-3".into(), 1)
+        ]
+    );
     assert_eq!(d.routing_gateway.as_deref(), Some("gw-1"));
     assert_eq!(
         d.backups,
@@ -142,14 +170,27 @@ fn site_c_site_to_site_with_bypass_and_discard() {
     // The key log is on in this example: exactly one warning, at its line.
     let w = c.warnings.short_lines();
     assert_eq!(w.len(), 1, "{w:?}");
-    assert!(w[0].contains("site-c.toml:123:10: warning: key logging is on"), "{}", w[0]);
+    assert!(
+        w[0].contains("site-c.toml:123:10: warning: key logging is on"),
+        "{}",
+        w[0]
+    );
     let p = c.policy;
     let branch = p.peer("branch").unwrap();
     assert_eq!(branch.remote, RemoteAddr::Host(ip("203.0.113.5")));
     assert_eq!(branch.remote_id, Identity::Ip(ip("203.0.113.5")));
-    assert_eq!(branch.child("pool").unwrap().start_action, StartAction::Trap);
-    assert_eq!(branch.child("pool").unwrap().esp_proposals[0].pfs, vec![DhGroup::Ecp384]);
-    assert_eq!(branch.child("office").unwrap().start_action, StartAction::Start);
+    assert_eq!(
+        branch.child("pool").unwrap().start_action,
+        StartAction::Trap
+    );
+    assert_eq!(
+        branch.child("pool").unwrap().esp_proposals[0].pfs,
+        vec![DhGroup::Ecp384]
+    );
+    assert_eq!(
+        branch.child("office").unwrap().start_action,
+        StartAction::Start
+    );
     assert_eq!(p.spd.len(), 5);
     assert_eq!(p.spd[0].action, SpdAction::Bypass);
     assert_eq!(p.spd[0].protocol, Some(1));
@@ -165,5 +206,8 @@ fn check_renders_ok_summary() {
     fix_modes();
     let r = check(&example("site-a.toml"));
     assert!(!r.has_errors());
-    assert!(r.to_string().ends_with("site-a.toml: ok, 0 warnings\n"), "{r}");
+    assert!(
+        r.to_string().ends_with("site-a.toml: ok, 0 warnings\n"),
+        "{r}"
+    );
 }
