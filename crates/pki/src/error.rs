@@ -160,6 +160,17 @@ pub enum PkiError {
         /// Why.
         reason: String,
     },
+    /// The peer's claimed identity is not a name of its certificate.
+    #[error("peer identity \"{identity}\" is neither the subject nor a subjectAltName of its certificate \"{subject}\"")]
+    IdentityMismatch {
+        /// The claimed identity (IDi/IDr).
+        identity: String,
+        /// The certificate subject.
+        subject: String,
+    },
+    /// No end-entity certificate was received (no CERT payload).
+    #[error("peer sent no certificate (no CERT payload with encoding 4)")]
+    NoPeerCertificate,
     /// An ID payload body is malformed or of an unsupported type.
     #[error("malformed ID payload: {0}")]
     MalformedId(String),

@@ -392,6 +392,12 @@ impl LocalSigner {
         }
     }
 
+    /// Whether `cert` carries this key's public key (check at start-up that the
+    /// configured key and certificate belong together).
+    pub fn matches_certificate(&self, cert: &crate::Certificate) -> bool {
+        cert.public_key().is_ok_and(|k| k == self.public_key())
+    }
+
     /// The matching public key (to compare with our certificate, or for tests).
     pub fn public_key(&self) -> PeerPublicKey {
         match &self.key {

@@ -12,6 +12,8 @@
 //!   RFC 7296 §2.15 signed octets and the peer's SIGNATURE_HASH_ALGORITHMS;
 //!   [`verify_auth`] checks the peer's AUTH payload. [`encode_hash_algorithms`] /
 //!   [`decode_hash_algorithms`] handle the notify (RFC 7427 §4).
+//! - **All at once**: [`TrustStore::authenticate_peer`] with a [`PeerAuth`] (CERT
+//!   payloads, ID, AUTH, signed octets) does chain + identity + signature.
 //! - **Identities**: [`Identity`] (RFC 7296 §3.5) from config strings and ID
 //!   payloads; [`cert_matches`] checks that an ID names a certificate.
 //!
@@ -33,6 +35,7 @@ mod der;
 mod error;
 pub mod identity;
 pub mod key;
+pub mod peer;
 pub mod pem;
 
 pub use auth::{
@@ -43,3 +46,4 @@ pub use cert::{Certificate, TrustStore, VerifiedPeer, CERT_ENCODING_X509_SIGNATU
 pub use error::PkiError;
 pub use identity::{cert_matches, id_type, DistinguishedName, Identity};
 pub use key::{LocalSigner, PeerPublicKey, RsaPadding};
+pub use peer::PeerAuth;
