@@ -249,8 +249,10 @@ pub enum SaState {
     HalfOpen,
     /// Established.
     Established,
-    /// Rekeyed or being deleted; only the DELETE remains.
+    /// Being deleted (or rekeyed by us): only our DELETE remains.
     Deleting,
+    /// Rekeyed by the peer: waiting for the peer's DELETE of this old SA.
+    Rekeyed,
 }
 
 /// One Child SA in status output.
@@ -323,6 +325,9 @@ struct Child {
     rekey_at: Option<Instant>,
     /// Set once a rekey replaced this SA (by either side): no further rekeys.
     rekeyed: bool,
+    /// The peer rekeyed this SA while our own rekey of it was in flight (§2.8.1):
+    /// (inbound SPI of the SA the peer's exchange created, lowest nonce of it).
+    collision: Option<(u32, Vec<u8>)>,
 }
 
 enum Pending {
@@ -1248,9 +1253,7 @@ impl Endpoint {
             return self.reply_plain(local, remote, header, vec![Payload::notify(notify::INVALID_SYNTAX, vec![])]);
         };
         let limits = &self.config.limits;
-        if self.init_index.len() >= limits.max_half_open {
-            return;
-        }
+        let max_half_open = limits.max_half_open;
         if self.init_index.len() >= limits.cookie_threshold {
             if self.cookie.rotate_at.is_none() {
                 self.cookie.rotate_at = Some(now + COOKIE_ROTATE);
@@ -1263,6 +1266,10 @@ impl Endpoint {
                 let c = self.cookie_for(&self.cookie.secret.clone(), self.cookie.version, ni, remote, header.spi_i);
                 return self.reply_plain(local, remote, header, vec![Payload::notify(notify::COOKIE, c)]);
             }
+        }
+        // Memory bound: beyond the cap even requests with a valid cookie are dropped.
+        if self.init_index.len() >= max_half_open {
+            return;
         }
         // Candidate peers by address; proposals in our order of preference,
         // preferring one whose group matches the KE already sent.
@@ -1590,6 +1597,7 @@ impl Endpoint {
             proposal: esp,
             rekey_at,
             rekeyed: false,
+            collision: None,
         });
     }
 
@@ -1921,10 +1929,10 @@ impl Endpoint {
         match (header.exchange, sa.state) {
             (exchange::IKE_AUTH, SaState::HalfOpen) => self.handle_auth_request(now, sa, mid, &p),
             (exchange::CREATE_CHILD_SA, SaState::Established) => self.handle_create_child_request(now, sa, mid, &p),
-            (exchange::INFORMATIONAL, SaState::Established | SaState::Deleting | SaState::AuthSent) => {
+            (exchange::INFORMATIONAL, SaState::Established | SaState::Deleting | SaState::Rekeyed | SaState::AuthSent) => {
                 self.handle_informational_request(sa, mid, &p)
             }
-            (exchange::CREATE_CHILD_SA, SaState::Deleting) => {
+            (exchange::CREATE_CHILD_SA, SaState::Deleting | SaState::Rekeyed) => {
                 self.send_response(sa, header.exchange, mid, &[Payload::notify(notify::TEMPORARY_FAILURE, vec![])]);
             }
             _ => self.send_response(sa, header.exchange, mid, &[Payload::notify(notify::INVALID_SYNTAX, vec![])]),
@@ -2036,7 +2044,7 @@ impl Endpoint {
                     spi_out: c.sa.spi_out,
                 });
             }
-            if sa.state != SaState::Deleting {
+            if !matches!(sa.state, SaState::Deleting | SaState::Rekeyed) {
                 self.events.push_back(Event::RecordRemoved { id });
                 self.events.push_back(Event::IkeSaDeleted {
                     id,
@@ -2076,6 +2084,12 @@ impl Endpoint {
         // REKEY_SA names the SPI the requester receives on: our outbound SPI.
         let old = match rekey {
             Some(spi_out) => match sa.children.iter().find(|c| c.sa.spi_out == spi_out) {
+                Some(c) if c.rekeyed => {
+                    //= https://www.rfc-editor.org/rfc/rfc7296#section-2.25
+                    //# A peer that receives a request to rekey a Child SA that it is
+                    //# currently trying to close SHOULD reply with TEMPORARY_FAILURE.
+                    return self.send_response(sa, exchange::CREATE_CHILD_SA, mid, &[Payload::notify(notify::TEMPORARY_FAILURE, vec![])]);
+                }
                 Some(c) => Some((c.sa.spi_in, c.sa.name.clone())),
                 None => {
                     //= https://www.rfc-editor.org/rfc/rfc7296#section-2.25
@@ -2116,7 +2130,7 @@ impl Endpoint {
         let Some(c) = self.make_child(sa, &sel.cfg, sel.esp, spi_in, sel.spi_out, sel.ts_local.clone(), sel.ts_remote.clone(), sel.mode, &ni, &nr, shared.as_deref(), false) else {
             return self.send_response(sa, exchange::CREATE_CHILD_SA, mid, &[Payload::notify(notify::NO_PROPOSAL_CHOSEN, vec![])]);
         };
-        let mut out = vec![chosen_esp_payload(&sel, spi_in), Payload::Nonce(nr)];
+        let mut out = vec![chosen_esp_payload(&sel, spi_in), Payload::Nonce(nr.clone())];
         out.extend(ke_out);
         out.push(Payload::TsI(sel.ts_remote.clone()));
         out.push(Payload::TsR(sel.ts_local.clone()));
@@ -2124,6 +2138,15 @@ impl Endpoint {
             out.push(Payload::notify(notify::USE_TRANSPORT_MODE, vec![]));
         }
         self.send_response(sa, exchange::CREATE_CHILD_SA, mid, &out);
+        if let Some((old_in, _)) = &old {
+            let ours_in_flight = matches!(&sa.outstanding, Some(Outstanding { pending: Pending::CreateChild { child, .. }, .. }) if child.rekey_of == Some(*old_in));
+            if ours_in_flight {
+                let low = if ni <= nr { ni.clone() } else { nr.clone() };
+                if let Some(x) = sa.children.iter_mut().find(|x| x.sa.spi_in == *old_in) {
+                    x.collision = Some((spi_in, low));
+                }
+            }
+        }
         self.install_child(now, sa, c, sel.esp, sel.cfg.rekey_time, old.map(|o| o.0), false);
         self.emit_record(sa);
     }
@@ -2202,9 +2225,10 @@ impl Endpoint {
             new.rekey_at = Some(self.jittered(now, pc.rekey_time, jitter));
             new.dpd_at = pc.dpd.map(|d| now + d);
         }
-        old.state = SaState::Deleting;
+        old.state = if old.outstanding.is_some() || !matches!(old.queue.front(), None) { SaState::Deleting } else { SaState::Rekeyed };
         old.rekey_at = None;
         old.dpd_at = None;
+        old.expire_at = Some(now + Duration::from_secs(60));
         if let Some(record) = new.record() {
             self.events.push_back(Event::IkeSaRekeyed {
                 old: old.id,
@@ -2272,7 +2296,23 @@ impl Endpoint {
     //# the SA created with the lowest of the four nonces used in the two
     //# exchanges SHOULD be deleted by the endpoint that created it.
     fn resolve_collision(&mut self, sa: &mut IkeSa, rekey_of: Option<u32>, ni: &[u8], nr: &[u8]) {
-        let _ = (sa, rekey_of, ni, nr);
+        let Some(old_in) = rekey_of else { return };
+        let Some(old) = sa.children.iter_mut().find(|c| c.sa.spi_in == old_in) else { return };
+        let Some((_theirs, their_low)) = old.collision.take() else { return };
+        let our_low = if ni <= nr { ni } else { nr };
+        if our_low < their_low.as_slice() {
+            // Our new SA is the redundant one: delete it instead of the old SA
+            // (the peer won and deletes the old one).
+            let Some(ours) = sa.children.last().map(|c| c.sa.spi_in) else { return };
+            sa.queue.retain(|t| !matches!(t, Task::DeleteChild(s) if *s == old_in));
+            if let Some(c) = sa.children.last_mut() {
+                c.rekeyed = true;
+                c.rekey_at = None;
+            }
+            sa.queue.push_front(Task::DeleteChild(ours));
+        }
+        // Otherwise the peer deletes the SA it created and we delete the old one
+        // (already queued by install_child).
     }
 
     /// Initiator: IKE SA rekey response.

@@ -134,16 +134,24 @@ impl Pair {
         }
     }
 
-    /// Advance to the next thing that happens; false when nothing is left to do.
-    fn step(&mut self) -> bool {
+    /// Advance to the next thing that happens (but not past `end`); false when
+    /// nothing is left to do before `end`.
+    fn step(&mut self, end: Instant) -> bool {
         self.collect();
         let next_pkt = self.inflight.iter().map(|(t, _)| *t).min();
         let next = [next_pkt, self.client.poll_timeout(), self.gw.poll_timeout()].into_iter().flatten().min();
-        let Some(next) = next else { return false };
+        let Some(next) = next.filter(|n| *n <= end) else {
+            self.now = self.now.max(end);
+            return false;
+        };
         self.now = self.now.max(next);
         let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.inflight).into_iter().partition(|(t, _)| *t <= self.now);
         self.inflight = rest;
         for (_, t) in due {
+            if std::env::var("TRACE").is_ok() {
+                let h = plexgate_ike::message::Header::parse(&t.payload).unwrap();
+                eprintln!("{} -> {} exch {} flags {:x} mid {} spi {:x}/{:x}", t.local, t.remote, h.exchange, h.flags, h.message_id, h.spi_i, h.spi_r);
+            }
             if t.remote.ip() == addr(GW).ip() {
                 self.gw.handle(self.now, t.remote, t.local, &t.payload);
             } else if t.remote.ip() == addr(CLIENT).ip() {
@@ -163,7 +171,7 @@ impl Pair {
             if done(self) {
                 return true;
             }
-            if !self.step() {
+            if !self.step(end) {
                 return done(self);
             }
         }
@@ -575,4 +583,27 @@ fn automatic_rekey_timers_fire_with_jitter() {
     let after = p.now - t0;
     assert!(after >= Duration::from_secs(89) && after <= Duration::from_secs(101), "{after:?}");
     let _ = p.start;
+}
+
+#[test]
+fn simultaneous_child_rekey_leaves_one_pair() {
+    for seed in 20..26 {
+        let mut p = established(seed);
+        let c0 = Pair::children(&p.ev_client)[0].clone();
+        let g0 = Pair::children(&p.ev_gw)[0].clone();
+        // Both ends rekey the same Child SA at the same instant: the requests cross.
+        p.client.rekey_child(p.now, c0.spi_in).unwrap();
+        p.gw.rekey_child(p.now, g0.spi_in).unwrap();
+        p.run_until(Duration::from_secs(5), |_| false);
+        let c = &p.client.sas(p.now)[0].children;
+        let g = &p.gw.sas(p.now)[0].children;
+        assert_eq!((c.len(), g.len()), (1, 1), "seed {seed}: {c:?} {g:?}");
+        assert_eq!(c[0].spi_in, g[0].spi_out);
+        assert_eq!(c[0].spi_out, g[0].spi_in);
+        assert_ne!(c[0].spi_in, c0.spi_in);
+        // The surviving pair has matching keys.
+        let cs = Pair::children(&p.ev_client).into_iter().find(|x| x.spi_in == c[0].spi_in).unwrap();
+        let gs = Pair::children(&p.ev_gw).into_iter().find(|x| x.spi_in == g[0].spi_in).unwrap();
+        assert_matching(&cs, &gs);
+    }
 }
