@@ -89,6 +89,9 @@ pub enum SaError {
     /// Replay window below the minimum.
     #[error("replay window {0} is below the minimum of {min}", min = crate::replay::MIN_WINDOW)]
     ReplayWindow(u32),
+    /// An initial sequence number beyond the 32-bit space without ESN.
+    #[error("initial sequence number {0} needs ESN")]
+    InitialSeq(u64),
     /// SPI 0 is reserved (RFC 4303 §2.1).
     #[error("SPI 0 is reserved")]
     ZeroSpi,

@@ -40,6 +40,19 @@ impl ReplayWindow {
         }
     }
 
+    /// A window whose highest received number is already `top`, with every
+    /// number up to `top` counted as received: for an SA rebuilt from a
+    /// recovery record, so that packets the old gateway accepted cannot be
+    /// replayed to the new one.
+    pub fn starting_at(size: u32, top: u64) -> Self {
+        let mut w = Self::new(size);
+        if top > 0 {
+            w.top = top;
+            w.bits.fill(u64::MAX);
+        }
+        w
+    }
+
     /// The window size W.
     pub fn size(&self) -> u64 {
         self.size

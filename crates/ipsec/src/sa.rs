@@ -106,10 +106,12 @@ pub struct SaParams {
     pub remote_addr: IpAddr,
     /// UDP encapsulation (NAT-T), if used.
     pub encap: Option<UdpEncapPorts>,
-    /// Outbound: the first sequence number to use minus one (0 for a new
-    /// SA). A backup that rebuilds an outbound SA from a record must set this
-    /// past any number the old gateway may have used: a sequence number
-    /// (= GCM IV) must never be reused under the same key.
+    /// 0 for a new SA. Outbound: the last sequence number already used; the
+    /// next packet gets `initial_seq + 1`. A backup that rebuilds an outbound
+    /// SA from a record must set this past any number the old gateway may
+    /// have used: a sequence number (= GCM IV) must never be reused under the
+    /// same key. Inbound: the highest number already received; it and all
+    /// below it count as seen (and ESN inference starts from it).
     pub initial_seq: u64,
     /// Name of the IKE peer (connection) this SA belongs to.
     pub peer: String,
@@ -296,11 +298,17 @@ impl SecurityAssociation {
         let window = match (params.direction, params.replay_window) {
             (Direction::Inbound, 0) => None,
             (Direction::Inbound, w) if w < MIN_WINDOW => return Err(SaError::ReplayWindow(w)),
-            (Direction::Inbound, w) => Some(ReplayWindow::new(w)),
+            (Direction::Inbound, w) => Some(ReplayWindow::starting_at(w, params.initial_seq)),
             (Direction::Outbound, _) => None,
         };
         //= https://www.rfc-editor.org/rfc/rfc4303#section-3.3.3
         //# the sender's counter and the receiver's counter MUST NOT be allowed to cycle
+        if params.direction == Direction::Outbound
+            && !params.esn
+            && params.initial_seq > u64::from(u32::MAX)
+        {
+            return Err(SaError::InitialSeq(params.initial_seq));
+        }
         let seq_max = if params.esn {
             u64::MAX
         } else {
