@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::addr::{AddrSel, TsAddr};
+use crate::addr::{proto_name, AddrSel, PortRange, TrafficSelector, TsAddr};
 use crate::model::*;
 use crate::reader::Cx;
 
@@ -555,6 +555,11 @@ fn spd(p: &Policy, cx: &mut Cx) {
         if !selectors_ok {
             continue;
         }
+        if let SpdAction::Protect { peer, child } = &r.action {
+            if let Some(c) = p.peer(peer).and_then(|pe| pe.child(child)) {
+                rule_within_child(cx, &base, &label, r, c);
+            }
+        }
         for (i, e) in p.spd.iter().enumerate().take(j) {
             let ebase = format!("spd[{i}]");
             let earlier_ok = [
@@ -585,6 +590,52 @@ fn spd(p: &Policy, cx: &mut Cx) {
                 break;
             }
         }
+    }
+}
+
+/// True if traffic selector `ts` covers addresses `a`, protocol `proto` and
+/// ports `ports`. `dynamic` is only known at run time and is taken as covering.
+fn ts_covers(ts: &TrafficSelector, a: &AddrSel, proto: Option<u8>, ports: &PortRange) -> bool {
+    let addr = match &ts.addr {
+        TsAddr::Dynamic => true,
+        TsAddr::Sel(s) => s.covers(a),
+    };
+    addr && (ts.proto.is_none() || ts.proto == proto) && ts.ports.covers(ports)
+}
+
+/// A protect rule should only send the child traffic its selectors allow: a
+/// packet outside them has no SA to travel in (RFC 4301 §4.4.1: the SPD entry
+/// "protect" names the SA's selectors). A warning, not an error, because several
+/// selectors together may cover what no single one does.
+fn rule_within_child(cx: &mut Cx, base: &str, label: &str, r: &SpdRule, c: &Child) {
+    let sides = [
+        ("local", "local_ts", &r.local, &r.local_ports, &c.local_ts),
+        (
+            "remote",
+            "remote_ts",
+            &r.remote,
+            &r.remote_ports,
+            &c.remote_ts,
+        ),
+    ];
+    for (side, key, a, ports, tss) in sides {
+        if tss.is_empty() || tss.iter().any(|ts| ts_covers(ts, a, r.protocol, ports)) {
+            continue;
+        }
+        let shown = match a {
+            AddrSel::Any => "any".to_string(),
+            AddrSel::Range(x) => x.to_string(),
+        };
+        let span = cx.spans.get(&format!("{base}.{side}"));
+        cx.diags.warning(
+            span,
+            format!(
+                "{label} sends {side} {shown} protocol {} ports {} to child \"{}\", but no single {key} of that child covers it; packets outside the child's selectors have no SA",
+                proto_name(r.protocol),
+                ports,
+                c.name
+            ),
+        );
     }
 }
 

@@ -355,3 +355,30 @@ fn durations_accept_units_and_reject_nonsense() {
     .unwrap();
     assert_eq!(ok.policy.peers[0].dpd_delay, None);
 }
+
+#[test]
+fn protect_rule_outside_the_child_selectors_warns() {
+    let text = site(&format!(
+        "{PEER}{}",
+        r#"
+[[spd]]
+local = "10.1.0.0/24"
+remote = "10.2.0.0/24"
+action = "protect"
+peer = "p"
+child = "c"
+[[spd]]
+local = "10.1.0.5"
+remote = "10.3.0.0/24"
+protocol = "udp"
+remote_port = 53
+action = "protect"
+peer = "p"
+child = "c"
+"#
+    ));
+    assert_eq!(
+        diags(&text),
+        ["t.toml:29:10: warning: SPD rule #2 sends remote 10.3.0.0/24 protocol udp ports 53 to child \"c\", but no single remote_ts of that child covers it; packets outside the child's selectors have no SA"]
+    );
+}

@@ -74,7 +74,8 @@ fn site_a_road_warriors_round_robin() {
     );
     assert_eq!(web.replay_window, 1024);
     assert_eq!(web.lifetime.rekey_bytes, Some(90_000_000_000));
-    assert_eq!(p.spd.len(), 2);
+    assert_eq!(p.spd.len(), 3);
+    assert_eq!(p.spd[2].action, SpdAction::Discard);
     assert_eq!(
         p.spd[0].action,
         SpdAction::Protect {
