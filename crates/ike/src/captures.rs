@@ -36,7 +36,11 @@ fn open(suite: &IkeSuite, ke: &[u8], ka: &[u8], bytes: &[u8]) -> Vec<Payload> {
         [Payload::Sk { inner_first, body }] => (*inner_first, body.len()),
         p => panic!("not encrypted: {p:?}"),
     };
-    let c = SkCipher { suite, key_e: ke, key_a: ka };
+    let c = SkCipher {
+        suite,
+        key_e: ke,
+        key_a: ka,
+    };
     let inner = c.open(bytes, body).unwrap();
     parse_payloads(first, &inner).unwrap()
 }
@@ -56,13 +60,22 @@ fn run(dir: &str, expect_ike: IkeProposal, expect_esp: EspProposal) {
     assert_eq!(chosen, expect_ike);
     assert!(expect_ike.offered_by(&sa(&m0.payloads)[0]));
     let prf = Prf::from_id(chosen.prf).unwrap();
-    let suite = IkeSuite { encr: chosen.encr, encr_bits: chosen.encr_bits, integ: chosen.integ, prf, dh: chosen.dh };
+    let suite = IkeSuite {
+        encr: chosen.encr,
+        encr_bits: chosen.encr_bits,
+        integ: chosen.integ,
+        prf,
+        dh: chosen.dh,
+    };
     suite.validate().unwrap();
 
     let log = "initiator.log";
     let shared = log_hex(dir, log, "shared Diffie Hellman secret", 0);
     // The responder logged the same g^ir.
-    assert_eq!(shared, log_hex(dir, "responder.log", "shared Diffie Hellman secret", 0));
+    assert_eq!(
+        shared,
+        log_hex(dir, "responder.log", "shared Diffie Hellman secret", 0)
+    );
     let seed = skeyseed(prf, &ni, &nr, &shared);
     assert_eq!(seed, log_hex(dir, log, "SKEYSEED", 0));
     let k = derive_ike_keys(&suite, &seed, &ni, &nr, spi_i, spi_r);
@@ -78,9 +91,27 @@ fn run(dir: &str, expect_ike: IkeProposal, expect_esp: EspProposal) {
 
     // IKE_AUTH request: open, parse, recompute the initiator's AUTH.
     let req = open(&suite, &k.sk_ei, &k.sk_ai, &msgs[2].2);
-    let idi = req.iter().find_map(|p| if let Payload::IdI(i) = p { Some(i.clone()) } else { None }).unwrap();
+    let idi = req
+        .iter()
+        .find_map(|p| {
+            if let Payload::IdI(i) = p {
+                Some(i.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
     assert_eq!(idi.to_string(), "client@example");
-    let auth_i = req.iter().find_map(|p| if let Payload::Auth { method: 2, data } = p { Some(data.clone()) } else { None }).unwrap();
+    let auth_i = req
+        .iter()
+        .find_map(|p| {
+            if let Payload::Auth { method: 2, data } = p {
+                Some(data.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
     let octets = signed_octets(prf, &msgs[0].2, &nr, &k.sk_pi, &idi.body());
     assert_eq!(octets, log_hex(dir, log, "octets = message", 0));
     assert_eq!(psk_auth(prf, PSK, &[&octets]), auth_i);
@@ -89,13 +120,43 @@ fn run(dir: &str, expect_ike: IkeProposal, expect_esp: EspProposal) {
 
     // IKE_AUTH response: open, parse, recompute the responder's AUTH.
     let resp = open(&suite, &k.sk_er, &k.sk_ar, &msgs[3].2);
-    let idr = resp.iter().find_map(|p| if let Payload::IdR(i) = p { Some(i.clone()) } else { None }).unwrap();
+    let idr = resp
+        .iter()
+        .find_map(|p| {
+            if let Payload::IdR(i) = p {
+                Some(i.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
     assert_eq!(idr.to_string(), "gw@example");
-    let auth_r = resp.iter().find_map(|p| if let Payload::Auth { method: 2, data } = p { Some(data.clone()) } else { None }).unwrap();
+    let auth_r = resp
+        .iter()
+        .find_map(|p| {
+            if let Payload::Auth { method: 2, data } = p {
+                Some(data.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
     let octets_r = signed_octets(prf, &msgs[1].2, &ni, &k.sk_pr, &idr.body());
     assert_eq!(psk_auth(prf, PSK, &[&octets_r]), auth_r);
-    let tsi = resp.iter().find_map(|p| if let Payload::TsI(t) = p { Some(t.clone()) } else { None }).unwrap();
-    assert_eq!(tsi, vec![TrafficSelector::host("192.168.250.1".parse().unwrap())]);
+    let tsi = resp
+        .iter()
+        .find_map(|p| {
+            if let Payload::TsI(t) = p {
+                Some(t.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    assert_eq!(
+        tsi,
+        vec![TrafficSelector::host("192.168.250.1".parse().unwrap())]
+    );
 
     // Child SA: chosen ESP proposal and KEYMAT (§2.17).
     let esp = &sa(&resp)[0];
@@ -104,8 +165,14 @@ fn run(dir: &str, expect_ike: IkeProposal, expect_esp: EspProposal) {
     let el = esp_encr_key_len(expect_esp.encr, expect_esp.encr_bits).unwrap();
     let il = esp_integ_key_len(expect_esp.integ).unwrap();
     let ck = derive_child_keys(prf, &k.sk_d, None, &ni, &nr, el, il);
-    assert_eq!(ck.i_to_r.0, log_hex(dir, log, "encryption initiator key", 0));
-    assert_eq!(ck.r_to_i.0, log_hex(dir, log, "encryption responder key", 0));
+    assert_eq!(
+        ck.i_to_r.0,
+        log_hex(dir, log, "encryption initiator key", 0)
+    );
+    assert_eq!(
+        ck.r_to_i.0,
+        log_hex(dir, log, "encryption responder key", 0)
+    );
     if il > 0 {
         assert_eq!(ck.i_to_r.1, log_hex(dir, log, "integrity initiator key", 0));
         assert_eq!(ck.r_to_i.1, log_hex(dir, log, "integrity responder key", 0));
@@ -116,26 +183,46 @@ fn run(dir: &str, expect_ike: IkeProposal, expect_esp: EspProposal) {
     for (_, _, b) in &msgs[4..] {
         let m = Message::parse(b).unwrap();
         let from_init = m.header.from_initiator();
-        let (ke, ka) = if from_init { (&k.sk_ei, &k.sk_ai) } else { (&k.sk_er, &k.sk_ar) };
+        let (ke, ka) = if from_init {
+            (&k.sk_ei, &k.sk_ai)
+        } else {
+            (&k.sk_er, &k.sk_ar)
+        };
         let inner = open(&suite, ke, ka, b);
-        saw_delete |= inner.iter().any(|p| matches!(p, Payload::Delete(Delete { protocol: 1, .. })));
+        saw_delete |= inner
+            .iter()
+            .any(|p| matches!(p, Payload::Delete(Delete { protocol: 1, .. })));
     }
     assert!(saw_delete);
 
     // NAT-D: the initiator's destination hash is SHA1(SPIi | 0 | 10.250.0.2 | 500).
     let dst = find_notify(&m0.payloads, notify::NAT_DETECTION_DESTINATION_IP).unwrap();
-    assert_eq!(dst.data, natd_hash(spi_i, 0, "10.250.0.2:500".parse().unwrap()).to_vec());
+    assert_eq!(
+        dst.data,
+        natd_hash(spi_i, 0, "10.250.0.2:500".parse().unwrap()).to_vec()
+    );
     // kernel-libipsec makes charon fake its source hash to force UDP encapsulation.
     let src = find_notify(&m0.payloads, notify::NAT_DETECTION_SOURCE_IP).unwrap();
-    assert_ne!(src.data, natd_hash(spi_i, 0, "10.250.0.1:500".parse().unwrap()).to_vec());
+    assert_ne!(
+        src.data,
+        natd_hash(spi_i, 0, "10.250.0.1:500".parse().unwrap()).to_vec()
+    );
 }
 
 #[test]
 fn kat_gcm128_x25519() {
-    run("gcm128-x25519", IkeProposal::AES128_SHA256_X25519, EspProposal::AES128GCM16);
+    run(
+        "gcm128-x25519",
+        IkeProposal::AES128_SHA256_X25519,
+        EspProposal::AES128GCM16,
+    );
 }
 
 #[test]
 fn kat_gcm256_p384() {
-    run("gcm256-p384", IkeProposal::AES256GCM16_PRFSHA384_ECP384, EspProposal::AES256_SHA256);
+    run(
+        "gcm256-p384",
+        IkeProposal::AES256GCM16_PRFSHA384_ECP384,
+        EspProposal::AES256_SHA256,
+    );
 }

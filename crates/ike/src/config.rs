@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{dh_id, encr_id, integ_id, prf_id};
-use crate::message::{id_type, protocol, transform_type, Identification, Proposal, TrafficSelector, Transform};
+use crate::message::{
+    id_type, protocol, transform_type, Identification, Proposal, TrafficSelector, Transform,
+};
 
 /// An IKE SA proposal (one combination; list several in order of preference).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -84,11 +86,18 @@ impl IkeProposal {
         if p.protocol != protocol::IKE || p.unknown_attribute {
             return false;
         }
-        let has = |kind: u8, id: u16, kl: Option<u16>| p.transforms.iter().any(|t| t.kind == kind && t.id == id && t.key_len == kl);
+        let has = |kind: u8, id: u16, kl: Option<u16>| {
+            p.transforms
+                .iter()
+                .any(|t| t.kind == kind && t.id == id && t.key_len == kl)
+        };
         has(transform_type::ENCR, self.encr, Some(self.encr_bits))
             && match self.integ {
                 Some(i) => has(transform_type::INTEG, i, None),
-                None => !p.transforms.iter().any(|t| t.kind == transform_type::INTEG && t.id != 0),
+                None => !p
+                    .transforms
+                    .iter()
+                    .any(|t| t.kind == transform_type::INTEG && t.id != 0),
             }
             && has(transform_type::PRF, self.prf, None)
             && has(transform_type::DH, self.dh, None)
@@ -110,7 +119,12 @@ impl IkeProposal {
             }
         };
         let e = one(transform_type::ENCR)?;
-        let integ = match p.transforms.iter().filter(|t| t.kind == transform_type::INTEG).count() {
+        let integ = match p
+            .transforms
+            .iter()
+            .filter(|t| t.kind == transform_type::INTEG)
+            .count()
+        {
             0 => None,
             1 => one(transform_type::INTEG).map(|t| t.id),
             _ => return None,
@@ -238,14 +252,24 @@ impl EspProposal {
         if p.protocol != protocol::ESP || p.unknown_attribute || p.spi.len() != 4 {
             return false;
         }
-        let has = |kind: u8, id: u16, kl: Option<u16>| p.transforms.iter().any(|t| t.kind == kind && t.id == id && t.key_len == kl);
+        let has = |kind: u8, id: u16, kl: Option<u16>| {
+            p.transforms
+                .iter()
+                .any(|t| t.kind == kind && t.id == id && t.key_len == kl)
+        };
         let integ_ok = match self.integ {
             Some(i) => has(transform_type::INTEG, i, None),
-            None => !p.transforms.iter().any(|t| t.kind == transform_type::INTEG && t.id != 0),
+            None => !p
+                .transforms
+                .iter()
+                .any(|t| t.kind == transform_type::INTEG && t.id != 0),
         };
         let dh_ok = match (with_dh, self.dh) {
             (true, Some(g)) => has(transform_type::DH, g, None),
-            _ => !p.transforms.iter().any(|t| t.kind == transform_type::DH && t.id != 0),
+            _ => !p
+                .transforms
+                .iter()
+                .any(|t| t.kind == transform_type::DH && t.id != 0),
         };
         let esn_ok = has(transform_type::ESN, self.esn as u16, None)
             || (!self.esn && !p.transforms.iter().any(|t| t.kind == transform_type::ESN));
@@ -257,13 +281,27 @@ impl EspProposal {
         if p.protocol != protocol::ESP || p.spi.len() != 4 || p.unknown_attribute {
             return None;
         }
-        let e = p.transforms.iter().find(|t| t.kind == transform_type::ENCR)?;
+        let e = p
+            .transforms
+            .iter()
+            .find(|t| t.kind == transform_type::ENCR)?;
         Some(EspProposal {
             encr: e.id,
             encr_bits: e.key_len.unwrap_or(256),
-            integ: p.transforms.iter().find(|t| t.kind == transform_type::INTEG && t.id != 0).map(|t| t.id),
-            esn: p.transforms.iter().any(|t| t.kind == transform_type::ESN && t.id == 1),
-            dh: p.transforms.iter().find(|t| t.kind == transform_type::DH && t.id != 0).map(|t| t.id),
+            integ: p
+                .transforms
+                .iter()
+                .find(|t| t.kind == transform_type::INTEG && t.id != 0)
+                .map(|t| t.id),
+            esn: p
+                .transforms
+                .iter()
+                .any(|t| t.kind == transform_type::ESN && t.id == 1),
+            dh: p
+                .transforms
+                .iter()
+                .find(|t| t.kind == transform_type::DH && t.id != 0)
+                .map(|t| t.id),
         })
     }
 }
@@ -382,7 +420,13 @@ pub struct PeerConfig {
 impl PeerConfig {
     /// A PSK peer with one child, strongSwan-like defaults (4 h IKE rekey, 1 h child
     /// rekey, 10 % jitter, no DPD).
-    pub fn psk(name: &str, local_id: &str, remote_id: &str, psk: &[u8], child: ChildConfig) -> PeerConfig {
+    pub fn psk(
+        name: &str,
+        local_id: &str,
+        remote_id: &str,
+        psk: &[u8],
+        child: ChildConfig,
+    ) -> PeerConfig {
         PeerConfig {
             name: name.into(),
             local_id: Identity(local_id.into()),
@@ -406,7 +450,12 @@ impl PeerConfig {
 
 impl ChildConfig {
     /// A tunnel-mode child between two selector lists with the given ESP proposals.
-    pub fn new(name: &str, local_ts: Vec<TrafficSelector>, remote_ts: Vec<TrafficSelector>, esp: Vec<EspProposal>) -> ChildConfig {
+    pub fn new(
+        name: &str,
+        local_ts: Vec<TrafficSelector>,
+        remote_ts: Vec<TrafficSelector>,
+        esp: Vec<EspProposal>,
+    ) -> ChildConfig {
         ChildConfig {
             name: name.into(),
             local_ts,

@@ -230,7 +230,11 @@ impl IkeSuite {
         match (self.encr, self.encr_bits, self.integ) {
             (encr_id::AES_GCM_16, 128 | 256, None) => {}
             (encr_id::AES_CBC, 128 | 256, Some(12..=14)) => {}
-            _ => return Err(CryptoError::Unsupported("IKE encryption/integrity combination")),
+            _ => {
+                return Err(CryptoError::Unsupported(
+                    "IKE encryption/integrity combination",
+                ))
+            }
         }
         if !matches!(self.dh, 14 | 19 | 20 | 31) {
             return Err(CryptoError::Unsupported("DH group"));
@@ -277,7 +281,13 @@ pub fn skeyseed(prf: Prf, ni: &[u8], nr: &[u8], shared: &[u8]) -> Vec<u8> {
 //= https://www.rfc-editor.org/rfc/rfc7296#section-2.18
 //# SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr)
 /// SKEYSEED for an IKE SA rekeyed with CREATE_CHILD_SA.
-pub fn skeyseed_rekey(prf_old: Prf, sk_d_old: &[u8], shared: &[u8], ni: &[u8], nr: &[u8]) -> Vec<u8> {
+pub fn skeyseed_rekey(
+    prf_old: Prf,
+    sk_d_old: &[u8],
+    shared: &[u8],
+    ni: &[u8],
+    nr: &[u8],
+) -> Vec<u8> {
     prf_old.prf(sk_d_old, &[shared, ni, nr])
 }
 
@@ -285,14 +295,23 @@ pub fn skeyseed_rekey(prf_old: Prf, sk_d_old: &[u8], shared: &[u8], ni: &[u8], n
 //# {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
 //#                 = prf+ (SKEYSEED, Ni | Nr | SPIi | SPIr)
 /// Derive the seven SK_* keys.
-pub fn derive_ike_keys(suite: &IkeSuite, skeyseed: &[u8], ni: &[u8], nr: &[u8], spi_i: u64, spi_r: u64) -> IkeKeys {
+pub fn derive_ike_keys(
+    suite: &IkeSuite,
+    skeyseed: &[u8],
+    ni: &[u8],
+    nr: &[u8],
+    spi_i: u64,
+    spi_r: u64,
+) -> IkeKeys {
     let p = suite.prf.len();
     let a = suite.integ_key_len();
     let e = suite.encr_key_len();
     let total = 3 * p + 2 * a + 2 * e;
-    let km = suite
-        .prf
-        .prf_plus(skeyseed, &[ni, nr, &spi_i.to_be_bytes(), &spi_r.to_be_bytes()], total);
+    let km = suite.prf.prf_plus(
+        skeyseed,
+        &[ni, nr, &spi_i.to_be_bytes(), &spi_r.to_be_bytes()],
+        total,
+    );
     let mut it = km.into_iter();
     let mut take = |n: usize| -> Vec<u8> { it.by_ref().take(n).collect() };
     IkeKeys {
@@ -348,7 +367,15 @@ pub fn esp_integ_key_len(integ: Option<u16>) -> Option<usize> {
 //# [...] All keys for SAs carrying data from the initiator to the responder
 //# are taken before SAs going from the responder to the initiator.
 /// Child SA KEYMAT; `shared` is the PFS g^ir of a CREATE_CHILD_SA with KE.
-pub fn derive_child_keys(prf: Prf, sk_d: &[u8], shared: Option<&[u8]>, ni: &[u8], nr: &[u8], encr_len: usize, integ_len: usize) -> ChildKeys {
+pub fn derive_child_keys(
+    prf: Prf,
+    sk_d: &[u8],
+    shared: Option<&[u8]>,
+    ni: &[u8],
+    nr: &[u8],
+    encr_len: usize,
+    integ_len: usize,
+) -> ChildKeys {
     let total = 2 * (encr_len + integ_len);
     let km = match shared {
         Some(g) => prf.prf_plus(sk_d, &[g, ni, nr], total),
@@ -378,7 +405,13 @@ pub fn psk_auth(prf: Prf, psk: &[u8], signed_octets: &[&[u8]]) -> Vec<u8> {
 //# InitiatorSignedOctets = RealMessage1 | NonceRData | MACedIDForI
 //# MACedIDForI = prf(SK_pi, RestOfInitIDPayload)
 /// The octets signed (or MACed) by one side.
-pub fn signed_octets(prf: Prf, message: &[u8], peer_nonce: &[u8], sk_p: &[u8], id_body: &[u8]) -> Vec<u8> {
+pub fn signed_octets(
+    prf: Prf,
+    message: &[u8],
+    peer_nonce: &[u8],
+    sk_p: &[u8],
+    id_body: &[u8],
+) -> Vec<u8> {
     let mut v = Vec::with_capacity(message.len() + peer_nonce.len() + prf.len());
     v.extend_from_slice(message);
     v.extend_from_slice(peer_nonce);
@@ -457,8 +490,11 @@ pub fn dh_generate(group: u16, rng: &mut dyn Rng) -> Result<(DhPrivate, Vec<u8>)
     }
     let alg = ring_alg(group).ok_or(CryptoError::Unsupported("DH group"))?;
     let sys = ring::rand::SystemRandom::new();
-    let k = agreement::EphemeralPrivateKey::generate(alg, &sys).map_err(|_| CryptoError::Unsupported("DH keygen"))?;
-    let p = k.compute_public_key().map_err(|_| CryptoError::Unsupported("DH keygen"))?;
+    let k = agreement::EphemeralPrivateKey::generate(alg, &sys)
+        .map_err(|_| CryptoError::Unsupported("DH keygen"))?;
+    let p = k
+        .compute_public_key()
+        .map_err(|_| CryptoError::Unsupported("DH keygen"))?;
     //= https://www.rfc-editor.org/rfc/rfc5903#section-7
     //# the Diffie-Hellman public value is [...] x and y [...] concatenated
     let pubv = match group {
@@ -494,7 +530,8 @@ pub fn dh_agree(private: DhPrivate, peer: &[u8]) -> Result<Vec<u8>, CryptoError>
                 v
             };
             let pk = agreement::UnparsedPublicKey::new(alg, bytes);
-            agreement::agree_ephemeral(k, &pk, |s| s.to_vec()).map_err(|_| CryptoError::BadPublic(group))
+            agreement::agree_ephemeral(k, &pk, |s| s.to_vec())
+                .map_err(|_| CryptoError::BadPublic(group))
         }
     }
 }
@@ -533,9 +570,18 @@ impl SkCipher<'_> {
         }
     }
     fn gcm_key(&self) -> Result<(aead::LessSafeKey, [u8; 4]), CryptoError> {
-        let n = self.key_e.len().checked_sub(4).ok_or(CryptoError::Malformed)?;
-        let alg = if n == 16 { &aead::AES_128_GCM } else { &aead::AES_256_GCM };
-        let key = aead::UnboundKey::new(alg, &self.key_e[..n]).map_err(|_| CryptoError::Malformed)?;
+        let n = self
+            .key_e
+            .len()
+            .checked_sub(4)
+            .ok_or(CryptoError::Malformed)?;
+        let alg = if n == 16 {
+            &aead::AES_128_GCM
+        } else {
+            &aead::AES_256_GCM
+        };
+        let key =
+            aead::UnboundKey::new(alg, &self.key_e[..n]).map_err(|_| CryptoError::Malformed)?;
         let mut salt = [0u8; 4];
         salt.copy_from_slice(&self.key_e[n..]);
         Ok((aead::LessSafeKey::new(key), salt))
@@ -547,7 +593,13 @@ impl SkCipher<'_> {
     //# The Integrity Checksum Data is the cryptographic checksum of the
     //# entire message starting with the Fixed IKE header through the Pad
     //# Length.
-    pub fn seal(&self, header: &Header, inner_first: u8, inner: &[u8], rng: &mut dyn Rng) -> Result<Vec<u8>, CryptoError> {
+    pub fn seal(
+        &self,
+        header: &Header,
+        inner_first: u8,
+        inner: &[u8],
+        rng: &mut dyn Rng,
+    ) -> Result<Vec<u8>, CryptoError> {
         let iv_len = self.iv_len();
         let icv_len = self.icv_len();
         let block = if self.suite.is_aead() { 4 } else { 16 };
@@ -613,7 +665,10 @@ impl SkCipher<'_> {
     pub fn open(&self, datagram: &[u8], sk_body_len: usize) -> Result<Vec<u8>, CryptoError> {
         let iv_len = self.iv_len();
         let icv_len = self.icv_len();
-        let sk_start = datagram.len().checked_sub(sk_body_len + 4).ok_or(CryptoError::Malformed)?;
+        let sk_start = datagram
+            .len()
+            .checked_sub(sk_body_len + 4)
+            .ok_or(CryptoError::Malformed)?;
         if sk_start < HEADER_LEN || sk_body_len < iv_len + icv_len + 1 {
             return Err(CryptoError::Malformed);
         }
@@ -729,17 +784,36 @@ mod tests {
             message_id: 1,
             length: 0,
         };
-        for (encr, bits, integ) in [(20u16, 128u16, None), (20, 256, None), (12, 128, Some(12u16)), (12, 256, Some(13)), (12, 128, Some(14))] {
-            let suite = IkeSuite { encr, encr_bits: bits, integ, prf: Prf::from_id(5).unwrap(), dh: 31 };
+        for (encr, bits, integ) in [
+            (20u16, 128u16, None),
+            (20, 256, None),
+            (12, 128, Some(12u16)),
+            (12, 256, Some(13)),
+            (12, 128, Some(14)),
+        ] {
+            let suite = IkeSuite {
+                encr,
+                encr_bits: bits,
+                integ,
+                prf: Prf::from_id(5).unwrap(),
+                dh: 31,
+            };
             let ke = vec![0x42; suite.encr_key_len()];
             let ka = vec![0x24; suite.integ_key_len()];
-            let c = SkCipher { suite: &suite, key_e: &ke, key_a: &ka };
+            let c = SkCipher {
+                suite: &suite,
+                key_e: &ke,
+                key_a: &ka,
+            };
             for len in [0usize, 1, 15, 16, 17, 100] {
                 let inner = vec![0xab; len];
                 let msg = c.seal(&header, 41, &inner, &mut rng).unwrap();
                 let m = crate::message::Message::parse(&msg).unwrap();
                 let body_len = match &m.payloads[0] {
-                    crate::message::Payload::Sk { body, inner_first: 41 } => body.len(),
+                    crate::message::Payload::Sk {
+                        body,
+                        inner_first: 41,
+                    } => body.len(),
                     p => panic!("{p:?}"),
                 };
                 assert_eq!(c.open(&msg, body_len).unwrap(), inner);

@@ -17,13 +17,15 @@ use std::time::{Duration, Instant};
 use crate::config::{AuthConfig, ChildConfig, Config, EspProposal, IkeProposal, Mode, PeerConfig};
 use crate::crypto::{self, CryptoError, DhPrivate, IkeKeys, IkeSuite, Prf, Rng, SkCipher};
 use crate::message::{
-    exchange, find_notify, flags, notify, protocol, Delete, Header, Identification, Message, Notify, ParseError, Payload,
-    Proposal, TrafficSelector,
+    exchange, find_notify, flags, notify, protocol, Delete, Header, Identification, Message,
+    Notify, ParseError, Payload, Proposal, TrafficSelector,
 };
 use crate::record::{ChildRecord, IkeRecord};
 
 /// An IKE SA, named by our own SPI of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct IkeSaId(pub u64);
 
 impl std::fmt::Display for IkeSaId {
@@ -455,8 +457,16 @@ impl IkeSa {
         let mut d = [
             self.outstanding.as_ref().map(|o| o.next),
             self.expire_at,
-            if self.outstanding.is_none() { self.rekey_at } else { None },
-            if self.outstanding.is_none() { self.dpd_at } else { None },
+            if self.outstanding.is_none() {
+                self.rekey_at
+            } else {
+                None
+            },
+            if self.outstanding.is_none() {
+                self.dpd_at
+            } else {
+                None
+            },
         ]
         .into_iter()
         .flatten()
@@ -474,11 +484,19 @@ impl IkeSa {
     /// (SK_e, SK_a) for messages we send / we receive.
     fn out_keys(&self) -> Option<(&[u8], &[u8])> {
         let k = self.keys.as_ref()?;
-        Some(if self.initiator { (&k.sk_ei, &k.sk_ai) } else { (&k.sk_er, &k.sk_ar) })
+        Some(if self.initiator {
+            (&k.sk_ei, &k.sk_ai)
+        } else {
+            (&k.sk_er, &k.sk_ar)
+        })
     }
     fn in_keys(&self) -> Option<(&[u8], &[u8])> {
         let k = self.keys.as_ref()?;
-        Some(if self.initiator { (&k.sk_er, &k.sk_ar) } else { (&k.sk_ei, &k.sk_ai) })
+        Some(if self.initiator {
+            (&k.sk_er, &k.sk_ar)
+        } else {
+            (&k.sk_ei, &k.sk_ai)
+        })
     }
 
     fn header(&self, exch: u8, mid: u32, response: bool) -> Header {
@@ -488,7 +506,8 @@ impl IkeSa {
             next_payload: 0,
             version: 0x20,
             exchange: exch,
-            flags: if self.initiator { flags::INITIATOR } else { 0 } | if response { flags::RESPONSE } else { 0 },
+            flags: if self.initiator { flags::INITIATOR } else { 0 }
+                | if response { flags::RESPONSE } else { 0 },
             message_id: mid,
             length: 0,
         }
@@ -507,23 +526,43 @@ impl IkeSa {
             local_id: self.local_id.clone()?,
             remote_id: self.remote_id.clone()?,
             proposal: self.proposal?,
-            children: self.children.iter().map(|c| c.sa.record(c.proposal)).collect(),
+            children: self
+                .children
+                .iter()
+                .map(|c| c.sa.record(c.proposal))
+                .collect(),
         })
     }
 
     fn size_estimate(&self) -> usize {
         let mut n = std::mem::size_of::<IkeSa>();
-        n += self.ni.capacity() + self.nr.capacity() + self.init_req.capacity() + self.init_resp.capacity();
+        n += self.ni.capacity()
+            + self.nr.capacity()
+            + self.init_req.capacity()
+            + self.init_resp.capacity();
         n += self.keys.as_ref().map_or(0, |k| {
-            k.sk_d.capacity() + k.sk_ai.capacity() + k.sk_ar.capacity() + k.sk_ei.capacity() + k.sk_er.capacity() + k.sk_pi.capacity() + k.sk_pr.capacity()
+            k.sk_d.capacity()
+                + k.sk_ai.capacity()
+                + k.sk_ar.capacity()
+                + k.sk_ei.capacity()
+                + k.sk_er.capacity()
+                + k.sk_pi.capacity()
+                + k.sk_pr.capacity()
         });
         n += self.last_response.as_ref().map_or(0, |(_, b)| b.capacity());
-        n += self.outstanding.as_ref().map_or(0, |o| o.bytes.capacity() + std::mem::size_of::<Outstanding>());
-        n += self.local_id.as_ref().map_or(0, |i| i.data.capacity()) + self.remote_id.as_ref().map_or(0, |i| i.data.capacity());
+        n += self.outstanding.as_ref().map_or(0, |o| {
+            o.bytes.capacity() + std::mem::size_of::<Outstanding>()
+        });
+        n += self.local_id.as_ref().map_or(0, |i| i.data.capacity())
+            + self.remote_id.as_ref().map_or(0, |i| i.data.capacity());
         for c in &self.children {
             n += std::mem::size_of::<Child>() + c.sa.name.capacity();
-            n += c.sa.keys_in.0.capacity() + c.sa.keys_in.1.capacity() + c.sa.keys_out.0.capacity() + c.sa.keys_out.1.capacity();
-            n += (c.sa.ts_local.capacity() + c.sa.ts_remote.capacity()) * std::mem::size_of::<TrafficSelector>();
+            n += c.sa.keys_in.0.capacity()
+                + c.sa.keys_in.1.capacity()
+                + c.sa.keys_out.0.capacity()
+                + c.sa.keys_out.1.capacity();
+            n += (c.sa.ts_local.capacity() + c.sa.ts_remote.capacity())
+                * std::mem::size_of::<TrafficSelector>();
         }
         n
     }
@@ -557,7 +596,9 @@ pub struct Endpoint {
 
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Endpoint").field("sas", &self.sas.len()).finish_non_exhaustive()
+        f.debug_struct("Endpoint")
+            .field("sas", &self.sas.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -629,7 +670,10 @@ impl Endpoint {
     /// Approximate heap + inline bytes held for all IKE SAs (for `plexgate bench ike`).
     pub fn size_estimate(&self) -> usize {
         let per_entry = std::mem::size_of::<(IkeSaId, IkeSa)>() + 16;
-        self.sas.values().map(|s| s.size_estimate() + per_entry).sum::<usize>()
+        self.sas
+            .values()
+            .map(|s| s.size_estimate() + per_entry)
+            .sum::<usize>()
             + self.child_index.len() * 16
             + self.timers.len() * 32
     }
@@ -729,7 +773,8 @@ impl Endpoint {
 
     fn emit_record(&mut self, sa: &IkeSa) {
         if let Some(record) = sa.record() {
-            self.events.push_back(Event::RecordUpdated { id: sa.id, record });
+            self.events
+                .push_back(Event::RecordUpdated { id: sa.id, record });
         }
     }
 
@@ -769,7 +814,14 @@ impl Endpoint {
         }
     }
 
-    fn send_request(&mut self, now: Instant, sa: &mut IkeSa, exch: u8, payloads: &[Payload], pending: Pending) {
+    fn send_request(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        exch: u8,
+        payloads: &[Payload],
+        pending: Pending,
+    ) {
         let mid = sa.my_mid;
         let header = sa.header(exch, mid, false);
         let Some(bytes) = self.seal(sa, &header, payloads) else {
@@ -804,7 +856,13 @@ impl Endpoint {
     }
 
     /// An unencrypted, stateless reply to an IKE_SA_INIT request (§2.6, §1.2).
-    fn reply_plain(&mut self, local: SocketAddr, remote: SocketAddr, req: &Header, payloads: Vec<Payload>) {
+    fn reply_plain(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        req: &Header,
+        payloads: Vec<Payload>,
+    ) {
         let m = Message {
             header: Header {
                 spi_i: req.spi_i,
@@ -836,13 +894,18 @@ impl Endpoint {
             return self.handle_init_request(now, local, remote, &header, data);
         }
         // Our SPI is the one of the side we play in this SA.
-        let ours = if header.from_initiator() { header.spi_r } else { header.spi_i };
+        let ours = if header.from_initiator() {
+            header.spi_r
+        } else {
+            header.spi_i
+        };
         let Some(mut sa) = self.take(IkeSaId(ours)) else {
             return;
         };
         let consistent = sa.initiator != header.from_initiator()
             && sa.spi_i == header.spi_i
-            && (sa.spi_r == header.spi_r || (sa.state == SaState::InitSent && header.exchange == exchange::IKE_SA_INIT));
+            && (sa.spi_r == header.spi_r
+                || (sa.state == SaState::InitSent && header.exchange == exchange::IKE_SA_INIT));
         if !consistent {
             return self.put(sa);
         }
@@ -930,7 +993,12 @@ impl Endpoint {
             self.cookie.rotate_at = Some(now + COOKIE_ROTATE);
         }
         // Collect first: handling a timer may schedule new ones at `now`.
-        let due: Vec<(Instant, IkeSaId)> = self.timers.iter().take_while(|(t, _)| *t <= now).copied().collect();
+        let due: Vec<(Instant, IkeSaId)> = self
+            .timers
+            .iter()
+            .take_while(|(t, _)| *t <= now)
+            .copied()
+            .collect();
         for (t, id) in due {
             self.timers.remove(&(t, id));
             let Some(mut sa) = self.take(id) else {
@@ -1016,8 +1084,14 @@ fn suite_of(p: &IkeProposal) -> Option<IkeSuite> {
 
 fn natd_payloads(spi_i: u64, spi_r: u64, local: SocketAddr, remote: SocketAddr) -> [Payload; 2] {
     [
-        Payload::notify(notify::NAT_DETECTION_SOURCE_IP, crypto::natd_hash(spi_i, spi_r, local).to_vec()),
-        Payload::notify(notify::NAT_DETECTION_DESTINATION_IP, crypto::natd_hash(spi_i, spi_r, remote).to_vec()),
+        Payload::notify(
+            notify::NAT_DETECTION_SOURCE_IP,
+            crypto::natd_hash(spi_i, spi_r, local).to_vec(),
+        ),
+        Payload::notify(
+            notify::NAT_DETECTION_DESTINATION_IP,
+            crypto::natd_hash(spi_i, spi_r, remote).to_vec(),
+        ),
     ]
 }
 
@@ -1028,8 +1102,16 @@ fn natd_payloads(spi_i: u64, spi_r: u64, local: SocketAddr, remote: SocketAddr) 
 //# the expected value of the source IP and port found from the IP header
 //# of the packet containing the payload, it means that the system
 //# sending those payloads is behind a NAT
-fn detect_nat(p: &[Payload], spi_i: u64, spi_r: u64, local: SocketAddr, remote: SocketAddr) -> Option<(bool, bool)> {
-    let src: Vec<&Notify> = crate::message::notifies(p).filter(|n| n.kind == notify::NAT_DETECTION_SOURCE_IP).collect();
+fn detect_nat(
+    p: &[Payload],
+    spi_i: u64,
+    spi_r: u64,
+    local: SocketAddr,
+    remote: SocketAddr,
+) -> Option<(bool, bool)> {
+    let src: Vec<&Notify> = crate::message::notifies(p)
+        .filter(|n| n.kind == notify::NAT_DETECTION_SOURCE_IP)
+        .collect();
     let dst = find_notify(p, notify::NAT_DETECTION_DESTINATION_IP)?;
     if src.is_empty() {
         return None;
@@ -1051,14 +1133,29 @@ impl Endpoint {
             .find(|p| p.name == peer)
             .cloned()
             .ok_or_else(|| Error::UnknownPeer(peer.into()))?;
-        let cfg = pc.children.iter().find(|c| c.name == child).cloned().ok_or_else(|| Error::UnknownChild {
-            peer: peer.into(),
-            child: child.into(),
-        })?;
+        let cfg = pc
+            .children
+            .iter()
+            .find(|c| c.name == child)
+            .cloned()
+            .ok_or_else(|| Error::UnknownChild {
+                peer: peer.into(),
+                child: child.into(),
+            })?;
         let (Some(remote), Some(local)) = (pc.remote_addr, pc.local_addr) else {
             return Err(Error::NoAddress(peer.into()));
         };
-        self.start_initiator(now, pc, local, remote, ChildReq { cfg, rekey_of: None }, Vec::new())
+        self.start_initiator(
+            now,
+            pc,
+            local,
+            remote,
+            ChildReq {
+                cfg,
+                rekey_of: None,
+            },
+            Vec::new(),
+        )
     }
 
     /// Takeover: renegotiate an IKE SA and all its Child SAs as initiator from a
@@ -1066,7 +1163,11 @@ impl Endpoint {
     /// and proposals come from our config). The first child rides in IKE_AUTH, the
     /// others follow as CREATE_CHILD_SA. INITIAL_CONTACT (when configured) tells the
     /// peer to drop the SAs it still holds with the failed gateway.
-    pub fn initiate_from_record(&mut self, now: Instant, rec: &IkeRecord) -> Result<IkeSaId, Error> {
+    pub fn initiate_from_record(
+        &mut self,
+        now: Instant,
+        rec: &IkeRecord,
+    ) -> Result<IkeSaId, Error> {
         let pc = self
             .peers
             .iter()
@@ -1090,11 +1191,17 @@ impl Endpoint {
             // Prefer the proposal that was in use.
             cfg.esp_proposals.retain(|p| *p != c.proposal);
             cfg.esp_proposals.insert(0, c.proposal);
-            reqs.push(ChildReq { cfg, rekey_of: None });
+            reqs.push(ChildReq {
+                cfg,
+                rekey_of: None,
+            });
         }
         let mut rest = reqs.into_iter();
         let first = rest.next().or_else(|| {
-            pc.children.first().cloned().map(|cfg| ChildReq { cfg, rekey_of: None })
+            pc.children.first().cloned().map(|cfg| ChildReq {
+                cfg,
+                rekey_of: None,
+            })
         });
         let Some(first) = first else {
             return Err(Error::UnknownChild {
@@ -1122,7 +1229,10 @@ impl Endpoint {
         first: ChildReq,
         more: Vec<ChildReq>,
     ) -> Result<IkeSaId, Error> {
-        let prop = *pc.ike_proposals.first().ok_or_else(|| Error::NoProposal(pc.name.clone()))?;
+        let prop = *pc
+            .ike_proposals
+            .first()
+            .ok_or_else(|| Error::NoProposal(pc.name.clone()))?;
         let spi = self.new_ike_spi();
         let mut sa = IkeSa::new(IkeSaId(spi), true, local, remote);
         sa.spi_i = spi;
@@ -1143,8 +1253,18 @@ impl Endpoint {
         let (dh, ke) = crypto::dh_generate(sa.dh_group, self.rng.as_mut())?;
         sa.dh = Some(dh);
         // Proposals: ours in order; the one whose group matches the KE first.
-        let mut props: Vec<IkeProposal> = pc.ike_proposals.iter().filter(|p| p.dh == sa.dh_group).copied().collect();
-        props.extend(pc.ike_proposals.iter().filter(|p| p.dh != sa.dh_group).copied());
+        let mut props: Vec<IkeProposal> = pc
+            .ike_proposals
+            .iter()
+            .filter(|p| p.dh == sa.dh_group)
+            .copied()
+            .collect();
+        props.extend(
+            pc.ike_proposals
+                .iter()
+                .filter(|p| p.dh != sa.dh_group)
+                .copied(),
+        );
         let sa_payload = Payload::Sa(
             props
                 .iter()
@@ -1196,7 +1316,14 @@ impl Endpoint {
         Ok(())
     }
 
-    fn cookie_for(&self, secret: &[u8; 32], version: u8, ni: &[u8], remote: SocketAddr, spi_i: u64) -> Vec<u8> {
+    fn cookie_for(
+        &self,
+        secret: &[u8; 32],
+        version: u8,
+        ni: &[u8],
+        remote: SocketAddr,
+        spi_i: u64,
+    ) -> Vec<u8> {
         //= https://www.rfc-editor.org/rfc/rfc7296#section-2.6
         //# Cookie = <VersionIDofSecret> | Hash(Ni | IPi | SPIi | <secret>)
         let prf = Prf::from_id(crypto::prf_id::HMAC_SHA2_256).map(|p| {
@@ -1212,7 +1339,9 @@ impl Endpoint {
     }
 
     fn cookie_ok(&self, cookie: &[u8], ni: &[u8], remote: SocketAddr, spi_i: u64) -> bool {
-        let Some(&v) = cookie.first() else { return false };
+        let Some(&v) = cookie.first() else {
+            return false;
+        };
         let secret = if v == self.cookie.version {
             &self.cookie.secret
         } else if v == self.cookie.version.wrapping_sub(1) {
@@ -1224,7 +1353,14 @@ impl Endpoint {
     }
 
     /// Responder: IKE_SA_INIT request (§1.2).
-    fn handle_init_request(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, header: &Header, data: &[u8]) {
+    fn handle_init_request(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        header: &Header,
+        data: &[u8],
+    ) {
         if header.message_id != 0 {
             return;
         }
@@ -1244,13 +1380,26 @@ impl Endpoint {
         let msg = match Message::parse(data) {
             Ok(m) => m,
             Err(ParseError::UnsupportedCritical(t)) => {
-                return self.reply_plain(local, remote, header, vec![Payload::notify(notify::UNSUPPORTED_CRITICAL_PAYLOAD, vec![t])]);
+                return self.reply_plain(
+                    local,
+                    remote,
+                    header,
+                    vec![Payload::notify(
+                        notify::UNSUPPORTED_CRITICAL_PAYLOAD,
+                        vec![t],
+                    )],
+                );
             }
             Err(_) => return,
         };
         let p = &msg.payloads;
         let (Some(props), Some((group, ke)), Some(ni)) = (sa_of(p), ke_of(p), nonce_of(p)) else {
-            return self.reply_plain(local, remote, header, vec![Payload::notify(notify::INVALID_SYNTAX, vec![])]);
+            return self.reply_plain(
+                local,
+                remote,
+                header,
+                vec![Payload::notify(notify::INVALID_SYNTAX, vec![])],
+            );
         };
         let limits = &self.config.limits;
         let max_half_open = limits.max_half_open;
@@ -1259,12 +1408,25 @@ impl Endpoint {
                 self.cookie.rotate_at = Some(now + COOKIE_ROTATE);
             }
             let ok = match p.first() {
-                Some(Payload::Notify(n)) if n.kind == notify::COOKIE => self.cookie_ok(&n.data, ni, remote, header.spi_i),
+                Some(Payload::Notify(n)) if n.kind == notify::COOKIE => {
+                    self.cookie_ok(&n.data, ni, remote, header.spi_i)
+                }
                 _ => false,
             };
             if !ok {
-                let c = self.cookie_for(&self.cookie.secret.clone(), self.cookie.version, ni, remote, header.spi_i);
-                return self.reply_plain(local, remote, header, vec![Payload::notify(notify::COOKIE, c)]);
+                let c = self.cookie_for(
+                    &self.cookie.secret.clone(),
+                    self.cookie.version,
+                    ni,
+                    remote,
+                    header.spi_i,
+                );
+                return self.reply_plain(
+                    local,
+                    remote,
+                    header,
+                    vec![Payload::notify(notify::COOKIE, c)],
+                );
             }
         }
         // Memory bound: beyond the cap even requests with a valid cookie are dropped.
@@ -1282,23 +1444,52 @@ impl Endpoint {
             .collect();
         let acceptable: Vec<(IkeProposal, u8)> = candidates
             .iter()
-            .filter_map(|ip| props.iter().find(|pr| ip.offered_by(pr)).map(|pr| (*ip, pr.num)))
+            .filter_map(|ip| {
+                props
+                    .iter()
+                    .find(|pr| ip.offered_by(pr))
+                    .map(|pr| (*ip, pr.num))
+            })
             .collect();
-        let Some(&(chosen, num)) = acceptable.iter().find(|(ip, _)| ip.dh == group).or(acceptable.first()) else {
-            return self.reply_plain(local, remote, header, vec![Payload::notify(notify::NO_PROPOSAL_CHOSEN, vec![])]);
+        let Some(&(chosen, num)) = acceptable
+            .iter()
+            .find(|(ip, _)| ip.dh == group)
+            .or(acceptable.first())
+        else {
+            return self.reply_plain(
+                local,
+                remote,
+                header,
+                vec![Payload::notify(notify::NO_PROPOSAL_CHOSEN, vec![])],
+            );
         };
         if chosen.dh != group {
             //= https://www.rfc-editor.org/rfc/rfc7296#section-1.2
             //# the responder MUST reject the request and indicate its preferred
             //# Diffie-Hellman group in the INVALID_KE_PAYLOAD Notify payload.
-            return self.reply_plain(local, remote, header, vec![Payload::notify(notify::INVALID_KE_PAYLOAD, chosen.dh.to_be_bytes().to_vec())]);
+            return self.reply_plain(
+                local,
+                remote,
+                header,
+                vec![Payload::notify(
+                    notify::INVALID_KE_PAYLOAD,
+                    chosen.dh.to_be_bytes().to_vec(),
+                )],
+            );
         }
-        let Some(suite) = suite_of(&chosen) else { return };
+        let Some(suite) = suite_of(&chosen) else {
+            return;
+        };
         let Ok((dh, ke_r)) = crypto::dh_generate(group, self.rng.as_mut()) else {
             return;
         };
         let Ok(shared) = crypto::dh_agree(dh, ke) else {
-            return self.reply_plain(local, remote, header, vec![Payload::notify(notify::INVALID_SYNTAX, vec![])]);
+            return self.reply_plain(
+                local,
+                remote,
+                header,
+                vec![Payload::notify(notify::INVALID_SYNTAX, vec![])],
+            );
         };
         let spi_r = self.new_ike_spi();
         let nr = self.nonce();
@@ -1309,7 +1500,9 @@ impl Endpoint {
         sa.proposal = Some(chosen);
         sa.suite = Some(suite);
         let seed = crypto::skeyseed(suite.prf, ni, &nr, &shared);
-        sa.keys = Some(crypto::derive_ike_keys(&suite, &seed, ni, &nr, sa.spi_i, spi_r));
+        sa.keys = Some(crypto::derive_ike_keys(
+            &suite, &seed, ni, &nr, sa.spi_i, spi_r,
+        ));
         sa.ni = ni.clone();
         sa.nr = nr.clone();
         sa.init_req = data.to_vec();
@@ -1350,8 +1543,17 @@ impl Endpoint {
     }
 
     /// Initiator: IKE_SA_INIT response.
-    fn handle_init_response(&mut self, now: Instant, sa: &mut IkeSa, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
-        let Ok(msg) = Message::parse(data) else { return };
+    fn handle_init_response(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) {
+        let Ok(msg) = Message::parse(data) else {
+            return;
+        };
         let p = &msg.payloads;
         if let Some(n) = find_notify(p, notify::COOKIE) {
             if sa.cookie.is_none() && !n.data.is_empty() && n.data.len() <= 64 {
@@ -1365,7 +1567,9 @@ impl Endpoint {
             let g = n.data.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
             //= https://www.rfc-editor.org/rfc/rfc7296#section-1.2
             //# the initiator [...] MUST retry with the corrected group
-            if let Some(g) = g.filter(|g| *g != sa.dh_group && pc.ike_proposals.iter().any(|p| p.dh == *g)) {
+            if let Some(g) =
+                g.filter(|g| *g != sa.dh_group && pc.ike_proposals.iter().any(|p| p.dh == *g))
+            {
                 sa.dh_group = g;
                 let _ = self.send_init(now, sa);
                 return;
@@ -1387,7 +1591,9 @@ impl Endpoint {
             [one] => IkeProposal::from_chosen(one),
             _ => None,
         };
-        let Some(chosen) = chosen.filter(|c| pc.ike_proposals.contains(c) && c.dh == group && group == sa.dh_group) else {
+        let Some(chosen) = chosen
+            .filter(|c| pc.ike_proposals.contains(c) && c.dh == group && group == sa.dh_group)
+        else {
             return self.fail(sa, "peer chose an IKE proposal we did not offer");
         };
         let Some(suite) = suite_of(&chosen) else {
@@ -1403,7 +1609,9 @@ impl Endpoint {
         sa.proposal = Some(chosen);
         sa.suite = Some(suite);
         let seed = crypto::skeyseed(suite.prf, &sa.ni, nr, &shared);
-        sa.keys = Some(crypto::derive_ike_keys(&suite, &seed, &sa.ni, nr, sa.spi_i, sa.spi_r));
+        sa.keys = Some(crypto::derive_ike_keys(
+            &suite, &seed, &sa.ni, nr, sa.spi_i, sa.spi_r,
+        ));
         if let Some((l, r)) = detect_nat(p, sa.spi_i, sa.spi_r, local, remote) {
             sa.nat_local = l;
             sa.nat_remote = r;
@@ -1473,13 +1681,22 @@ fn narrow(theirs: &[TrafficSelector], ours: &[TrafficSelector]) -> Vec<TrafficSe
 }
 
 /// Responder: pick a child config, an ESP proposal and the narrowed selectors.
-fn select_child(pc: &PeerConfig, p: &[Payload], with_dh: Option<u16>, only: Option<&str>) -> Result<Selected, u16> {
+fn select_child(
+    pc: &PeerConfig,
+    p: &[Payload],
+    with_dh: Option<u16>,
+    only: Option<&str>,
+) -> Result<Selected, u16> {
     let (Some(props), (Some(tsi), Some(tsr))) = (sa_of(p), ts_of(p)) else {
         return Err(notify::INVALID_SYNTAX);
     };
     let transport = find_notify(p, notify::USE_TRANSPORT_MODE).is_some();
     let mut ts_ok = false;
-    for cfg in pc.children.iter().filter(|c| only.is_none_or(|n| n == c.name)) {
+    for cfg in pc
+        .children
+        .iter()
+        .filter(|c| only.is_none_or(|n| n == c.name))
+    {
         // TSi is the initiator's side: our remote.
         let ts_remote = narrow(tsi, &cfg.remote_ts);
         let ts_local = narrow(tsr, &cfg.local_ts);
@@ -1494,7 +1711,11 @@ fn select_child(pc: &PeerConfig, p: &[Payload], with_dh: Option<u16>, only: Opti
                 if !with {
                     esp.dh = None;
                 }
-                let spi_out = pr.spi.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0);
+                let spi_out = pr
+                    .spi
+                    .get(..4)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                    .unwrap_or(0);
                 return Ok(Selected {
                     cfg: cfg.clone(),
                     esp,
@@ -1502,12 +1723,20 @@ fn select_child(pc: &PeerConfig, p: &[Payload], with_dh: Option<u16>, only: Opti
                     spi_out,
                     ts_remote,
                     ts_local,
-                    mode: if transport && cfg.mode == Mode::Transport { Mode::Transport } else { Mode::Tunnel },
+                    mode: if transport && cfg.mode == Mode::Transport {
+                        Mode::Transport
+                    } else {
+                        Mode::Tunnel
+                    },
                 });
             }
         }
     }
-    Err(if ts_ok { notify::NO_PROPOSAL_CHOSEN } else { notify::TS_UNACCEPTABLE })
+    Err(if ts_ok {
+        notify::NO_PROPOSAL_CHOSEN
+    } else {
+        notify::TS_UNACCEPTABLE
+    })
 }
 
 fn esp_sa_payload(cfg: &ChildConfig, spi_in: u32, with_dh: bool) -> Payload {
@@ -1566,14 +1795,22 @@ impl Endpoint {
         let el = crypto::esp_encr_key_len(esp.encr, esp.encr_bits)?;
         let il = crypto::esp_integ_key_len(esp.integ)?;
         let ck = crypto::derive_child_keys(suite.prf, &keys.sk_d, shared, ni, nr, el, il);
-        let (keys_in, keys_out) = if initiator { (ck.r_to_i, ck.i_to_r) } else { (ck.i_to_r, ck.r_to_i) };
+        let (keys_in, keys_out) = if initiator {
+            (ck.r_to_i, ck.i_to_r)
+        } else {
+            (ck.i_to_r, ck.r_to_i)
+        };
         Some(ChildSa {
             name: cfg.name.clone(),
             spi_in,
             spi_out,
             protocol: 50,
             encr: esp.encr,
-            encr_key_bits: if esp.encr == crypto::encr_id::CHACHA20_POLY1305 { 256 } else { esp.encr_bits },
+            encr_key_bits: if esp.encr == crypto::encr_id::CHACHA20_POLY1305 {
+                256
+            } else {
+                esp.encr_bits
+            },
             integ: esp.integ,
             esn: esp.esn,
             keys_in,
@@ -1588,8 +1825,18 @@ impl Endpoint {
         })
     }
 
-    fn add_child(&mut self, now: Instant, sa: &mut IkeSa, child: ChildSa, esp: EspProposal, rekey_time: Duration) {
-        let jitter = sa.peer.as_ref().map_or(Duration::ZERO, |p| p.rand_time.min(rekey_time / 2));
+    fn add_child(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        child: ChildSa,
+        esp: EspProposal,
+        rekey_time: Duration,
+    ) {
+        let jitter = sa
+            .peer
+            .as_ref()
+            .map_or(Duration::ZERO, |p| p.rand_time.min(rekey_time / 2));
         let rekey_at = Some(self.jittered(now, rekey_time, jitter));
         self.child_index.insert(child.spi_in, sa.id);
         sa.children.push(Child {
@@ -1604,9 +1851,12 @@ impl Endpoint {
     /// Initiator: IKE_AUTH request with PSK and the first Child SA.
     fn send_auth(&mut self, now: Instant, sa: &mut IkeSa) {
         let Some(pc) = sa.peer.clone() else { return };
-        let (Some(suite), Some(keys)) = (sa.suite, sa.keys.as_ref()) else { return };
+        let (Some(suite), Some(keys)) = (sa.suite, sa.keys.as_ref()) else {
+            return;
+        };
         let idi = pc.local_id.to_wire();
-        let octets = crypto::signed_octets(suite.prf, &sa.init_req, &sa.nr, &keys.sk_pi, &idi.body());
+        let octets =
+            crypto::signed_octets(suite.prf, &sa.init_req, &sa.nr, &keys.sk_pi, &idi.body());
         let auth = crypto::psk_auth(suite.prf, Self::psk_of(&pc), &[&octets]);
         let mut p = vec![Payload::IdI(idi.clone())];
         if pc.initial_contact {
@@ -1615,7 +1865,10 @@ impl Endpoint {
         if pc.remote_id.0 != "%any" {
             p.push(Payload::IdR(pc.remote_id.to_wire()));
         }
-        p.push(Payload::Auth { method: 2, data: auth });
+        p.push(Payload::Auth {
+            method: 2,
+            data: auth,
+        });
         let child = sa.first_child.take().map(|req| {
             let spi_in = self.new_child_spi();
             p.push(esp_sa_payload(&req.cfg, spi_in, false));
@@ -1632,12 +1885,35 @@ impl Endpoint {
 
     /// Responder: IKE_AUTH request.
     fn handle_auth_request(&mut self, now: Instant, sa: &mut IkeSa, mid: u32, p: &[Payload]) {
-        let idi = p.iter().find_map(|x| if let Payload::IdI(i) = x { Some(i) } else { None });
-        let idr = p.iter().find_map(|x| if let Payload::IdR(i) = x { Some(i) } else { None });
-        let auth = p.iter().find_map(|x| if let Payload::Auth { method, data } = x { Some((*method, data)) } else { None });
+        let idi = p.iter().find_map(|x| {
+            if let Payload::IdI(i) = x {
+                Some(i)
+            } else {
+                None
+            }
+        });
+        let idr = p.iter().find_map(|x| {
+            if let Payload::IdR(i) = x {
+                Some(i)
+            } else {
+                None
+            }
+        });
+        let auth = p.iter().find_map(|x| {
+            if let Payload::Auth { method, data } = x {
+                Some((*method, data))
+            } else {
+                None
+            }
+        });
         let (Some(idi), Some((method, auth))) = (idi, auth) else {
             // EAP and other methods are not supported.
-            return self.auth_failed(sa, mid, None, "IKE_AUTH without IDi/AUTH (EAP is not supported)");
+            return self.auth_failed(
+                sa,
+                mid,
+                None,
+                "IKE_AUTH without IDi/AUTH (EAP is not supported)",
+            );
         };
         let remote_ip = sa.remote.ip();
         let pc = self
@@ -1653,7 +1929,9 @@ impl Endpoint {
             let reason = format!("no peer config matches identity '{idi}'");
             return self.auth_failed(sa, mid, Some(idi.to_string()), &reason);
         };
-        let (Some(suite), Some(keys)) = (sa.suite, sa.keys.as_ref()) else { return };
+        let (Some(suite), Some(keys)) = (sa.suite, sa.keys.as_ref()) else {
+            return;
+        };
         if method != 2 {
             let reason = format!("peer '{idi}' uses auth method {method}, config expects PSK");
             return self.auth_failed(sa, mid, Some(idi.to_string()), &reason);
@@ -1662,26 +1940,47 @@ impl Endpoint {
         //# For the responder, the octets to be signed start with the first octet
         //# of the first SPI in the header of the second message (IKE_SA_INIT
         //# response) and end with the last octet of MACedIDForR.
-        let octets = crypto::signed_octets(suite.prf, &sa.init_req, &sa.nr, &keys.sk_pi, &idi.body());
+        let octets =
+            crypto::signed_octets(suite.prf, &sa.init_req, &sa.nr, &keys.sk_pi, &idi.body());
         let expect = crypto::psk_auth(suite.prf, Self::psk_of(&pc), &[&octets]);
         if !ring_eq(&expect, auth) {
             let reason = format!("pre-shared key AUTH of '{idi}' does not verify (wrong PSK?)");
             return self.auth_failed(sa, mid, Some(idi.to_string()), &reason);
         }
         let my_id = pc.local_id.to_wire();
-        let octets_r = crypto::signed_octets(suite.prf, &sa.init_resp, &sa.ni, &keys.sk_pr, &my_id.body());
+        let octets_r =
+            crypto::signed_octets(suite.prf, &sa.init_resp, &sa.ni, &keys.sk_pr, &my_id.body());
         let my_auth = crypto::psk_auth(suite.prf, Self::psk_of(&pc), &[&octets_r]);
         sa.peer = Some(pc.clone());
         sa.local_id = Some(my_id.clone());
         sa.remote_id = Some(idi.clone());
-        let mut out = vec![Payload::IdR(my_id), Payload::Auth { method: 2, data: my_auth }];
+        let mut out = vec![
+            Payload::IdR(my_id),
+            Payload::Auth {
+                method: 2,
+                data: my_auth,
+            },
+        ];
         let mut up_child = None;
         if sa_of(p).is_some() {
             match select_child(&pc, p, None, None) {
                 Ok(sel) => {
                     let spi_in = self.new_child_spi();
                     let (ni, nr) = (sa.ni.clone(), sa.nr.clone());
-                    if let Some(c) = self.make_child(sa, &sel.cfg, sel.esp, spi_in, sel.spi_out, sel.ts_local.clone(), sel.ts_remote.clone(), sel.mode, &ni, &nr, None, false) {
+                    if let Some(c) = self.make_child(
+                        sa,
+                        &sel.cfg,
+                        sel.esp,
+                        spi_in,
+                        sel.spi_out,
+                        sel.ts_local.clone(),
+                        sel.ts_remote.clone(),
+                        sel.mode,
+                        &ni,
+                        &nr,
+                        None,
+                        false,
+                    ) {
                         out.push(chosen_esp_payload(&sel, spi_in));
                         out.push(Payload::TsI(sel.ts_remote.clone()));
                         out.push(Payload::TsR(sel.ts_local.clone()));
@@ -1705,7 +2004,10 @@ impl Endpoint {
         let initial_contact = find_notify(p, notify::INITIAL_CONTACT).is_some();
         self.established(now, sa, initial_contact);
         if let Some((c, esp, rt)) = up_child {
-            self.events.push_back(Event::ChildSaUp { ike: sa.id, child: c.clone() });
+            self.events.push_back(Event::ChildSaUp {
+                ike: sa.id,
+                child: c.clone(),
+            });
             self.add_child(now, sa, c, esp, rt);
         }
         self.emit_record(sa);
@@ -1715,7 +2017,12 @@ impl Endpoint {
         //= https://www.rfc-editor.org/rfc/rfc7296#section-2.21.2
         //# If the error occurs on the responder, the notification is returned in the
         //# protected response, and is usually the only payload in that response.
-        self.send_response(sa, exchange::IKE_AUTH, mid, &[Payload::notify(notify::AUTHENTICATION_FAILED, vec![])]);
+        self.send_response(
+            sa,
+            exchange::IKE_AUTH,
+            mid,
+            &[Payload::notify(notify::AUTHENTICATION_FAILED, vec![])],
+        );
         self.events.push_back(Event::AuthFailed {
             remote: sa.remote,
             peer_id,
@@ -1746,7 +2053,12 @@ impl Endpoint {
             let ids: Vec<IkeSaId> = self
                 .sas
                 .values()
-                .filter(|o| o.id != sa.id && o.state == SaState::Established && o.remote_id == sa.remote_id && o.local_id == sa.local_id)
+                .filter(|o| {
+                    o.id != sa.id
+                        && o.state == SaState::Established
+                        && o.remote_id == sa.remote_id
+                        && o.local_id == sa.local_id
+                })
                 .map(|o| o.id)
                 .collect();
             for id in ids {
@@ -1758,20 +2070,41 @@ impl Endpoint {
     }
 
     /// Initiator: IKE_AUTH response.
-    fn handle_auth_response(&mut self, now: Instant, sa: &mut IkeSa, p: &[Payload], child: Option<(ChildReq, u32)>) {
+    fn handle_auth_response(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        p: &[Payload],
+        child: Option<(ChildReq, u32)>,
+    ) {
         let Some(pc) = sa.peer.clone() else { return };
         if find_notify(p, notify::AUTHENTICATION_FAILED).is_some() {
             self.events.push_back(Event::AuthFailed {
                 remote: sa.remote,
                 peer_id: Some(pc.remote_id.0.clone()),
-                reason: "peer sent AUTHENTICATION_FAILED (PSK or identity mismatch on the peer)".into(),
+                reason: "peer sent AUTHENTICATION_FAILED (PSK or identity mismatch on the peer)"
+                    .into(),
             });
             return self.fail(sa, "authentication failed");
         }
-        let idr = p.iter().find_map(|x| if let Payload::IdR(i) = x { Some(i) } else { None });
-        let auth = p.iter().find_map(|x| if let Payload::Auth { method: 2, data } = x { Some(data) } else { None });
+        let idr = p.iter().find_map(|x| {
+            if let Payload::IdR(i) = x {
+                Some(i)
+            } else {
+                None
+            }
+        });
+        let auth = p.iter().find_map(|x| {
+            if let Payload::Auth { method: 2, data } = x {
+                Some(data)
+            } else {
+                None
+            }
+        });
         let (Some(idr), Some(auth)) = (idr, auth) else {
-            let e = error_notify(p).map(|n| notify_name(n.kind)).unwrap_or_else(|| "no IDr/PSK AUTH".into());
+            let e = error_notify(p)
+                .map(|n| notify_name(n.kind))
+                .unwrap_or_else(|| "no IDr/PSK AUTH".into());
             self.events.push_back(Event::AuthFailed {
                 remote: sa.remote,
                 peer_id: None,
@@ -1788,9 +2121,15 @@ impl Endpoint {
             });
             return self.fail(sa, &reason);
         }
-        let (Some(suite), Some(keys)) = (sa.suite, sa.keys.as_ref()) else { return };
-        let octets = crypto::signed_octets(suite.prf, &sa.init_resp, &sa.ni, &keys.sk_pr, &idr.body());
-        if !ring_eq(&crypto::psk_auth(suite.prf, Self::psk_of(&pc), &[&octets]), auth) {
+        let (Some(suite), Some(keys)) = (sa.suite, sa.keys.as_ref()) else {
+            return;
+        };
+        let octets =
+            crypto::signed_octets(suite.prf, &sa.init_resp, &sa.ni, &keys.sk_pr, &idr.body());
+        if !ring_eq(
+            &crypto::psk_auth(suite.prf, Self::psk_of(&pc), &[&octets]),
+            auth,
+        ) {
             let reason = format!("pre-shared key AUTH of '{idr}' does not verify (wrong PSK?)");
             self.events.push_back(Event::AuthFailed {
                 remote: sa.remote,
@@ -1810,7 +2149,17 @@ impl Endpoint {
 
     /// Initiator: read the Child SA part of an IKE_AUTH or CREATE_CHILD_SA response.
     #[allow(clippy::too_many_arguments)]
-    fn finish_child_initiator(&mut self, now: Instant, sa: &mut IkeSa, p: &[Payload], req: ChildReq, spi_in: u32, ni: &[u8], nr: &[u8], shared: Option<&[u8]>) {
+    fn finish_child_initiator(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        p: &[Payload],
+        req: ChildReq,
+        spi_in: u32,
+        ni: &[u8],
+        nr: &[u8],
+        shared: Option<&[u8]>,
+    ) {
         let fail = |s: &mut Self, reason: String| {
             s.events.push_back(Event::ChildSaFailed {
                 ike: sa.id,
@@ -1841,17 +2190,40 @@ impl Endpoint {
         if shared.is_none() {
             esp.dh = None;
         }
-        let spi_out = prop.spi.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0);
+        let spi_out = prop
+            .spi
+            .get(..4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            .unwrap_or(0);
         let (Some(tsi), Some(tsr)) = ts_of(p) else {
             return fail(self, "response without TSi/TSr".into());
         };
-        let sub = |a: &[TrafficSelector], b: &[TrafficSelector]| !a.is_empty() && a.iter().all(|t| b.iter().any(|o| t.is_subset_of(o)));
+        let sub = |a: &[TrafficSelector], b: &[TrafficSelector]| {
+            !a.is_empty() && a.iter().all(|t| b.iter().any(|o| t.is_subset_of(o)))
+        };
         if !sub(tsi, &req.cfg.local_ts) || !sub(tsr, &req.cfg.remote_ts) {
             return fail(self, "peer widened the traffic selectors".into());
         }
         let transport = find_notify(p, notify::USE_TRANSPORT_MODE).is_some();
-        let mode = if transport && req.cfg.mode == Mode::Transport { Mode::Transport } else { Mode::Tunnel };
-        let Some(c) = self.make_child(sa, &req.cfg, esp, spi_in, spi_out, tsi.clone(), tsr.clone(), mode, ni, nr, shared, true) else {
+        let mode = if transport && req.cfg.mode == Mode::Transport {
+            Mode::Transport
+        } else {
+            Mode::Tunnel
+        };
+        let Some(c) = self.make_child(
+            sa,
+            &req.cfg,
+            esp,
+            spi_in,
+            spi_out,
+            tsi.clone(),
+            tsr.clone(),
+            mode,
+            ni,
+            nr,
+            shared,
+            true,
+        ) else {
             return fail(self, "unsupported ESP transform".into());
         };
         self.install_child(now, sa, c, esp, req.cfg.rekey_time, req.rekey_of, true);
@@ -1860,7 +2232,16 @@ impl Endpoint {
     /// Report and store a new Child SA; for a rekey, mark the old one and, as the
     /// initiator of the rekey, queue its deletion (§1.3.3).
     #[allow(clippy::too_many_arguments)]
-    fn install_child(&mut self, now: Instant, sa: &mut IkeSa, c: ChildSa, esp: EspProposal, rekey_time: Duration, rekey_of: Option<u32>, we_initiated: bool) {
+    fn install_child(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        c: ChildSa,
+        esp: EspProposal,
+        rekey_time: Duration,
+        rekey_of: Option<u32>,
+        we_initiated: bool,
+    ) {
         let old = rekey_of.and_then(|spi| sa.children.iter_mut().find(|x| x.sa.spi_in == spi));
         match old {
             Some(old) => {
@@ -1876,7 +2257,10 @@ impl Endpoint {
                     sa.queue.push_front(Task::DeleteChild(old.sa.spi_in));
                 }
             }
-            None => self.events.push_back(Event::ChildSaUp { ike: sa.id, child: c.clone() }),
+            None => self.events.push_back(Event::ChildSaUp {
+                ike: sa.id,
+                child: c.clone(),
+            }),
         }
         self.add_child(now, sa, c, esp, rekey_time);
     }
@@ -1891,7 +2275,15 @@ fn ring_eq(a: &[u8], b: &[u8]) -> bool {
 // ---------------------------------------------------------------------------------
 
 impl Endpoint {
-    fn handle_request(&mut self, now: Instant, sa: &mut IkeSa, local: SocketAddr, remote: SocketAddr, header: &Header, data: &[u8]) {
+    fn handle_request(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        local: SocketAddr,
+        remote: SocketAddr,
+        header: &Header,
+        data: &[u8],
+    ) {
         let mid = header.message_id;
         //= https://www.rfc-editor.org/rfc/rfc7296#section-2.1
         //# If a responder receives a retransmitted request, it MUST
@@ -1909,13 +2301,23 @@ impl Endpoint {
         if mid != sa.peer_mid || sa.state == SaState::InitSent {
             return;
         }
-        let Ok(msg) = Message::parse(data) else { return };
+        let Ok(msg) = Message::parse(data) else {
+            return;
+        };
         let p = match Self::open(sa, data, &msg) {
             Opened::Payloads(p) => p,
             Opened::Drop => return,
             Opened::Critical(t) => {
                 sa.peer_mid = sa.peer_mid.wrapping_add(1);
-                return self.send_response(sa, header.exchange, mid, &[Payload::notify(notify::UNSUPPORTED_CRITICAL_PAYLOAD, vec![t])]);
+                return self.send_response(
+                    sa,
+                    header.exchange,
+                    mid,
+                    &[Payload::notify(
+                        notify::UNSUPPORTED_CRITICAL_PAYLOAD,
+                        vec![t],
+                    )],
+                );
             }
         };
         sa.peer_mid = sa.peer_mid.wrapping_add(1);
@@ -1928,19 +2330,42 @@ impl Endpoint {
         }
         match (header.exchange, sa.state) {
             (exchange::IKE_AUTH, SaState::HalfOpen) => self.handle_auth_request(now, sa, mid, &p),
-            (exchange::CREATE_CHILD_SA, SaState::Established) => self.handle_create_child_request(now, sa, mid, &p),
-            (exchange::INFORMATIONAL, SaState::Established | SaState::Deleting | SaState::Rekeyed | SaState::AuthSent) => {
-                self.handle_informational_request(sa, mid, &p)
+            (exchange::CREATE_CHILD_SA, SaState::Established) => {
+                self.handle_create_child_request(now, sa, mid, &p)
             }
+            (
+                exchange::INFORMATIONAL,
+                SaState::Established | SaState::Deleting | SaState::Rekeyed | SaState::AuthSent,
+            ) => self.handle_informational_request(sa, mid, &p),
             (exchange::CREATE_CHILD_SA, SaState::Deleting | SaState::Rekeyed) => {
-                self.send_response(sa, header.exchange, mid, &[Payload::notify(notify::TEMPORARY_FAILURE, vec![])]);
+                self.send_response(
+                    sa,
+                    header.exchange,
+                    mid,
+                    &[Payload::notify(notify::TEMPORARY_FAILURE, vec![])],
+                );
             }
-            _ => self.send_response(sa, header.exchange, mid, &[Payload::notify(notify::INVALID_SYNTAX, vec![])]),
+            _ => self.send_response(
+                sa,
+                header.exchange,
+                mid,
+                &[Payload::notify(notify::INVALID_SYNTAX, vec![])],
+            ),
         }
     }
 
-    fn handle_response(&mut self, now: Instant, sa: &mut IkeSa, local: SocketAddr, remote: SocketAddr, header: &Header, data: &[u8]) {
-        let Some(o) = sa.outstanding.as_ref() else { return };
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        local: SocketAddr,
+        remote: SocketAddr,
+        header: &Header,
+        data: &[u8],
+    ) {
+        let Some(o) = sa.outstanding.as_ref() else {
+            return;
+        };
         if o.mid != header.message_id {
             return;
         }
@@ -1950,20 +2375,31 @@ impl Endpoint {
             }
             return;
         }
-        let Ok(msg) = Message::parse(data) else { return };
+        let Ok(msg) = Message::parse(data) else {
+            return;
+        };
         let p = match Self::open(sa, data, &msg) {
             Opened::Payloads(p) => p,
             _ => return,
         };
-        let Some(o) = sa.outstanding.take() else { return };
+        let Some(o) = sa.outstanding.take() else {
+            return;
+        };
         if let Some(pc) = &sa.peer {
             sa.dpd_at = pc.dpd.map(|d| now + d);
         }
         match o.pending {
             Pending::Init => {}
             Pending::Auth { child } => self.handle_auth_response(now, sa, &p, child),
-            Pending::CreateChild { child, spi_in, ni, dh } => self.handle_create_child_response(now, sa, &p, child, spi_in, ni, dh),
-            Pending::RekeyIke { new_spi, ni, dh } => self.handle_rekey_ike_response(now, sa, &p, new_spi, ni, dh),
+            Pending::CreateChild {
+                child,
+                spi_in,
+                ni,
+                dh,
+            } => self.handle_create_child_response(now, sa, &p, child, spi_in, ni, dh),
+            Pending::RekeyIke { new_spi, ni, dh } => {
+                self.handle_rekey_ike_response(now, sa, &p, new_spi, ni, dh)
+            }
             Pending::DeleteChild { spi_in } => {
                 if let Some(i) = sa.children.iter().position(|c| c.sa.spi_in == spi_in) {
                     let c = sa.children.remove(i);
@@ -2005,7 +2441,13 @@ impl Endpoint {
     fn handle_informational_request(&mut self, sa: &mut IkeSa, mid: u32, p: &[Payload]) {
         let mut ours = Vec::new();
         let mut delete_ike = false;
-        for d in p.iter().filter_map(|x| if let Payload::Delete(d) = x { Some(d) } else { None }) {
+        for d in p.iter().filter_map(|x| {
+            if let Payload::Delete(d) = x {
+                Some(d)
+            } else {
+                None
+            }
+        }) {
             match d.protocol {
                 protocol::IKE => delete_ike = true,
                 protocol::ESP => {
@@ -2024,7 +2466,8 @@ impl Endpoint {
                             });
                             // A child we are rekeying or deleting ourselves: the
                             // simultaneous delete needs no extra answer.
-                            if !matches!(&sa.outstanding, Some(Outstanding { pending: Pending::DeleteChild { spi_in }, .. }) if *spi_in == c.sa.spi_in) {
+                            if !matches!(&sa.outstanding, Some(Outstanding { pending: Pending::DeleteChild { spi_in }, .. }) if *spi_in == c.sa.spi_in)
+                            {
                                 ours.push(c.sa.spi_in);
                             }
                         }
@@ -2071,16 +2514,31 @@ impl Endpoint {
     }
 
     /// Responder: CREATE_CHILD_SA (§1.3).
-    fn handle_create_child_request(&mut self, now: Instant, sa: &mut IkeSa, mid: u32, p: &[Payload]) {
+    fn handle_create_child_request(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        mid: u32,
+        p: &[Payload],
+    ) {
         let Some(pc) = sa.peer.clone() else { return };
         let Some(ni) = nonce_of(p).cloned() else {
-            return self.send_response(sa, exchange::CREATE_CHILD_SA, mid, &[Payload::notify(notify::INVALID_SYNTAX, vec![])]);
+            return self.send_response(
+                sa,
+                exchange::CREATE_CHILD_SA,
+                mid,
+                &[Payload::notify(notify::INVALID_SYNTAX, vec![])],
+            );
         };
         let is_ike = sa_of(p).is_some_and(|v| v.iter().any(|x| x.protocol == protocol::IKE));
         if is_ike {
             return self.handle_rekey_ike_request(now, sa, mid, p, ni, &pc);
         }
-        let rekey = find_notify(p, notify::REKEY_SA).and_then(|n| n.spi.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])));
+        let rekey = find_notify(p, notify::REKEY_SA).and_then(|n| {
+            n.spi
+                .get(..4)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        });
         // REKEY_SA names the SPI the requester receives on: our outbound SPI.
         let old = match rekey {
             Some(spi_out) => match sa.children.iter().find(|c| c.sa.spi_out == spi_out) {
@@ -2088,7 +2546,12 @@ impl Endpoint {
                     //= https://www.rfc-editor.org/rfc/rfc7296#section-2.25
                     //# A peer that receives a request to rekey a Child SA that it is
                     //# currently trying to close SHOULD reply with TEMPORARY_FAILURE.
-                    return self.send_response(sa, exchange::CREATE_CHILD_SA, mid, &[Payload::notify(notify::TEMPORARY_FAILURE, vec![])]);
+                    return self.send_response(
+                        sa,
+                        exchange::CREATE_CHILD_SA,
+                        mid,
+                        &[Payload::notify(notify::TEMPORARY_FAILURE, vec![])],
+                    );
                 }
                 Some(c) => Some((c.sa.spi_in, c.sa.name.clone())),
                 None => {
@@ -2109,7 +2572,14 @@ impl Endpoint {
         let sel = select_child(&pc, p, ke.map(|k| k.0), old.as_ref().map(|o| o.1.as_str()));
         let sel = match sel {
             Ok(s) => s,
-            Err(n) => return self.send_response(sa, exchange::CREATE_CHILD_SA, mid, &[Payload::notify(n, vec![])]),
+            Err(n) => {
+                return self.send_response(
+                    sa,
+                    exchange::CREATE_CHILD_SA,
+                    mid,
+                    &[Payload::notify(n, vec![])],
+                )
+            }
         };
         let mut shared = None;
         let mut ke_out = None;
@@ -2118,17 +2588,45 @@ impl Endpoint {
                 let n = Payload::notify(notify::INVALID_KE_PAYLOAD, g.to_be_bytes().to_vec());
                 return self.send_response(sa, exchange::CREATE_CHILD_SA, mid, &[n]);
             }
-            let Ok((dh, pubv)) = crypto::dh_generate(g, self.rng.as_mut()) else { return };
+            let Ok((dh, pubv)) = crypto::dh_generate(g, self.rng.as_mut()) else {
+                return;
+            };
             let Ok(s) = crypto::dh_agree(dh, kd) else {
-                return self.send_response(sa, exchange::CREATE_CHILD_SA, mid, &[Payload::notify(notify::INVALID_SYNTAX, vec![])]);
+                return self.send_response(
+                    sa,
+                    exchange::CREATE_CHILD_SA,
+                    mid,
+                    &[Payload::notify(notify::INVALID_SYNTAX, vec![])],
+                );
             };
             shared = Some(s);
-            ke_out = Some(Payload::Ke { group: g, data: pubv });
+            ke_out = Some(Payload::Ke {
+                group: g,
+                data: pubv,
+            });
         }
         let nr = self.nonce();
         let spi_in = self.new_child_spi();
-        let Some(c) = self.make_child(sa, &sel.cfg, sel.esp, spi_in, sel.spi_out, sel.ts_local.clone(), sel.ts_remote.clone(), sel.mode, &ni, &nr, shared.as_deref(), false) else {
-            return self.send_response(sa, exchange::CREATE_CHILD_SA, mid, &[Payload::notify(notify::NO_PROPOSAL_CHOSEN, vec![])]);
+        let Some(c) = self.make_child(
+            sa,
+            &sel.cfg,
+            sel.esp,
+            spi_in,
+            sel.spi_out,
+            sel.ts_local.clone(),
+            sel.ts_remote.clone(),
+            sel.mode,
+            &ni,
+            &nr,
+            shared.as_deref(),
+            false,
+        ) else {
+            return self.send_response(
+                sa,
+                exchange::CREATE_CHILD_SA,
+                mid,
+                &[Payload::notify(notify::NO_PROPOSAL_CHOSEN, vec![])],
+            );
         };
         let mut out = vec![chosen_esp_payload(&sel, spi_in), Payload::Nonce(nr.clone())];
         out.extend(ke_out);
@@ -2147,34 +2645,77 @@ impl Endpoint {
                 }
             }
         }
-        self.install_child(now, sa, c, sel.esp, sel.cfg.rekey_time, old.map(|o| o.0), false);
+        self.install_child(
+            now,
+            sa,
+            c,
+            sel.esp,
+            sel.cfg.rekey_time,
+            old.map(|o| o.0),
+            false,
+        );
         self.emit_record(sa);
     }
 
     /// Responder: rekey of the IKE SA itself (§1.3.2). The requester becomes the
     /// initiator of the new IKE SA; Child SAs move to it; the old one waits for the
     /// requester's DELETE.
-    fn handle_rekey_ike_request(&mut self, now: Instant, sa: &mut IkeSa, mid: u32, p: &[Payload], ni: Vec<u8>, pc: &PeerConfig) {
+    fn handle_rekey_ike_request(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        mid: u32,
+        p: &[Payload],
+        ni: Vec<u8>,
+        pc: &PeerConfig,
+    ) {
         let props = sa_of(p).cloned().unwrap_or_default();
         let ke = ke_of(p);
         let acceptable: Vec<(IkeProposal, &Proposal)> = pc
             .ike_proposals
             .iter()
-            .filter_map(|ip| props.iter().find(|pr| ip.offered_by(pr) && pr.spi.len() == 8).map(|pr| (*ip, pr)))
+            .filter_map(|ip| {
+                props
+                    .iter()
+                    .find(|pr| ip.offered_by(pr) && pr.spi.len() == 8)
+                    .map(|pr| (*ip, pr))
+            })
             .collect();
         let Some((kg, kd)) = ke else {
-            return self.send_response(sa, exchange::CREATE_CHILD_SA, mid, &[Payload::notify(notify::INVALID_SYNTAX, vec![])]);
+            return self.send_response(
+                sa,
+                exchange::CREATE_CHILD_SA,
+                mid,
+                &[Payload::notify(notify::INVALID_SYNTAX, vec![])],
+            );
         };
-        let Some(&(chosen, pr)) = acceptable.iter().find(|(ip, _)| ip.dh == kg).or(acceptable.first()) else {
-            return self.send_response(sa, exchange::CREATE_CHILD_SA, mid, &[Payload::notify(notify::NO_PROPOSAL_CHOSEN, vec![])]);
+        let Some(&(chosen, pr)) = acceptable
+            .iter()
+            .find(|(ip, _)| ip.dh == kg)
+            .or(acceptable.first())
+        else {
+            return self.send_response(
+                sa,
+                exchange::CREATE_CHILD_SA,
+                mid,
+                &[Payload::notify(notify::NO_PROPOSAL_CHOSEN, vec![])],
+            );
         };
         if chosen.dh != kg {
             let n = Payload::notify(notify::INVALID_KE_PAYLOAD, chosen.dh.to_be_bytes().to_vec());
             return self.send_response(sa, exchange::CREATE_CHILD_SA, mid, &[n]);
         }
-        let (Some(suite), Some(old_suite), Some(old_keys)) = (suite_of(&chosen), sa.suite, sa.keys.as_ref()) else { return };
-        let Ok((dh, pubv)) = crypto::dh_generate(kg, self.rng.as_mut()) else { return };
-        let Ok(shared) = crypto::dh_agree(dh, kd) else { return };
+        let (Some(suite), Some(old_suite), Some(old_keys)) =
+            (suite_of(&chosen), sa.suite, sa.keys.as_ref())
+        else {
+            return;
+        };
+        let Ok((dh, pubv)) = crypto::dh_generate(kg, self.rng.as_mut()) else {
+            return;
+        };
+        let Ok(shared) = crypto::dh_agree(dh, kd) else {
+            return;
+        };
         let mut spi_i_b = [0u8; 8];
         spi_i_b.copy_from_slice(pr.spi.get(..8).unwrap_or(&[0; 8]));
         let new_spi_i = u64::from_be_bytes(spi_i_b);
@@ -2191,16 +2732,33 @@ impl Endpoint {
                 unknown_attribute: false,
             }]),
             Payload::Nonce(nr.clone()),
-            Payload::Ke { group: kg, data: pubv },
+            Payload::Ke {
+                group: kg,
+                data: pubv,
+            },
         ];
         self.send_response(sa, exchange::CREATE_CHILD_SA, mid, &out);
         let mut new = IkeSa::new(IkeSaId(new_spi_r), false, sa.local, sa.remote);
-        self.adopt(now, sa, &mut new, new_spi_i, new_spi_r, chosen, suite, keys, ni, nr);
+        self.adopt(
+            now, sa, &mut new, new_spi_i, new_spi_r, chosen, suite, keys, ni, nr,
+        );
     }
 
     /// Move everything from `old` to the rekeyed `new` SA and report it.
     #[allow(clippy::too_many_arguments)]
-    fn adopt(&mut self, now: Instant, old: &mut IkeSa, new: &mut IkeSa, spi_i: u64, spi_r: u64, prop: IkeProposal, suite: IkeSuite, keys: IkeKeys, ni: Vec<u8>, nr: Vec<u8>) {
+    fn adopt(
+        &mut self,
+        now: Instant,
+        old: &mut IkeSa,
+        new: &mut IkeSa,
+        spi_i: u64,
+        spi_r: u64,
+        prop: IkeProposal,
+        suite: IkeSuite,
+        keys: IkeKeys,
+        ni: Vec<u8>,
+        nr: Vec<u8>,
+    ) {
         new.spi_i = spi_i;
         new.spi_r = spi_r;
         new.peer = old.peer.clone();
@@ -2219,13 +2777,20 @@ impl Endpoint {
             self.child_index.insert(c.sa.spi_in, new.id);
         }
         // Pending work other than the rekey itself follows the new SA.
-        new.queue = std::mem::take(&mut old.queue).into_iter().filter(|t| !matches!(t, Task::RekeyIke | Task::DeleteIke)).collect();
+        new.queue = std::mem::take(&mut old.queue)
+            .into_iter()
+            .filter(|t| !matches!(t, Task::RekeyIke | Task::DeleteIke))
+            .collect();
         if let Some(pc) = new.peer.clone() {
             let jitter = pc.rand_time.min(pc.rekey_time / 2);
             new.rekey_at = Some(self.jittered(now, pc.rekey_time, jitter));
             new.dpd_at = pc.dpd.map(|d| now + d);
         }
-        old.state = if old.outstanding.is_some() || !matches!(old.queue.front(), None) { SaState::Deleting } else { SaState::Rekeyed };
+        old.state = if old.outstanding.is_some() || !old.queue.is_empty() {
+            SaState::Deleting
+        } else {
+            SaState::Rekeyed
+        };
         old.rekey_at = None;
         old.dpd_at = None;
         old.expire_at = Some(now + Duration::from_secs(60));
@@ -2236,7 +2801,8 @@ impl Endpoint {
                 record: record.clone(),
             });
             self.events.push_back(Event::RecordRemoved { id: old.id });
-            self.events.push_back(Event::RecordUpdated { id: new.id, record });
+            self.events
+                .push_back(Event::RecordUpdated { id: new.id, record });
         }
         let taken = IkeSa::new(new.id, new.initiator, new.local, new.remote);
         let n = std::mem::replace(new, taken);
@@ -2245,17 +2811,30 @@ impl Endpoint {
 
     /// Initiator: CREATE_CHILD_SA response for a new or rekeyed Child SA.
     #[allow(clippy::too_many_arguments)]
-    fn handle_create_child_response(&mut self, now: Instant, sa: &mut IkeSa, p: &[Payload], child: ChildReq, spi_in: u32, ni: Vec<u8>, dh: Option<DhPrivate>) {
+    fn handle_create_child_response(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        p: &[Payload],
+        child: ChildReq,
+        spi_in: u32,
+        ni: Vec<u8>,
+        dh: Option<DhPrivate>,
+    ) {
         if let Some(n) = find_notify(p, notify::INVALID_KE_PAYLOAD) {
             let g = n.data.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-            if let Some(g) = g.filter(|g| dh.is_some() && child.cfg.esp_proposals.iter().any(|e| e.dh == Some(*g))) {
+            if let Some(g) = g.filter(|g| {
+                dh.is_some() && child.cfg.esp_proposals.iter().any(|e| e.dh == Some(*g))
+            }) {
                 let mut c = child;
                 c.cfg.esp_proposals.sort_by_key(|e| e.dh != Some(g));
                 return self.start_create_child(now, sa, c);
             }
         }
         let Some(nr) = nonce_of(p).cloned() else {
-            let reason = error_notify(p).map(|n| format!("peer sent {}", notify_name(n.kind))).unwrap_or_else(|| "no nonce in response".into());
+            let reason = error_notify(p)
+                .map(|n| format!("peer sent {}", notify_name(n.kind)))
+                .unwrap_or_else(|| "no nonce in response".into());
             self.events.push_back(Event::ChildSaFailed {
                 ike: sa.id,
                 name: child.cfg.name.clone(),
@@ -2297,14 +2876,21 @@ impl Endpoint {
     //# exchanges SHOULD be deleted by the endpoint that created it.
     fn resolve_collision(&mut self, sa: &mut IkeSa, rekey_of: Option<u32>, ni: &[u8], nr: &[u8]) {
         let Some(old_in) = rekey_of else { return };
-        let Some(old) = sa.children.iter_mut().find(|c| c.sa.spi_in == old_in) else { return };
-        let Some((_theirs, their_low)) = old.collision.take() else { return };
+        let Some(old) = sa.children.iter_mut().find(|c| c.sa.spi_in == old_in) else {
+            return;
+        };
+        let Some((_theirs, their_low)) = old.collision.take() else {
+            return;
+        };
         let our_low = if ni <= nr { ni } else { nr };
         if our_low < their_low.as_slice() {
             // Our new SA is the redundant one: delete it instead of the old SA
             // (the peer won and deletes the old one).
-            let Some(ours) = sa.children.last().map(|c| c.sa.spi_in) else { return };
-            sa.queue.retain(|t| !matches!(t, Task::DeleteChild(s) if *s == old_in));
+            let Some(ours) = sa.children.last().map(|c| c.sa.spi_in) else {
+                return;
+            };
+            sa.queue
+                .retain(|t| !matches!(t, Task::DeleteChild(s) if *s == old_in));
             if let Some(c) = sa.children.last_mut() {
                 c.rekeyed = true;
                 c.rekey_at = None;
@@ -2316,13 +2902,25 @@ impl Endpoint {
     }
 
     /// Initiator: IKE SA rekey response.
-    fn handle_rekey_ike_response(&mut self, now: Instant, sa: &mut IkeSa, p: &[Payload], new_spi: u64, ni: Vec<u8>, dh: Option<DhPrivate>) {
+    fn handle_rekey_ike_response(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        p: &[Payload],
+        new_spi: u64,
+        ni: Vec<u8>,
+        dh: Option<DhPrivate>,
+    ) {
         let Some(pc) = sa.peer.clone() else { return };
         let chosen = match sa_of(p).map(|v| v.as_slice()) {
-            Some([one]) if one.spi.len() == 8 => IkeProposal::from_chosen(one).map(|c| (c, one.spi.clone())),
+            Some([one]) if one.spi.len() == 8 => {
+                IkeProposal::from_chosen(one).map(|c| (c, one.spi.clone()))
+            }
             _ => None,
         };
-        let (Some((chosen, spi_r)), Some(nr), Some((kg, kd)), Some(dh)) = (chosen, nonce_of(p), ke_of(p), dh) else {
+        let (Some((chosen, spi_r)), Some(nr), Some((kg, kd)), Some(dh)) =
+            (chosen, nonce_of(p), ke_of(p), dh)
+        else {
             // Failed (e.g. NO_PROPOSAL_CHOSEN): keep the old SA, try again later.
             sa.rekey_at = Some(now + Duration::from_secs(60));
             return;
@@ -2331,8 +2929,14 @@ impl Endpoint {
             sa.rekey_at = Some(now + Duration::from_secs(60));
             return;
         }
-        let (Some(suite), Some(old_suite), Some(old_keys)) = (suite_of(&chosen), sa.suite, sa.keys.as_ref()) else { return };
-        let Ok(shared) = crypto::dh_agree(dh, kd) else { return };
+        let (Some(suite), Some(old_suite), Some(old_keys)) =
+            (suite_of(&chosen), sa.suite, sa.keys.as_ref())
+        else {
+            return;
+        };
+        let Ok(shared) = crypto::dh_agree(dh, kd) else {
+            return;
+        };
         let mut b = [0u8; 8];
         b.copy_from_slice(&spi_r[..8]);
         let new_spi_r = u64::from_be_bytes(b);
@@ -2340,11 +2944,22 @@ impl Endpoint {
         let keys = crypto::derive_ike_keys(&suite, &seed, &ni, nr, new_spi, new_spi_r);
         let nr = nr.clone();
         let mut new = IkeSa::new(IkeSaId(new_spi), true, sa.local, sa.remote);
-        self.adopt(now, sa, &mut new, new_spi, new_spi_r, chosen, suite, keys, ni, nr);
+        self.adopt(
+            now, sa, &mut new, new_spi, new_spi_r, chosen, suite, keys, ni, nr,
+        );
         //= https://www.rfc-editor.org/rfc/rfc7296#section-1.3.2
         //# After the new equivalent IKE SA is created, the initiator deletes the
         //# old IKE SA
-        self.send_request(now, sa, exchange::INFORMATIONAL, &[Payload::Delete(Delete { protocol: protocol::IKE, spis: vec![] })], Pending::DeleteIke);
+        self.send_request(
+            now,
+            sa,
+            exchange::INFORMATIONAL,
+            &[Payload::Delete(Delete {
+                protocol: protocol::IKE,
+                spis: vec![],
+            })],
+            Pending::DeleteIke,
+        );
         sa.state = SaState::Deleting;
     }
 }
@@ -2356,22 +2971,53 @@ impl Endpoint {
 impl Endpoint {
     fn start_next_task(&mut self, now: Instant, sa: &mut IkeSa) {
         while sa.outstanding.is_none() && sa.state == SaState::Established {
-            let Some(task) = sa.queue.pop_front() else { return };
+            let Some(task) = sa.queue.pop_front() else {
+                return;
+            };
             match task {
                 Task::CreateChild(req) => self.start_create_child(now, sa, req),
                 Task::RekeyChild(spi_in) => {
-                    let Some(c) = sa.children.iter().find(|c| c.sa.spi_in == spi_in && !c.rekeyed) else { continue };
+                    let Some(c) = sa
+                        .children
+                        .iter()
+                        .find(|c| c.sa.spi_in == spi_in && !c.rekeyed)
+                    else {
+                        continue;
+                    };
                     let Some(pc) = sa.peer.clone() else { continue };
-                    let mut cfg = pc.children.iter().find(|x| x.name == c.sa.name).cloned().unwrap_or_else(|| ChildConfig::new(&c.sa.name, vec![], vec![], vec![]));
+                    let mut cfg = pc
+                        .children
+                        .iter()
+                        .find(|x| x.name == c.sa.name)
+                        .cloned()
+                        .unwrap_or_else(|| ChildConfig::new(&c.sa.name, vec![], vec![], vec![]));
                     // Rekey with the same selectors, mode and (first) proposal.
                     cfg.local_ts = c.sa.ts_local.clone();
                     cfg.remote_ts = c.sa.ts_remote.clone();
                     cfg.mode = c.sa.mode;
                     let mut p = c.proposal;
-                    p.dh = cfg.esp_proposals.iter().find(|e| e.encr == p.encr && e.encr_bits == p.encr_bits && e.integ == p.integ).and_then(|e| e.dh);
-                    cfg.esp_proposals.retain(|e| e.encr != p.encr || e.encr_bits != p.encr_bits || e.integ != p.integ || e.esn != p.esn);
+                    p.dh = cfg
+                        .esp_proposals
+                        .iter()
+                        .find(|e| {
+                            e.encr == p.encr && e.encr_bits == p.encr_bits && e.integ == p.integ
+                        })
+                        .and_then(|e| e.dh);
+                    cfg.esp_proposals.retain(|e| {
+                        e.encr != p.encr
+                            || e.encr_bits != p.encr_bits
+                            || e.integ != p.integ
+                            || e.esn != p.esn
+                    });
                     cfg.esp_proposals.insert(0, p);
-                    self.start_create_child(now, sa, ChildReq { cfg, rekey_of: Some(spi_in) });
+                    self.start_create_child(
+                        now,
+                        sa,
+                        ChildReq {
+                            cfg,
+                            rekey_of: Some(spi_in),
+                        },
+                    );
                 }
                 Task::RekeyIke => self.start_rekey_ike(now, sa),
                 Task::DeleteChild(spi_in) => {
@@ -2382,7 +3028,13 @@ impl Endpoint {
                         protocol: protocol::ESP,
                         spis: vec![spi_in],
                     });
-                    self.send_request(now, sa, exchange::INFORMATIONAL, &[d], Pending::DeleteChild { spi_in });
+                    self.send_request(
+                        now,
+                        sa,
+                        exchange::INFORMATIONAL,
+                        &[d],
+                        Pending::DeleteChild { spi_in },
+                    );
                 }
                 Task::DeleteIke => {
                     let d = Payload::Delete(Delete {
@@ -2408,7 +3060,10 @@ impl Endpoint {
         let group = req.cfg.esp_proposals.first().and_then(|e| e.dh);
         let mut dh = None;
         let mut p = vec![];
-        if let Some(old) = req.rekey_of.and_then(|s| sa.children.iter().find(|c| c.sa.spi_in == s)) {
+        if let Some(old) = req
+            .rekey_of
+            .and_then(|s| sa.children.iter().find(|c| c.sa.spi_in == s))
+        {
             //= https://www.rfc-editor.org/rfc/rfc7296#section-1.3.3
             //# The SA being rekeyed is identified by the SPI field in the Notify
             //# payload; this is the SPI the exchange initiator would expect in
@@ -2429,14 +3084,28 @@ impl Endpoint {
             match crypto::dh_generate(g, self.rng.as_mut()) {
                 Ok((d, pubv)) => {
                     dh = Some(d);
-                    p.push(Payload::Ke { group: g, data: pubv });
+                    p.push(Payload::Ke {
+                        group: g,
+                        data: pubv,
+                    });
                 }
                 Err(_) => return,
             }
         }
         p.push(Payload::TsI(req.cfg.local_ts.clone()));
         p.push(Payload::TsR(req.cfg.remote_ts.clone()));
-        self.send_request(now, sa, exchange::CREATE_CHILD_SA, &p, Pending::CreateChild { child: req, spi_in, ni, dh });
+        self.send_request(
+            now,
+            sa,
+            exchange::CREATE_CHILD_SA,
+            &p,
+            Pending::CreateChild {
+                child: req,
+                spi_in,
+                ni,
+                dh,
+            },
+        );
     }
 
     fn start_rekey_ike(&mut self, now: Instant, sa: &mut IkeSa) {
@@ -2444,9 +3113,15 @@ impl Endpoint {
         let Some(cur) = sa.proposal else { return };
         let new_spi = self.new_ike_spi();
         let ni = self.nonce();
-        let Ok((dh, pubv)) = crypto::dh_generate(cur.dh, self.rng.as_mut()) else { return };
+        let Ok((dh, pubv)) = crypto::dh_generate(cur.dh, self.rng.as_mut()) else {
+            return;
+        };
         let mut props = vec![cur];
-        props.extend(pc.ike_proposals.iter().filter(|p| **p != cur && p.dh == cur.dh));
+        props.extend(
+            pc.ike_proposals
+                .iter()
+                .filter(|p| **p != cur && p.dh == cur.dh),
+        );
         let sa_p = Payload::Sa(
             props
                 .iter()
@@ -2460,12 +3135,34 @@ impl Endpoint {
                 })
                 .collect(),
         );
-        let p = vec![sa_p, Payload::Nonce(ni.clone()), Payload::Ke { group: cur.dh, data: pubv }];
+        let p = vec![
+            sa_p,
+            Payload::Nonce(ni.clone()),
+            Payload::Ke {
+                group: cur.dh,
+                data: pubv,
+            },
+        ];
         // Reserve the SPI so that no other SA takes it meanwhile.
-        self.send_request(now, sa, exchange::CREATE_CHILD_SA, &p, Pending::RekeyIke { new_spi, ni, dh: Some(dh) });
+        self.send_request(
+            now,
+            sa,
+            exchange::CREATE_CHILD_SA,
+            &p,
+            Pending::RekeyIke {
+                new_spi,
+                ni,
+                dh: Some(dh),
+            },
+        );
     }
 
-    fn with_sa<R>(&mut self, now: Instant, id: IkeSaId, f: impl FnOnce(&mut Self, &mut IkeSa) -> Result<R, Error>) -> Result<R, Error> {
+    fn with_sa<R>(
+        &mut self,
+        now: Instant,
+        id: IkeSaId,
+        f: impl FnOnce(&mut Self, &mut IkeSa) -> Result<R, Error>,
+    ) -> Result<R, Error> {
         let mut sa = self.take(id).ok_or(Error::UnknownSa(id))?;
         let r = f(self, &mut sa);
         self.finish(now, sa);
@@ -2476,11 +3173,19 @@ impl Endpoint {
     pub fn create_child(&mut self, now: Instant, id: IkeSaId, child: &str) -> Result<(), Error> {
         self.with_sa(now, id, |_, sa| {
             let pc = sa.peer.clone().ok_or(Error::NotEstablished(id))?;
-            let cfg = pc.children.iter().find(|c| c.name == child).cloned().ok_or_else(|| Error::UnknownChild {
-                peer: pc.name.clone(),
-                child: child.into(),
-            })?;
-            sa.queue.push_back(Task::CreateChild(ChildReq { cfg, rekey_of: None }));
+            let cfg = pc
+                .children
+                .iter()
+                .find(|c| c.name == child)
+                .cloned()
+                .ok_or_else(|| Error::UnknownChild {
+                    peer: pc.name.clone(),
+                    child: child.into(),
+                })?;
+            sa.queue.push_back(Task::CreateChild(ChildReq {
+                cfg,
+                rekey_of: None,
+            }));
             Ok(())
         })
     }
@@ -2488,7 +3193,10 @@ impl Endpoint {
     /// Rekey the Child SA with inbound SPI `spi_in` (SAD soft expiry). The new SA
     /// comes as `ChildSaRekeyed`, the old one's `ChildSaDeleted` follows.
     pub fn rekey_child(&mut self, now: Instant, spi_in: u32) -> Result<(), Error> {
-        let id = *self.child_index.get(&spi_in).ok_or(Error::UnknownChildSa(spi_in))?;
+        let id = *self
+            .child_index
+            .get(&spi_in)
+            .ok_or(Error::UnknownChildSa(spi_in))?;
         self.with_sa(now, id, |_, sa| {
             if sa.state != SaState::Established {
                 return Err(Error::NotEstablished(id));
@@ -2511,7 +3219,10 @@ impl Endpoint {
 
     /// Delete one Child SA (INFORMATIONAL with DELETE).
     pub fn delete_child(&mut self, now: Instant, spi_in: u32) -> Result<(), Error> {
-        let id = *self.child_index.get(&spi_in).ok_or(Error::UnknownChildSa(spi_in))?;
+        let id = *self
+            .child_index
+            .get(&spi_in)
+            .ok_or(Error::UnknownChildSa(spi_in))?;
         self.with_sa(now, id, |_, sa| {
             sa.queue.push_back(Task::DeleteChild(spi_in));
             Ok(())
@@ -2602,5 +3313,8 @@ fn esp_name(p: &EspProposal) -> String {
         Some(g) => format!("/DH{g}"),
         None => String::new(),
     };
-    format!("ESP:{e}{i}{d}/{}", if p.esn { "EXT_SEQ" } else { "NO_EXT_SEQ" })
+    format!(
+        "ESP:{e}{i}{d}/{}",
+        if p.esn { "EXT_SEQ" } else { "NO_EXT_SEQ" }
+    )
 }

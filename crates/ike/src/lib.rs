@@ -21,7 +21,9 @@ mod captures;
 #[cfg(test)]
 mod testutil;
 
-pub use config::{AuthConfig, ChildConfig, Config, IkeProposal, EspProposal, Limits, Mode, PeerConfig};
+pub use config::{
+    AuthConfig, ChildConfig, Config, EspProposal, IkeProposal, Limits, Mode, PeerConfig,
+};
 pub use crypto::{Rng, SeededRng, SystemRng};
 pub use endpoint::{ChildSa, Endpoint, Error, Event, IkeSaId, IkeSaInfo, Transmit};
 pub use message::TrafficSelector;

@@ -474,7 +474,11 @@ impl TrafficSelector {
         match net {
             IpAddr::V4(a) => {
                 let a = u32::from(a);
-                let mask = if len == 0 { 0 } else { u32::MAX << (32 - len.min(32)) };
+                let mask = if len == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - len.min(32))
+                };
                 TrafficSelector {
                     protocol: 0,
                     start_port: 0,
@@ -485,7 +489,11 @@ impl TrafficSelector {
             }
             IpAddr::V6(a) => {
                 let a = u128::from(a);
-                let mask = if len == 0 { 0 } else { u128::MAX << (128 - len.min(128)) };
+                let mask = if len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - len.min(128))
+                };
                 TrafficSelector {
                     protocol: 0,
                     start_port: 0,
@@ -551,7 +559,11 @@ impl std::fmt::Display for TrafficSelector {
             write!(f, "{}..{}", self.start, self.end)?;
         }
         if self.protocol != 0 || self.start_port != 0 || self.end_port != 65535 {
-            write!(f, "[{}/{}-{}]", self.protocol, self.start_port, self.end_port)?;
+            write!(
+                f,
+                "[{}/{}-{}]",
+                self.protocol, self.start_port, self.end_port
+            )?;
         }
         Ok(())
     }
@@ -700,7 +712,11 @@ impl Payload {
                 out.push(d.protocol);
                 let spi_size = if d.protocol == protocol::IKE { 0 } else { 4 };
                 out.push(spi_size);
-                let n = if spi_size == 0 { 0 } else { d.spis.len() as u16 };
+                let n = if spi_size == 0 {
+                    0
+                } else {
+                    d.spis.len() as u16
+                };
                 out.extend_from_slice(&n.to_be_bytes());
                 if spi_size == 4 {
                     for s in &d.spis {
@@ -785,7 +801,10 @@ pub fn emit_payloads(payloads: &[Payload], out: &mut Vec<u8>) -> u8 {
         let len = (out.len() - start) as u16;
         out[start + 2..start + 4].copy_from_slice(&len.to_be_bytes());
     }
-    payloads.first().map(|p| p.kind()).unwrap_or(payload_type::NONE)
+    payloads
+        .first()
+        .map(|p| p.kind())
+        .unwrap_or(payload_type::NONE)
 }
 
 /// Parse a chain of payloads starting with type `first`.
@@ -1176,10 +1195,26 @@ mod tests {
                 assert_eq!(
                     p[0].transforms,
                     vec![
-                        Transform { kind: 1, id: 12, key_len: Some(128) },
-                        Transform { kind: 3, id: 12, key_len: None },
-                        Transform { kind: 2, id: 5, key_len: None },
-                        Transform { kind: 4, id: 31, key_len: None },
+                        Transform {
+                            kind: 1,
+                            id: 12,
+                            key_len: Some(128)
+                        },
+                        Transform {
+                            kind: 3,
+                            id: 12,
+                            key_len: None
+                        },
+                        Transform {
+                            kind: 2,
+                            id: 5,
+                            key_len: None
+                        },
+                        Transform {
+                            kind: 4,
+                            id: 31,
+                            key_len: None
+                        },
                     ]
                 );
             }
@@ -1188,7 +1223,10 @@ mod tests {
         assert!(matches!(&m.payloads[1], Payload::Ke { group: 31, data } if data.len() == 32));
         assert!(matches!(&m.payloads[2], Payload::Nonce(n) if n.len() == 32));
         let kinds: Vec<u16> = m.notifies().map(|n| n.kind).collect();
-        assert_eq!(kinds, vec![16388, 16389, 16430, 16431, 16406 /* REDIRECT_SUPPORTED, RFC 5685 */]);
+        assert_eq!(
+            kinds,
+            vec![16388, 16389, 16430, 16431, 16406 /* REDIRECT_SUPPORTED, RFC 5685 */]
+        );
     }
 
     #[test]
@@ -1229,10 +1267,19 @@ mod tests {
         out.extend_from_slice(&[0, 0x80, 0, 4]);
         let len = out.len() as u32;
         out[24..28].copy_from_slice(&len.to_be_bytes());
-        assert_eq!(Message::parse(&out), Err(ParseError::UnsupportedCritical(200)));
+        assert_eq!(
+            Message::parse(&out),
+            Err(ParseError::UnsupportedCritical(200))
+        );
         out[29] = 0; // not critical: skipped
         let m = Message::parse(&out).unwrap();
-        assert_eq!(m.payloads, vec![Payload::Unknown { kind: 200, data: vec![] }]);
+        assert_eq!(
+            m.payloads,
+            vec![Payload::Unknown {
+                kind: 200,
+                data: vec![]
+            }]
+        );
     }
 
     #[test]
@@ -1250,20 +1297,95 @@ mod tests {
     #[test]
     fn all_payloads_round_trip() {
         let payloads = vec![
-            Payload::IdI(Identification { id_type: 3, data: b"client@example".to_vec() }),
-            Payload::Notify(Notify { protocol: 3, spi: vec![1, 2, 3, 4], kind: 16393, data: vec![] }),
-            Payload::Auth { method: 2, data: vec![7; 32] },
-            Payload::Delete(Delete { protocol: 3, spis: vec![0x11223344, 5] }),
-            Payload::Delete(Delete { protocol: 1, spis: vec![] }),
+            Payload::IdI(Identification {
+                id_type: 3,
+                data: b"client@example".to_vec(),
+            }),
+            Payload::Notify(Notify {
+                protocol: 3,
+                spi: vec![1, 2, 3, 4],
+                kind: 16393,
+                data: vec![],
+            }),
+            Payload::Auth {
+                method: 2,
+                data: vec![7; 32],
+            },
+            Payload::Delete(Delete {
+                protocol: 3,
+                spis: vec![0x11223344, 5],
+            }),
+            Payload::Delete(Delete {
+                protocol: 1,
+                spis: vec![],
+            }),
             Payload::TsI(vec![TrafficSelector::host("192.168.1.1".parse().unwrap())]),
-            Payload::TsR(vec![TrafficSelector::prefix("2001:db8::".parse().unwrap(), 64)]),
-            Payload::Cert { encoding: 4, data: vec![0x30, 0] },
-            Payload::CertReq { encoding: 4, data: vec![9; 20] },
-            Payload::Cp { cfg_type: 1, attrs: vec![0, 1, 0, 0] },
+            Payload::TsR(vec![TrafficSelector::prefix(
+                "2001:db8::".parse().unwrap(),
+                64,
+            )]),
+            Payload::Cert {
+                encoding: 4,
+                data: vec![0x30, 0],
+            },
+            Payload::CertReq {
+                encoding: 4,
+                data: vec![9; 20],
+            },
+            Payload::Cp {
+                cfg_type: 1,
+                attrs: vec![0, 1, 0, 0],
+            },
             Payload::Vendor(b"plexgate".to_vec()),
         ];
         let mut out = Vec::new();
         let first = emit_payloads(&payloads, &mut out);
         assert_eq!(parse_payloads(first, &out).unwrap(), payloads);
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Arbitrary bytes never panic the parser.
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = Message::parse(&data);
+            let _ = Header::parse(&data);
+            for first in [payload_type::SA, payload_type::TSI, payload_type::NOTIFY, payload_type::DELETE, payload_type::IDI, 99] {
+                let _ = parse_payloads(first, &data);
+            }
+        }
+
+        /// Real messages with a few bytes changed or cut never panic the parser, and
+        /// whatever parses re-emits to bytes that parse to the same thing.
+        #[test]
+        fn mutated_real_messages_never_panic(
+            which in 0usize..4,
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut m = crate::testutil::capture_ike("gcm128-x25519", which);
+            for (i, b) in flips {
+                let i = i.index(m.len());
+                m[i] = b;
+            }
+            let _ = Message::parse(&m[..cut.index(m.len() + 1)]);
+            if let Ok(parsed) = Message::parse(&m) {
+                let again = Message::parse(&parsed.emit());
+                // Unknown transform attributes are not re-emitted; all else is.
+                let lossy = parsed.payloads.iter().any(|p| matches!(p, Payload::Sa(v) if v.iter().any(|x| x.unknown_attribute)));
+                if lossy {
+                    prop_assert!(again.is_ok());
+                } else {
+                    prop_assert_eq!(again.map(|x| x.payloads), Ok(parsed.payloads));
+                }
+            }
+        }
     }
 }

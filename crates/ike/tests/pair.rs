@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use plexgate_ike::config::{ChildConfig, Config, EspProposal, IkeProposal, Limits, Mode, PeerConfig};
+use plexgate_ike::config::{
+    ChildConfig, Config, EspProposal, IkeProposal, Limits, Mode, PeerConfig,
+};
 use plexgate_ike::{ChildSa, Endpoint, Event, IkeSaId, Rng, SeededRng, TrafficSelector, Transmit};
 
 const CLIENT: &str = "10.0.0.1:500";
@@ -34,7 +36,10 @@ fn gw_cfg(psk: &[u8]) -> PeerConfig {
     let child = ChildConfig::new(
         "net",
         vec![TrafficSelector::host("203.0.113.250".parse().unwrap())],
-        vec![TrafficSelector::prefix("192.168.250.0".parse().unwrap(), 24)],
+        vec![TrafficSelector::prefix(
+            "192.168.250.0".parse().unwrap(),
+            24,
+        )],
         vec![EspProposal::AES256GCM16, EspProposal::AES128GCM16],
     );
     let mut p = PeerConfig::psk("client", "gw@example", "client@example", psk, child);
@@ -139,18 +144,26 @@ impl Pair {
     fn step(&mut self, end: Instant) -> bool {
         self.collect();
         let next_pkt = self.inflight.iter().map(|(t, _)| *t).min();
-        let next = [next_pkt, self.client.poll_timeout(), self.gw.poll_timeout()].into_iter().flatten().min();
+        let next = [next_pkt, self.client.poll_timeout(), self.gw.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
         let Some(next) = next.filter(|n| *n <= end) else {
             self.now = self.now.max(end);
             return false;
         };
         self.now = self.now.max(next);
-        let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.inflight).into_iter().partition(|(t, _)| *t <= self.now);
+        let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.inflight)
+            .into_iter()
+            .partition(|(t, _)| *t <= self.now);
         self.inflight = rest;
         for (_, t) in due {
             if std::env::var("TRACE").is_ok() {
                 let h = plexgate_ike::message::Header::parse(&t.payload).unwrap();
-                eprintln!("{} -> {} exch {} flags {:x} mid {} spi {:x}/{:x}", t.local, t.remote, h.exchange, h.flags, h.message_id, h.spi_i, h.spi_r);
+                eprintln!(
+                    "{} -> {} exch {} flags {:x} mid {} spi {:x}/{:x}",
+                    t.local, t.remote, h.exchange, h.flags, h.message_id, h.spi_i, h.spi_r
+                );
             }
             if t.remote.ip() == addr(GW).ip() {
                 self.gw.handle(self.now, t.remote, t.local, &t.payload);
@@ -204,7 +217,10 @@ fn assert_matching(a: &ChildSa, b: &ChildSa) {
     assert_eq!(a.keys_in, b.keys_out);
     assert_eq!(a.keys_out, b.keys_in);
     assert_ne!(a.keys_in, a.keys_out);
-    assert_eq!((a.encr, a.encr_key_bits, a.integ, a.esn), (b.encr, b.encr_key_bits, b.integ, b.esn));
+    assert_eq!(
+        (a.encr, a.encr_key_bits, a.integ, a.esn),
+        (b.encr, b.encr_key_bits, b.integ, b.esn)
+    );
     assert_eq!(a.ts_local, b.ts_remote);
     assert_eq!(a.ts_remote, b.ts_local);
 }
@@ -221,7 +237,16 @@ impl Pair {
 
 #[test]
 fn setup_over_a_clean_network() {
-    let mut p = Pair::new(client_cfg(b"secret"), gw_cfg(b"secret"), Net { loss: 0, dup: 0, nat: false }, 1);
+    let mut p = Pair::new(
+        client_cfg(b"secret"),
+        gw_cfg(b"secret"),
+        Net {
+            loss: 0,
+            dup: 0,
+            nat: false,
+        },
+        1,
+    );
     p.client.initiate(p.now, "gw", "net").unwrap();
     assert!(p.run_until(Duration::from_secs(5), both_up));
     let c = &Pair::children(&p.ev_client)[0];
@@ -229,11 +254,24 @@ fn setup_over_a_clean_network() {
     assert_matching(c, g);
     // The gateway narrowed 192.168.250.0/24 to the client's /32 and picked its
     // preferred AES-GCM-128 (the client did not offer GCM-256).
-    assert_eq!(g.ts_remote, vec![TrafficSelector::host("192.168.250.1".parse().unwrap())]);
+    assert_eq!(
+        g.ts_remote,
+        vec![TrafficSelector::host("192.168.250.1".parse().unwrap())]
+    );
     assert_eq!((c.encr, c.encr_key_bits, c.keys_in.0.len()), (20, 128, 20));
     assert!(!c.udp_encap && c.mode == Mode::Tunnel);
     // Records on both sides, without key material.
-    let rec = p.ev_gw.iter().find_map(|e| if let Event::RecordUpdated { record, .. } = e { Some(record.clone()) } else { None }).unwrap();
+    let rec = p
+        .ev_gw
+        .iter()
+        .find_map(|e| {
+            if let Event::RecordUpdated { record, .. } = e {
+                Some(record.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
     assert_eq!(rec.peer, "client");
     assert_eq!(rec.children.len(), 1);
     assert_eq!(rec.children[0].spi_in, g.spi_in);
@@ -245,21 +283,37 @@ fn setup_over_a_clean_network() {
     let st = p.gw.sas(p.now);
     assert_eq!(st.len(), 1);
     assert_eq!(st[0].remote_id.as_deref(), Some("client@example"));
-    assert_eq!(st[0].algorithms.as_deref(), Some("AES_CBC_128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/CURVE_25519"));
+    assert_eq!(
+        st[0].algorithms.as_deref(),
+        Some("AES_CBC_128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/CURVE_25519")
+    );
     assert_eq!(p.gw.half_open(), 0);
 }
 
 #[test]
 fn setup_survives_loss_duplication_and_reordering() {
     for seed in 0..8 {
-        let mut p = Pair::new(client_cfg(b"secret"), gw_cfg(b"secret"), Net { loss: 60, dup: 50, nat: false }, seed);
+        let mut p = Pair::new(
+            client_cfg(b"secret"),
+            gw_cfg(b"secret"),
+            Net {
+                loss: 60,
+                dup: 50,
+                nat: false,
+            },
+            seed,
+        );
         p.client.initiate(p.now, "gw", "net").unwrap();
         assert!(p.run_until(Duration::from_secs(60), both_up), "seed {seed}");
         // Let stray duplicates and retransmissions settle.
         p.run_until(Duration::from_secs(5), |_| false);
         let c = Pair::children(&p.ev_client);
         let g = Pair::children(&p.ev_gw);
-        assert_eq!((c.len(), g.len()), (1, 1), "seed {seed}: exactly one Child SA each");
+        assert_eq!(
+            (c.len(), g.len()),
+            (1, 1),
+            "seed {seed}: exactly one Child SA each"
+        );
         assert_matching(&c[0], &g[0]);
         assert_eq!(Pair::ike_up(&p.ev_client).len(), 1);
         assert_eq!(Pair::ike_up(&p.ev_gw).len(), 1);
@@ -268,7 +322,16 @@ fn setup_survives_loss_duplication_and_reordering() {
 
 #[test]
 fn nat_detected_floats_to_4500_and_encapsulates() {
-    let mut p = Pair::new(client_cfg(b"secret"), gw_cfg(b"secret"), Net { loss: 0, dup: 0, nat: true }, 3);
+    let mut p = Pair::new(
+        client_cfg(b"secret"),
+        gw_cfg(b"secret"),
+        Net {
+            loss: 0,
+            dup: 0,
+            nat: true,
+        },
+        3,
+    );
     p.client.initiate(p.now, "gw", "net").unwrap();
     assert!(p.run_until(Duration::from_secs(5), both_up));
     let c = &Pair::children(&p.ev_client)[0];
@@ -283,10 +346,34 @@ fn nat_detected_floats_to_4500_and_encapsulates() {
 
 #[test]
 fn wrong_psk_fails_with_a_clear_reason_on_both_sides() {
-    let mut p = Pair::new(client_cfg(b"secret"), gw_cfg(b"other"), Net { loss: 0, dup: 0, nat: false }, 4);
+    let mut p = Pair::new(
+        client_cfg(b"secret"),
+        gw_cfg(b"other"),
+        Net {
+            loss: 0,
+            dup: 0,
+            nat: false,
+        },
+        4,
+    );
     p.client.initiate(p.now, "gw", "net").unwrap();
     p.run_until(Duration::from_secs(5), |_| false);
-    let gw_fail = p.ev_gw.iter().find_map(|e| if let Event::AuthFailed { peer_id, reason, remote } = e { Some((peer_id.clone(), reason.clone(), *remote)) } else { None }).unwrap();
+    let gw_fail = p
+        .ev_gw
+        .iter()
+        .find_map(|e| {
+            if let Event::AuthFailed {
+                peer_id,
+                reason,
+                remote,
+            } = e
+            {
+                Some((peer_id.clone(), reason.clone(), *remote))
+            } else {
+                None
+            }
+        })
+        .unwrap();
     assert_eq!(gw_fail.0.as_deref(), Some("client@example"));
     assert!(gw_fail.1.contains("wrong PSK"), "{}", gw_fail.1);
     assert_eq!(gw_fail.2, addr(CLIENT));
@@ -299,10 +386,21 @@ fn wrong_psk_fails_with_a_clear_reason_on_both_sides() {
 fn unknown_identity_is_rejected() {
     let mut c = client_cfg(b"secret");
     c.local_id = plexgate_ike::config::Identity("mallory@example".into());
-    let mut p = Pair::new(c, gw_cfg(b"secret"), Net { loss: 0, dup: 0, nat: false }, 5);
+    let mut p = Pair::new(
+        c,
+        gw_cfg(b"secret"),
+        Net {
+            loss: 0,
+            dup: 0,
+            nat: false,
+        },
+        5,
+    );
     p.client.initiate(p.now, "gw", "net").unwrap();
     p.run_until(Duration::from_secs(5), |_| false);
-    assert!(p.ev_gw.iter().any(|e| matches!(e, Event::AuthFailed { reason, .. } if reason.contains("mallory@example"))));
+    assert!(p.ev_gw.iter().any(
+        |e| matches!(e, Event::AuthFailed { reason, .. } if reason.contains("mallory@example"))
+    ));
 }
 
 #[test]
@@ -310,23 +408,53 @@ fn invalid_ke_payload_retry_with_the_group_the_responder_wants() {
     let c = client_cfg(b"secret"); // proposes x25519 first, ECP-384 third
     let mut g = gw_cfg(b"secret");
     g.ike_proposals = vec![IkeProposal::AES256GCM16_PRFSHA384_ECP384];
-    let mut p = Pair::new(c, g, Net { loss: 0, dup: 0, nat: false }, 6);
+    let mut p = Pair::new(
+        c,
+        g,
+        Net {
+            loss: 0,
+            dup: 0,
+            nat: false,
+        },
+        6,
+    );
     p.client.initiate(p.now, "gw", "net").unwrap();
     assert!(p.run_until(Duration::from_secs(5), both_up));
-    assert_matching(&Pair::children(&p.ev_client)[0], &Pair::children(&p.ev_gw)[0]);
+    assert_matching(
+        &Pair::children(&p.ev_client)[0],
+        &Pair::children(&p.ev_gw)[0],
+    );
     let st = p.client.sas(p.now);
-    assert_eq!(st[0].algorithms.as_deref(), Some("AES_GCM_16_256/PRF_HMAC_SHA2_384/ECP_384"));
+    assert_eq!(
+        st[0].algorithms.as_deref(),
+        Some("AES_GCM_16_256/PRF_HMAC_SHA2_384/ECP_384")
+    );
 }
 
 #[test]
 fn modp2048_and_p256_work() {
     for dh in [14u16, 19] {
-        let prop = IkeProposal { encr: 12, encr_bits: 256, integ: Some(14), prf: 7, dh };
+        let prop = IkeProposal {
+            encr: 12,
+            encr_bits: 256,
+            integ: Some(14),
+            prf: 7,
+            dh,
+        };
         let mut c = client_cfg(b"secret");
         c.ike_proposals = vec![prop];
         let mut g = gw_cfg(b"secret");
         g.ike_proposals = vec![prop];
-        let mut p = Pair::new(c, g, Net { loss: 0, dup: 0, nat: false }, 7);
+        let mut p = Pair::new(
+            c,
+            g,
+            Net {
+                loss: 0,
+                dup: 0,
+                nat: false,
+            },
+            7,
+        );
         p.client.initiate(p.now, "gw", "net").unwrap();
         assert!(p.run_until(Duration::from_secs(5), both_up), "group {dh}");
     }
@@ -338,18 +466,44 @@ fn no_proposal_chosen_is_reported() {
     c.ike_proposals = vec![IkeProposal::AES128_SHA256_X25519];
     let mut g = gw_cfg(b"secret");
     g.ike_proposals = vec![IkeProposal::AES256GCM16_PRFSHA384_ECP384];
-    let mut p = Pair::new(c, g, Net { loss: 0, dup: 0, nat: false }, 8);
+    let mut p = Pair::new(
+        c,
+        g,
+        Net {
+            loss: 0,
+            dup: 0,
+            nat: false,
+        },
+        8,
+    );
     p.client.initiate(p.now, "gw", "net").unwrap();
     p.run_until(Duration::from_secs(5), |_| false);
-    assert!(p.ev_client.iter().any(|e| matches!(e, Event::IkeSaDeleted { reason, .. } if reason.contains("NO_PROPOSAL_CHOSEN"))));
+    assert!(p.ev_client.iter().any(
+        |e| matches!(e, Event::IkeSaDeleted { reason, .. } if reason.contains("NO_PROPOSAL_CHOSEN"))
+    ));
     assert!(p.gw.is_empty());
 }
 
 #[test]
 fn child_proposal_mismatch_keeps_the_ike_sa() {
     let mut g = gw_cfg(b"secret");
-    g.children[0].esp_proposals = vec![EspProposal { encr: 28, encr_bits: 256, integ: None, esn: false, dh: None }];
-    let mut p = Pair::new(client_cfg(b"secret"), g, Net { loss: 0, dup: 0, nat: false }, 9);
+    g.children[0].esp_proposals = vec![EspProposal {
+        encr: 28,
+        encr_bits: 256,
+        integ: None,
+        esn: false,
+        dh: None,
+    }];
+    let mut p = Pair::new(
+        client_cfg(b"secret"),
+        g,
+        Net {
+            loss: 0,
+            dup: 0,
+            nat: false,
+        },
+        9,
+    );
     p.client.initiate(p.now, "gw", "net").unwrap();
     p.run_until(Duration::from_secs(5), |_| false);
     assert_eq!(Pair::ike_up(&p.ev_client).len(), 1);
@@ -357,7 +511,16 @@ fn child_proposal_mismatch_keeps_the_ike_sa() {
 }
 
 fn established(seed: u64) -> Pair {
-    let mut p = Pair::new(client_cfg(b"secret"), gw_cfg(b"secret"), Net { loss: 0, dup: 0, nat: false }, seed);
+    let mut p = Pair::new(
+        client_cfg(b"secret"),
+        gw_cfg(b"secret"),
+        Net {
+            loss: 0,
+            dup: 0,
+            nat: false,
+        },
+        seed,
+    );
     p.client.initiate(p.now, "gw", "net").unwrap();
     assert!(p.run_until(Duration::from_secs(5), both_up));
     p
@@ -374,13 +537,21 @@ fn child_rekey_from_either_side() {
         } else {
             p.gw.rekey_child(p.now, g0.spi_in).unwrap();
         }
-        let deleted = |ev: &[Event], spi: u32| ev.iter().any(|e| matches!(e, Event::ChildSaDeleted { spi_in, .. } if *spi_in == spi));
-        assert!(p.run_until(Duration::from_secs(5), |p| deleted(&p.ev_client, c0.spi_in) && deleted(&p.ev_gw, g0.spi_in)));
+        let deleted = |ev: &[Event], spi: u32| {
+            ev.iter()
+                .any(|e| matches!(e, Event::ChildSaDeleted { spi_in, .. } if *spi_in == spi))
+        };
+        assert!(
+            p.run_until(Duration::from_secs(5), |p| deleted(&p.ev_client, c0.spi_in)
+                && deleted(&p.ev_gw, g0.spi_in))
+        );
         let c1 = Pair::children(&p.ev_client)[1].clone();
         let g1 = Pair::children(&p.ev_gw)[1].clone();
         assert_matching(&c1, &g1);
         assert_ne!(c1.keys_in, c0.keys_in);
-        assert!(p.ev_client.iter().any(|e| matches!(e, Event::ChildSaRekeyed { old_spi_in, .. } if *old_spi_in == c0.spi_in)));
+        assert!(p.ev_client.iter().any(
+            |e| matches!(e, Event::ChildSaRekeyed { old_spi_in, .. } if *old_spi_in == c0.spi_in)
+        ));
         assert_eq!(p.client.sas(p.now)[0].children.len(), 1);
         assert_eq!(p.gw.sas(p.now)[0].children.len(), 1);
     }
@@ -389,17 +560,38 @@ fn child_rekey_from_either_side() {
 #[test]
 fn child_rekey_with_pfs() {
     let mut c = client_cfg(b"secret");
-    c.children[0].esp_proposals = vec![EspProposal { dh: Some(31), ..EspProposal::AES128GCM16 }];
+    c.children[0].esp_proposals = vec![EspProposal {
+        dh: Some(31),
+        ..EspProposal::AES128GCM16
+    }];
     let mut g = gw_cfg(b"secret");
-    g.children[0].esp_proposals = vec![EspProposal { dh: Some(31), ..EspProposal::AES128GCM16 }];
-    let mut p = Pair::new(c, g, Net { loss: 0, dup: 0, nat: false }, 11);
+    g.children[0].esp_proposals = vec![EspProposal {
+        dh: Some(31),
+        ..EspProposal::AES128GCM16
+    }];
+    let mut p = Pair::new(
+        c,
+        g,
+        Net {
+            loss: 0,
+            dup: 0,
+            nat: false,
+        },
+        11,
+    );
     p.client.initiate(p.now, "gw", "net").unwrap();
     assert!(p.run_until(Duration::from_secs(5), both_up));
     let c0 = Pair::children(&p.ev_client)[0].clone();
     p.client.rekey_child(p.now, c0.spi_in).unwrap();
-    assert!(p.run_until(Duration::from_secs(5), |p| Pair::children(&p.ev_gw).len() == 2));
+    assert!(
+        p.run_until(Duration::from_secs(5), |p| Pair::children(&p.ev_gw).len()
+            == 2)
+    );
     p.run_until(Duration::from_secs(1), |_| false);
-    assert_matching(&Pair::children(&p.ev_client)[1], &Pair::children(&p.ev_gw)[1]);
+    assert_matching(
+        &Pair::children(&p.ev_client)[1],
+        &Pair::children(&p.ev_gw)[1],
+    );
 }
 
 #[test]
@@ -413,8 +605,19 @@ fn ike_rekey_from_either_side_moves_children() {
         } else {
             p.gw.rekey_ike(p.now, old_g).unwrap();
         }
-        let rekeyed = |ev: &[Event]| ev.iter().find_map(|e| if let Event::IkeSaRekeyed { new, .. } = e { Some(*new) } else { None });
-        assert!(p.run_until(Duration::from_secs(5), |p| rekeyed(&p.ev_client).is_some() && rekeyed(&p.ev_gw).is_some()));
+        let rekeyed = |ev: &[Event]| {
+            ev.iter().find_map(|e| {
+                if let Event::IkeSaRekeyed { new, .. } = e {
+                    Some(*new)
+                } else {
+                    None
+                }
+            })
+        };
+        assert!(
+            p.run_until(Duration::from_secs(5), |p| rekeyed(&p.ev_client).is_some()
+                && rekeyed(&p.ev_gw).is_some())
+        );
         p.run_until(Duration::from_secs(2), |_| false);
         // Old SAs gone, one SA left each side, children moved.
         assert_eq!(p.client.len(), 1, "from_client={from_client}");
@@ -425,9 +628,15 @@ fn ike_rekey_from_either_side_moves_children() {
         // The new SA works: rekey the child over it.
         let c0 = Pair::children(&p.ev_client)[0].clone();
         p.client.rekey_child(p.now, c0.spi_in).unwrap();
-        assert!(p.run_until(Duration::from_secs(5), |p| Pair::children(&p.ev_gw).len() == 2));
+        assert!(
+            p.run_until(Duration::from_secs(5), |p| Pair::children(&p.ev_gw).len()
+                == 2)
+        );
         p.run_until(Duration::from_secs(1), |_| false);
-        assert_matching(&Pair::children(&p.ev_client)[1], &Pair::children(&p.ev_gw)[1]);
+        assert_matching(
+            &Pair::children(&p.ev_client)[1],
+            &Pair::children(&p.ev_gw)[1],
+        );
     }
 }
 
@@ -437,13 +646,25 @@ fn delete_ike_and_child() {
     let c0 = Pair::children(&p.ev_client)[0].clone();
     p.client.delete_child(p.now, c0.spi_in).unwrap();
     p.run_until(Duration::from_secs(2), |_| false);
-    assert!(p.ev_gw.iter().any(|e| matches!(e, Event::ChildSaDeleted { spi_out, .. } if *spi_out == c0.spi_in)));
-    assert!(p.ev_client.iter().any(|e| matches!(e, Event::ChildSaDeleted { spi_in, .. } if *spi_in == c0.spi_in)));
+    assert!(p
+        .ev_gw
+        .iter()
+        .any(|e| matches!(e, Event::ChildSaDeleted { spi_out, .. } if *spi_out == c0.spi_in)));
+    assert!(p
+        .ev_client
+        .iter()
+        .any(|e| matches!(e, Event::ChildSaDeleted { spi_in, .. } if *spi_in == c0.spi_in)));
     let id = Pair::ike_up(&p.ev_gw)[0];
     p.gw.delete_ike(p.now, id).unwrap();
     p.run_until(Duration::from_secs(2), |_| false);
-    assert!(p.ev_client.iter().any(|e| matches!(e, Event::IkeSaDeleted { .. })));
-    assert!(p.ev_gw.iter().any(|e| matches!(e, Event::RecordRemoved { .. })));
+    assert!(p
+        .ev_client
+        .iter()
+        .any(|e| matches!(e, Event::IkeSaDeleted { .. })));
+    assert!(p
+        .ev_gw
+        .iter()
+        .any(|e| matches!(e, Event::RecordRemoved { .. })));
     assert!(p.client.is_empty() && p.gw.is_empty());
 }
 
@@ -451,22 +672,50 @@ fn delete_ike_and_child() {
 fn dead_peer_is_detected_by_retransmission_back_off() {
     let mut c = client_cfg(b"secret");
     c.dpd = Some(Duration::from_secs(10));
-    let mut p = Pair::new(c, gw_cfg(b"secret"), Net { loss: 0, dup: 0, nat: false }, 14);
+    let mut p = Pair::new(
+        c,
+        gw_cfg(b"secret"),
+        Net {
+            loss: 0,
+            dup: 0,
+            nat: false,
+        },
+        14,
+    );
     p.client.initiate(p.now, "gw", "net").unwrap();
     assert!(p.run_until(Duration::from_secs(5), both_up));
     // The gateway dies: everything to it is lost from now on.
     p.net.loss = 255;
     let t0 = p.now;
-    assert!(p.run_until(Duration::from_secs(120), |p| p.ev_client.iter().any(|e| matches!(e, Event::IkeSaDeleted { reason, .. } if reason.contains("not responding")))));
+    assert!(
+        p.run_until(Duration::from_secs(120), |p| p.ev_client.iter().any(
+            |e| matches!(e, Event::IkeSaDeleted { reason, .. } if reason.contains("not responding"))
+        ))
+    );
     // DPD after 10 s, then 0.5+1+2+4+8+16 s of back-off.
     let took = p.now - t0;
-    assert!(took >= Duration::from_secs(40) && took <= Duration::from_secs(45), "{took:?}");
-    assert!(p.ev_client.iter().any(|e| matches!(e, Event::ChildSaDeleted { .. })));
+    assert!(
+        took >= Duration::from_secs(40) && took <= Duration::from_secs(45),
+        "{took:?}"
+    );
+    assert!(p
+        .ev_client
+        .iter()
+        .any(|e| matches!(e, Event::ChildSaDeleted { .. })));
 }
 
 #[test]
 fn responder_answers_a_retransmitted_request_from_its_cache() {
-    let mut p = Pair::new(client_cfg(b"secret"), gw_cfg(b"secret"), Net { loss: 0, dup: 0, nat: false }, 15);
+    let mut p = Pair::new(
+        client_cfg(b"secret"),
+        gw_cfg(b"secret"),
+        Net {
+            loss: 0,
+            dup: 0,
+            nat: false,
+        },
+        15,
+    );
     p.client.initiate(p.now, "gw", "net").unwrap();
     let init = p.client.poll_transmit().unwrap();
     p.gw.handle(p.now, init.remote, init.local, &init.payload);
@@ -482,20 +731,37 @@ fn responder_answers_a_retransmitted_request_from_its_cache() {
     p.gw.handle(p.now, auth.remote, auth.local, &auth.payload);
     let a2 = p.gw.poll_transmit().unwrap();
     assert_eq!(a1, a2, "cached IKE_AUTH response resent byte for byte");
-    assert_eq!(Pair::children(&{
-        let mut v = Vec::new();
-        while let Some(e) = p.gw.poll_event() {
-            v.push(e);
-        }
-        v
-    }).len(), 1, "the duplicate did not create a second Child SA");
+    assert_eq!(
+        Pair::children(&{
+            let mut v = Vec::new();
+            while let Some(e) = p.gw.poll_event() {
+                v.push(e);
+            }
+            v
+        })
+        .len(),
+        1,
+        "the duplicate did not create a second Child SA"
+    );
 }
 
 #[test]
 fn cookies_when_half_open_threshold_is_passed() {
-    let mut gcfg = Config { peers: vec![gw_cfg(b"secret")], limits: Limits::default() };
+    let mut gcfg = Config {
+        peers: vec![gw_cfg(b"secret")],
+        limits: Limits::default(),
+    };
     gcfg.limits.cookie_threshold = 0;
-    let mut p = Pair::with(config(client_cfg(b"secret")), Arc::new(gcfg), Net { loss: 0, dup: 0, nat: false }, 16);
+    let mut p = Pair::with(
+        config(client_cfg(b"secret")),
+        Arc::new(gcfg),
+        Net {
+            loss: 0,
+            dup: 0,
+            nat: false,
+        },
+        16,
+    );
     p.client.initiate(p.now, "gw", "net").unwrap();
     let init = p.client.poll_transmit().unwrap();
     p.gw.handle(p.now, init.remote, init.local, &init.payload);
@@ -503,15 +769,23 @@ fn cookies_when_half_open_threshold_is_passed() {
     assert_eq!(p.gw.len(), 0);
     let r = p.gw.poll_transmit().unwrap();
     let m = plexgate_ike::message::Message::parse(&r.payload).unwrap();
-    assert!(m.notifies().any(|n| n.kind == plexgate_ike::message::notify::COOKIE));
+    assert!(m
+        .notifies()
+        .any(|n| n.kind == plexgate_ike::message::notify::COOKIE));
     p.client.handle(p.now, r.remote, r.local, &r.payload);
     assert!(p.run_until(Duration::from_secs(5), both_up));
-    assert_matching(&Pair::children(&p.ev_client)[0], &Pair::children(&p.ev_gw)[0]);
+    assert_matching(
+        &Pair::children(&p.ev_client)[0],
+        &Pair::children(&p.ev_gw)[0],
+    );
 }
 
 #[test]
 fn init_flood_is_bounded_and_expires() {
-    let mut gcfg = Config { peers: vec![gw_cfg(b"secret")], limits: Limits::default() };
+    let mut gcfg = Config {
+        peers: vec![gw_cfg(b"secret")],
+        limits: Limits::default(),
+    };
     gcfg.limits.cookie_threshold = 50;
     gcfg.limits.max_half_open = 100;
     let mut gw = Endpoint::new(Arc::new(gcfg), Box::new(SeededRng::new(1)));
@@ -527,7 +801,9 @@ fn init_flood_is_bounded_and_expires() {
         gw.handle(now, t.remote, t.local, &t.payload);
         while let Some(r) = gw.poll_transmit() {
             let m = plexgate_ike::message::Message::parse(&r.payload).unwrap();
-            if m.notifies().any(|n| n.kind == plexgate_ike::message::notify::COOKIE) {
+            if m.notifies()
+                .any(|n| n.kind == plexgate_ike::message::notify::COOKIE)
+            {
                 cookies += 1;
                 // A flooder that echoes the cookie still hits the hard cap.
                 cl.handle(now, r.remote, r.local, &r.payload);
@@ -549,7 +825,18 @@ fn init_flood_is_bounded_and_expires() {
 #[test]
 fn takeover_from_record_renegotiates_and_replaces_old_sas() {
     let mut p = established(17);
-    let rec = p.ev_gw.iter().rev().find_map(|e| if let Event::RecordUpdated { record, .. } = e { Some(record.clone()) } else { None }).unwrap();
+    let rec = p
+        .ev_gw
+        .iter()
+        .rev()
+        .find_map(|e| {
+            if let Event::RecordUpdated { record, .. } = e {
+                Some(record.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
     let old_client_sa = Pair::ike_up(&p.ev_client)[0];
     // The backup gateway: same config and address, fresh state.
     let mut backup = gw_cfg(b"secret");
@@ -558,14 +845,21 @@ fn takeover_from_record_renegotiates_and_replaces_old_sas() {
     p.ev_gw.clear();
     let n_before = Pair::children(&p.ev_client).len();
     p.gw.initiate_from_record(p.now, &rec).unwrap();
-    assert!(p.run_until(Duration::from_secs(5), |p| !Pair::children(&p.ev_gw).is_empty() && Pair::children(&p.ev_client).len() > n_before));
+    assert!(
+        p.run_until(Duration::from_secs(5), |p| !Pair::children(&p.ev_gw)
+            .is_empty()
+            && Pair::children(&p.ev_client).len() > n_before)
+    );
     p.run_until(Duration::from_secs(1), |_| false);
     let g = Pair::children(&p.ev_gw)[0].clone();
     let c = Pair::children(&p.ev_client).last().unwrap().clone();
     assert_matching(&c, &g);
     assert_eq!(g.ts_local, rec.children[0].ts_local);
     // INITIAL_CONTACT made the client drop its SA with the dead gateway.
-    assert!(p.ev_client.iter().any(|e| matches!(e, Event::IkeSaDeleted { id, .. } if *id == old_client_sa)));
+    assert!(p
+        .ev_client
+        .iter()
+        .any(|e| matches!(e, Event::IkeSaDeleted { id, .. } if *id == old_client_sa)));
     assert_eq!(p.client.len(), 1);
 }
 
@@ -575,13 +869,28 @@ fn automatic_rekey_timers_fire_with_jitter() {
     c.children[0].rekey_time = Duration::from_secs(100);
     c.rand_time = Duration::from_secs(10);
     c.rekey_time = Duration::from_secs(1000);
-    let mut p = Pair::new(c, gw_cfg(b"secret"), Net { loss: 0, dup: 0, nat: false }, 18);
+    let mut p = Pair::new(
+        c,
+        gw_cfg(b"secret"),
+        Net {
+            loss: 0,
+            dup: 0,
+            nat: false,
+        },
+        18,
+    );
     p.client.initiate(p.now, "gw", "net").unwrap();
     assert!(p.run_until(Duration::from_secs(5), both_up));
     let t0 = p.now;
-    assert!(p.run_until(Duration::from_secs(200), |p| p.ev_client.iter().any(|e| matches!(e, Event::ChildSaRekeyed { .. }))));
+    assert!(p.run_until(Duration::from_secs(200), |p| p
+        .ev_client
+        .iter()
+        .any(|e| matches!(e, Event::ChildSaRekeyed { .. }))));
     let after = p.now - t0;
-    assert!(after >= Duration::from_secs(89) && after <= Duration::from_secs(101), "{after:?}");
+    assert!(
+        after >= Duration::from_secs(89) && after <= Duration::from_secs(101),
+        "{after:?}"
+    );
     let _ = p.start;
 }
 
@@ -602,8 +911,14 @@ fn simultaneous_child_rekey_leaves_one_pair() {
         assert_eq!(c[0].spi_out, g[0].spi_in);
         assert_ne!(c[0].spi_in, c0.spi_in);
         // The surviving pair has matching keys.
-        let cs = Pair::children(&p.ev_client).into_iter().find(|x| x.spi_in == c[0].spi_in).unwrap();
-        let gs = Pair::children(&p.ev_gw).into_iter().find(|x| x.spi_in == g[0].spi_in).unwrap();
+        let cs = Pair::children(&p.ev_client)
+            .into_iter()
+            .find(|x| x.spi_in == c[0].spi_in)
+            .unwrap();
+        let gs = Pair::children(&p.ev_gw)
+            .into_iter()
+            .find(|x| x.spi_in == g[0].spi_in)
+            .unwrap();
         assert_matching(&cs, &gs);
     }
 }
