@@ -519,6 +519,19 @@ fn covers_dvipa(p: &Policy, cx: &mut Cx, path: &str, sel: AddrSel, what: &str) {
 }
 
 fn spd(p: &Policy, cx: &mut Cx) {
+    // Which rules have all their selectors parsed (computed once: the shadowing
+    // check below is quadratic in the number of rules).
+    let keys = [
+        "local",
+        "remote",
+        "protocol",
+        "local_port",
+        "remote_port",
+        "direction",
+    ];
+    let sel_ok: Vec<bool> = (0..p.spd.len())
+        .map(|j| keys.iter().all(|k| cx.spans.ok(&format!("spd[{j}].{k}"))))
+        .collect();
     for (j, r) in p.spd.iter().enumerate() {
         let base = format!("spd[{j}]");
         let label = rule_label(j, r);
@@ -542,16 +555,7 @@ fn spd(p: &Policy, cx: &mut Cx) {
                 );
             }
         }
-        let selectors_ok = [
-            "local",
-            "remote",
-            "protocol",
-            "local_port",
-            "remote_port",
-            "direction",
-        ]
-        .iter()
-        .all(|k| cx.spans.ok(&format!("{base}.{k}")));
+        let selectors_ok = sel_ok[j];
         if !selectors_ok {
             continue;
         }
@@ -561,18 +565,8 @@ fn spd(p: &Policy, cx: &mut Cx) {
             }
         }
         for (i, e) in p.spd.iter().enumerate().take(j) {
-            let ebase = format!("spd[{i}]");
-            let earlier_ok = [
-                "local",
-                "remote",
-                "protocol",
-                "local_port",
-                "remote_port",
-                "direction",
-            ]
-            .iter()
-            .all(|k| cx.spans.ok(&format!("{ebase}.{k}")));
-            if earlier_ok && r.shadowed_by(e) {
+            if sel_ok[i] && r.shadowed_by(e) {
+                let ebase = format!("spd[{i}]");
                 let note = cx.diags.note(
                     cx.spans.get(&ebase),
                     format!("{} is here", rule_label(i, e)),
