@@ -607,7 +607,7 @@ impl SecurityAssociation {
             return Err(truncated);
         }
         let ct_end = len - ICV_LEN;
-        if !t.is_aead() && (ct_end - h) % 16 != 0 {
+        if !t.is_aead() && !(ct_end - h).is_multiple_of(16) {
             return Err(truncated);
         }
         let spi = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
