@@ -55,7 +55,7 @@ echo "clippy ok ($(elapsed "$t"))"
 
 phase "cargo test ($profile)"
 t=$(date +%s)
-args=(test --workspace)
+args=(test --workspace --no-fail-fast)
 [ "$profile" = release ] && args+=(--release)
 # Bounded: the suite is meant to take well under 25 minutes on 2 cores; a hang
 # must not keep CI busy forever. Every lab wait has its own, shorter timeout.
