@@ -130,6 +130,19 @@ fn strongswan_psk_tunnel_carries_ping_and_exact_bytes() {
     );
     assert!(spis.iter().all(|s| *s == c.spi_out || *s == c.spi_in));
 
+    // Rekey the Child SA: new SPIs, the old ones retired, traffic still flows.
+    client.rekey_child("net").unwrap();
+    let old_in = c.spi_in;
+    client
+        .wait_for("child rekeyed", Duration::from_secs(10), |sas| {
+            sas.iter()
+                .flat_map(|s| &s.children)
+                .any(|c| c.installed() && c.spi_in != old_in)
+        })
+        .unwrap();
+    c_ns.wait_ping("203.0.113.10", Some("192.168.77.1"), Duration::from_secs(5))
+        .unwrap();
+
     // Tear down: both ends lose the SA.
     client.terminate_ike().unwrap();
     assert!(client.list_sas().unwrap().is_empty());

@@ -625,6 +625,28 @@ impl Charon {
         }
     }
 
+    /// Poll `list_sas` (every 100 ms, at most `timeout`) until `pred` holds;
+    /// returns the SAs that satisfied it. `what` names the condition in the error.
+    pub fn wait_for<F>(&self, what: &str, timeout: Duration, pred: F) -> Result<Vec<IkeSa>>
+    where
+        F: Fn(&[IkeSa]) -> bool,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let sas = self.list_sas()?;
+            if pred(&sas) {
+                return Ok(sas);
+            }
+            if Instant::now() >= deadline {
+                return Err(self.with_log(LabError::Timeout {
+                    what: format!("{what}; SAs now: {sas:?}"),
+                    after: timeout,
+                }));
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// `ip route replace DEST dev ipsec0 src SRC` in charon's namespace (needed
     /// because of `install_routes = no`).
     pub fn route_ipsec0(&self, dest: &str, src: &str) -> Result<()> {
