@@ -3,24 +3,21 @@
 //! Every GRE packet plexgate sends carries a key ([`GreKey`]): the low 31 bits
 //! name the sending cluster member ([`NodeId`]), the top bit says that the inner
 //! packet arrived at the gateway under IPsec (so the target sends the replies
-//! of that connection back through the gateway). A small local codec: once
-//! `plexgate-wire`'s `gre` module is settled this can delegate to it; the byte
-//! layout is the same standard header.
+//! of that connection back through the gateway). Header parsing and writing
+//! use the checked `GrePacket` view and `GreRepr` of `plexgate-wire`.
 
 use crate::NodeId;
+use plexgate_wire::gre::{GrePacket, GreRepr};
+use plexgate_wire::WireError;
 use thiserror::Error;
 
 /// Length of the GRE header plexgate writes: base header (4) + key (4).
 pub const GRE_HEADER_LEN: usize = 8;
 
 /// EtherType carried in the GRE protocol field for IPv4 payloads.
-pub const ETHERTYPE_IPV4: u16 = 0x0800;
+pub const ETHERTYPE_IPV4: u16 = plexgate_wire::gre::PROTO_IPV4;
 /// EtherType carried in the GRE protocol field for IPv6 payloads.
-pub const ETHERTYPE_IPV6: u16 = 0x86DD;
-
-const FLAG_C: u8 = 0x80;
-const FLAG_K: u8 = 0x20;
-const FLAG_S: u8 = 0x10;
+pub const ETHERTYPE_IPV6: u16 = plexgate_wire::gre::PROTO_IPV6;
 
 /// The 32-bit GRE key as plexgate uses it: sender id and IPsec flag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -60,73 +57,75 @@ pub enum GreError {
     /// The protocol type is neither IPv4 nor IPv6, or does not match the payload.
     #[error("GRE payload is not the IP version the protocol type announces")]
     BadProtocol,
+    /// The GRE checksum (when present) does not verify.
+    #[error("GRE checksum mismatch")]
+    BadChecksum,
     /// The output buffer cannot hold header plus payload.
     #[error("output buffer too small: need {0} bytes")]
     BufferTooSmall(usize),
 }
 
 /// Write the 8-byte header for `inner` (IPv4 or IPv6, chosen by its version
-/// nibble) with `key` into `out[..8]`.
-pub fn write_header(key: GreKey, inner_first_byte: u8, out: &mut [u8]) -> Result<(), GreError> {
-    let ethertype = match inner_first_byte >> 4 {
+/// nibble) with `key` into `out[..8]`; `out[8..8 + inner_len]` is expected to
+/// hold the inner packet already (in-place encapsulation with headroom).
+pub fn write_header(
+    key: GreKey,
+    inner_first_byte: u8,
+    out: &mut [u8],
+    inner_len: usize,
+) -> Result<usize, GreError> {
+    let protocol = match inner_first_byte >> 4 {
         4 => ETHERTYPE_IPV4,
         6 => ETHERTYPE_IPV6,
         _ => return Err(GreError::BadProtocol),
     };
-    let h = out
-        .get_mut(..GRE_HEADER_LEN)
-        .ok_or(GreError::BufferTooSmall(GRE_HEADER_LEN))?;
     //= https://www.rfc-editor.org/rfc/rfc2890#section-2
     //# Key Present (bit 2)
     //#
     //# If the Key Present bit is set to 1, then it indicates that the Key
     //# field is present in the GRE header.
-    h[0] = FLAG_K;
-    h[1] = 0;
-    h[2..4].copy_from_slice(&ethertype.to_be_bytes());
-    h[4..8].copy_from_slice(&key.to_u32().to_be_bytes());
-    Ok(())
+    let repr = GreRepr {
+        protocol,
+        key: Some(key.to_u32()),
+        seq: None,
+        checksum: false,
+    };
+    repr.emit(out, inner_len).map_err(|e| match e {
+        WireError::BufferTooSmall { needed, .. } => GreError::BufferTooSmall(needed),
+        _ => GreError::BadProtocol,
+    })
 }
 
 /// Copy `inner` behind a GRE header with `key` into `out`; returns the number
 /// of bytes written (`8 + inner.len()`).
 pub fn encapsulate(key: GreKey, inner: &[u8], out: &mut [u8]) -> Result<usize, GreError> {
     let n = GRE_HEADER_LEN + inner.len();
-    if out.len() < n {
-        return Err(GreError::BufferTooSmall(n));
-    }
-    write_header(key, *inner.first().ok_or(GreError::BadProtocol)?, out)?;
-    out[GRE_HEADER_LEN..n].copy_from_slice(inner);
-    Ok(n)
+    let first = *inner.first().ok_or(GreError::BadProtocol)?;
+    let dst = out
+        .get_mut(GRE_HEADER_LEN..n)
+        .ok_or(GreError::BufferTooSmall(n))?;
+    dst.copy_from_slice(inner);
+    write_header(key, first, out, inner.len())
 }
 
-/// Read a GRE packet (the IP payload of protocol 47): returns the key and the
-/// offset where the inner IP packet starts. Checksum and sequence fields are
-/// skipped (not verified: the link is trusted by anti-spoof, not by checksum).
+/// Read a GRE packet (the IP payload of protocol 47) with the checked view of
+/// `plexgate-wire`: returns the key and the offset where the inner IP packet
+/// starts. A checksum, if present, must verify; a sequence number is skipped.
 pub fn decapsulate(gre: &[u8]) -> Result<(GreKey, usize), GreError> {
-    let h = gre.get(..4).ok_or(GreError::Truncated)?;
     //= https://www.rfc-editor.org/rfc/rfc2784#section-2.5.1
     //# A receiver MUST discard a packet where any of bits 1-5 are non-zero,
     //# unless that receiver implements RFC 1701.
-    if h[0] & 0x4f != 0 || h[1] & 0x07 != 0 {
-        return Err(GreError::Unsupported);
+    let p = GrePacket::new_checked(gre).map_err(|e| match e {
+        WireError::Truncated { .. } => GreError::Truncated,
+        _ => GreError::Unsupported,
+    })?;
+    if !p.verify_checksum() {
+        return Err(GreError::BadChecksum);
     }
-    if h[0] & FLAG_K == 0 {
-        return Err(GreError::NoKey);
-    }
-    let ethertype = u16::from_be_bytes([h[2], h[3]]);
-    let mut off = 4;
-    if h[0] & FLAG_C != 0 {
-        off += 4;
-    }
-    let key = gre.get(off..off + 4).ok_or(GreError::Truncated)?;
-    let key = u32::from_be_bytes([key[0], key[1], key[2], key[3]]);
-    off += 4;
-    if h[0] & FLAG_S != 0 {
-        off += 4;
-    }
+    let key = p.key().ok_or(GreError::NoKey)?;
+    let off = p.header_len();
     let version = gre.get(off).ok_or(GreError::Truncated)? >> 4;
-    match (ethertype, version) {
+    match (p.protocol(), version) {
         (ETHERTYPE_IPV4, 4) | (ETHERTYPE_IPV6, 6) => Ok((GreKey::from_u32(key), off)),
         _ => Err(GreError::BadProtocol),
     }
@@ -167,11 +166,21 @@ mod tests {
 
     #[test]
     fn reads_checksum_and_sequence_variants() {
-        // C, K and S set: checksum+reserved, key, sequence, then IPv6 payload.
-        let p = hex::decode("b00086dd0000000000000009000000016000").unwrap();
+        // K and S set: key, sequence, then an IPv6 payload.
+        let p = hex::decode("300086dd00000009000000016000").unwrap();
         let (k, off) = decapsulate(&p).unwrap();
-        assert_eq!((k.sender, off), (NodeId(9), 16));
+        assert_eq!((k.sender, off), (NodeId(9), 12));
         assert_eq!(decapsulate(&p[..10]), Err(GreError::Truncated));
+        // C and K with a checksum over header and payload (one's complement of
+        // 0xa000 + 0x86dd + 0x0009 + 0x6000 = 0x1_86e6 -> 0x86e7 -> 0x7918).
+        let p = hex::decode("a00086dd79180000000000096000").unwrap();
+        assert_eq!(
+            decapsulate(&p).map(|(k, o)| (k.sender, o)),
+            Ok((NodeId(9), 12))
+        );
+        let mut bad = p.clone();
+        bad[13] = 1;
+        assert_eq!(decapsulate(&bad), Err(GreError::BadChecksum));
     }
 
     #[test]

@@ -35,16 +35,20 @@ fn setup() -> (TargetStack, Distributor) {
 /// Bytes that look like GRE + IPv4 + TCP for the DVIPA often enough to get
 /// past the first checks, then arbitrary.
 fn gre_like() -> impl Strategy<Value = Vec<u8>> {
-    (any::<bool>(), proptest::collection::vec(any::<u8>(), 0..120)).prop_map(|(prefix, tail)| {
-        let mut v = Vec::new();
-        if prefix {
-            v.extend_from_slice(&[0x20, 0, 0x08, 0, 0, 0, 0, 1]);
-            v.extend_from_slice(&[0x45, 0, 0, 60, 0, 0, 0, 0, 64, 6, 0, 0]);
-            v.extend_from_slice(&[192, 0, 2, 1, 198, 51, 100, 7]);
-        }
-        v.extend_from_slice(&tail);
-        v
-    })
+    (
+        any::<bool>(),
+        proptest::collection::vec(any::<u8>(), 0..120),
+    )
+        .prop_map(|(prefix, tail)| {
+            let mut v = Vec::new();
+            if prefix {
+                v.extend_from_slice(&[0x20, 0, 0x08, 0, 0, 0, 0, 1]);
+                v.extend_from_slice(&[0x45, 0, 0, 60, 0, 0, 0, 0, 64, 6, 0, 0]);
+                v.extend_from_slice(&[192, 0, 2, 1, 198, 51, 100, 7]);
+            }
+            v.extend_from_slice(&tail);
+            v
+        })
 }
 
 proptest! {
