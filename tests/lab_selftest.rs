@@ -288,3 +288,25 @@ fn strongswan_baseline_measures_throughput() {
     eprintln!("strongSwan baseline: {one:.3} Gbit/s (1 stream), {eight:.3} Gbit/s (8 streams)");
     assert!(one > 0.001 && eight > 0.001, "{one} {eight}");
 }
+
+#[test]
+fn stale_namespaces_of_dead_processes_are_removed() {
+    check_prerequisites().expect("lab prerequisites");
+    // No process can have this pid (above the kernel's pid_max limit of 2^22).
+    let name = format!(
+        "{}4194399-0-{:08x}-stale",
+        netns::PREFIX,
+        std::process::id()
+    );
+    let out = std::process::Command::new("ip")
+        .args(["netns", "add", &name])
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let live = Netns::new("live").unwrap();
+    let gone = plexgate_lab::cleanup_stale();
+    assert!(gone.contains(&name), "{gone:?}");
+    assert!(!netns::exists(&name));
+    // Namespaces of live processes (this one) are left alone.
+    assert!(netns::exists(live.name()));
+}
