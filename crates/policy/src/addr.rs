@@ -6,10 +6,10 @@
 //! followed by `[proto]` or `[proto/port]` / `[proto/lo-hi]`, e.g.
 //! `10.100.0.10/32[tcp/443]`. In IKEv2 a traffic selector is an address *range*, a
 //! protocol and a port *range* (RFC 7296 §3.13.1), so that is what they parse into.
-//!
-//! //= https://www.rfc-editor.org/rfc/rfc7296#section-3.13.1
-//! //# Start Port (2 octets, unsigned integer) - Value specifying the smallest port
-//! //# number allowed by this Traffic Selector.
+
+//= https://www.rfc-editor.org/rfc/rfc7296#section-3.13.1
+//# Start Port (2 octets, unsigned integer) - Value specifying the smallest port
+//# number allowed by this Traffic Selector.
 
 use std::fmt;
 use std::net::IpAddr;

@@ -615,10 +615,11 @@ fn child(mut t: Table<'_, '_>, cx: &mut Cx, peer_what: &str) -> Child {
         life_packets: u64_opt(&mut t, cx, "life_packets"),
     };
     //= https://www.rfc-editor.org/rfc/rfc4303#section-3.4.3
-    //# The receiver SHOULD NOT shift the window ... a minimum window size of 32
-    //# packets MUST be supported when 32-bit sequence numbers are employed; a
-    //# window size of 64 is preferred
-    // plexgate's own bounds are stricter: 128..=4096, default 1024.
+    //# A minimum window size of 32 packets MUST be supported when 32-bit
+    //# sequence numbers are employed; a window size of 64 is preferred and
+    //# SHOULD be employed as the default.
+    // plexgate asks for more (128..=4096, default 1024): a gateway that spreads
+    // many flows over one SA sees heavy reordering.
     let replay_window = match t.raw(cx, "replay_window") {
         None => 1024,
         Some(v) => match int_of(v.get_ref()) {

@@ -3,19 +3,19 @@
 //! parsed into structured transforms with their IANA transform IDs.
 //!
 //! A proposal string is a `-`-separated list of algorithm keywords; each keyword is
-//! one transform (RFC 7296 §3.3.2). The checks follow RFC 7296 §3.3 and what
-//! strongSwan enforces: an AEAD cipher carries its own integrity (so no integrity
-//! algorithm next to it, and AEAD and non-AEAD ciphers do not mix in one proposal);
+//! one transform (RFC 7296 §3.3.2). The checks follow RFC 7296 §3.3 and, mostly,
+//! strongSwan: an AEAD cipher carries its own integrity (so no integrity algorithm
+//! next to it, and AEAD and non-AEAD ciphers do not mix in one proposal — strongSwan
+//! silently splits such a string into two proposals, we ask for two strings);
 //! a non-AEAD cipher needs an integrity algorithm; an IKE proposal needs a PRF
 //! (taken from the integrity algorithm when not written, as strongSwan does) and a
 //! key exchange method; an ESP proposal has no PRF, its optional DH group is the
 //! PFS group, and it offers "no ESN" unless `esn` is written.
-//!
-//! //= https://www.rfc-editor.org/rfc/rfc7296#section-3.3.3
-//! //# Mandatory Types: Encryption Algorithm, Pseudorandom Function, Diffie-Hellman Group
-//! //# Optional Types: Integrity Algorithm [for IKE with combined-mode ciphers]
-//! //# ESP: Mandatory Types: Encryption Algorithm, Integrity Algorithm (not with
-//! //# combined-mode ciphers), Extended Sequence Numbers
+
+//= https://www.rfc-editor.org/rfc/rfc7296#section-3.3.3
+//#    Protocol    Mandatory Types          Optional Types
+//#      IKE         ENCR, PRF, INTEG*, D-H
+//#      ESP         ENCR, ESN              INTEG, D-H
 
 use std::fmt;
 
