@@ -439,6 +439,7 @@ impl TrustStore {
         let mut path = vec![end_entity.subject()?];
         let mut current = ee.clone();
         let mut cas_below = 0usize;
+        let mut used: Vec<usize> = Vec::new();
         loop {
             if path.len() >= MAX_CHAIN_LEN {
                 return Err(PkiError::ChainTooLong {
@@ -472,18 +473,25 @@ impl TrustStore {
                     Err(e) => last_sig_error = Some(e.to_string()),
                 }
             }
-            // 2. An intermediate from the peer that signed `current`: climb.
-            let next = inter.iter().filter(same_name).find(|i| {
-                match current.verify_signature(Some(i.public_key())) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        last_sig_error = Some(e.to_string());
-                        false
-                    }
-                }
-            });
+            // 2. An intermediate from the peer that signed `current`: climb. Each
+            //    intermediate is used at most once, so a self-signed certificate
+            //    the peer sends (an untrusted root) ends the search.
+            let next = inter
+                .iter()
+                .enumerate()
+                .filter(|(n, i)| !used.contains(n) && same_name(i))
+                .find(
+                    |(_, i)| match current.verify_signature(Some(i.public_key())) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            last_sig_error = Some(e.to_string());
+                            false
+                        }
+                    },
+                );
             match (next, last_sig_error) {
-                (Some(i), _) => {
+                (Some((n, i)), _) => {
+                    used.push(n);
                     check_validity(i, at)?;
                     check_issuer(i, cas_below)?;
                     cas_below += 1;

@@ -147,9 +147,15 @@ fn check(sa: &str, initiator: bool, ca: &str, want_id: &str, want: SignatureSche
         auth_data: &p.auth_data,
         signed_octets: &octets,
     };
-    let cas = store(&[ca]);
+    // The CA certificates as they were at capture time (copied next to the capture,
+    // so that regenerating keys/test/ does not invalidate this test).
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/strongswan-certs");
+    let cas = plexgate_pki::TrustStore::from_files(&[dir.join(ca)]).expect("CA");
+    let ee = plexgate_pki::Certificate::from_der(&p.certs[0]).expect("cert");
+    let now = at(ee.validity().expect("validity").0 + 86_400);
     let verified = cas
-        .authenticate_peer(&peer, now())
+        .authenticate_peer(&peer, now)
         .unwrap_or_else(|e| panic!("{sa}: {e}"));
     assert!(verified.matches(&identity));
     // The same AUTH over different octets (e.g. the other side's) is refused.
@@ -163,7 +169,7 @@ fn check(sa: &str, initiator: bool, ca: &str, want_id: &str, want: SignatureSche
         ..peer
     };
     assert!(matches!(
-        cas.authenticate_peer(&replay, now()),
+        cas.authenticate_peer(&replay, now),
         Err(PkiError::BadSignature { .. })
     ));
 }
@@ -173,7 +179,7 @@ fn strongswan_ecdsa_initiator_auth() {
     check(
         "ecdsa",
         true,
-        "x509ca/ca.pem",
+        "ca.pem",
         "client.plexgate.test",
         SignatureScheme::EcdsaSha256,
     );
@@ -184,7 +190,7 @@ fn strongswan_ecdsa_responder_auth() {
     check(
         "ecdsa",
         false,
-        "x509ca/ca.pem",
+        "ca.pem",
         "gw.plexgate.test",
         SignatureScheme::EcdsaSha256,
     );
@@ -195,7 +201,7 @@ fn strongswan_rsa_pss_initiator_auth() {
     check(
         "rsa",
         true,
-        "x509ca/rsa-ca.pem",
+        "rsa-ca.pem",
         "rsa-client.plexgate.test",
         SignatureScheme::RsaPssSha256,
     );
@@ -206,7 +212,7 @@ fn strongswan_rsa_pkcs1_responder_auth() {
     check(
         "rsa",
         false,
-        "x509ca/rsa-ca.pem",
+        "rsa-ca.pem",
         "rsa-gw.plexgate.test",
         SignatureScheme::RsaPkcs1Sha256,
     );
