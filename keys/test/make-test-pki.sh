@@ -72,6 +72,14 @@ basicConstraints = CA:false
 subjectAltName = DNS:p384-client.plexgate.test
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
+[sub2]
+basicConstraints = critical, CA:true
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[deep]
+basicConstraints = CA:false
+subjectAltName = DNS:deep.plexgate.test
 [untrusted_ca]
 basicConstraints = critical, CA:true
 keyUsage = critical, keyCertSign, cRLSign
@@ -92,6 +100,16 @@ ec384 private/p384-client.pem
 openssl req -new -key private/p384-client.pem -subj "/C=CH/O=plexgate test/CN=p384-client.plexgate.test" \
   | openssl x509 -req -CA x509/sub-ca.pem -CAkey private/sub-ca.pem -set_serial 0x384 \
     -days $DAYS -sha384 -extfile $EXT -extensions ee -out x509/p384-client.pem
+
+# --- A CA under sub-ca (which has pathlen:0) and its client: violates pathLenConstraint ---
+ec256 untrusted/sub2-ca-key.pem
+openssl req -new -key untrusted/sub2-ca-key.pem -subj "/C=CH/O=plexgate test/CN=plexgate test sub2 CA" \
+  | openssl x509 -req -CA x509/sub-ca.pem -CAkey private/sub-ca.pem -set_serial 0x5c \
+    -days $DAYS -sha384 -extfile $EXT -extensions sub2 -out untrusted/sub2-ca.pem
+ec256 untrusted/deep-key.pem
+openssl req -new -key untrusted/deep-key.pem -subj "/C=CH/O=plexgate test/CN=deep.plexgate.test" \
+  | openssl x509 -req -CA untrusted/sub2-ca.pem -CAkey untrusted/sub2-ca-key.pem -set_serial 0x5d \
+    -days $DAYS -sha256 -extfile $EXT -extensions deep -out untrusted/deep.pem
 
 # --- An UNTRUSTED CA (openssl) with a client that claims the real client's name ---
 ec256 untrusted/ca-key.pem
@@ -115,6 +133,7 @@ openssl rsa -in private/rsa-gw.pem -traditional -out formats/rsa-gw-pkcs1.pem 2>
 openssl x509 -in x509/gw.pem -outform DER -out formats/gw.der
 
 chmod 0600 private/*.pem untrusted/*-key.pem formats/*
-chmod 0644 x509ca/*.pem x509/*.pem untrusted/ca.pem untrusted/client.pem untrusted/rogue.pem
+chmod 0644 x509ca/*.pem x509/*.pem untrusted/ca.pem untrusted/client.pem untrusted/rogue.pem \
+  untrusted/sub2-ca.pem untrusted/deep.pem
 chmod 0755 x509ca x509 untrusted formats; chmod 0700 private
 echo "test PKI regenerated in $(pwd)"

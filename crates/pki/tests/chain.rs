@@ -262,3 +262,20 @@ fn untrusted_client_claiming_the_client_name_fails_chain_not_name() {
         .verify_chain(&fake, &[], now())
         .is_err());
 }
+
+#[test]
+fn path_length_constraint_is_enforced() {
+    // root CA → sub-ca (pathlen:0) → sub2 CA → deep.plexgate.test: the sub CA may
+    // not have a CA below it (openssl verify agrees: "path length constraint
+    // exceeded").
+    let cas = store(&["x509ca/ca.pem"]);
+    let err = cas
+        .verify_chain(
+            &cert("untrusted/deep.pem"),
+            &[cert("untrusted/sub2-ca.pem"), cert("x509/sub-ca.pem")],
+            now(),
+        )
+        .expect_err("pathlen");
+    assert!(matches!(err, PkiError::ChainTooLong { .. }), "{err}");
+    assert!(err.to_string().contains("pathLenConstraint 0"), "{err}");
+}
