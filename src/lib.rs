@@ -2,6 +2,29 @@
 //! (`plexgate-wire`, `-ipsec`, `-ike`, `-pki`, `-policy`, `-distrib`).
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod ctl;
+pub mod gateway;
 pub mod io;
+pub mod logging;
 pub mod metrics;
+pub mod status;
+pub mod store;
+pub mod target;
+
+/// `plexgate policy check FILE…`: print every diagnostic; fail if any file has errors.
+pub fn policy_check(files: &[std::path::PathBuf]) -> std::process::ExitCode {
+    let mut failed = false;
+    for f in files {
+        let report = plexgate_policy::check(f);
+        print!("{report}");
+        if report.has_errors() {
+            failed = true;
+        }
+    }
+    if failed {
+        std::process::ExitCode::FAILURE
+    } else {
+        std::process::ExitCode::SUCCESS
+    }
+}

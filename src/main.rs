@@ -1,1 +1,139 @@
-fn main() {}
+//! `plexgate`: the command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "plexgate", version, about = "IPsec front door for server pools: ESP + IKEv2 in user space, DVIPA distribution over GRE")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the routing gateway for a site.
+    Run {
+        /// The site policy file.
+        #[arg(long)]
+        policy: PathBuf,
+        /// This gateway's name in the policy's [ha] section (default: the first).
+        #[arg(long)]
+        name: Option<String>,
+        /// Control socket for `plexgate status` / `plexgate initiate`.
+        #[arg(long, default_value = plexgate::ctl::DEFAULT_SOCKET)]
+        ctl: PathBuf,
+        /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9741).
+        #[arg(long)]
+        metrics: Option<std::net::SocketAddr>,
+    },
+    /// Run a target stack: receive DVIPA traffic over GRE and hand it to local servers.
+    Target {
+        /// The site policy file.
+        #[arg(long)]
+        policy: PathBuf,
+        /// This target's name in the policy.
+        #[arg(long)]
+        name: String,
+        /// Control socket.
+        #[arg(long, default_value = "/run/plexgate/target.sock")]
+        ctl: PathBuf,
+    },
+    /// Show IKE SAs, Child SAs, DVIPAs, the DPT and CRT counts of a running daemon.
+    Status {
+        /// Control socket of the daemon.
+        #[arg(long, default_value = plexgate::ctl::DEFAULT_SOCKET)]
+        ctl: PathBuf,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask a running gateway to negotiate an IKE SA (and its first Child SA) with a peer.
+    Initiate {
+        /// The peer's name in the policy.
+        peer: String,
+        /// The child to negotiate (default: the peer's first).
+        #[arg(long)]
+        child: Option<String>,
+        /// Control socket of the daemon.
+        #[arg(long, default_value = plexgate::ctl::DEFAULT_SOCKET)]
+        ctl: PathBuf,
+    },
+    /// Site policy tools.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
+    },
+    /// Measure on this machine.
+    Bench {
+        #[command(subcommand)]
+        cmd: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Check policy files; report every error with file:line:column.
+    Check {
+        /// Files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Raw AEAD vs the whole inbound path, per transform and packet size.
+    Datapath {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 0.5)]
+        seconds: f64,
+    },
+    /// IKE SA + Child SA setups per second, memory per SA.
+    Ike {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Number of setups.
+        #[arg(long, default_value_t = 3000)]
+        count: usize,
+    },
+    /// iperf3 through plexgate vs through strongSwan, in namespaces.
+    E2e {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Seconds per iperf3 run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    plexgate::logging::init();
+    let cli = Cli::parse();
+    let r: Result<(), Box<dyn std::error::Error>> = match cli.cmd {
+        Cmd::Run { policy, name, ctl, metrics } => plexgate::gateway::run(&policy, name.as_deref(), &ctl, metrics),
+        Cmd::Target { policy, name, ctl } => plexgate::target::run(&policy, &name, &ctl),
+        Cmd::Status { ctl, json } => plexgate::status::print(&ctl, json),
+        Cmd::Initiate { peer, child, ctl } => plexgate::status::initiate(&ctl, &peer, child.as_deref()),
+        Cmd::Policy { cmd: PolicyCmd::Check { files } } => return plexgate::policy_check(&files),
+        Cmd::Bench { cmd } => match cmd {
+            BenchCmd::Datapath { json, seconds } => plexgate::bench::datapath(json, seconds),
+            BenchCmd::Ike { json, count } => plexgate::bench::ike(json, count),
+            BenchCmd::E2e { json, seconds } => plexgate::bench::e2e(json, seconds),
+        },
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("plexgate: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

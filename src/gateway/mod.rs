@@ -1,0 +1,445 @@
+//! The routing gateway daemon (`plexgate run`): sockets, TUN, threads and the
+//! control socket around one [`core::GatewayCore`].
+
+pub mod config;
+pub mod core;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use plexgate_distrib as distrib;
+use serde_json::{json, Value};
+use socket2::Socket;
+
+use crate::io::net::{self, RecvBatch};
+use crate::io::tun::Tun;
+use crate::metrics::Exposition;
+use crate::store::{FileStore, Store};
+use self::core::{GatewayCore, SideEffect, Sink, HEADROOM};
+
+type BoxError = Box<dyn std::error::Error>;
+
+/// The sockets every thread sends on.
+struct Io {
+    udp: HashMap<SocketAddr, Arc<Socket>>,
+    esp: Option<Arc<Socket>>,
+    gre: Arc<Socket>,
+    tun: Arc<Tun>,
+    cluster: Arc<Socket>,
+    cluster_port: u16,
+    targets: HashMap<distrib::NodeId, IpAddr>,
+}
+
+/// A [`Sink`] that writes to the real sockets.
+struct IoSink<'a>(&'a Io);
+
+impl Sink for IoSink<'_> {
+    fn udp(&mut self, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        let s = self.0.udp.get(&local).or_else(|| {
+            self.0.udp.iter().find(|(a, _)| a.port() == local.port()).map(|(_, s)| s)
+        });
+        if let Some(s) = s {
+            if let Err(e) = net::send_to(s, data, remote) {
+                tracing::debug!("udp send to {remote}: {e}");
+            }
+        }
+    }
+    fn esp(&mut self, _local: IpAddr, remote: IpAddr, data: &[u8]) {
+        if let Some(s) = &self.0.esp {
+            let _ = net::send_to(s, data, SocketAddr::new(remote, 0));
+        }
+    }
+    fn gre(&mut self, remote: IpAddr, data: &[u8]) {
+        if let Err(e) = net::send_to(&self.0.gre, data, SocketAddr::new(remote, 0)) {
+            tracing::debug!("gre send to {remote}: {e}");
+        }
+    }
+    fn tun(&mut self, packet: &[u8]) {
+        let _ = self.0.tun.send(packet);
+    }
+    fn cluster(&mut self, to: distrib::Destination, data: &[u8]) {
+        let send = |a: &IpAddr| {
+            let _ = net::send_to(&self.0.cluster, data, SocketAddr::new(*a, self.0.cluster_port));
+        };
+        match to {
+            distrib::Destination::Broadcast => self.0.targets.values().for_each(send),
+            distrib::Destination::Node(n) => {
+                if let Some(a) = self.0.targets.get(&n) {
+                    send(a)
+                }
+            }
+        }
+    }
+}
+
+/// Run the gateway until killed.
+pub fn run(policy_path: &Path, _name: Option<&str>, ctl: &Path, metrics: Option<SocketAddr>) -> Result<(), BoxError> {
+    let checked = plexgate_policy::load(policy_path).map_err(|d| format!("{d}"))?;
+    if checked.warnings.iter().next().is_some() {
+        eprint!("{}", checked.warnings);
+    }
+    let p = checked.policy;
+    if let Some(k) = &p.log.keylog {
+        tracing::warn!("KEY LOG ENABLED: every SA's keys are written to {} — anyone who reads it can decrypt the traffic. Turn it off in production.", k.display());
+    }
+    let core = GatewayCore::new(&p, Box::new(plexgate_ike::SystemRng::new()))?;
+    let core = Arc::new(Mutex::new(core));
+
+    // Sockets.
+    let mut udp = HashMap::new();
+    for vipa in &p.site.gateway_vipas {
+        for port in [p.site.ike_port, p.site.natt_port] {
+            let a = SocketAddr::new(*vipa, port);
+            let s = net::udp_socket(a).map_err(|e| format!("bind UDP {a}: {e}"))?;
+            udp.insert(a, Arc::new(s));
+        }
+    }
+    let esp = match raw_esp_socket() {
+        Ok(s) => Some(Arc::new(s)),
+        Err(e) => {
+            tracing::warn!("no raw ESP socket (protocol 50): {e}; only ESP-in-UDP will work");
+            None
+        }
+    };
+    let gre = Arc::new(net::gre_socket(None)?);
+    let tun_name = format!("pg-{}", p.site.name.chars().take(12).collect::<String>());
+    let tun = Arc::new(Tun::open(&tun_name, None, 1400).map_err(|e| format!("TUN {tun_name}: {e}"))?);
+    let cluster_port = p.cluster.as_ref().map(|c| c.port).unwrap_or(7600);
+    let cluster = Arc::new(net::udp_socket(SocketAddr::new("0.0.0.0".parse()?, cluster_port))?);
+    let targets = p
+        .targets
+        .iter()
+        .filter_map(|t| config::target_node(&p, &t.name).map(|n| (n, t.address)))
+        .collect();
+    let io = Arc::new(Io { udp, esp, gre, tun: tun.clone(), cluster, cluster_port, targets });
+
+    // Routes: DVIPAs (plain traffic) into the TUN.
+    for d in &p.dvipas {
+        ip(&["route", "replace", &host_cidr(d.address), "dev", &tun_name]);
+    }
+    let store_dir = match p.ha.as_ref().map(|h| &h.store) {
+        Some(plexgate_policy::Store::Embedded { path }) => path.clone(),
+        _ => std::env::temp_dir().join(format!("plexgate-store-{}", p.site.name)),
+    };
+    let store: Arc<Mutex<Box<dyn Store>>> = Arc::new(Mutex::new(Box::new(FileStore::open(&store_dir)?)));
+    let keylog = p.log.keylog.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+
+    // UDP receivers (IKE on 500, IKE + ESP-in-UDP on 4500).
+    for (addr, sock) in io.udp.clone() {
+        let (core, io) = (core.clone(), io.clone());
+        threads.push(spawn(&format!("udp-{}", addr.port()), move || {
+            let mut b = RecvBatch::new();
+            loop {
+                let n = match b.recv(net::fd_of(&sock)) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::error!("udp {addr}: {e}");
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                };
+                if n == 0 {
+                    continue;
+                }
+                let now = Instant::now();
+                let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
+                let mut sink = IoSink(&io);
+                for i in 0..n {
+                    let (buf, len, from) = b.slot_mut(i);
+                    if let Some(from) = from {
+                        c.on_udp(now, addr, from, buf, 0, len, &mut sink);
+                    }
+                }
+            }
+        }));
+    }
+    // Raw ESP receiver.
+    if let Some(sock) = io.esp.clone() {
+        let (core, io) = (core.clone(), io.clone());
+        threads.push(spawn("esp", move || {
+            let mut b = RecvBatch::new();
+            loop {
+                let Ok(n) = b.recv(net::fd_of(&sock)) else { continue };
+                if n == 0 {
+                    continue;
+                }
+                let now = Instant::now();
+                let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
+                let mut sink = IoSink(&io);
+                for i in 0..n {
+                    let (buf, len, _) = b.slot_mut(i);
+                    if let Some((_, ihl)) = net::ipv4_outer(&buf[..len]) {
+                        c.on_esp(now, buf, ihl, len - ihl, &mut sink);
+                    }
+                }
+            }
+        }));
+    }
+    // GRE receivers, one per link, bound to the link's device.
+    for (i, l) in p.links.iter().enumerate() {
+        let sock = match net::gre_socket(Some(&l.interface)) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("link {}: cannot bind GRE to {}: {e}", l.name, l.interface);
+                continue;
+            }
+        };
+        let link = p
+            .targets
+            .iter()
+            .position(|t| t.link == l.name)
+            .map(|t| distrib::LinkId(t as u32))
+            .unwrap_or(distrib::LinkId(1_000_000 + i as u32));
+        let (core, io) = (core.clone(), io.clone());
+        threads.push(spawn(&format!("gre-{}", l.name), move || {
+            let mut b = RecvBatch::new();
+            loop {
+                let Ok(n) = b.recv(net::fd_of(&sock)) else { continue };
+                if n == 0 {
+                    continue;
+                }
+                let now = Instant::now();
+                let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
+                let mut sink = IoSink(&io);
+                for i in 0..n {
+                    let (buf, len, _) = b.slot_mut(i);
+                    if let Some((src, ihl)) = net::ipv4_outer(&buf[..len]) {
+                        c.on_gre(now, link, src, buf, ihl, len - ihl, &mut sink);
+                    }
+                }
+            }
+        }));
+    }
+    // TUN reader.
+    {
+        let (core, io, tun) = (core.clone(), io.clone(), tun.clone());
+        threads.push(spawn("tun", move || {
+            let mut buf = vec![0u8; 65536 + 2 * HEADROOM];
+            loop {
+                let n = match tun.recv_timeout(&mut buf[HEADROOM..HEADROOM + 65536], Duration::from_millis(200)) {
+                    Ok(n) => n,
+                    Err(_) => continue,
+                };
+                if n == 0 {
+                    continue;
+                }
+                let now = Instant::now();
+                let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
+                c.on_tun(now, &mut buf, HEADROOM, n, &mut IoSink(&io));
+            }
+        }));
+    }
+    // Cluster channel.
+    {
+        let (core, io) = (core.clone(), io.clone());
+        threads.push(spawn("cluster", move || {
+            let mut buf = [0u8; 65536];
+            loop {
+                let Ok((n, _)) = io.cluster.recv_from(as_uninit(&mut buf)) else { continue };
+                let now = Instant::now();
+                let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
+                c.on_cluster(now, &buf[..n], &mut IoSink(&io));
+            }
+        }));
+    }
+    // Timers, side effects (records, key log, routes), periodic DVIPA announcements.
+    {
+        let (core, io, store, stop) = (core.clone(), io.clone(), store.clone(), stop.clone());
+        let tun_name = tun_name.clone();
+        threads.push(spawn("timer", move || {
+            let mut last_announce = Instant::now() - Duration::from_secs(60);
+            let mut keylog_file = keylog.as_ref().and_then(|k| {
+                std::fs::OpenOptions::new().create(true).append(true).open(k).map_err(|e| tracing::error!("keylog {}: {e}", k.display())).ok()
+            });
+            while !stop.load(Ordering::Relaxed) {
+                let now = Instant::now();
+                let (effects, routes) = {
+                    let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut sink = IoSink(&io);
+                    if c.next_timeout().is_some_and(|t| t <= now) || true {
+                        c.on_timeout(now, &mut sink);
+                    }
+                    if now.duration_since(last_announce) >= Duration::from_secs(5) {
+                        c.announce(now, &mut sink);
+                        last_announce = now;
+                    }
+                    let effects = c.drain_side_effects();
+                    let routes = c.routes_wanted();
+                    (effects, routes)
+                };
+                apply_routes(&tun_name, routes);
+                for e in effects {
+                    match e {
+                        SideEffect::PutRecord(k, v) => {
+                            if let Err(err) = store.lock().unwrap_or_else(|e| e.into_inner()).put(&k, &v) {
+                                tracing::error!("store put {k}: {err} (the record will be written again on the next change)");
+                            }
+                        }
+                        SideEffect::DeleteRecord(k) => {
+                            let _ = store.lock().unwrap_or_else(|e| e.into_inner()).delete(&k);
+                        }
+                        SideEffect::KeyLog(line) => {
+                            if let Some(f) = keylog_file.as_mut() {
+                                let _ = writeln!(f, "{line}");
+                                let _ = f.flush();
+                            }
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }));
+    }
+    // Control socket.
+    {
+        let (core, io) = (core.clone(), io.clone());
+        let h: crate::ctl::Handler = Arc::new(move |req: &Value| {
+            let now = Instant::now();
+            let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
+            let mut sink = IoSink(&io);
+            handle_ctl(&mut c, now, req, &mut sink)
+        });
+        crate::ctl::serve(ctl, h)?;
+    }
+    if let Some(m) = metrics {
+        let core = core.clone();
+        let bound = crate::metrics::serve(m, Arc::new(move || render_metrics(&core.lock().unwrap_or_else(|e| e.into_inner()))))?;
+        tracing::info!("metrics on http://{bound}/metrics");
+    }
+    tracing::info!(site = %p.site.name, tun = %tun_name, "gateway running; control socket {}", ctl.display());
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(())
+}
+
+fn handle_ctl(c: &mut GatewayCore, now: Instant, req: &Value, sink: &mut dyn Sink) -> Value {
+    let as_u64 = |k: &str| req[k].as_u64().or_else(|| req[k].as_str().and_then(|s| u64::from_str_radix(s, 16).ok()));
+    match req["cmd"].as_str() {
+        Some("status") => c.status(now),
+        Some("initiate") => match c.initiate(now, req["peer"].as_str().unwrap_or(""), req["child"].as_str(), sink) {
+            Ok(id) => json!({"ok": true, "ike_sa": id}),
+            Err(e) => json!({"error": e}),
+        },
+        Some("rekey-child") => match as_u64("spi") {
+            Some(spi) => result_json(c.rekey_child(now, spi as u32, sink)),
+            None => json!({"error": "rekey-child needs \"spi\" (inbound SPI, hex string or number)"}),
+        },
+        Some("rekey-ike") => match req["id"].as_u64() {
+            Some(id) => result_json(c.rekey_ike(now, id, sink)),
+            None => json!({"error": "rekey-ike needs \"id\""}),
+        },
+        Some("delete-ike") => match req["id"].as_u64() {
+            Some(id) => result_json(c.delete_ike(now, id, sink)),
+            None => json!({"error": "delete-ike needs \"id\""}),
+        },
+        other => json!({"error": format!("unknown command {other:?}; try status, initiate, rekey-child, rekey-ike, delete-ike")}),
+    }
+}
+
+fn result_json(r: Result<(), String>) -> Value {
+    match r {
+        Ok(()) => json!({"ok": true}),
+        Err(e) => json!({"error": e}),
+    }
+}
+
+fn render_metrics(c: &GatewayCore) -> String {
+    let mut e = Exposition::default();
+    let sad = c.sad();
+    e.family("plexgate_sa_bytes", "counter", "Inner bytes sealed or opened per SA");
+    for sa in sad.iter() {
+        let p = sa.params();
+        let l = [("spi", format!("{:08x}", p.spi)), ("direction", format!("{:?}", p.direction).to_lowercase()), ("peer", p.peer.clone()), ("child", p.child.clone())];
+        e.sample("plexgate_sa_bytes", &l, sa.stats().bytes);
+    }
+    e.family("plexgate_sa_packets", "counter", "Packets sealed or opened per SA");
+    for sa in sad.iter() {
+        let p = sa.params();
+        let l = [("spi", format!("{:08x}", p.spi)), ("direction", format!("{:?}", p.direction).to_lowercase()), ("peer", p.peer.clone()), ("child", p.child.clone())];
+        e.sample("plexgate_sa_packets", &l, sa.stats().packets);
+    }
+    let k = sad.counters;
+    e.family("plexgate_esp_drops_total", "counter", "ESP packets dropped, by reason");
+    for (reason, v) in [
+        ("unknown_spi", k.drop_unknown_spi),
+        ("replay", k.drop_replay),
+        ("bad_icv", k.drop_bad_icv),
+        ("bad_padding", k.drop_bad_padding),
+        ("truncated", k.drop_truncated),
+        ("selector_mismatch", k.drop_selector_mismatch),
+        ("seq_exhausted", k.drop_seq_exhausted),
+        ("expired", k.drop_sa_expired),
+    ] {
+        e.sample("plexgate_esp_drops_total", &[("reason", reason.into())], v);
+    }
+    let cc = c.counters();
+    e.family("plexgate_policy_drops_total", "counter", "Packets dropped by the SPD");
+    e.sample("plexgate_policy_drops_total", &[("direction", "in".into())], cc.drop_policy_in);
+    e.sample("plexgate_policy_drops_total", &[("direction", "out".into())], cc.drop_policy_out);
+    let snap = c.distributor().snapshot();
+    e.family("plexgate_distrib_drops_total", "counter", "Distribution drops, by reason (spoof = GRE from the wrong link)");
+    for (reason, v) in snap.drops.iter() {
+        e.sample("plexgate_distrib_drops_total", &[("reason", format!("{reason:?}").to_lowercase())], *v);
+    }
+    e.family("plexgate_connections", "gauge", "Connections in the CRT per target");
+    for t in snap.targets.iter() {
+        e.sample("plexgate_connections", &[("target", t.node.0.to_string())], t.connections);
+    }
+    e.finish()
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new().name(name.into()).spawn(f).expect("spawn thread")
+}
+
+fn as_uninit(buf: &mut [u8]) -> &mut [std::mem::MaybeUninit<u8>] {
+    // SAFETY: u8 and MaybeUninit<u8> have the same layout; we only let the kernel write.
+    unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) }
+}
+
+fn raw_esp_socket() -> std::io::Result<Socket> {
+    let s = Socket::new(socket2::Domain::IPV4, socket2::Type::RAW, Some(socket2::Protocol::from(50)))?;
+    s.set_read_timeout(Some(Duration::from_millis(200)))?;
+    Ok(s)
+}
+
+/// `addr/32` or `addr/128`.
+pub fn host_cidr(a: IpAddr) -> String {
+    match a {
+        IpAddr::V4(_) => format!("{a}/32"),
+        IpAddr::V6(_) => format!("{a}/128"),
+    }
+}
+
+/// Run `ip ARGS`, logging failures.
+pub fn ip(args: &[&str]) -> bool {
+    match std::process::Command::new("ip").args(args).output() {
+        Ok(o) if o.status.success() => true,
+        Ok(o) => {
+            tracing::warn!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim());
+            false
+        }
+        Err(e) => {
+            tracing::warn!("ip {}: {e}", args.join(" "));
+            false
+        }
+    }
+}
+
+fn apply_routes(tun: &str, routes: Vec<(bool, String)>) {
+    for (add, cidr) in routes {
+        if add {
+            ip(&["route", "replace", &cidr, "dev", tun]);
+        } else {
+            ip(&["route", "del", &cidr, "dev", tun]);
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! `plexgate status` and `plexgate initiate`: clients of the control socket.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+type BoxError = Box<dyn std::error::Error>;
+
+/// Print the daemon's status, as a table (like `swanctl --list-sas`) or JSON.
+pub fn print(ctl: &Path, as_json: bool) -> Result<(), BoxError> {
+    let v = crate::ctl::request(ctl, &json!({"cmd": "status"}))?;
+    if let Some(e) = v.get("error") {
+        return Err(format!("daemon: {e}").into());
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", render(&v));
+    }
+    Ok(())
+}
+
+/// Human-readable status.
+pub fn render(v: &Value) -> String {
+    let mut o = String::new();
+    let s = |x: &Value| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string());
+    o.push_str(&format!("site {}\n", s(&v["site"])));
+    for sa in v["ike_sas"].as_array().into_iter().flatten() {
+        o.push_str(&format!(
+            "{}: #{}, {}, IKEv2, {:016x}_i{} {:016x}_r{}\n  local  '{}' @ {}\n  remote '{}' @ {}{}\n  {}\n",
+            s(&sa["peer"]),
+            sa["id"],
+            s(&sa["state"]),
+            sa["spi_i"].as_u64().unwrap_or(0),
+            if sa["initiator"] == true { "*" } else { "" },
+            sa["spi_r"].as_u64().unwrap_or(0),
+            if sa["initiator"] == true { "" } else { "*" },
+            s(&sa["local_id"]),
+            s(&sa["local"]),
+            s(&sa["remote_id"]),
+            s(&sa["remote"]),
+            if sa["nat"] == true { " (NAT-T)" } else { "" },
+            s(&sa["algorithms"]),
+        ));
+        if let Some(r) = sa["rekey_in_secs"].as_u64() {
+            o.push_str(&format!("  rekeying in {r} s\n"));
+        }
+    }
+    for c in v["child_sas"].as_array().into_iter().flatten() {
+        o.push_str(&format!(
+            "  {} {}/{}: SPI {} {} {}{}{}, {} bytes, {} packets\n    local {}  remote {}\n",
+            s(&c["direction"]),
+            s(&c["peer"]),
+            s(&c["child"]),
+            s(&c["spi"]),
+            s(&c["mode"]),
+            s(&c["transform"]),
+            if c["esn"] == true { "/ESN" } else { "" },
+            if c["udp_encap"] == true { " UDP-encap" } else { "" },
+            c["bytes"],
+            c["packets"],
+            c["local_ts"],
+            c["remote_ts"],
+        ));
+    }
+    for d in v["dvipas"].as_array().into_iter().flatten() {
+        o.push_str(&format!("DVIPA {} {} ({})\n", s(&d["dvipa"]), if d["routing"] == true { "routing" } else { "backup" }, s(&d["algorithm"])));
+    }
+    if let Some(t) = v["targets"].as_array() {
+        for t in t {
+            o.push_str(&format!("  target {}: link {}, {} connections\n", s(&t["node"]), if t["link_up"] == true { "up" } else { "down" }, t["connections"]));
+        }
+    }
+    o.push_str(&format!("CRT entries: {}\n", v["crt_entries"]));
+    o.push_str(&format!("ESP counters: {}\n", v["esp_counters"]));
+    o.push_str(&format!("drops: {}\n", v["core_counters"]));
+    o
+}
+
+/// Ask the gateway to initiate.
+pub fn initiate(ctl: &Path, peer: &str, child: Option<&str>) -> Result<(), BoxError> {
+    let v = crate::ctl::request(ctl, &json!({"cmd": "initiate", "peer": peer, "child": child}))?;
+    match v.get("error") {
+        Some(e) => Err(format!("{e}").into()),
+        None => {
+            println!("initiating IKE SA #{} with {peer}", v["ike_sa"]);
+            Ok(())
+        }
+    }
+}
