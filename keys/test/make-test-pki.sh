@@ -80,6 +80,13 @@ authorityKeyIdentifier = keyid
 [deep]
 basicConstraints = CA:false
 subjectAltName = DNS:deep.plexgate.test
+[nc]
+basicConstraints = critical, CA:true
+keyUsage = critical, keyCertSign, cRLSign
+nameConstraints = critical, permitted;DNS:plexgate.test
+[nc_ee]
+basicConstraints = CA:false
+subjectAltName = DNS:nc.plexgate.test
 [untrusted_ca]
 basicConstraints = critical, CA:true
 keyUsage = critical, keyCertSign, cRLSign
@@ -111,6 +118,16 @@ openssl req -new -key untrusted/deep-key.pem -subj "/C=CH/O=plexgate test/CN=dee
   | openssl x509 -req -CA untrusted/sub2-ca.pem -CAkey untrusted/sub2-ca-key.pem -set_serial 0x5d \
     -days $DAYS -sha256 -extfile $EXT -extensions deep -out untrusted/deep.pem
 
+# --- A CA with a critical nameConstraints extension (not implemented: must be refused) ---
+ec256 untrusted/nc-ca-key.pem
+openssl req -new -key untrusted/nc-ca-key.pem -subj "/C=CH/O=plexgate test/CN=plexgate test name-constrained CA" \
+  | openssl x509 -req -CA x509ca/ca.pem -CAkey private/ca.pem -set_serial 0x5e \
+    -days $DAYS -sha256 -extfile $EXT -extensions nc -out untrusted/nc-ca.pem
+ec256 untrusted/nc-key.pem
+openssl req -new -key untrusted/nc-key.pem -subj "/C=CH/O=plexgate test/CN=nc.plexgate.test" \
+  | openssl x509 -req -CA untrusted/nc-ca.pem -CAkey untrusted/nc-ca-key.pem -set_serial 0x5f \
+    -days $DAYS -sha256 -extfile $EXT -extensions nc_ee -out untrusted/nc.pem
+
 # --- An UNTRUSTED CA (openssl) with a client that claims the real client's name ---
 ec256 untrusted/ca-key.pem
 openssl req -new -x509 -key untrusted/ca-key.pem -subj "/C=CH/O=evil test/CN=untrusted test CA" \
@@ -134,6 +151,6 @@ openssl x509 -in x509/gw.pem -outform DER -out formats/gw.der
 
 chmod 0600 private/*.pem untrusted/*-key.pem formats/*
 chmod 0644 x509ca/*.pem x509/*.pem untrusted/ca.pem untrusted/client.pem untrusted/rogue.pem \
-  untrusted/sub2-ca.pem untrusted/deep.pem
+  untrusted/sub2-ca.pem untrusted/deep.pem untrusted/nc-ca.pem untrusted/nc.pem
 chmod 0755 x509ca x509 untrusted formats; chmod 0700 private
 echo "test PKI regenerated in $(pwd)"

@@ -6,8 +6,10 @@
 //! must chain by issuer name and signature to a configured CA; every certificate
 //! in the path must be within its validity period at the time the caller passes
 //! in; every issuer must be a CA (basicConstraints cA, keyCertSign if keyUsage is
-//! present) and respect its pathLenConstraint. Not implemented: revocation (CRL,
-//! OCSP), name constraints, policy processing.
+//! present) and respect its pathLenConstraint; a certificate with a critical
+//! extension we do not process is refused (RFC 5280 §4.2). Not implemented:
+//! revocation (CRL, OCSP), name constraints (refused when critical), policy
+//! processing.
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -334,6 +336,36 @@ fn check_issuer(c: &X509Certificate<'_>, below: usize) -> Result<(), PkiError> {
     Ok(())
 }
 
+//= https://www.rfc-editor.org/rfc/rfc5280#section-4.2
+//# A certificate-using system MUST reject the certificate if it encounters
+//# a critical extension it does not recognize or a critical extension
+//# that contains information that it cannot process.
+/// Refuses critical extensions other than the ones path validation here handles
+/// (basicConstraints, keyUsage, subjectAltName) or that carry no constraint we
+/// would have to enforce (extendedKeyUsage, certificatePolicies without policy
+/// processing, key identifiers). nameConstraints and policy constraints are refused.
+fn check_critical_extensions(c: &X509Certificate<'_>) -> Result<(), PkiError> {
+    const UNDERSTOOD: &[&str] = &[
+        "2.5.29.19", // basicConstraints
+        "2.5.29.15", // keyUsage
+        "2.5.29.17", // subjectAltName
+        "2.5.29.37", // extendedKeyUsage
+        "2.5.29.32", // certificatePolicies
+        "2.5.29.14", // subjectKeyIdentifier
+        "2.5.29.35", // authorityKeyIdentifier
+    ];
+    for ext in c.extensions().iter().filter(|e| e.critical) {
+        let oid = ext.oid.to_id_string();
+        if !UNDERSTOOD.contains(&oid.as_str()) {
+            return Err(PkiError::UnsupportedCriticalExtension {
+                subject: name_of(c),
+                oid,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Refuses SHA-1 and MD5 certificate signatures.
 fn check_signature_strength(c: &X509Certificate<'_>) -> Result<(), PkiError> {
     let oid = c.signature_algorithm.algorithm.to_id_string();
@@ -448,6 +480,7 @@ impl TrustStore {
                 });
             }
             check_signature_strength(&current)?;
+            check_critical_extensions(&current)?;
             let issuer_dn = DistinguishedName::from_der(current.issuer().as_raw())
                 .map_err(PkiError::BadCertificate)?;
             let same_name = |c: &&X509Certificate<'_>| {
@@ -460,6 +493,7 @@ impl TrustStore {
                 match current.verify_signature(Some(anchor.public_key())) {
                     Ok(()) => {
                         check_validity(anchor, at)?;
+                        check_critical_extensions(anchor)?;
                         check_issuer(anchor, cas_below)?;
                         path.push(issuer_dn);
                         return Ok(VerifiedPeer {

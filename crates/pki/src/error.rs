@@ -103,6 +103,15 @@ pub enum PkiError {
         /// Which limit.
         reason: String,
     },
+    /// A certificate has a critical extension this crate does not process
+    /// (RFC 5280 §4.2: such a certificate must be rejected).
+    #[error("certificate \"{subject}\" has critical extension {oid}, which is not supported")]
+    UnsupportedCriticalExtension {
+        /// Subject DN of the certificate.
+        subject: String,
+        /// The extension OID.
+        oid: String,
+    },
     /// A weak certificate signature algorithm (SHA-1 or MD5).
     #[error("certificate \"{subject}\" is signed with a weak algorithm ({alg})")]
     WeakCertificateSignature {

@@ -279,3 +279,21 @@ fn path_length_constraint_is_enforced() {
     assert!(matches!(err, PkiError::ChainTooLong { .. }), "{err}");
     assert!(err.to_string().contains("pathLenConstraint 0"), "{err}");
 }
+
+#[test]
+fn unsupported_critical_extension_is_refused() {
+    // nc-ca.pem carries a critical nameConstraints extension, which we do not
+    // implement: RFC 5280 §4.2 says to reject the certificate.
+    let cas = store(&["x509ca/ca.pem"]);
+    let err = cas
+        .verify_chain(
+            &cert("untrusted/nc.pem"),
+            &[cert("untrusted/nc-ca.pem")],
+            now(),
+        )
+        .expect_err("nameConstraints");
+    assert!(
+        matches!(err, PkiError::UnsupportedCriticalExtension { ref oid, .. } if oid == "2.5.29.30"),
+        "{err}"
+    );
+}
