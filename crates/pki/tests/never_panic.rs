@@ -5,12 +5,41 @@
 mod common;
 use common::*;
 
+use std::sync::OnceLock;
+
 use proptest::prelude::*;
 
 use plexgate_pki::{
     decode_hash_algorithms, pem::parse_pem, verify_auth, Certificate, DigitalSignature,
     DistinguishedName, Identity, LocalSigner, SignatureScheme,
 };
+
+/// Loaded once: the CA store, two public keys, and a real RSASSA-PSS AUTH payload.
+struct Fixture {
+    cas: plexgate_pki::TrustStore,
+    keys: Vec<plexgate_pki::PeerPublicKey>,
+    gw_der: Vec<u8>,
+    rsa_key: plexgate_pki::PeerPublicKey,
+    pss_auth: Vec<u8>,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let s = signer("rsa-gw.pem").with_rsa_padding(plexgate_pki::RsaPadding::Pss);
+        let (_, pss_auth) = s.sign(b"octets", &[2]).expect("sign");
+        Fixture {
+            cas: store(&["x509ca/ca.pem"]),
+            keys: vec![
+                signer("gw.pem").public_key(),
+                signer("p384-client.pem").public_key(),
+            ],
+            gw_der: cert("x509/gw.pem").der().to_vec(),
+            rsa_key: s.public_key(),
+            pss_auth,
+        }
+    })
+}
 
 fn exercise_cert(bytes: &[u8]) {
     if let Ok(c) = Certificate::from_der(bytes) {
@@ -20,8 +49,9 @@ fn exercise_cert(bytes: &[u8]) {
         let _ = c.key_ids();
         let _ = c.validity();
         let _ = c.is_ca();
-        let cas = store(&["x509ca/ca.pem"]);
-        let _ = cas.verify_chain(&c, std::slice::from_ref(&c), now());
+        let _ = fixture()
+            .cas
+            .verify_chain(&c, std::slice::from_ref(&c), now());
     }
 }
 
@@ -36,8 +66,7 @@ proptest! {
 
     #[test]
     fn certificate_mutations(pos in any::<prop::sample::Index>(), val in any::<u8>(), cut in any::<prop::sample::Index>()) {
-        let der = cert("x509/gw.pem").der().to_vec();
-        let mut m = der.clone();
+        let mut m = fixture().gw_der.clone();
         let i = pos.index(m.len());
         m[i] = val;
         exercise_cert(&m);
@@ -47,9 +76,8 @@ proptest! {
     #[test]
     fn auth_data_noise(method in prop::sample::select(vec![1u8, 9, 10, 11, 14, 200]),
                        bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
-        for key in ["gw.pem", "p384-client.pem"] {
-            let pk = signer(key).public_key();
-            prop_assert!(verify_auth(&pk, method, &bytes, b"octets").is_err());
+        for pk in &fixture().keys {
+            prop_assert!(verify_auth(pk, method, &bytes, b"octets").is_err());
         }
         if let Ok(ds) = DigitalSignature::parse(&bytes) {
             let _ = SignatureScheme::from_algorithm_identifier(ds.algorithm_identifier);
@@ -59,13 +87,11 @@ proptest! {
     #[test]
     fn auth_data_mutations(pos in any::<prop::sample::Index>(), val in any::<u8>()) {
         // A real RSASSA-PSS AUTH payload (long AlgorithmIdentifier) with one byte changed.
-        let s = signer("rsa-gw.pem").with_rsa_padding(plexgate_pki::RsaPadding::Pss);
-        let (_, data) = s.sign(b"octets", &[2]).expect("sign");
-        let mut m = data.clone();
+        let mut m = fixture().pss_auth.clone();
         let i = pos.index(m.len());
         prop_assume!(m[i] != val);
         m[i] = val;
-        prop_assert!(verify_auth(&s.public_key(), 14, &m, b"octets").is_err());
+        prop_assert!(verify_auth(&fixture().rsa_key, 14, &m, b"octets").is_err());
     }
 
     #[test]
