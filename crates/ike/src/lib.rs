@@ -10,6 +10,7 @@
 //! machine) and [`record`] (recovery records for takeover).
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod config;
 pub mod crypto;
 pub mod endpoint;
