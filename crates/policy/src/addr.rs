@@ -340,6 +340,30 @@ impl FromStr for TrafficSelector {
     }
 }
 
+impl fmt::Display for AddrSel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AddrSel::Any => f.write_str("any"),
+            AddrSel::Range(r) => r.fmt(f),
+        }
+    }
+}
+
+impl fmt::Display for TrafficSelector {
+    /// swanctl syntax (`10.1.0.0/16[tcp/443]`); parses back to the same selector.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.addr {
+            TsAddr::Dynamic => f.write_str("dynamic")?,
+            TsAddr::Sel(s) => s.fmt(f)?,
+        }
+        match (self.proto, self.ports == PortRange::ANY) {
+            (None, true) => Ok(()),
+            (p, true) => write!(f, "[{}]", proto_name(p)),
+            (p, false) => write!(f, "[{}/{}]", proto_name(p), self.ports),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,6 +407,22 @@ mod tests {
         assert_eq!(show("0.0.0.0/0"), "0.0.0.0/0");
         assert_eq!(show("::/0"), "::/0");
         assert_eq!(show("2001:db8::/32"), "2001:db8::/32");
+    }
+
+    #[test]
+    fn selectors_display_round_trip() {
+        for s in [
+            "10.100.0.10[tcp/443]",
+            "dynamic",
+            "10.0.0.0/8[udp/1000-2000]",
+            "any[icmp]",
+            "2001:db8::/32[47]",
+            "10.0.0.1-10.0.0.9",
+        ] {
+            let ts: TrafficSelector = s.parse().unwrap();
+            assert_eq!(ts.to_string(), s);
+            assert_eq!(ts.to_string().parse::<TrafficSelector>().unwrap(), ts);
+        }
     }
 
     #[test]

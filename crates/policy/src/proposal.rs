@@ -505,6 +505,82 @@ impl fmt::Display for Encr {
     }
 }
 
+impl fmt::Display for Integ {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Integ::HmacSha1_96 => "sha1",
+            Integ::HmacSha256_128 => "sha256",
+            Integ::HmacSha384_192 => "sha384",
+            Integ::HmacSha512_256 => "sha512",
+        })
+    }
+}
+
+impl fmt::Display for Prf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Prf::HmacSha1 => "prfsha1",
+            Prf::HmacSha256 => "prfsha256",
+            Prf::HmacSha384 => "prfsha384",
+            Prf::HmacSha512 => "prfsha512",
+        })
+    }
+}
+
+impl fmt::Display for DhGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DhGroup::Modp1024 => "modp1024",
+            DhGroup::Modp2048 => "modp2048",
+            DhGroup::Modp3072 => "modp3072",
+            DhGroup::Modp4096 => "modp4096",
+            DhGroup::Ecp256 => "ecp256",
+            DhGroup::Ecp384 => "ecp384",
+            DhGroup::Ecp521 => "ecp521",
+            DhGroup::X25519 => "x25519",
+            DhGroup::X448 => "x448",
+        })
+    }
+}
+
+fn join(f: &mut fmt::Formatter<'_>, words: &[String]) -> fmt::Result {
+    f.write_str(&words.join("-"))
+}
+
+fn words<T: fmt::Display>(v: &[T]) -> impl Iterator<Item = String> + '_ {
+    v.iter().map(|x| x.to_string())
+}
+
+impl fmt::Display for IkeProposal {
+    /// The strongSwan string, PRF always written out: parsing it gives back the
+    /// same proposal.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let w: Vec<String> = words(&self.encryption)
+            .chain(words(&self.integrity))
+            .chain(words(&self.prf))
+            .chain(words(&self.dh))
+            .collect();
+        join(f, &w)
+    }
+}
+
+impl fmt::Display for EspProposal {
+    /// The strongSwan string; `esn`/`noesn` only when not the default "no ESN".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut w: Vec<String> = words(&self.encryption)
+            .chain(words(&self.integrity))
+            .chain(words(&self.pfs))
+            .collect();
+        if self.esn != [Esn::No] {
+            w.extend(self.esn.iter().map(|e| match e {
+                Esn::Yes => "esn".to_string(),
+                Esn::No => "noesn".to_string(),
+            }));
+        }
+        join(f, &w)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,6 +622,33 @@ mod tests {
         let (e, _) = parse_esp("aes256-sha256").unwrap();
         assert_eq!(e.encryption, vec![Encr::AesCbc { key_bits: 256 }]);
         assert_eq!(e.integrity, vec![Integ::HmacSha256_128]);
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for s in [
+            "aes256gcm16-prfsha384-ecp384",
+            "aes128-sha256-prfsha256-x25519",
+            "aes128-aes256-sha256-sha512-prfsha256-modp2048-ecp256",
+            "chacha20poly1305-prfsha512-x448",
+        ] {
+            let (p, _) = parse_ike(s).unwrap();
+            assert_eq!(p.to_string(), s);
+        }
+        // The derived PRF is written out.
+        assert_eq!(
+            parse_ike("aes128-sha256-x25519").unwrap().0.to_string(),
+            "aes128-sha256-prfsha256-x25519"
+        );
+        for s in [
+            "aes128gcm16",
+            "aes256gcm16-esn",
+            "aes256-sha256-ecp384",
+            "aes256gcm12-esn-noesn",
+        ] {
+            let (p, _) = parse_esp(s).unwrap();
+            assert_eq!(p.to_string(), s);
+        }
     }
 
     #[test]

@@ -212,3 +212,50 @@ fn check_renders_ok_summary() {
         "{r}"
     );
 }
+
+#[test]
+fn site_a_listing() {
+    let c = load_ok("site-a.toml");
+    let text = c.policy.to_string();
+    let keys = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../policy/../keys/example");
+    let want = format!(
+        "site site-a: gateway VIPAs 192.0.2.1 (IKE 500, NAT-T 4500)
+  interface eth0 192.0.2.2/24
+peer roadwarriors: remote any, @vpn.site-a.example <-> %any, auth psk {psk}
+  ike aes256gcm16-prfsha384-ecp384, aes128-sha256-prfsha256-x25519; rekey 4h, life 4h24m, dpd 30s
+  child web: 10.100.0.10[tcp/443], 10.100.0.10[tcp/80] === dynamic (tunnel)
+    esp aes256gcm16-esn, aes128gcm16, chacha20poly1305; rekey 1h, life 1h6m; replay 1024; start None
+spd (first match wins):
+  #1 https-over-ipsec: Both tcp local 10.100.0.10 port 443 remote any port any -> protect roadwarriors/web
+  #2 http-over-ipsec: Both tcp local 10.100.0.10 port 80 remote any port any -> protect roadwarriors/web
+  #3 no-clear-to-pool: In any local 10.100.0.10 port any remote any port any -> discard
+dvipa 10.100.0.10 ports 80, 443: RoundRobin, plain traffic Drop
+  target web-1 10.9.0.2 via link to-web-1 weight 1
+  target web-2 10.9.0.6 via link to-web-2 weight 1
+  target web-3 10.9.0.10 via link to-web-3 weight 1
+link to-web-1: pg-w1 10.9.0.1 in 10.9.0.0/30 <-> 10.9.0.2
+link to-web-2: pg-w2 10.9.0.5 in 10.9.0.4/30 <-> 10.9.0.6
+link to-web-3: pg-w3 10.9.0.9 in 10.9.0.8/30 <-> 10.9.0.10
+cluster: gateway id 1, port 7600, key {cluster}
+",
+        psk = keys.join("site-a.psk").display(),
+        cluster = keys.join("cluster.key").display()
+    );
+    assert_eq!(text, want);
+}
+
+#[test]
+fn identities_display_parse_back() {
+    for name in ["site-a.toml", "site-b.toml", "site-c.toml"] {
+        let p = load_ok(name).policy;
+        for peer in &p.peers {
+            for id in [&peer.local_id, &peer.remote_id] {
+                let text = format!(
+                    "[site]\nname = \"x\"\ngateway_vipas = [\"192.0.2.1\"]\n[[site.interface]]\nname = \"e\"\naddress = \"192.0.2.2/24\"\n[[peer]]\nname = \"p\"\nremote_address = \"any\"\nlocal_id = \"@a\"\nremote_id = \"{id}\"\nauth = \"psk\"\npsk_file = \"k\"\n"
+                );
+                let again = parse_str(&text, "x.toml", std::path::Path::new(".")).unwrap();
+                assert_eq!(&again.policy.peers[0].remote_id, id);
+            }
+        }
+    }
+}
