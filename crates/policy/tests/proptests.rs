@@ -6,6 +6,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use plexgate_policy::addr::{parse_addr_sel, parse_ports};
+use plexgate_policy::proposal::{parse_esp, parse_ike};
+use plexgate_policy::TrafficSelector;
 use plexgate_policy::{parse_str, AddrSel, IpRange, PortRange};
 use proptest::prelude::*;
 
@@ -80,4 +82,48 @@ proptest! {
         prop_assert_eq!(r.to_string(), want);
         prop_assert_eq!(parse_addr_sel(&net.to_string()).unwrap(), AddrSel::Range(r));
     }
+
+    /// Any keyword combination that parses prints back to a string that parses to
+    /// the same proposal; the rest fail with an error, never a panic.
+    #[test]
+    fn proposals_round_trip(words in proptest::collection::vec(proptest::sample::select(WORDS), 1..6)) {
+        let s = words.join("-");
+        if let Ok((p, _)) = parse_ike(&s) {
+            prop_assert_eq!(parse_ike(&p.to_string()).unwrap().0, p);
+        }
+        if let Ok((p, _)) = parse_esp(&s) {
+            prop_assert_eq!(parse_esp(&p.to_string()).unwrap().0, p);
+        }
+    }
+
+    #[test]
+    fn selectors_round_trip(a in any::<u32>(), len in 0u8..=32, proto in prop_oneof![Just("tcp"), Just("udp"), Just("icmp"), Just("any"), Just("")], lo in any::<u16>(), hi in any::<u16>()) {
+        let net = ipnet::Ipv4Net::new(Ipv4Addr::from(a), len).unwrap().trunc();
+        let s = match proto {
+            "" => net.to_string(),
+            "tcp" | "udp" => format!("{net}[{proto}/{}-{}]", lo.min(hi), lo.max(hi)),
+            p => format!("{net}[{p}]"),
+        };
+        let ts: TrafficSelector = s.parse().unwrap();
+        prop_assert_eq!(ts.to_string().parse::<TrafficSelector>().unwrap(), ts);
+    }
 }
+
+const WORDS: &[&str] = &[
+    "aes128",
+    "aes256",
+    "aes128gcm16",
+    "aes256gcm12",
+    "chacha20poly1305",
+    "sha1",
+    "sha256",
+    "sha512",
+    "prfsha256",
+    "prfsha384",
+    "modp2048",
+    "ecp384",
+    "x25519",
+    "esn",
+    "noesn",
+    "bogus",
+];
