@@ -151,8 +151,13 @@ fn run(text: &str, file_name: &str, base: &Path, with_files: bool) -> Result<Che
     };
     let (doc, syntax) = toml::de::DeTable::parse_recoverable(text);
     for e in &syntax {
-        cx.diags
-            .error(e.span(), format!("TOML syntax: {}", e.message().trim_end()));
+        let mut msg = format!("TOML syntax: {}", e.message().trim_end());
+        if let Some(v) = e.span().and_then(|sp| unquoted_address(text, sp.start)) {
+            msg.push_str(&format!(
+                "; addresses are strings and must be quoted: \"{v}\""
+            ));
+        }
+        cx.diags.error(e.span(), msg);
     }
     if !syntax.is_empty() {
         // After a syntax error the recovered document is a guess; checking its
@@ -182,4 +187,18 @@ fn run(text: &str, file_name: &str, base: &Path, with_files: bool) -> Result<Che
             warnings: diags,
         })
     }
+}
+
+/// If the line holding byte `at` reads `key = <bare address>` (an IP or CIDR
+/// written without quotes), returns the bare value.
+fn unquoted_address(text: &str, at: usize) -> Option<&str> {
+    let start = text.get(..at)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(start..)?.lines().next()?;
+    let value = line.split_once('=')?.1.split('#').next()?.trim();
+    let looks = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '/'))
+        && (value.matches('.').count() == 3 || value.contains(':'));
+    looks.then_some(value)
 }

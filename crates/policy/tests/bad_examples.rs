@@ -122,7 +122,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "syntax.toml",
         &[
             "tests/bad/syntax.toml:2:15: error: TOML syntax: invalid basic string, expected `\"`",
-            "tests/bad/syntax.toml:7:16: error: TOML syntax: invalid float, expected nothing",
+            "tests/bad/syntax.toml:7:16: error: TOML syntax: invalid float, expected nothing; addresses are strings and must be quoted: \"192.0.2.2/24\"",
         ],
     ),
     (
