@@ -133,6 +133,12 @@ fn check(sa: &str, initiator: bool, ca: &str, want_id: &str, want: SignatureSche
     let p = open(&msg, &a, &e, if initiator { IDI } else { IDR });
     assert_eq!(p.auth_method, auth_method::DIGITAL_SIGNATURE);
     let ds = DigitalSignature::parse(&p.auth_data).expect("RFC 7427 AUTH data");
+    // What we send for the same scheme is byte-identical to what strongSwan sent.
+    assert_eq!(
+        hex::encode(ds.algorithm_identifier),
+        hex::encode(want.algorithm_identifier()),
+        "AlgorithmIdentifier differs from strongSwan's"
+    );
     assert_eq!(
         SignatureScheme::from_algorithm_identifier(ds.algorithm_identifier).expect("known"),
         want
