@@ -177,6 +177,14 @@ pub enum PkiError {
         /// The certificate subject.
         subject: String,
     },
+    /// Our private key does not belong to our certificate.
+    #[error("private key ({key}) does not match certificate \"{subject}\"")]
+    KeyCertificateMismatch {
+        /// Key kind.
+        key: &'static str,
+        /// Certificate subject.
+        subject: String,
+    },
     /// No end-entity certificate was received (no CERT payload).
     #[error("peer sent no certificate (no CERT payload with encoding 4)")]
     NoPeerCertificate,

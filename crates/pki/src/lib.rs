@@ -2,7 +2,8 @@
 //!
 //! What the IKEv2 engine and the daemon call:
 //!
-//! - **Loading** (the only I/O in this crate): [`LocalSigner::load`] for our
+//! - **Loading** (the only I/O in this crate): [`LocalCredentials::load`] for our
+//!   key + certificate (checked to match), or separately [`LocalSigner::load`] for our
 //!   private key, [`Certificate::load`] for our certificate, [`TrustStore::load_file`]
 //!   / [`TrustStore::from_files`] for CA certificates. PEM or DER.
 //! - **Chain check**: [`TrustStore::verify_chain`] with the peer's end-entity
@@ -35,6 +36,7 @@ mod der;
 mod error;
 pub mod identity;
 pub mod key;
+pub mod local;
 pub mod peer;
 pub mod pem;
 
@@ -46,4 +48,5 @@ pub use cert::{Certificate, TrustStore, VerifiedPeer, CERT_ENCODING_X509_SIGNATU
 pub use error::PkiError;
 pub use identity::{cert_matches, id_type, DistinguishedName, Identity};
 pub use key::{LocalSigner, PeerPublicKey, RsaPadding};
+pub use local::LocalCredentials;
 pub use peer::PeerAuth;

@@ -129,3 +129,48 @@ fn intermediate_in_second_cert_payload() {
     let v = cas.authenticate_peer(&peer, now()).expect("authenticated");
     assert_eq!(v.path.len(), 3);
 }
+
+#[test]
+fn local_credentials_load_and_check() {
+    use plexgate_pki::LocalCredentials;
+    let k = keys();
+    let gw = LocalCredentials::load(k.join("private/gw.pem"), k.join("x509/gw.pem")).expect("gw");
+    assert_eq!(gw.cert_payloads(), vec![cert("x509/gw.pem").der()]);
+    assert_eq!(
+        gw.default_identity().expect("id"),
+        Identity::Fqdn("gw.plexgate.test".into())
+    );
+    assert!(gw.can_use_identity(&Identity::parse("192.0.2.10").expect("ip")));
+    assert!(!gw.can_use_identity(&Identity::parse("client.plexgate.test").expect("id")));
+
+    let err = LocalCredentials::load(k.join("private/gw.pem"), k.join("x509/client.pem"))
+        .expect_err("mismatch");
+    assert!(matches!(err, PkiError::InFile { .. }), "{err}");
+    assert!(err.to_string().contains("does not match"), "{err}");
+
+    // A PEM bundle: our certificate followed by the intermediate.
+    let dir = std::env::temp_dir().join(format!("plexgate-pki-bundle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let bundle = dir.join("bundle.pem");
+    let mut text = std::fs::read(k.join("x509/p384-client.pem")).expect("read");
+    text.extend(std::fs::read(k.join("x509/sub-ca.pem")).expect("read"));
+    std::fs::write(&bundle, text).expect("write");
+    let creds = LocalCredentials::load(k.join("private/p384-client.pem"), &bundle).expect("bundle");
+    assert_eq!(creds.cert_payloads().len(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // What we send, a peer with the root CA accepts.
+    let (m, d) = creds.signer.sign(OCTETS, &[2, 3, 4]).expect("sign");
+    let id = creds.default_identity().expect("id");
+    let payloads = creds.cert_payloads();
+    let peer = PeerAuth {
+        cert_payloads: &payloads,
+        identity: &id,
+        auth_method: m,
+        auth_data: &d,
+        signed_octets: OCTETS,
+    };
+    store(&["x509ca/ca.pem"])
+        .authenticate_peer(&peer, now())
+        .expect("round trip");
+}
