@@ -16,7 +16,7 @@ use std::process::Command;
 use plexgate_pki::{auth_method, verify_auth, DigitalSignature, RsaPadding, SignatureScheme};
 
 fn vectors() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
+    crate_dir().join("tests/vectors")
 }
 
 fn message() -> Vec<u8> {

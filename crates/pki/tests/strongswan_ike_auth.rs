@@ -22,8 +22,7 @@ use plexgate_pki::{
 };
 
 fn vectors() -> HashMap<String, Vec<u8>> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/vectors/strongswan-certs/auth-vectors.txt");
+    let path = crate_dir().join("tests/vectors/strongswan-certs/auth-vectors.txt");
     std::fs::read_to_string(path)
         .expect("auth-vectors.txt")
         .lines()
@@ -155,8 +154,7 @@ fn check(sa: &str, initiator: bool, ca: &str, want_id: &str, want: SignatureSche
     };
     // The CA certificates as they were at capture time (copied next to the capture,
     // so that regenerating keys/test/ does not invalidate this test).
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/strongswan-certs");
+    let dir = crate_dir().join("tests/vectors/strongswan-certs");
     let cas = plexgate_pki::TrustStore::from_files(&[dir.join(ca)]).expect("CA");
     let ee = plexgate_pki::Certificate::from_der(&p.certs[0]).expect("cert");
     let now = at(ee.validity().expect("validity").0 + 86_400);

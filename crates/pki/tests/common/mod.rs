@@ -6,8 +6,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use plexgate_pki::{Certificate, LocalSigner, TrustStore};
 
+/// The crate directory: from the environment cargo sets when it runs the test
+/// (robust against a shared target directory), else the one baked in at build time.
+pub fn crate_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 pub fn keys() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../keys/test")
+    crate_dir().join("../../keys/test")
 }
 
 pub fn cert(name: &str) -> Certificate {
