@@ -1,7 +1,10 @@
 //! `cargo run --release -p plexgate-ike --example ike_bench [N]`: IKE SA + Child SA
 //! setups per second (both ends in one process) and bytes per established SA.
 fn main() {
-    let n = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(2000);
+    let n = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(2000);
     let r = plexgate_ike::bench::bench_setups(n);
     println!(
         "{} setups in {:.3} s wall ({:.3} s CPU): {:.0} setups/s wall, {:.0} per CPU second; {} bytes per responder IKE SA (+1 Child SA), {} per initiator SA",

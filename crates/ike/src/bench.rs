@@ -42,7 +42,12 @@ fn configs() -> (Arc<Config>, Arc<Config>) {
         "client@bench",
         "gw@bench",
         b"bench-psk",
-        ChildConfig::new("c", ts_a.clone(), ts_b.clone(), vec![EspProposal::AES128GCM16]),
+        ChildConfig::new(
+            "c",
+            ts_a.clone(),
+            ts_b.clone(),
+            vec![EspProposal::AES128GCM16],
+        ),
     );
     ci.ike_proposals = vec![IkeProposal::AES128GCM16_PRFSHA256_X25519];
     ci.remote_addr = Some(b);
@@ -73,7 +78,10 @@ fn configs() -> (Arc<Config>, Arc<Config>) {
 
 /// CPU time consumed by the calling thread (Linux `CLOCK_THREAD_CPUTIME_ID`).
 fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we own; no other memory is touched.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     if rc != 0 {
@@ -132,6 +140,9 @@ mod tests {
     fn bench_completes_every_setup() {
         let r = super::bench_setups(20);
         assert_eq!(r.setups, 20);
-        assert!(r.responder_bytes_per_sa > 500 && r.responder_bytes_per_sa < 8192, "{r:?}");
+        assert!(
+            r.responder_bytes_per_sa > 500 && r.responder_bytes_per_sa < 8192,
+            "{r:?}"
+        );
     }
 }
