@@ -2,8 +2,11 @@
 //! identity, PSK, IKE proposals, children with traffic selectors and ESP proposals,
 //! lifetimes) and limits (half-open threshold for COOKIEs, retransmission).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use plexgate_pki::{LocalCredentials, TrustStore};
 
 use serde::{Deserialize, Serialize};
 
@@ -316,17 +319,59 @@ pub enum Mode {
     Transport,
 }
 
-/// How a peer authenticates.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// How we and the peer authenticate (the same method in both directions).
+#[derive(Clone)]
 pub enum AuthConfig {
-    /// Pre-shared key (§2.15), used in both directions.
+    /// Pre-shared key (RFC 7296 §2.15), AUTH method 2.
     Psk(Vec<u8>),
+    /// Certificates (through `plexgate-pki`): we sign with `credentials` (RFC 7427
+    /// method 14 when the peer sent SIGNATURE_HASH_ALGORITHMS, else classic ECDSA
+    /// 9/10) and send its certificate chain in CERT payloads; the peer's CERT chain
+    /// must verify against `trust` and name its ID.
+    Cert {
+        /// Our key, certificate and intermediates.
+        credentials: Arc<LocalCredentials>,
+        /// The CAs we trust for this peer.
+        trust: Arc<TrustStore>,
+    },
 }
+
+impl PartialEq for AuthConfig {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (AuthConfig::Psk(a), AuthConfig::Psk(b)) => a == b,
+            (
+                AuthConfig::Cert {
+                    credentials: a,
+                    trust: t,
+                },
+                AuthConfig::Cert {
+                    credentials: b,
+                    trust: u,
+                },
+            ) => Arc::ptr_eq(a, b) && Arc::ptr_eq(t, u),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for AuthConfig {}
 
 impl std::fmt::Debug for AuthConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             AuthConfig::Psk(_) => f.write_str("Psk(..)"),
+            AuthConfig::Cert { credentials, .. } => {
+                write!(
+                    f,
+                    "Cert({})",
+                    credentials
+                        .certificate
+                        .subject()
+                        .map(|s| s.to_string())
+                        .unwrap_or_default()
+                )
+            }
         }
     }
 }
@@ -337,35 +382,46 @@ impl std::fmt::Debug for AuthConfig {
 pub struct Identity(pub String);
 
 impl Identity {
-    /// The wire identification (strongSwan's rules: address, `@`-containing = RFC822,
-    /// else FQDN).
+    fn pki(&self) -> Option<plexgate_pki::Identity> {
+        plexgate_pki::Identity::parse(&self.0).ok()
+    }
+
+    /// The wire identification, following strongSwan's rules (as `plexgate-pki`
+    /// parses them): contains `=` → ID_DER_ASN1_DN; an IP address → ID_IPV4/6_ADDR;
+    /// `@name` → ID_FQDN; contains `@` → ID_RFC822_ADDR; else ID_FQDN.
     pub fn to_wire(&self) -> Identification {
-        if let Ok(ip) = self.0.parse::<IpAddr>() {
-            return match ip {
-                IpAddr::V4(a) => Identification {
-                    id_type: id_type::IPV4_ADDR,
-                    data: a.octets().to_vec(),
-                },
-                IpAddr::V6(a) => Identification {
-                    id_type: id_type::IPV6_ADDR,
-                    data: a.octets().to_vec(),
-                },
-            };
-        }
-        let s = self.0.strip_prefix('@').unwrap_or(&self.0);
-        Identification {
-            id_type: if self.0.contains('@') && !self.0.starts_with('@') {
-                id_type::RFC822_ADDR
-            } else {
-                id_type::FQDN
+        match self.pki() {
+            Some(id) => Identification {
+                id_type: id.id_type(),
+                data: id.data(),
             },
-            data: s.as_bytes().to_vec(),
+            None => Identification {
+                id_type: id_type::FQDN,
+                data: self.0.as_bytes().to_vec(),
+            },
         }
     }
 
-    /// Does a received identification match this configured identity?
+    /// Does a received identification match this configured identity? (`%any`
+    /// matches all; DNs compare by normalised RDNs.)
     pub fn matches(&self, id: &Identification) -> bool {
-        self.0 == "%any" || self.to_wire() == *id
+        if self.0 == "%any" {
+            return true;
+        }
+        let theirs = plexgate_pki::Identity::from_type_and_data(id.id_type, &id.data);
+        match (self.pki(), theirs) {
+            (Some(plexgate_pki::Identity::Dn(a)), Ok(plexgate_pki::Identity::Dn(b))) => {
+                a.matches(&b)
+            }
+            (Some(a), Ok(b)) => match (&a, &b) {
+                (plexgate_pki::Identity::Fqdn(x), plexgate_pki::Identity::Fqdn(y))
+                | (plexgate_pki::Identity::Rfc822(x), plexgate_pki::Identity::Rfc822(y)) => {
+                    x.eq_ignore_ascii_case(y)
+                }
+                _ => a == b,
+            },
+            _ => self.to_wire() == *id,
+        }
     }
 }
 
@@ -389,7 +445,7 @@ pub struct ChildConfig {
 }
 
 /// A peer (strongSwan `connections.<name>`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerConfig {
     /// Connection name.
     pub name: String,
@@ -418,6 +474,11 @@ pub struct PeerConfig {
 }
 
 impl PeerConfig {
+    /// Does this peer authenticate with certificates?
+    pub fn uses_certs(&self) -> bool {
+        matches!(self.auth, AuthConfig::Cert { .. })
+    }
+
     /// A PSK peer with one child, strongSwan-like defaults (4 h IKE rekey, 1 h child
     /// rekey, 10 % jitter, no DPD).
     pub fn psk(
@@ -496,7 +557,7 @@ impl Default for Limits {
 }
 
 /// The whole IKE configuration of a gateway.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Config {
     /// Peers.
     pub peers: Vec<PeerConfig>,

@@ -12,7 +12,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{AuthConfig, ChildConfig, Config, EspProposal, IkeProposal, Mode, PeerConfig};
 use crate::crypto::{self, CryptoError, DhPrivate, IkeKeys, IkeSuite, Prf, Rng, SkCipher};
@@ -395,6 +395,8 @@ struct IkeSa {
     dh: Option<DhPrivate>,
     dh_group: u16,
     cookie: Option<Vec<u8>>,
+    /// The peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427 §4).
+    peer_hashes: Vec<u16>,
     local_id: Option<Identification>,
     remote_id: Option<Identification>,
     my_mid: u32,
@@ -433,6 +435,7 @@ impl IkeSa {
             dh: None,
             dh_group: 0,
             cookie: None,
+            peer_hashes: Vec::new(),
             local_id: None,
             remote_id: None,
             my_mid: 0,
@@ -592,6 +595,8 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     cookie: CookieState,
+    /// Maps the caller's `Instant`s to wall-clock time for certificate validity.
+    wall: (Instant, SystemTime),
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -634,6 +639,20 @@ impl Endpoint {
                 version: 0,
                 rotate_at: None,
             },
+            wall: (Instant::now(), SystemTime::now()),
+        }
+    }
+
+    /// Anchor the wall clock used for certificate validity: `at` corresponds to
+    /// `wall` (by default, the moment [`Endpoint::new`] ran).
+    pub fn set_wall_clock(&mut self, at: Instant, wall: SystemTime) {
+        self.wall = (at, wall);
+    }
+
+    fn wall_time(&self, now: Instant) -> SystemTime {
+        match now.checked_duration_since(self.wall.0) {
+            Some(d) => self.wall.1 + d,
+            None => self.wall.1 - self.wall.0.duration_since(now),
         }
     }
 
@@ -1293,6 +1312,9 @@ impl Endpoint {
         });
         payloads.push(Payload::Nonce(sa.ni.clone()));
         payloads.extend(natd_payloads(sa.spi_i, 0, sa.local, sa.remote));
+        if pc.uses_certs() {
+            payloads.push(hash_algorithms_notify());
+        }
         let m = Message {
             header: sa.header(exchange::IKE_SA_INIT, 0, false),
             payloads,
@@ -1527,6 +1549,25 @@ impl Endpoint {
         if nat.is_some() {
             out.extend(natd_payloads(sa.spi_i, spi_r, local, remote));
         }
+        sa.peer_hashes = peer_hashes(p);
+        let cert_trust = self
+            .peers
+            .iter()
+            .filter(|pc| pc.remote_addr.is_none_or(|a| a.ip() == remote.ip()))
+            .find_map(|pc| match &pc.auth {
+                AuthConfig::Cert { trust, .. } => Some(trust.clone()),
+                AuthConfig::Psk(_) => None,
+            });
+        if let Some(trust) = cert_trust {
+            //= https://www.rfc-editor.org/rfc/rfc7427#section-4
+            //# the responder [...] MUST send its Notify payload
+            //# SIGNATURE_HASH_ALGORITHMS [...] in the IKE_SA_INIT response
+            out.push(hash_algorithms_notify());
+            out.push(Payload::CertReq {
+                encoding: plexgate_pki::CERT_ENCODING_X509_SIGNATURE,
+                data: trust.certreq_data(),
+            });
+        }
         let m = Message {
             header: sa.header(exchange::IKE_SA_INIT, 0, true),
             payloads: out,
@@ -1604,6 +1645,7 @@ impl Endpoint {
             return self.fail(sa, "invalid KE from peer");
         };
         sa.spi_r = msg.header.spi_r;
+        sa.peer_hashes = peer_hashes(p);
         sa.nr = nr.clone();
         sa.init_resp = data.to_vec();
         sa.proposal = Some(chosen);
@@ -1766,12 +1808,6 @@ fn chosen_esp_payload(sel: &Selected, spi_in: u32) -> Payload {
 }
 
 impl Endpoint {
-    fn psk_of(pc: &PeerConfig) -> &[u8] {
-        match &pc.auth {
-            AuthConfig::Psk(k) => k,
-        }
-    }
-
     /// Build a Child SA from negotiated parameters. `initiator`: our role in the
     /// exchange that created it (decides which KEYMAT half is inbound).
     #[allow(clippy::too_many_arguments)]
@@ -1848,7 +1884,7 @@ impl Endpoint {
         });
     }
 
-    /// Initiator: IKE_AUTH request with PSK and the first Child SA.
+    /// Initiator: IKE_AUTH request (PSK or certificate) and the first Child SA.
     fn send_auth(&mut self, now: Instant, sa: &mut IkeSa) {
         let Some(pc) = sa.peer.clone() else { return };
         let (Some(suite), Some(keys)) = (sa.suite, sa.keys.as_ref()) else {
@@ -1857,18 +1893,29 @@ impl Endpoint {
         let idi = pc.local_id.to_wire();
         let octets =
             crypto::signed_octets(suite.prf, &sa.init_req, &sa.nr, &keys.sk_pi, &idi.body());
-        let auth = crypto::psk_auth(suite.prf, Self::psk_of(&pc), &[&octets]);
+        let (certs, auth) = match make_auth(&pc, suite.prf, &octets, &sa.peer_hashes) {
+            Ok(x) => x,
+            Err(reason) => return self.fail(sa, &reason),
+        };
         let mut p = vec![Payload::IdI(idi.clone())];
+        p.extend(certs);
+        if let AuthConfig::Cert { trust, .. } = &pc.auth {
+            //= https://www.rfc-editor.org/rfc/rfc7296#section-3.7
+            //# The Certificate Request payload provides a means to request
+            //# preferred certificates via IKE
+            // strongSwan sends its certificate only when asked (send_cert = ifasked).
+            p.push(Payload::CertReq {
+                encoding: plexgate_pki::CERT_ENCODING_X509_SIGNATURE,
+                data: trust.certreq_data(),
+            });
+        }
         if pc.initial_contact {
             p.push(Payload::notify(notify::INITIAL_CONTACT, vec![]));
         }
         if pc.remote_id.0 != "%any" {
             p.push(Payload::IdR(pc.remote_id.to_wire()));
         }
-        p.push(Payload::Auth {
-            method: 2,
-            data: auth,
-        });
+        p.push(auth);
         let child = sa.first_child.take().map(|req| {
             let spi_in = self.new_child_spi();
             p.push(esp_sa_payload(&req.cfg, spi_in, false));
@@ -1899,14 +1946,8 @@ impl Endpoint {
                 None
             }
         });
-        let auth = p.iter().find_map(|x| {
-            if let Payload::Auth { method, data } = x {
-                Some((*method, data))
-            } else {
-                None
-            }
-        });
-        let (Some(idi), Some((method, auth))) = (idi, auth) else {
+        let has_auth = p.iter().any(|x| matches!(x, Payload::Auth { .. }));
+        let (Some(idi), true) = (idi, has_auth) else {
             // EAP and other methods are not supported.
             return self.auth_failed(
                 sa,
@@ -1916,58 +1957,66 @@ impl Endpoint {
             );
         };
         let remote_ip = sa.remote.ip();
-        let pc = self
+        // The first peer config whose identities and address fit (several may share
+        //  `%any`: the PSK or certificate check decides among those in order).
+        let candidates: Vec<Arc<PeerConfig>> = self
             .peers
             .iter()
-            .find(|pc| {
+            .filter(|pc| {
                 pc.remote_id.matches(idi)
                     && idr.is_none_or(|r| pc.local_id.to_wire() == *r)
                     && pc.remote_addr.is_none_or(|a| a.ip() == remote_ip)
             })
-            .cloned();
-        let Some(pc) = pc else {
+            .cloned()
+            .collect();
+        if candidates.is_empty() {
             let reason = format!("no peer config matches identity '{idi}'");
             return self.auth_failed(sa, mid, Some(idi.to_string()), &reason);
-        };
-        let (Some(suite), Some(keys)) = (sa.suite, sa.keys.as_ref()) else {
-            return;
-        };
-        if method != 2 {
-            let reason = format!("peer '{idi}' uses auth method {method}, config expects PSK");
-            return self.auth_failed(sa, mid, Some(idi.to_string()), &reason);
         }
+        let Some(suite) = sa.suite else { return };
+        let Some(keys) = sa.keys.as_ref() else { return };
         //= https://www.rfc-editor.org/rfc/rfc7296#section-2.15
-        //# For the responder, the octets to be signed start with the first octet
-        //# of the first SPI in the header of the second message (IKE_SA_INIT
-        //# response) and end with the last octet of MACedIDForR.
+        //# InitiatorSignedOctets = RealMessage1 | NonceRData | MACedIDForI
         let octets =
             crypto::signed_octets(suite.prf, &sa.init_req, &sa.nr, &keys.sk_pi, &idi.body());
-        let expect = crypto::psk_auth(suite.prf, Self::psk_of(&pc), &[&octets]);
-        if !ring_eq(&expect, auth) {
-            let reason = format!("pre-shared key AUTH of '{idi}' does not verify (wrong PSK?)");
-            return self.auth_failed(sa, mid, Some(idi.to_string()), &reason);
+        let wall = self.wall_time(now);
+        let mut failure = String::new();
+        let mut chosen = None;
+        for pc in candidates {
+            match check_auth(&pc, suite.prf, &octets, idi, p, wall) {
+                Ok(()) => {
+                    chosen = Some(pc);
+                    break;
+                }
+                Err(e) if failure.is_empty() => failure = e,
+                Err(_) => {}
+            }
         }
+        let Some(pc) = chosen else {
+            return self.auth_failed(sa, mid, Some(idi.to_string()), &failure);
+        };
         let my_id = pc.local_id.to_wire();
+        //= https://www.rfc-editor.org/rfc/rfc7296#section-2.15
+        //# ResponderSignedOctets = RealMessage2 | NonceIData | MACedIDForR
         let octets_r =
             crypto::signed_octets(suite.prf, &sa.init_resp, &sa.ni, &keys.sk_pr, &my_id.body());
-        let my_auth = crypto::psk_auth(suite.prf, Self::psk_of(&pc), &[&octets_r]);
+        let (certs, my_auth) = match make_auth(&pc, suite.prf, &octets_r, &sa.peer_hashes) {
+            Ok(x) => x,
+            Err(reason) => return self.auth_failed(sa, mid, Some(idi.to_string()), &reason),
+        };
         sa.peer = Some(pc.clone());
         sa.local_id = Some(my_id.clone());
         sa.remote_id = Some(idi.clone());
-        let mut out = vec![
-            Payload::IdR(my_id),
-            Payload::Auth {
-                method: 2,
-                data: my_auth,
-            },
-        ];
+        let mut out = vec![Payload::IdR(my_id)];
+        out.extend(certs);
+        out.push(my_auth);
         let mut up_child = None;
         if sa_of(p).is_some() {
             match select_child(&pc, p, None, None) {
                 Ok(sel) => {
                     let spi_in = self.new_child_spi();
                     let (ni, nr) = (sa.ni.clone(), sa.nr.clone());
-                    if let Some(c) = self.make_child(
+                    let made = self.make_child(
                         sa,
                         &sel.cfg,
                         sel.esp,
@@ -1980,7 +2029,8 @@ impl Endpoint {
                         &nr,
                         None,
                         false,
-                    ) {
+                    );
+                    if let Some(c) = made {
                         out.push(chosen_esp_payload(&sel, spi_in));
                         out.push(Payload::TsI(sel.ts_remote.clone()));
                         out.push(Payload::TsR(sel.ts_local.clone()));
@@ -2082,8 +2132,7 @@ impl Endpoint {
             self.events.push_back(Event::AuthFailed {
                 remote: sa.remote,
                 peer_id: Some(pc.remote_id.0.clone()),
-                reason: "peer sent AUTHENTICATION_FAILED (PSK or identity mismatch on the peer)"
-                    .into(),
+                reason: "peer sent AUTHENTICATION_FAILED (PSK, certificate or identity rejected by the peer)".into(),
             });
             return self.fail(sa, "authentication failed");
         }
@@ -2094,17 +2143,10 @@ impl Endpoint {
                 None
             }
         });
-        let auth = p.iter().find_map(|x| {
-            if let Payload::Auth { method: 2, data } = x {
-                Some(data)
-            } else {
-                None
-            }
-        });
-        let (Some(idr), Some(auth)) = (idr, auth) else {
+        let Some(idr) = idr else {
             let e = error_notify(p)
                 .map(|n| notify_name(n.kind))
-                .unwrap_or_else(|| "no IDr/PSK AUTH".into());
+                .unwrap_or_else(|| "no IDr".into());
             self.events.push_back(Event::AuthFailed {
                 remote: sa.remote,
                 peer_id: None,
@@ -2112,25 +2154,20 @@ impl Endpoint {
             });
             return self.fail(sa, "authentication failed");
         };
-        if !pc.remote_id.matches(idr) {
-            let reason = format!("peer identified as '{idr}', expected '{}'", pc.remote_id.0);
-            self.events.push_back(Event::AuthFailed {
-                remote: sa.remote,
-                peer_id: Some(idr.to_string()),
-                reason: reason.clone(),
-            });
-            return self.fail(sa, &reason);
-        }
         let (Some(suite), Some(keys)) = (sa.suite, sa.keys.as_ref()) else {
             return;
         };
         let octets =
             crypto::signed_octets(suite.prf, &sa.init_resp, &sa.ni, &keys.sk_pr, &idr.body());
-        if !ring_eq(
-            &crypto::psk_auth(suite.prf, Self::psk_of(&pc), &[&octets]),
-            auth,
-        ) {
-            let reason = format!("pre-shared key AUTH of '{idr}' does not verify (wrong PSK?)");
+        let verdict = if pc.remote_id.matches(idr) {
+            check_auth(&pc, suite.prf, &octets, idr, p, self.wall_time(now))
+        } else {
+            Err(format!(
+                "peer identified as '{idr}', expected '{}'",
+                pc.remote_id.0
+            ))
+        };
+        if let Err(reason) = verdict {
             self.events.push_back(Event::AuthFailed {
                 remote: sa.remote,
                 peer_id: Some(idr.to_string()),
@@ -2263,6 +2300,115 @@ impl Endpoint {
             }),
         }
         self.add_child(now, sa, c, esp, rekey_time);
+    }
+}
+
+fn hash_algorithms_notify() -> Payload {
+    Payload::notify(
+        notify::SIGNATURE_HASH_ALGORITHMS,
+        plexgate_pki::encode_hash_algorithms(plexgate_pki::SUPPORTED_HASH_ALGORITHMS),
+    )
+}
+
+/// The hash algorithms a peer announced (empty when none or malformed).
+fn peer_hashes(p: &[Payload]) -> Vec<u16> {
+    find_notify(p, notify::SIGNATURE_HASH_ALGORITHMS)
+        .and_then(|n| plexgate_pki::decode_hash_algorithms(&n.data).ok())
+        .unwrap_or_default()
+}
+
+/// Our AUTH payload (and the CERT payloads that go with it) over `octets`.
+fn make_auth(
+    pc: &PeerConfig,
+    prf: Prf,
+    octets: &[u8],
+    peer_hashes: &[u16],
+) -> Result<(Vec<Payload>, Payload), String> {
+    match &pc.auth {
+        AuthConfig::Psk(k) => Ok((
+            Vec::new(),
+            Payload::Auth {
+                method: 2,
+                data: crypto::psk_auth(prf, k, &[octets]),
+            },
+        )),
+        AuthConfig::Cert { credentials, .. } => {
+            let (method, data) = credentials
+                .signer
+                .sign(octets, peer_hashes)
+                .map_err(|e| format!("cannot sign our AUTH: {e}"))?;
+            //= https://www.rfc-editor.org/rfc/rfc7296#section-3.6
+            //# The first certificate provided MUST contain the public key used to
+            //# verify the AUTH field.
+            let certs = credentials
+                .cert_payloads()
+                .into_iter()
+                .map(|d| Payload::Cert {
+                    encoding: plexgate_pki::CERT_ENCODING_X509_SIGNATURE,
+                    data: d.to_vec(),
+                })
+                .collect();
+            Ok((certs, Payload::Auth { method, data }))
+        }
+    }
+}
+
+/// Check the peer's AUTH payload (and for certificates its CERT chain and that the
+/// certificate names its ID). The error is a log line.
+fn check_auth(
+    pc: &PeerConfig,
+    prf: Prf,
+    octets: &[u8],
+    id: &Identification,
+    p: &[Payload],
+    wall: SystemTime,
+) -> Result<(), String> {
+    let Some((method, data)) = p.iter().find_map(|x| match x {
+        Payload::Auth { method, data } => Some((*method, data)),
+        _ => None,
+    }) else {
+        return Err(format!("no AUTH payload from '{id}'"));
+    };
+    match &pc.auth {
+        AuthConfig::Psk(k) => {
+            if method != 2 {
+                return Err(format!(
+                    "peer '{id}' uses auth method {method}, config expects PSK"
+                ));
+            }
+            if !ring_eq(&crypto::psk_auth(prf, k, &[octets]), data) {
+                return Err(format!(
+                    "pre-shared key AUTH of '{id}' does not verify (wrong PSK?)"
+                ));
+            }
+            Ok(())
+        }
+        AuthConfig::Cert { trust, .. } => {
+            let certs: Vec<&[u8]> = p
+                .iter()
+                .filter_map(|x| match x {
+                    Payload::Cert { encoding, data }
+                        if *encoding == plexgate_pki::CERT_ENCODING_X509_SIGNATURE =>
+                    {
+                        Some(data.as_slice())
+                    }
+                    _ => None,
+                })
+                .collect();
+            let identity = plexgate_pki::Identity::from_type_and_data(id.id_type, &id.data)
+                .map_err(|e| format!("peer ID '{id}': {e}"))?;
+            let pa = plexgate_pki::PeerAuth {
+                cert_payloads: &certs,
+                identity: &identity,
+                auth_method: method,
+                auth_data: data,
+                signed_octets: octets,
+            };
+            trust
+                .authenticate_peer(&pa, wall)
+                .map(|_| ())
+                .map_err(|e| format!("certificate authentication of '{id}' failed: {e}"))
+        }
     }
 }
 
