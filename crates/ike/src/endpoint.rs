@@ -2815,6 +2815,20 @@ impl Endpoint {
         ni: Vec<u8>,
         pc: &PeerConfig,
     ) {
+        //= https://www.rfc-editor.org/rfc/rfc7296#section-2.25
+        //# A peer that receives a request to rekey [...] SHOULD reply with
+        //# TEMPORARY_FAILURE
+        // We answer TEMPORARY_FAILURE while our own rekey (of the IKE SA or of a
+        // Child SA) is in flight: the IKE SA must not move under an exchange that
+        // is still running. Our side retries after a random delay, so two plexgate
+        // peers do not collide forever; strongSwan resolves its own side.
+        if matches!(
+            sa.outstanding.as_ref().map(|o| &o.pending),
+            Some(Pending::RekeyIke { .. } | Pending::CreateChild { .. })
+        ) {
+            let n = Payload::notify(notify::TEMPORARY_FAILURE, vec![]);
+            return self.send_response(sa, exchange::CREATE_CHILD_SA, mid, &[n]);
+        }
         let props = sa_of(p).cloned().unwrap_or_default();
         let ke = ke_of(p);
         let acceptable: Vec<(IkeProposal, &Proposal)> = pc
@@ -3068,11 +3082,13 @@ impl Endpoint {
             (chosen, nonce_of(p), ke_of(p), dh)
         else {
             // Failed (e.g. NO_PROPOSAL_CHOSEN): keep the old SA, try again later.
-            sa.rekey_at = Some(now + Duration::from_secs(60));
+            sa.rekey_at =
+                Some(self.jittered(now, Duration::from_secs(30), Duration::from_secs(25)));
             return;
         };
         if !pc.ike_proposals.contains(&chosen) || chosen.dh != kg {
-            sa.rekey_at = Some(now + Duration::from_secs(60));
+            sa.rekey_at =
+                Some(self.jittered(now, Duration::from_secs(30), Duration::from_secs(25)));
             return;
         }
         let (Some(suite), Some(old_suite), Some(old_keys)) =

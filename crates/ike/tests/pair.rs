@@ -922,3 +922,66 @@ fn simultaneous_child_rekey_leaves_one_pair() {
         assert_matching(&cs, &gs);
     }
 }
+
+#[test]
+fn simultaneous_ike_rekey_resolves_to_one_sa() {
+    for seed in 30..34 {
+        let mut p = established(seed);
+        let c = Pair::ike_up(&p.ev_client)[0];
+        let g = Pair::ike_up(&p.ev_gw)[0];
+        p.client.rekey_ike(p.now, c).unwrap();
+        p.gw.rekey_ike(p.now, g).unwrap();
+        // Both answer TEMPORARY_FAILURE, both retry after 5-30 s (random): one wins.
+        p.run_until(Duration::from_secs(120), |_| false);
+        assert_eq!((p.client.len(), p.gw.len()), (1, 1), "seed {seed}");
+        let (cs, gs) = (p.client.sas(p.now), p.gw.sas(p.now));
+        assert_ne!(cs[0].id, c);
+        assert_eq!((cs[0].spi_i, cs[0].spi_r), (gs[0].spi_i, gs[0].spi_r));
+        assert_eq!((cs[0].children.len(), gs[0].children.len()), (1, 1));
+        // Still usable.
+        let spi = cs[0].children[0].spi_in;
+        p.client.rekey_child(p.now, spi).unwrap();
+        assert!(
+            p.run_until(Duration::from_secs(5), |p| Pair::children(&p.ev_gw).len()
+                == 2)
+        );
+    }
+}
+
+#[test]
+fn transport_mode_is_negotiated_when_both_want_it() {
+    let mut c = client_cfg(b"secret");
+    c.children[0].mode = Mode::Transport;
+    let mut g = gw_cfg(b"secret");
+    g.children[0].mode = Mode::Transport;
+    let mut p = Pair::new(
+        c,
+        g,
+        Net {
+            loss: 0,
+            dup: 0,
+            nat: false,
+        },
+        40,
+    );
+    p.client.initiate(p.now, "gw", "net").unwrap();
+    assert!(p.run_until(Duration::from_secs(5), both_up));
+    assert_eq!(Pair::children(&p.ev_client)[0].mode, Mode::Transport);
+    assert_eq!(Pair::children(&p.ev_gw)[0].mode, Mode::Transport);
+    // A tunnel-only responder answers without USE_TRANSPORT_MODE: tunnel it is.
+    let mut c = client_cfg(b"secret");
+    c.children[0].mode = Mode::Transport;
+    let mut p = Pair::new(
+        c,
+        gw_cfg(b"secret"),
+        Net {
+            loss: 0,
+            dup: 0,
+            nat: false,
+        },
+        41,
+    );
+    p.client.initiate(p.now, "gw", "net").unwrap();
+    assert!(p.run_until(Duration::from_secs(5), both_up));
+    assert_eq!(Pair::children(&p.ev_client)[0].mode, Mode::Tunnel);
+}
