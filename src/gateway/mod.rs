@@ -109,6 +109,9 @@ pub fn run(policy_path: &Path, _name: Option<&str>, ctl: &Path, metrics: Option<
     let gre = Arc::new(net::gre_socket(None)?);
     let tun_name = format!("pg-{}", p.site.name.chars().take(12).collect::<String>());
     let tun = Arc::new(Tun::open(&tun_name, None, 1400).map_err(|e| format!("TUN {tun_name}: {e}"))?);
+    // Decrypted packets enter the kernel through the TUN with sources routed
+    // elsewhere until their Child SA's route exists: no reverse-path filter there.
+    let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{tun_name}/rp_filter"), "0");
     let cluster_port = p.cluster.as_ref().map(|c| c.port).unwrap_or(7600);
     let cluster = Arc::new(net::udp_socket(SocketAddr::new("0.0.0.0".parse()?, cluster_port))?);
     let targets = p
