@@ -6,6 +6,7 @@
 //! ike_udp respond  10.99.0.2 any       gw@example     client@example PSK 203.0.113.10/32 192.168.77.0/24
 //! ike_udp initiate 10.99.0.1 10.99.0.2 client@example gw@example     PSK 192.168.77.1/32 203.0.113.10/32
 //! ```
+//! `CERT_KEY=k.pem CERT=c.pem CA=ca.pem` switches to certificate auth.
 //! `ACTIONS="rekey_child@5,rekey_ike@10,dpd@12,delete_ike@15"` runs commands that many
 //! seconds after the first Child SA is up. `IKE=aes256gcm16-prfsha384-ecp384` and
 //! `ESP=aes256-sha256` pick other proposals; `EXIT_AFTER=20` stops after that long.
@@ -89,6 +90,16 @@ fn main() {
     }
     let mut peer = PeerConfig::psk("peer", &a[4], &a[5], a[6].as_bytes(), child);
     peer.ike_proposals = vec![ike_prop(&env("IKE"))];
+    if !env("CERT").is_empty() {
+        // CERT_KEY=key.pem CERT=cert.pem CA=ca.pem: certificate auth instead of PSK.
+        let credentials = plexgate_pki::LocalCredentials::load(env("CERT_KEY"), env("CERT"))
+            .expect("credentials");
+        let trust = plexgate_pki::TrustStore::from_files(&[env("CA")]).expect("CA");
+        peer.auth = plexgate_ike::config::AuthConfig::Cert {
+            credentials: Arc::new(credentials),
+            trust: Arc::new(trust),
+        };
+    }
     peer.local_addr = Some(SocketAddr::new(local_ip, 500));
     peer.remote_addr =
         (a[3] != "any").then(|| SocketAddr::new(a[3].parse().expect("remote ip"), 500));
