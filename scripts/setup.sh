@@ -113,4 +113,12 @@ else
   cargo fmt --version >/dev/null 2>&1 || die "cargo fmt missing and no rustup to add it"
 fi
 
+# --- key file modes -------------------------------------------------------------
+# Git keeps no file modes: secrets come out of a clone world-readable, and
+# `plexgate policy check` (rightly) refuses them. These are example/test keys only.
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+for f in "$repo"/keys/example/*.psk "$repo"/keys/example/*.key "$repo"/keys/test/private/* "$repo"/keys/test/untrusted/*key* "$repo"/keys/test/formats/*key*; do
+  [ -f "$f" ] && chmod 600 "$f"
+done
+
 log "ok: strongSwan $(dpkg-query -W -f='${Version}' strongswan-charon), $(iperf3 --version | head -n1), $(cargo --version)"
