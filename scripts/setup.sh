@@ -117,7 +117,7 @@ fi
 # Git keeps no file modes: secrets come out of a clone world-readable, and
 # `plexgate policy check` (rightly) refuses them. These are example/test keys only.
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-for f in "$repo"/keys/example/*.psk "$repo"/keys/example/*.key "$repo"/keys/test/private/* "$repo"/keys/test/untrusted/*key* "$repo"/keys/test/formats/*key*; do
+for f in "$repo"/keys/example/*.psk "$repo"/keys/example/*.key "$repo"/keys/test/private/* "$repo"/keys/test/untrusted/*key* "$repo"/keys/test/formats/*; do
   [ -f "$f" ] && chmod 600 "$f"
 done
 
