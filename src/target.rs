@@ -137,7 +137,7 @@ pub fn run(policy_path: &Path, name: &str, ctl: &Path) -> Result<(), BoxError> {
                 match s.route_tun(now, &mut buf[64..64 + n]) {
                     distrib::TunRoute::ToGateway { remote, key, .. } => {
                         let first = buf[64];
-                        if distrib::gre::write_header(key, first, &mut buf[56..64]).is_ok() {
+                        if distrib::gre::write_header(key, first, &mut buf[56..64 + n], n).is_ok() {
                             let _ = net::send_to(&io.gre, &buf[56..64 + n], SocketAddr::new(remote, 0));
                         }
                     }

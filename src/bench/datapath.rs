@@ -199,7 +199,7 @@ fn measure(t: EspTransform, size: usize, seconds: f64) -> Result<Row, BoxError> 
             match dist.route_inbound(now, &w[r.clone()], true) {
                 distrib::Route::ToTarget { key, .. } => {
                     let first = w[r.start];
-                    distrib::gre::write_header(key, first, &mut w[r.start - 8..r.start])?;
+                    distrib::gre::write_header(key, first, &mut w[r.start - 8..r.end], r.len())?;
                     gre_bytes += r.len() + 8;
                 }
                 other => return Err(format!("route: {other:?}").into()),

@@ -263,7 +263,7 @@ impl GatewayCore {
                 if inner.start >= 8 {
                     let h = inner.start - 8;
                     let first = buf[inner.start];
-                    if distrib::gre::write_header(key, first, &mut buf[h..inner.start]).is_ok() {
+                    if distrib::gre::write_header(key, first, &mut buf[h..inner.end], inner.len()).is_ok() {
                         sink.gre(remote, &buf[h..inner.end]);
                     }
                 } else {
