@@ -14,6 +14,62 @@
 //!
 //! Time is passed in as `std::time::Instant`; nothing here reads a clock,
 //! opens a socket or spawns a task.
+//!
+//! # Example: a Child SA from IKE key material, seal and open
+//!
+//! ```
+//! use plexgate_ipsec::*;
+//! use std::time::Instant;
+//!
+//! let now = Instant::now();
+//! let cfg = ChildSaConfig {
+//!     transform: EspTransform::from_ikev2(20, Some(128), None)?, // AES-GCM-16/128
+//!     esn: false,
+//!     mode: Mode::Tunnel,
+//!     replay_window: replay::DEFAULT_WINDOW,
+//!     lifetime: Lifetime::default(),
+//!     local_ts: vec![TrafficSelector::host("203.0.113.250".parse()?)],
+//!     remote_ts: vec![TrafficSelector::host("192.168.250.1".parse()?)],
+//!     local_addr: "10.250.0.2".parse()?,
+//!     remote_addr: "10.250.0.1".parse()?,
+//!     encap: Some(UdpEncapPorts { local_port: 4500, remote_port: 4500 }),
+//!     peer: "c".into(),
+//!     child: "net".into(),
+//! };
+//! // KEYMAT = prf+(SK_d, Ni | Nr) from the IKE crate; we are the responder.
+//! let keymat = vec![7u8; 2 * cfg.transform.keymat_len()];
+//! let (inbound, outbound) = SaParams::pair_from_keymat(&cfg, &keymat, false, 0xc391_0a43, 0x634a_93ee)?;
+//! let mut sad = Sad::new();
+//! sad.insert(inbound, now)?;
+//! sad.insert(outbound, now)?;
+//!
+//! // Outbound: SPD says Protect { peer: "c", child: "net" } -> SA -> seal.
+//! let reply = [0x45, 0, 0, 20, 0, 0, 0, 0, 64, 1, 0, 0, 203, 0, 113, 250, 192, 168, 250, 1];
+//! let spi = sad.outbound_spi("c", "net").unwrap();
+//! let mut datagram = [0u8; 2048]; // UDP/4500 payload to send
+//! let n = sad.seal(now, spi, &reply, 4, &mut datagram)?;
+//! assert_eq!(n, 8 + 8 + 20 + 2 + 2 + 16);
+//!
+//! // Inbound: a UDP/4500 payload classified as ESP is opened in place.
+//! # let mut peer = SecurityAssociation::new(SaParams { spi: 0xc391_0a43,
+//! #     direction: Direction::Outbound, ..sad.inbound(0xc391_0a43).unwrap().params().clone() }, now)?;
+//! # let ping = [0x45, 0, 0, 20, 0, 0, 0, 0, 64, 1, 0, 0, 192, 168, 250, 1, 203, 0, 113, 250];
+//! # let mut buf = [0u8; 2048];
+//! # let len = peer.seal(now, &ping, 4, &mut buf)?;
+//! let payload = &mut buf[..len];
+//! match plexgate_wire::udp_encap::classify(payload)? {
+//!     plexgate_wire::udp_encap::UdpEncap::Esp(_) => {
+//!         let got = sad.open_in_place(now, payload)?;
+//!         let inner = &payload[got.opened.inner.clone()]; // the client's IPv4 packet
+//!         assert_eq!(got.opened.next_header, 4);
+//!         assert_eq!(inner, &ping[..]);
+//!     }
+//!     _ => unreachable!(),
+//! }
+//! assert_eq!(sad.counters.rx_packets, 1);
+//! println!("{}", keylog::esp_sa_file(sad.iter().map(|sa| sa.params())));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -92,7 +92,8 @@ pub struct SaParams {
     /// Tunnel or transport mode.
     pub mode: Mode,
     /// Anti-replay window in packets (inbound; ≥ 128, default 1024); 0
-    /// disables anti-replay (RFC 4303 §3.4.3 lets the receiver do so).
+    /// disables anti-replay (RFC 4303 §3.4.3 lets the receiver do so; the
+    /// highest number received is still tracked for ESN).
     pub replay_window: u32,
     /// Soft and hard lifetimes.
     pub lifetime: Lifetime,
@@ -295,8 +296,12 @@ impl SecurityAssociation {
             return Err(SaError::ZeroSpi);
         }
         let cipher = EspCipher::new(params.transform, &params.enc_key, &params.integ_key)?;
+        // With anti-replay disabled the window still tracks the highest
+        // number received, which ESN inference needs.
         let window = match (params.direction, params.replay_window) {
-            (Direction::Inbound, 0) => None,
+            (Direction::Inbound, 0) => {
+                Some(ReplayWindow::starting_at(MIN_WINDOW, params.initial_seq))
+            }
             (Direction::Inbound, w) if w < MIN_WINDOW => return Err(SaError::ReplayWindow(w)),
             (Direction::Inbound, w) => Some(ReplayWindow::starting_at(w, params.initial_seq)),
             (Direction::Outbound, _) => None,
@@ -615,15 +620,14 @@ impl SecurityAssociation {
             return Err(EspError::UnknownSpi(spi));
         }
         let seq_lo = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+        let anti_replay = self.params.replay_window != 0;
         let seq = match (&self.window, self.params.esn) {
             (Some(w), true) => w
                 .infer_esn(seq_lo)
                 .ok_or(EspError::Replay(u64::from(seq_lo)))?,
-            // Without a window, ESN inference has no reference: assume the
-            // high half is 0 (receivers without anti-replay rarely use ESN).
             _ => u64::from(seq_lo),
         };
-        if let Some(w) = &self.window {
+        if let (Some(w), true) = (&self.window, anti_replay) {
             if let Err(e) = w.check(seq) {
                 self.stats.replay_drops += 1;
                 return Err(e);
@@ -658,7 +662,10 @@ impl SecurityAssociation {
         //= https://www.rfc-editor.org/rfc/rfc4303#section-3.4.3
         //# The receive window is updated only if the integrity verification succeeds.
         if let Some(w) = &mut self.window {
-            w.update(seq)?;
+            match w.update(seq) {
+                Err(e) if anti_replay => return Err(e),
+                _ => {}
+            }
         }
         let next_header = buf[ct_end - 1];
         let pad_len = usize::from(buf[ct_end - 2]);
