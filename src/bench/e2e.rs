@@ -1,22 +1,291 @@
 //! `plexgate bench e2e`: iperf3 through a namespace topology (client site — gateway
-//! — target) with strongSwan at both tunnel ends, and with plexgate, in one run.
+//! — target) with strongSwan at both tunnel ends, and with plexgate at both tunnel
+//! ends, in one run.
+//!
+//! plexgate at both ends: a plexgate "client-site gateway" in the client namespace
+//! (initiator; its SPD protects `192.168.77.1 → 10.20.0.0/24`, routed into its TUN
+//! at start) and a plexgate gateway in the gateway namespace (responder; decrypted
+//! packets for the target subnet go into the kernel through its TUN and are
+//! forwarded to the target; replies come back into the TUN by the Child SA's
+//! route). Same IKE (aes128-sha256-x25519) and ESP (aes128gcm16) as the strongSwan
+//! baseline, plain ESP (no UDP encapsulation) on both.
 
-use std::time::Duration;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use serde_json::json;
+use plexgate_lab::site::{CLIENT_INNER, CLIENT_NET, CLIENT_OUTER, GATEWAY_OUTER, PSK, TARGET_ADDR, TARGET_NET};
+use plexgate_lab::traffic::IperfServer;
+use plexgate_lab::{Endpoint, LabDir, Ready, Site, SiteSpec};
+use serde_json::{json, Value};
 
 type BoxError = Box<dyn std::error::Error>;
+
+/// One implementation's figures.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    gbps_1: f64,
+    gbps_8: f64,
+    /// Received packets per second, iperf3 UDP with 64-byte payloads.
+    pps_64: f64,
+}
 
 /// `plexgate bench e2e`.
 pub fn e2e(as_json: bool, seconds: u32) -> Result<(), BoxError> {
     plexgate_lab::check_prerequisites()?;
     let d = Duration::from_secs(u64::from(seconds.max(1)));
-    let (ss1, ss8) = plexgate_lab::strongswan_baseline(d)?;
-    let out = json!({"implementation": "strongswan", "gbps_1_stream": ss1, "gbps_8_streams": ss8});
+    let ss = {
+        let site = Site::build(&SiteSpec::strongswan())?;
+        site.connect()?;
+        measure(&site, d)?
+    };
+    let pg = plexgate_both_ends(d)?;
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+    let rows = [
+        ("strongswan", 1, ss.gbps_1, 1.0),
+        ("strongswan", 8, ss.gbps_8, 1.0),
+        ("plexgate", 1, pg.gbps_1, ratio(pg.gbps_1, ss.gbps_1)),
+        ("plexgate", 8, pg.gbps_8, ratio(pg.gbps_8, ss.gbps_8)),
+    ];
+    let pps_rows = [("strongswan", ss.pps_64, 1.0), ("plexgate", pg.pps_64, ratio(pg.pps_64, ss.pps_64))];
     if as_json {
-        println!("{out}");
+        for (imp, streams, gbps, r) in rows {
+            println!(
+                "{}",
+                json!({"implementation": imp, "test": "tcp", "streams": streams, "gbps": round(gbps), "ratio": round(r), "seconds": d.as_secs()})
+            );
+        }
+        for (imp, pps, r) in pps_rows {
+            println!(
+                "{}",
+                json!({"implementation": imp, "test": "udp_64", "streams": 1, "pps": pps.round(), "ratio": round(r), "seconds": d.as_secs()})
+            );
+        }
     } else {
-        println!("strongSwan (kernel-libipsec) at both ends: {ss1:.3} Gbit/s (1 stream), {ss8:.3} Gbit/s (8 streams)");
+        println!("iperf3 client site (192.168.77.1) → tunnel → gateway → target (10.20.0.2), {} s per run", d.as_secs());
+        println!("IKE aes128-sha256-x25519, ESP aes128gcm16; ratio = plexgate / strongSwan (kernel-libipsec)");
+        println!("{:<34} {:>7} {:>10} {:>7}", "implementation (both tunnel ends)", "streams", "Gbit/s", "ratio");
+        for (imp, streams, gbps, r) in rows {
+            println!("{imp:<34} {streams:>7} {gbps:>10.3} {r:>7.2}");
+        }
+        println!("{:<34} {:>7} {:>10} {:>7}", "UDP, 64-byte payloads", "", "kpps rx", "ratio");
+        for (imp, pps, r) in pps_rows {
+            println!("{imp:<34} {:>7} {:>10.1} {r:>7.2}", 1, pps / 1e3);
+        }
     }
-    Err("the plexgate half of this benchmark (plexgate at both tunnel ends) is not built yet; see docs/benchmarks.md".into())
+    Ok(())
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// TCP with 1 and 8 streams, then UDP 64-byte packets, client → target.
+fn measure(site: &Site, d: Duration) -> Result<Figures, BoxError> {
+    let (gbps_1, gbps_8) = site.throughput_1_and_8(IpAddr::V4(TARGET_ADDR), d)?;
+    let pps_64 = udp_pps(site, d)?;
+    Ok(Figures { gbps_1, gbps_8, pps_64 })
+}
+
+/// `iperf3 -u -l 64 -b 0` from the client's inner address to the target; packets
+/// per second that arrived (sent minus lost).
+fn udp_pps(site: &Site, d: Duration) -> Result<f64, BoxError> {
+    let target = IpAddr::V4(TARGET_ADDR);
+    let srv = IperfServer::start(site.ns("target")?, target, 5202)?;
+    let (s, p, secs, b) = (target.to_string(), srv.port.to_string(), d.as_secs().to_string(), CLIENT_INNER.to_string());
+    let argv = ["iperf3", "-c", &s, "-p", &p, "-u", "-l", "64", "-b", "0", "-t", &secs, "-J", "--connect-timeout", "5000", "-B", &b];
+    let out = site.ns("client")?.exec_timeout(&argv, d + Duration::from_secs(20))?;
+    drop(srv);
+    udp_pps_from_json(&out.stdout).map_err(|e| format!("{}: {e}; stderr: {}", argv.join(" "), out.stderr.trim()).into())
+}
+
+/// Received packets per second from iperf3's UDP `-J` output.
+fn udp_pps_from_json(text: &str) -> Result<f64, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("iperf3 JSON: {e}"))?;
+    if let Some(e) = v["error"].as_str() {
+        return Err(format!("iperf3 reported: {e}"));
+    }
+    let sum = &v["end"]["sum"];
+    let (Some(pk), Some(lost), Some(secs)) = (sum["packets"].as_f64(), sum["lost_packets"].as_f64(), sum["seconds"].as_f64()) else {
+        return Err("no end.sum.packets/lost_packets/seconds".into());
+    };
+    if secs <= 0.0 {
+        return Err("iperf3 ran for 0 s".into());
+    }
+    Ok(((pk - lost).max(0.0)) / secs)
+}
+
+fn write_secret(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, data)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
+/// Policy of the plexgate client-site gateway (initiator).
+fn client_policy() -> String {
+    format!(
+        r#"[site]
+name = "e2e-client"
+gateway_vipas = ["{CLIENT_OUTER}"]
+
+[[site.interface]]
+name = "uplink"
+address = "{CLIENT_OUTER}/24"
+
+[[peer]]
+name = "gw"
+remote_address = "{GATEWAY_OUTER}"
+local_id = "client@plexgate.lab"
+remote_id = "gw@plexgate.lab"
+auth = "psk"
+psk_file = "psk"
+proposals = ["aes128-sha256-x25519"]
+
+  [[peer.child]]
+  name = "site"
+  local_ts = ["{CLIENT_INNER}/32"]
+  remote_ts = ["{TARGET_NET}"]
+  esp_proposals = ["aes128gcm16"]
+
+[[spd]]
+name = "tunnel"
+direction = "both"
+local = "{CLIENT_INNER}"
+remote = "{TARGET_NET}"
+action = "protect"
+peer = "gw"
+child = "site"
+"#
+    )
+}
+
+/// Policy of the plexgate gateway (responder) in front of the target subnet.
+fn gateway_policy() -> String {
+    format!(
+        r#"[site]
+name = "e2e-gw"
+gateway_vipas = ["{GATEWAY_OUTER}"]
+
+[[site.interface]]
+name = "uplink"
+address = "{GATEWAY_OUTER}/24"
+
+[[peer]]
+name = "client"
+remote_address = "any"
+local_id = "gw@plexgate.lab"
+remote_id = "client@plexgate.lab"
+auth = "psk"
+psk_file = "psk"
+proposals = ["aes128-sha256-x25519"]
+
+  [[peer.child]]
+  name = "site"
+  local_ts = ["{TARGET_NET}"]
+  remote_ts = ["{CLIENT_NET}"]
+  esp_proposals = ["aes128gcm16"]
+
+[[spd]]
+name = "tunnel"
+direction = "both"
+local = "{TARGET_NET}"
+remote = "{CLIENT_NET}"
+action = "protect"
+peer = "client"
+child = "site"
+"#
+    )
+}
+
+fn ctl(path: &Path, req: &Value) -> Result<Value, BoxError> {
+    Ok(crate::ctl::request(path, req)?)
+}
+
+fn child_sas(status: &Value) -> usize {
+    status["child_sas"].as_array().map_or(0, Vec::len)
+}
+
+/// Build the site with plexgate at both tunnel ends, bring the tunnel up and
+/// measure.
+fn plexgate_both_ends(d: Duration) -> Result<Figures, BoxError> {
+    let dir = LabDir::new("bench-e2e")?;
+    let exe = std::env::current_exe()?;
+    let exe = exe.to_str().ok_or("binary path is not UTF-8")?.to_string();
+    write_secret(&dir.join("psk"), PSK.as_bytes())?;
+    let (cpol, gpol) = (dir.join("client.toml"), dir.join("gateway.toml"));
+    std::fs::write(&cpol, client_policy())?;
+    std::fs::write(&gpol, gateway_policy())?;
+    let (cctl, gctl) = (dir.join("client.sock"), dir.join("gateway.sock"));
+    let argv = |pol: &PathBuf, sock: &PathBuf| -> Vec<String> {
+        vec![exe.clone(), "run".into(), "--policy".into(), pol.display().to_string(), "--ctl".into(), sock.display().to_string()]
+    };
+    let spec = SiteSpec {
+        client: Endpoint::Command { argv: argv(&cpol, &cctl), ready: Ready::UdpPort(500) },
+        gateway: Endpoint::Command { argv: argv(&gpol, &gctl), ready: Ready::UdpPort(500) },
+        target: Endpoint::Nothing,
+        dvipa_on_target: false,
+    };
+    let site = Site::build(&spec)?;
+    let logs = || {
+        let l = |r: &plexgate_lab::Running| r.process().map(|p| p.log()).unwrap_or_default();
+        format!("client plexgate log:\n{}\ngateway plexgate log:\n{}", l(&site.client), l(&site.gateway))
+    };
+    // Decrypted packets enter each kernel through a TUN.
+    site.ns("gateway")?.disable_rp_filter()?;
+    let up = (|| -> Result<(), BoxError> {
+        // Initiate from the client end (the control socket comes up just after
+        // the IKE sockets).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match ctl(&cctl, &json!({"cmd": "initiate", "peer": "gw", "child": "site"})) {
+                Ok(v) if v["ok"] == true => break,
+                Ok(v) => return Err(format!("initiate: {v}").into()),
+                Err(e) if Instant::now() > deadline => return Err(format!("client control socket: {e}").into()),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let c = ctl(&cctl, &json!({"cmd": "status"})).map(|s| child_sas(&s)).unwrap_or(0);
+            let g = ctl(&gctl, &json!({"cmd": "status"})).map(|s| child_sas(&s)).unwrap_or(0);
+            if c >= 2 && g >= 2 {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("Child SA not installed at both ends after 15 s (client {c}, gateway {g} SAs)").into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        site.ns("client")?.wait_ping(&TARGET_ADDR.to_string(), Some(&CLIENT_INNER.to_string()), Duration::from_secs(10))?;
+        Ok(())
+    })();
+    if let Err(e) = up {
+        return Err(format!("plexgate at both ends: tunnel not up: {e}\n{}", logs()).into());
+    }
+    measure(&site, d).map_err(|e| format!("plexgate at both ends: {e}\n{}", logs()).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_policies_pass_the_checker() {
+        let dir = LabDir::new("bench-e2e-test").unwrap();
+        write_secret(&dir.join("psk"), PSK.as_bytes()).unwrap();
+        for (name, text) in [("c.toml", client_policy()), ("g.toml", gateway_policy())] {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            let checked = plexgate_policy::load(&p).unwrap_or_else(|d| panic!("{name}: {d}"));
+            assert_eq!(checked.policy.spd.len(), 1);
+        }
+    }
+
+    #[test]
+    fn udp_json_counts_received_packets() {
+        let j = r#"{"end":{"sum":{"packets":1000,"lost_packets":250,"seconds":2.0}}}"#;
+        assert_eq!(udp_pps_from_json(j).unwrap(), 375.0);
+        assert!(udp_pps_from_json(r#"{"error":"unable to connect"}"#).is_err());
+        assert!(udp_pps_from_json(r#"{"end":{}}"#).is_err());
+    }
 }

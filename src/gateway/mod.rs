@@ -125,6 +125,12 @@ pub fn run(policy_path: &Path, _name: Option<&str>, ctl: &Path, metrics: Option<
     for d in &p.dvipas {
         ip(&["route", "replace", &host_cidr(d.address), "dev", &tun_name]);
     }
+    // Routes: the remote side of each outbound PROTECT rule that is one specific
+    // prefix, so that its traffic reaches the TUN (and starts an acquire) before
+    // any SA exists. Never a prefix holding a peer's own address (IKE would loop).
+    for cidr in protect_routes(&p) {
+        ip(&["route", "replace", &cidr, "dev", &tun_name]);
+    }
     let store_dir = match p.ha.as_ref().map(|h| &h.store) {
         Some(plexgate_policy::Store::Embedded { path }) => path.clone(),
         _ => std::env::temp_dir().join(format!("plexgate-store-{}", p.site.name)),
@@ -266,9 +272,8 @@ pub fn run(policy_path: &Path, _name: Option<&str>, ctl: &Path, metrics: Option<
                 let (effects, routes) = {
                     let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
                     let mut sink = IoSink(&io);
-                    if c.next_timeout().is_some_and(|t| t <= now) || true {
-                        c.on_timeout(now, &mut sink);
-                    }
+                    // Every tick: the distributor's idle timers are not in next_timeout().
+                    c.on_timeout(now, &mut sink);
                     if now.duration_since(last_announce) >= Duration::from_secs(5) {
                         c.announce(now, &mut sink);
                         last_announce = now;
@@ -343,7 +348,11 @@ fn handle_ctl(c: &mut GatewayCore, now: Instant, req: &Value, sink: &mut dyn Sin
             Some(id) => result_json(c.delete_ike(now, id, sink)),
             None => json!({"error": "delete-ike needs \"id\""}),
         },
-        other => json!({"error": format!("unknown command {other:?}; try status, initiate, rekey-child, rekey-ike, delete-ike")}),
+        Some("set-weight") => match (req["dvipa"].as_str().and_then(|d| d.parse().ok()), req["node"].as_u64(), req["weight"].as_u64()) {
+            (Some(d), Some(n), Some(w)) if n <= u64::from(u32::MAX) && w <= u64::from(u16::MAX) => result_json(c.set_weight(d, n as u32, w as u16)),
+            _ => json!({"error": "set-weight needs \"dvipa\" (address), \"node\" (target node id) and \"weight\" (0-65535)"}),
+        },
+        other => json!({"error": format!("unknown command {other:?}; try status, initiate, rekey-child, rekey-ike, delete-ike, set-weight")}),
     }
 }
 
@@ -435,6 +444,35 @@ pub fn ip(args: &[&str]) -> bool {
             false
         }
     }
+}
+
+/// CIDRs of the remote selectors of outbound PROTECT rules that are one specific
+/// prefix and contain no peer's outer address.
+fn protect_routes(p: &plexgate_policy::Policy) -> Vec<String> {
+    use plexgate_policy as pol;
+    let peers: Vec<IpAddr> = p
+        .peers
+        .iter()
+        .filter_map(|x| match x.remote {
+            pol::RemoteAddr::Host(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    let mut out = Vec::new();
+    for r in &p.spd {
+        let outbound = matches!(r.direction, pol::Direction::Out | pol::Direction::Both);
+        let (true, pol::SpdAction::Protect { .. }, pol::AddrSel::Range(rg)) = (outbound, &r.action, &r.remote) else {
+            continue;
+        };
+        let ts = plexgate_ipsec::TrafficSelector { protocol: 0, start_port: 0, end_port: 65535, start_addr: rg.start, end_addr: rg.end };
+        let holds = |a: &IpAddr| a.is_ipv4() == rg.start.is_ipv4() && *a >= rg.start && *a <= rg.end;
+        if let Some(c) = self::core::ts_cidr(&ts) {
+            if !peers.iter().any(holds) && !out.contains(&c) {
+                out.push(c);
+            }
+        }
+    }
+    out
 }
 
 fn apply_routes(tun: &str, routes: Vec<(bool, String)>) {
