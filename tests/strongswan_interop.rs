@@ -26,7 +26,7 @@ struct Lab {
     dir: plexgate_lab::LabDir,
 }
 
-fn policy(dir: &std::path::Path, ike: &str, esp: &str, extra_child: &str) -> std::path::PathBuf {
+fn policy(dir: &std::path::Path, remote: &str, ike: &str, esp: &str, extra_child: &str) -> std::path::PathBuf {
     write_secret(&dir.join("psk"), PSK.as_bytes());
     let text = format!(
         r#"
@@ -40,7 +40,7 @@ address = "{GW_OUT}/24"
 
 [[peer]]
 name = "client"
-remote_address = "any"
+remote_address = "{remote}"
 local_id = "gw@plexgate.lab"
 remote_id = "client@plexgate.lab"
 auth = "psk"
@@ -70,6 +70,21 @@ child = "net"
 }
 
 fn lab(name: &str, ike: &str, esp: &str, client_ike: &str, client_esp: &str) -> Lab {
+    lab_with(name, "any", ike, esp, |cc| {
+        let mut cc = cc;
+        cc.ike_proposals = vec![client_ike.to_string()];
+        cc.child(ChildConfig::new("net", &format!("{CLIENT_IN}/32"), &format!("{GW_IN}/32")).esp(&[client_esp]))
+    })
+}
+
+/// The strongSwan side of the lab: PSK, IKE `aes128-sha256-x25519`, ESP `aes128gcm16`.
+fn default_client(cc: CharonConfig) -> CharonConfig {
+    cc.child(ChildConfig::new("net", &format!("{CLIENT_IN}/32"), &format!("{GW_IN}/32")).esp(&["aes128gcm16"]))
+}
+
+/// The two-namespace lab; `remote` is the policy peer's `remote_address`, `client`
+/// finishes strongSwan's configuration (proposals, children, timers).
+fn lab_with(name: &str, remote: &str, ike: &str, esp: &str, client: impl FnOnce(CharonConfig) -> CharonConfig) -> Lab {
     prerequisites();
     let dir = labdir(name);
     let mut topo = Topology::new();
@@ -82,11 +97,9 @@ fn lab(name: &str, ike: &str, esp: &str, client_ike: &str, client_esp: &str) -> 
     g.add_loopback_addr(&format!("{GW_IN}/32")).unwrap();
     g.disable_rp_filter().unwrap();
     g.sysctl("net.ipv4.conf.default.rp_filter", "0").unwrap();
-    let pol = policy(dir.path(), ike, esp, "");
+    let pol = policy(dir.path(), remote, ike, esp, "");
     let gw = Daemon::gateway(g, dir.path(), &pol, "gw");
-    let mut cc = CharonConfig::psk(CLIENT_OUT, GW_OUT, "client@plexgate.lab", "gw@plexgate.lab", PSK);
-    cc.ike_proposals = vec![client_ike.to_string()];
-    let cc = cc.child(ChildConfig::new("net", &format!("{CLIENT_IN}/32"), &format!("{GW_IN}/32")).esp(&[client_esp]));
+    let cc = client(CharonConfig::psk(CLIENT_OUT, GW_OUT, "client@plexgate.lab", "gw@plexgate.lab", PSK));
     let client = Charon::start(c, cc).unwrap();
     Lab { client: Some(client), gw, topo, dir }
 }
@@ -136,4 +149,161 @@ fn strongswan_initiates_psk_ping_and_tcp() {
     assert!(by_dir("inbound") > 8 << 20, "inbound byte counter: {s}");
     assert!(by_dir("outbound") > 0, "outbound byte counter: {s}");
     drop(l.dir);
+}
+
+impl Lab {
+    fn fail(&self, what: &str) -> String {
+        format!("{what}\nplexgate status:\n{}\nplexgate log:\n{}\ncharon log:\n{}", self.gw.status(), self.gw.log(), self.client().log())
+    }
+
+    /// The ids of plexgate's IKE SAs.
+    fn gw_ike_ids(&self) -> Vec<u64> {
+        self.gw.status()["ike_sas"].as_array().unwrap().iter().filter_map(|s| s["id"].as_u64()).collect()
+    }
+
+    /// plexgate's inbound Child SA SPIs (hex).
+    fn gw_spis_in(&self) -> Vec<String> {
+        let s = self.gw.status();
+        s["child_sas"].as_array().unwrap().iter().filter(|c| c["direction"] == "inbound").map(|c| c["spi"].as_str().unwrap().to_string()).collect()
+    }
+
+    /// strongSwan's (IKE initiator SPI, Child SA inbound SPI) of its one established SA.
+    fn client_spis(&self) -> (String, u32) {
+        let sa = self.client().wait_established("net", Duration::from_secs(10)).unwrap_or_else(|e| panic!("{}", self.fail(&e.to_string())));
+        (sa.initiator_spi.clone() + &sa.responder_spi, sa.child("net").unwrap().spi_in)
+    }
+
+    /// Run `during` while a byte-exact transfer of `mb` MB runs through the tunnel.
+    fn transfer_during(&self, mb: usize, during: impl FnOnce()) {
+        let c = self.topo.ns("client").unwrap();
+        let g = self.topo.ns("gateway").unwrap();
+        if let Err(e) = c.wait_ping(GW_IN, Some(CLIENT_IN), Duration::from_secs(10)) {
+            panic!("{}", self.fail(&format!("ping through the tunnel failed: {e}")));
+        }
+        let addr = SocketAddr::new(GW_IN.parse::<IpAddr>().unwrap(), 5002);
+        std::thread::scope(|s| {
+            let t = s.spawn(move || tcp_transfer(g, addr, c, mb << 20, 11, Duration::from_secs(120)));
+            during();
+            let r = t.join().unwrap().unwrap_or_else(|e| panic!("{}", self.fail(&format!("transfer failed: {e}"))));
+            assert_eq!(r.bytes, mb << 20, "bytes received");
+        });
+    }
+}
+
+fn established_child_count(sas: &[plexgate_lab::IkeSa]) -> usize {
+    sas.iter().filter(|s| s.established()).flat_map(|s| s.children.iter()).filter(|c| c.installed()).count()
+}
+
+#[test]
+fn plexgate_initiates_psk_ping_and_tcp() {
+    let l = lab_with("pg-init-psk", CLIENT_OUT, "\"aes128-sha256-x25519\"", "\"aes128gcm16\"", default_client);
+    let r = l.gw.ctl(serde_json::json!({"cmd": "initiate", "peer": "client"}));
+    assert_eq!(r["ok"], true, "initiate: {r}");
+    let sa = l.client().wait_established("net", Duration::from_secs(15)).unwrap_or_else(|e| panic!("{}", l.fail(&e.to_string())));
+    assert!(!sa.initiator, "strongSwan must be the responder: {sa:?}");
+    l.client().route_ipsec0(&format!("{GW_IN}/32"), CLIENT_IN).unwrap();
+    l.gw.wait_status("Child SA installed", Duration::from_secs(5), |s| child_sa_count(s) >= 2);
+    let s = l.gw.status();
+    assert_eq!(s["ike_sas"][0]["initiator"], true, "{s}");
+    l.ping_and_transfer(4);
+}
+
+/// Several proposal sets, strongSwan configured with exactly one each: the SA
+/// that comes up uses it, and carries traffic byte-exact.
+#[test]
+fn proposal_sets_interoperate() {
+    let sets = [
+        ("aes256gcm16-prfsha384-ecp384", "aes256gcm16", "AES_GCM_16", Some("ECP_384")),
+        ("aes256-sha256-x25519", "aes256-sha256", "AES_CBC", Some("CURVE_25519")),
+        ("aes128gcm16-prfsha256-x25519", "chacha20poly1305", "CHACHA20_POLY1305", None),
+        ("aes128gcm16-prfsha256-ecp256", "aes128gcm16-esn", "AES_GCM_16", Some("ECP_256")),
+    ];
+    for (ike, esp, esp_alg, dh) in sets {
+        eprintln!("--- IKE {ike}, ESP {esp}");
+        let l = lab_with(&format!("ss-prop-{esp}"), "any", &format!("\"{ike}\""), &format!("\"{esp}\""), |mut cc| {
+            cc.ike_proposals = vec![ike.to_string()];
+            cc.child(ChildConfig::new("net", &format!("{CLIENT_IN}/32"), &format!("{GW_IN}/32")).esp(&[esp]))
+        });
+        l.connect();
+        let sa = l.client().wait_established("net", Duration::from_secs(5)).unwrap();
+        if let Some(dh) = dh {
+            assert_eq!(sa.dh_group.as_deref(), Some(dh), "IKE {ike}: {sa:?}");
+        }
+        let child = sa.child("net").unwrap();
+        assert_eq!(child.encr_alg.as_deref(), Some(esp_alg), "ESP {esp}: {child:?}");
+        if esp.ends_with("-esn") {
+            let s = l.gw.status();
+            assert!(s["child_sas"].as_array().unwrap().iter().all(|c| c["esn"] == true), "ESN negotiated: {s}");
+        }
+        l.ping_and_transfer(2);
+    }
+}
+
+/// Both sides can delete: strongSwan's DELETE clears plexgate's SAs; plexgate's
+/// `delete-ike` clears strongSwan's.
+#[test]
+fn delete_from_either_side() {
+    let l = lab("ss-delete", "\"aes128-sha256-x25519\"", "\"aes128gcm16\"", "aes128-sha256-x25519", "aes128gcm16");
+    l.connect();
+    l.client().terminate_ike().unwrap_or_else(|e| panic!("{}", l.fail(&e.to_string())));
+    l.gw.wait_status("no SAs after strongSwan's DELETE", Duration::from_secs(10), |s| {
+        s["ike_sas"].as_array().unwrap().is_empty() && child_sa_count(s) == 0
+    });
+    l.connect();
+    let ids = l.gw_ike_ids();
+    assert_eq!(ids.len(), 1, "{}", l.fail("one IKE SA"));
+    let r = l.gw.ctl(serde_json::json!({"cmd": "delete-ike", "id": ids[0]}));
+    assert_eq!(r["ok"], true, "delete-ike: {r}");
+    l.client().wait_for("no SAs after plexgate's DELETE", Duration::from_secs(10), |sas| sas.is_empty()).unwrap_or_else(|e| panic!("{}", l.fail(&e.to_string())));
+    l.gw.wait_status("no SAs after our DELETE", Duration::from_secs(10), |s| {
+        s["ike_sas"].as_array().unwrap().is_empty() && child_sa_count(s) == 0
+    });
+}
+
+/// Garbage and truncated datagrams to UDP 500 and 4500 do not stop the daemon.
+#[test]
+fn garbage_datagrams_do_not_stop_the_daemon() {
+    let l = lab("ss-garbage", "\"aes128-sha256-x25519\"", "\"aes128gcm16\"", "aes128-sha256-x25519", "aes128gcm16");
+    let c = l.topo.ns("client").unwrap();
+    let sent = c
+        .run_in(|| {
+            let sock = std::net::UdpSocket::bind("10.10.0.1:0").unwrap();
+            let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+            let mut next = move || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            };
+            let mut n = 0;
+            for i in 0..400usize {
+                let len = (next() % 600) as usize;
+                let mut d: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                match i % 4 {
+                    // An IKE header (SA_INIT, version 2.0) with a lying length.
+                    0 if d.len() >= 28 => {
+                        d[16] = 33;
+                        d[17] = 0x20;
+                        d[18] = 34;
+                        d[19] = 0x08;
+                        d[24..28].copy_from_slice(&((next() % 70000) as u32).to_be_bytes());
+                    }
+                    1 if d.len() >= 4 => d[..4].fill(0), // non-ESP marker + garbage IKE
+                    2 => d.truncate(i % 12),           // too short for anything
+                    _ => {}
+                }
+                for port in [500, 4500] {
+                    if sock.send_to(&d, (GW_OUT, port)).is_ok() {
+                        n += 1;
+                    }
+                }
+            }
+            n
+        })
+        .unwrap();
+    assert!(sent >= 700, "sent {sent}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(l.gw.status()["ike_sas"].as_array().unwrap().len() <= 1, "garbage made IKE SAs");
+    l.connect();
+    l.ping_and_transfer(1);
 }
