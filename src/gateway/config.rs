@@ -23,6 +23,14 @@ pub enum ConfigError {
         /// What went wrong.
         err: std::io::Error,
     },
+    /// A certificate, private key or CA file could not be used.
+    #[error("peer {peer:?}: {err}")]
+    Credentials {
+        /// The policy peer.
+        peer: String,
+        /// What the PKI said.
+        err: plexgate_pki::PkiError,
+    },
     /// Something the policy allows but this gateway cannot do.
     #[error("{0}")]
     Unsupported(String),
@@ -44,11 +52,11 @@ fn ike_peer(p: &policy::Policy, peer: &policy::Peer) -> Result<ike::PeerConfig, 
                 .map_err(|err| ConfigError::KeyFile { path: psk_file.display().to_string(), err })?;
             ike::AuthConfig::Psk(trim_secret(&raw))
         }
-        policy::Auth::Cert { .. } => {
-            return Err(ConfigError::Unsupported(format!(
-                "peer {:?}: certificate authentication is not wired into the gateway yet (use auth = \"psk\")",
-                peer.name
-            )))
+        policy::Auth::Cert { cert, private_key, ca } => {
+            let bad = |err| ConfigError::Credentials { peer: peer.name.clone(), err };
+            let credentials = plexgate_pki::LocalCredentials::load(private_key, cert).map_err(bad)?;
+            let trust = plexgate_pki::TrustStore::from_files(ca).map_err(bad)?;
+            ike::AuthConfig::Cert { credentials: std::sync::Arc::new(credentials), trust: std::sync::Arc::new(trust) }
         }
     };
     let ike_port = p.site.ike_port;
