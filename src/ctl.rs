@@ -24,7 +24,7 @@ pub fn serve(path: &Path, handler: Handler) -> io::Result<std::thread::JoinHandl
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
     let path: PathBuf = path.to_path_buf();
-    Ok(std::thread::Builder::new().name("ctl".into()).spawn(move || {
+    std::thread::Builder::new().name("ctl".into()).spawn(move || {
         for conn in listener.incoming() {
             let Ok(conn) = conn else { continue };
             let h = handler.clone();
@@ -33,7 +33,7 @@ pub fn serve(path: &Path, handler: Handler) -> io::Result<std::thread::JoinHandl
             });
         }
         let _ = std::fs::remove_file(&path);
-    })?)
+    })
 }
 
 fn serve_one(conn: UnixStream, h: &Handler) -> io::Result<()> {
