@@ -1,7 +1,7 @@
 //! Criterion bench of `Distributor::route_inbound` on the hot path: a data
 //! packet of an established connection (CRT hit) among 10 000 connections,
 //! IPv4 and IPv6, plus the cost of a SYN that selects a target.
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use plexgate_distrib::cluster::{seal_with, Message};
 use plexgate_distrib::dpt::{Algorithm, DvipaConfig, PortSet, TargetSet};
 use plexgate_distrib::{ClusterKey, Distributor, DistributorConfig, LinkId, NodeId, Route};
@@ -110,5 +110,51 @@ fn bench(c: &mut Criterion) {
     });
 }
 
+/// The machine this runs on is shared (load above the core count), so
+/// criterion's means include time the thread spent preempted. The minimum over
+/// many short batches is the cost when the thread actually runs: printed first.
+fn min_batch_ns(name: &str, mut f: impl FnMut()) {
+    const BATCH: u32 = 200;
+    let mut best = f64::MAX;
+    for _ in 0..20_000 {
+        let t = Instant::now();
+        for _ in 0..BATCH {
+            f();
+        }
+        best = best.min(t.elapsed().as_nanos() as f64 / f64::from(BATCH));
+    }
+    println!("{name}: min-batch {best:.1} ns/op");
+}
+
+fn min_batches() {
+    let v4: IpAddr = "198.51.100.7".parse().unwrap();
+    let v6: IpAddr = "2001:db8::7".parse().unwrap();
+    let mut d = gateway(&[v4, v6]);
+    let now = Instant::now();
+    for i in 0..5000u32 {
+        let c4 = IpAddr::from([192, 0, 2, (i % 250) as u8]);
+        let port = 10000 + (i / 250) as u16;
+        d.route_inbound(now, &tcp(c4, port, v4, 0x02), true);
+    }
+    let p4 = tcp(IpAddr::from([192, 0, 2, 7]), 10003, v4, 0x10);
+    let p6 = tcp("2001:db8:1::77".parse().unwrap(), 10000, v6, 0x02);
+    d.route_inbound(now, &p6, true);
+    let p6 = tcp("2001:db8:1::77".parse().unwrap(), 10000, v6, 0x10);
+    min_batch_ns("route_inbound/v4_established", || {
+        black_box(d.route_inbound(now, black_box(&p4), true));
+    });
+    min_batch_ns("route_inbound/v6_established", || {
+        black_box(d.route_inbound(now, black_box(&p6), true));
+    });
+    min_batch_ns("flow::parse/v4", || {
+        black_box(plexgate_distrib::flow::parse(black_box(&p4)).ok());
+    });
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    min_batches();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -11,6 +11,7 @@
 use crate::flow::{FlowKey, Proto, TcpFlags};
 use crate::NodeId;
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 /// How long entries live without traffic.
@@ -147,10 +148,78 @@ impl CrtEntry {
     }
 }
 
+/// A [`FlowKey`] packed into three machine words for hashing and comparing:
+/// both addresses as 128-bit integers (IPv4 as IPv4-mapped IPv6), ports,
+/// protocol and family in one `u64`. Hashing it takes two hasher rounds
+/// instead of the dozen that the derived `Hash` of two `IpAddr` enums costs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PackedFlow {
+    client: u128,
+    dvipa: u128,
+    rest: u64,
+}
+
+impl std::hash::Hash for PackedFlow {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Injective in the client for a given DVIPA; the few DVIPAs of a site
+        // cannot make the map degrade, and equality still compares all fields.
+        state.write_u128(self.client ^ self.dvipa.rotate_left(64));
+        state.write_u64(self.rest);
+    }
+}
+
+#[inline]
+fn ip_bits(ip: IpAddr) -> (u128, bool) {
+    match ip {
+        IpAddr::V4(a) => (u128::from(a.to_ipv6_mapped()), true),
+        IpAddr::V6(a) => (u128::from(a), false),
+    }
+}
+
+impl PackedFlow {
+    #[inline]
+    fn pack(k: &FlowKey) -> Self {
+        let (client, v4) = ip_bits(k.client);
+        let (dvipa, _) = ip_bits(k.dvipa);
+        let rest = (u64::from(k.client_port) << 32)
+            | (u64::from(k.dvipa_port) << 16)
+            | (u64::from(k.proto.number()) << 8)
+            | u64::from(v4);
+        PackedFlow {
+            client,
+            dvipa,
+            rest,
+        }
+    }
+
+    fn unpack(&self) -> FlowKey {
+        let v4 = self.rest & 1 == 1;
+        let ip = |bits: u128| {
+            let a = Ipv6Addr::from(bits);
+            match (v4, a.to_ipv4_mapped()) {
+                (true, Some(b)) => IpAddr::V4(b),
+                _ => IpAddr::V6(a),
+            }
+        };
+        FlowKey {
+            client: ip(self.client),
+            client_port: (self.rest >> 32) as u16,
+            dvipa: ip(self.dvipa),
+            dvipa_port: (self.rest >> 16) as u16,
+            proto: if (self.rest >> 8) as u8 == crate::flow::IPPROTO_UDP {
+                Proto::Udp
+            } else {
+                Proto::Tcp
+            },
+        }
+    }
+}
+
 /// The CRT: connection → [`CrtEntry`].
 #[derive(Clone, Debug, Default)]
 pub struct Crt {
-    map: HashMap<FlowKey, CrtEntry, ahash::RandomState>,
+    map: HashMap<PackedFlow, CrtEntry, ahash::RandomState>,
 }
 
 impl Crt {
@@ -162,23 +231,25 @@ impl Crt {
     }
 
     /// The entry of `key`.
+    #[inline]
     pub fn get(&self, key: &FlowKey) -> Option<&CrtEntry> {
-        self.map.get(key)
+        self.map.get(&PackedFlow::pack(key))
     }
 
     /// The entry of `key`, mutable.
+    #[inline]
     pub fn get_mut(&mut self, key: &FlowKey) -> Option<&mut CrtEntry> {
-        self.map.get_mut(key)
+        self.map.get_mut(&PackedFlow::pack(key))
     }
 
     /// Insert or replace; returns the old entry.
     pub fn insert(&mut self, key: FlowKey, e: CrtEntry) -> Option<CrtEntry> {
-        self.map.insert(key, e)
+        self.map.insert(PackedFlow::pack(&key), e)
     }
 
     /// Remove.
     pub fn remove(&mut self, key: &FlowKey) -> Option<CrtEntry> {
-        self.map.remove(key)
+        self.map.remove(&PackedFlow::pack(key))
     }
 
     /// Number of entries.
@@ -192,8 +263,8 @@ impl Crt {
     }
 
     /// All entries.
-    pub fn iter(&self) -> impl Iterator<Item = (&FlowKey, &CrtEntry)> {
-        self.map.iter()
+    pub fn iter(&self) -> impl Iterator<Item = (FlowKey, &CrtEntry)> {
+        self.map.iter().map(|(k, e)| (k.unpack(), e))
     }
 
     /// Remove every entry that expired at `now`, calling `gone` for each.
@@ -205,7 +276,7 @@ impl Crt {
     ) {
         self.map.retain(|k, e| {
             if e.expired(now, t) {
-                gone(k, e);
+                gone(&k.unpack(), e);
                 false
             } else {
                 true
@@ -236,6 +307,38 @@ mod tests {
         assert!(!e.expired(now + Duration::from_secs(9), &t));
         assert!(e.expired(now + Duration::from_secs(10), &t));
         assert!(e.on_packet(TcpFlags(TcpFlags::RST), true, now));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn packing_round_trips(v4 in proptest::prelude::any::<bool>(), a in proptest::prelude::any::<[u8; 16]>(),
+                               b in proptest::prelude::any::<[u8; 16]>(), p1 in 0u16.., p2 in 0u16.., udp in proptest::prelude::any::<bool>()) {
+            let (client, dvipa) = if v4 {
+                (IpAddr::from([a[0], a[1], a[2], a[3]]), IpAddr::from([b[0], b[1], b[2], b[3]]))
+            } else {
+                (IpAddr::from(a), IpAddr::from(b))
+            };
+            let k = FlowKey { client, client_port: p1, dvipa, dvipa_port: p2, proto: if udp { Proto::Udp } else { Proto::Tcp } };
+            proptest::prop_assert_eq!(PackedFlow::pack(&k).unpack(), k);
+        }
+    }
+
+    #[test]
+    fn v4_and_mapped_v6_are_different_keys() {
+        let k4 = FlowKey {
+            client: "192.0.2.1".parse().unwrap(),
+            client_port: 1,
+            dvipa: "198.51.100.7".parse().unwrap(),
+            dvipa_port: 80,
+            proto: Proto::Tcp,
+        };
+        let k6 = FlowKey {
+            client: "::ffff:192.0.2.1".parse().unwrap(),
+            dvipa: "::ffff:198.51.100.7".parse().unwrap(),
+            ..k4
+        };
+        assert_ne!(PackedFlow::pack(&k4), PackedFlow::pack(&k6));
+        assert_eq!(PackedFlow::pack(&k6).unpack(), k6);
     }
 
     #[test]

@@ -538,7 +538,7 @@ impl Distributor {
                 .crt
                 .iter()
                 .filter(|(k, _)| k.dvipa == dvipa)
-                .map(|(k, e)| (*k, *e))
+                .map(|(k, e)| (k, *e))
                 .collect();
             for (k, e) in conns {
                 let m = Message::NewConn {

@@ -165,6 +165,7 @@ pub enum PacketError {
     Malformed(&'static str),
 }
 
+#[inline]
 fn need(buf: &[u8], n: usize) -> Result<(), PacketError> {
     if buf.len() < n {
         Err(PacketError::Truncated {
@@ -176,6 +177,7 @@ fn need(buf: &[u8], n: usize) -> Result<(), PacketError> {
     }
 }
 
+#[inline]
 fn be16(buf: &[u8], at: usize) -> Result<u16, PacketError> {
     match buf.get(at..at + 2) {
         Some(b) => Ok(u16::from_be_bytes([b[0], b[1]])),
@@ -187,6 +189,7 @@ fn be16(buf: &[u8], at: usize) -> Result<u16, PacketError> {
 }
 
 /// Parse the IP and transport headers of `packet`.
+#[inline]
 pub fn parse(packet: &[u8]) -> Result<PacketInfo, PacketError> {
     match packet.first().map(|b| b >> 4) {
         Some(4) => parse_v4(packet),
@@ -200,6 +203,7 @@ pub fn parse(packet: &[u8]) -> Result<PacketInfo, PacketError> {
 //#   Internet Header Length is the length of the internet header in 32
 //#   bit words, and thus points to the beginning of the data.  Note that
 //#   the minimum value for a correct header is 5.
+#[inline]
 fn parse_v4(p: &[u8]) -> Result<PacketInfo, PacketError> {
     need(p, 20)?;
     let ihl = usize::from(p[0] & 0x0f) * 4;
@@ -231,6 +235,7 @@ fn parse_v4(p: &[u8]) -> Result<PacketInfo, PacketError> {
     })
 }
 
+#[inline]
 fn v6_addr(p: &[u8], at: usize) -> Result<Ipv6Addr, PacketError> {
     let b: [u8; 16] =
         p.get(at..at + 16)
@@ -245,6 +250,7 @@ fn v6_addr(p: &[u8], at: usize) -> Result<Ipv6Addr, PacketError> {
 //= https://www.rfc-editor.org/rfc/rfc8200#section-4.1
 //# Each extension header should occur at most once, except for the
 //# Destination Options header, which should occur at most twice
+#[inline]
 fn parse_v6(p: &[u8]) -> Result<PacketInfo, PacketError> {
     need(p, 40)?;
     let end = 40 + usize::from(be16(p, 4)?);
@@ -293,6 +299,7 @@ fn parse_v6(p: &[u8]) -> Result<PacketInfo, PacketError> {
     })
 }
 
+#[inline]
 fn transport(p: &[u8], off: usize, protocol: u8) -> Result<Option<Ports>, PacketError> {
     match protocol {
         IPPROTO_TCP => {

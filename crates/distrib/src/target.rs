@@ -489,3 +489,127 @@ impl TargetStack {
         Snapshot::from_counters(&self.counters, self.conns.len() as u64, Vec::new())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::seal_with;
+    use crate::dpt::{Algorithm, PortSet, TargetSet};
+    use crate::listeners::parse_proc_net_tcp;
+
+    const TCP: &str = include_str!("../tests/data/proc_net_tcp.txt");
+
+    fn key() -> ClusterKey {
+        ClusterKey::new(b"unit-test-key")
+    }
+
+    /// A target serving 127.0.0.5 (the address bound in the captured
+    /// /proc/net/tcp) on port 8099, routed by gateway 1.
+    fn stack() -> TargetStack {
+        let mut t = TargetStack::new(TargetConfig::new(NodeId(11), key(), 1));
+        t.bind_link(LinkId(1), NodeId(1), IpAddr::from([10, 0, 0, 1]));
+        let cfg = DvipaConfig {
+            dvipa: IpAddr::from([127, 0, 0, 5]),
+            ports: PortSet::List(vec![8099]),
+            targets: TargetSet::All,
+            algorithm: Algorithm::RoundRobin,
+            routing_gateway: NodeId(1),
+            backups: vec![],
+        };
+        let m = seal_with(&key(), NodeId(1), 1, &Message::DvipaList(vec![cfg]));
+        t.handle_cluster(Instant::now(), &m).unwrap();
+        t
+    }
+
+    fn open_all(t: &mut TargetStack) -> Vec<(NodeId, Message)> {
+        let mut rx = ClusterEndpoint::new(key(), NodeId(1), 1);
+        let mut v = Vec::new();
+        while let Some(tx) = t.poll_transmit() {
+            let Destination::Node(to) = tx.to else {
+                panic!("targets never broadcast")
+            };
+            v.push((to, rx.open(&tx.bytes).unwrap().1));
+        }
+        v
+    }
+
+    #[test]
+    fn srvstat_and_newconn_from_captured_proc_text() {
+        let mut t = stack();
+        // The DVIPA list itself triggers nothing yet: no listener known.
+        assert!(open_all(&mut t).is_empty());
+        let socks = parse_proc_net_tcp(TCP).unwrap();
+        assert_eq!(t.update_listeners(&socks), 1);
+        assert_eq!(t.learn_established(Instant::now(), &socks), 1);
+        let dvipa = IpAddr::from([127, 0, 0, 5]);
+        let msgs = open_all(&mut t);
+        assert_eq!(
+            msgs[0],
+            (
+                NodeId(1),
+                Message::SrvStat {
+                    target: NodeId(11),
+                    dvipa,
+                    port: 8099,
+                    listening: true
+                }
+            )
+        );
+        assert_eq!(
+            msgs[1].1,
+            Message::NewConn {
+                target: NodeId(11),
+                conn: FlowKey {
+                    client: IpAddr::from([127, 0, 0, 1]),
+                    client_port: 33108,
+                    dvipa,
+                    dvipa_port: 8099,
+                    proto: Proto::Tcp,
+                },
+                kind: NewConnKind::Existing,
+                uses_ipsec: true,
+            }
+        );
+        // Nothing changed: nothing sent. The server goes away: SRVSTAT down.
+        assert_eq!(t.update_listeners(&socks), 0);
+        assert_eq!(t.update_listeners(&[]), 1);
+        assert!(matches!(
+            open_all(&mut t)[0].1,
+            Message::SrvStat {
+                listening: false,
+                ..
+            }
+        ));
+        // A ConnQuery is answered with the known connection.
+        let q = seal_with(&key(), NodeId(1), 2, &Message::ConnQuery { dvipa: None });
+        t.handle_cluster(Instant::now(), &q).unwrap();
+        assert!(matches!(
+            open_all(&mut t)[..],
+            [(NodeId(1), Message::NewConn { .. })]
+        ));
+    }
+
+    #[test]
+    fn tun_traffic_not_from_a_dvipa_is_dropped() {
+        let mut t = stack();
+        let mut p = hex::decode(concat!(
+            "4500002800000000400600000a0000020a000001",
+            "1fa3815400000001000000005010ffff00000000"
+        ))
+        .unwrap();
+        assert_eq!(
+            t.route_tun(Instant::now(), &mut p),
+            TunRoute::Drop(DropReason::NotDvipa)
+        );
+        // Same packet from the DVIPA: goes to the gateway (unknown connection).
+        p[12..16].copy_from_slice(&[127, 0, 0, 5]);
+        assert!(matches!(
+            t.route_tun(Instant::now(), &mut p),
+            TunRoute::ToGateway {
+                gateway: NodeId(1),
+                ..
+            }
+        ));
+        assert_eq!(t.snapshot().drops(DropReason::NotDvipa), 1);
+    }
+}
