@@ -167,7 +167,8 @@ pub enum Event {
         /// Why (e.g. the notify the peer sent).
         reason: String,
     },
-    /// The IKE SA `old` was replaced by `new` (its Child SAs move to `new`).
+    /// The IKE SA `old` was replaced by `new` (its Child SAs move to `new`); an
+    /// `IkeSaDeleted` for `old` follows.
     IkeSaRekeyed {
         /// Old SA.
         old: IkeSaId,
@@ -2963,6 +2964,12 @@ impl Endpoint {
             self.events.push_back(Event::RecordRemoved { id: old.id });
             self.events
                 .push_back(Event::RecordUpdated { id: new.id, record });
+            // From the daemon's point of view the old SA is gone now (its DELETE
+            // exchange still runs inside the engine, silently).
+            self.events.push_back(Event::IkeSaDeleted {
+                id: old.id,
+                reason: format!("rekeyed, replaced by {}", new.id),
+            });
         }
         let taken = IkeSa::new(new.id, new.initiator, new.local, new.remote);
         let n = std::mem::replace(new, taken);

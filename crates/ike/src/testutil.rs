@@ -6,7 +6,9 @@ use std::path::PathBuf;
 fn dir(name: &str) -> PathBuf {
     // A copy of `shared/captures` (strongSwan 5.9.8 exchanges with their key logs)
     // lives in the crate so the tests need nothing outside the repository.
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/captures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/captures")
+        .join(name)
 }
 
 /// The IKE datagrams (UDP 500 or 4500 with the non-ESP marker removed) of a capture,

@@ -623,6 +623,14 @@ fn ike_rekey_from_either_side_moves_children() {
         assert_eq!(p.client.len(), 1, "from_client={from_client}");
         assert_eq!(p.gw.len(), 1);
         let new_c = rekeyed(&p.ev_client).unwrap();
+        // The old SA is reported gone on both sides, exactly once, after the rekey.
+        for (ev, old) in [(&p.ev_client, old_c), (&p.ev_gw, old_g)] {
+            let n = ev
+                .iter()
+                .filter(|e| matches!(e, Event::IkeSaDeleted { id, .. } if *id == old))
+                .count();
+            assert_eq!(n, 1);
+        }
         assert_eq!(p.client.sas(p.now)[0].id, new_c);
         assert_eq!(p.client.sas(p.now)[0].children.len(), 1);
         // The new SA works: rekey the child over it.
