@@ -109,7 +109,6 @@ child = "web"
 [[dvipa]]
 address = "{DVIPA}"
 ports = [{PORT}]
-targets = "all"
 {dvipa_extra}
 {targets}
 [cluster]
@@ -123,9 +122,18 @@ port = 7600
     p
 }
 
+/// How the lab is brought up.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// strongSwan client with a Child SA to the DVIPA.
+    Ipsec,
+    /// No IPsec: the client routes the DVIPA via the gateway in the clear.
+    Plain,
+}
+
 /// Build the whole topology, start gateway, targets, HTTP servers and strongSwan,
 /// and bring the tunnel up.
-fn lab(name: &str, dvipa_extra: &str) -> Lab {
+fn lab(name: &str, dvipa_extra: &str, mode: Mode) -> Lab {
     prerequisites();
     let dir = labdir(name);
     let mut topo = Topology::new();
@@ -151,7 +159,8 @@ fn lab(name: &str, dvipa_extra: &str) -> Lab {
         // Plain (non-IPsec) replies leave the target directly, via the gateway.
         t.route_via("10.10.0.0/24", &format!("10.9.{}.1", i + 1)).unwrap();
     }
-    let pol = policy(dir.path(), dvipa_extra);
+    let extra = if dvipa_extra.contains("targets") { dvipa_extra.to_string() } else { format!("targets = \"all\"\n{dvipa_extra}") };
+    let pol = policy(dir.path(), &extra);
     let gw = Daemon::gateway(g, dir.path(), &pol, "gw");
     let mut targets = Vec::new();
     let mut servers = Vec::new();
@@ -160,12 +169,22 @@ fn lab(name: &str, dvipa_extra: &str) -> Lab {
         targets.push(Daemon::target(t, dir.path(), &pol, &tname(i)));
         servers.push(Some(HttpServer::start(t, dvipa_addr(), &tname(i)).unwrap()));
     }
-    let cc = CharonConfig::psk(CLIENT_OUT, GW_OUT, "client@plexgate.lab", "gw@plexgate.lab", PSK);
-    let cc = cc.child(ChildConfig::new("web", &format!("{CLIENT_IN}/32"), &format!("{DVIPA}/32")).esp(&["aes128gcm16"]));
-    let client = Charon::start(c, cc).unwrap();
-    let l = Lab { servers, targets, client: Some(client), gw, topo, dir };
-    l.connect();
-    l.wait_listeners(&[true; TARGETS]);
+    let client = match mode {
+        Mode::Ipsec => {
+            let cc = CharonConfig::psk(CLIENT_OUT, GW_OUT, "client@plexgate.lab", "gw@plexgate.lab", PSK);
+            let cc = cc.child(ChildConfig::new("web", &format!("{CLIENT_IN}/32"), &format!("{DVIPA}/32")).esp(&["aes128gcm16"]));
+            Some(Charon::start(c, cc).unwrap())
+        }
+        Mode::Plain => {
+            c.route_via(&format!("{DVIPA}/32"), GW_OUT).unwrap();
+            None
+        }
+    };
+    let l = Lab { servers, targets, client, gw, topo, dir };
+    if mode == Mode::Ipsec {
+        l.connect();
+    }
+    l.wait_listeners(TARGETS);
     l
 }
 
@@ -202,33 +221,51 @@ impl Lab {
         self.gw.wait_status("Child SA installed", Duration::from_secs(5), |s| child_sa_count(s) >= 2);
     }
 
-    /// Wait until the gateway's DPT shows exactly the targets in `up` as listening
-    /// on the DVIPA port (SRVSTAT from each target's listener scan).
-    fn wait_listeners(&self, up: &[bool]) {
-        let want = up.iter().filter(|u| **u).count();
+    /// Wait until the gateway's DPT shows exactly `want` targets listening on the
+    /// DVIPA port (SRVSTAT from each target's listener scan).
+    fn wait_listeners(&self, want: usize) {
         self.gw.wait_status("DPT listeners", Duration::from_secs(10), |s| {
-            let dpt = s["dpt"].as_str().unwrap_or("");
-            dpt_targets(dpt) == want
+            s["dpt"].as_str().unwrap_or("").matches("listening: true").count() == want
         });
     }
 
-    /// `n` HTTP GETs from the client's inner address over new connections.
-    fn requests(&self, n: usize) -> BTreeMap<String, usize> {
+    /// `n` HTTP GETs from `src` (in the client namespace) over new connections.
+    fn requests_from(&self, src: &'static str, n: usize) -> BTreeMap<String, usize> {
         let answers = self
             .ns("client")
             .run_in(move || {
-                (0..n)
-                    .map(|_| http_get_from(CLIENT_IN, dvipa_addr(), Duration::from_secs(5)).map_err(|e| e.to_string()))
-                    .collect::<Vec<_>>()
+                (0..n).map(|_| http_get_from(src, dvipa_addr(), Duration::from_secs(5)).map_err(|e| e.to_string())).collect::<Vec<_>>()
             })
             .unwrap();
         plexgate_lab::traffic::count_by_server(&answers)
     }
+
+    /// `n` HTTP GETs from the client's inner address (through the tunnel).
+    fn requests(&self, n: usize) -> BTreeMap<String, usize> {
+        self.requests_from(CLIENT_IN, n)
+    }
+
+    /// A distribution drop counter from the gateway's status.
+    fn drops(&self, reason: &str) -> u64 {
+        let s = self.gw.status();
+        s["distrib_drops"][reason].as_u64().unwrap_or_else(|| panic!("no drop counter {reason}: {s}"))
+    }
+
+    /// The outbound ESP packet counter (all outbound SAs).
+    fn esp_out_packets(&self) -> u64 {
+        let s = self.gw.status();
+        s["child_sas"].as_array().unwrap().iter().filter(|c| c["direction"] == "outbound").map(|c| c["packets"].as_u64().unwrap()).sum()
+    }
 }
 
-/// Number of target entries in the DPT debug string (counts `NodeId(` occurrences).
-fn dpt_targets(dpt: &str) -> usize {
-    dpt.matches("NodeId(").count()
+/// The node id the gateway gives target `i` (`config::target_node`: 1000 + index).
+fn node(i: usize) -> u64 {
+    1000 + i as u64
+}
+
+/// Assert every answer came from a server and none failed.
+fn assert_no_errors(got: &BTreeMap<String, usize>, l: &Lab) {
+    assert!(!got.contains_key("<error>"), "requests failed: {got:?}\n{}", l.logs());
 }
 
 /// One `GET /` over a fresh connection bound to `src`.
@@ -252,9 +289,210 @@ fn http_get_from(src: &str, to: SocketAddr, timeout: Duration) -> std::io::Resul
 
 #[test]
 fn one_request_through_the_tunnel() {
-    let l = lab("dist-one", "");
+    let l = lab("dist-one", "", Mode::Ipsec);
     let got = l.requests(1);
     assert_eq!(got.values().sum::<usize>(), 1, "{got:?}\n{}", l.logs());
     assert!(got.keys().all(|k| k.starts_with("web-")), "{got:?}\n{}", l.logs());
+    drop(l.dir);
+}
+
+#[test]
+fn round_robin_300_requests_spread_evenly() {
+    let l = lab("dist-rr", "", Mode::Ipsec);
+    let got = l.requests(300);
+    assert_no_errors(&got, &l);
+    for i in 0..TARGETS {
+        let n = got.get(&tname(i)).copied().unwrap_or(0);
+        assert!((99..=101).contains(&n), "round-robin spread {got:?}");
+    }
+    let s = l.gw.status();
+    assert_eq!(s["distrib_drops"]["spoof"], 0, "{s}");
+    drop(l.dir);
+}
+
+#[test]
+fn weighted_round_robin_3_2_1() {
+    let extra = "targets = [\"web-1\", \"web-2\", \"web-3\"]\nmethod = \"weighted-round-robin\"\nweights = { web-1 = 3, web-2 = 2, web-3 = 1 }";
+    let l = lab("dist-wrr", extra, Mode::Ipsec);
+    let got = l.requests(300);
+    assert_no_errors(&got, &l);
+    for (i, w) in [3usize, 2, 1].into_iter().enumerate() {
+        let want = 300 * w / 6;
+        let n = got.get(&tname(i)).copied().unwrap_or(0);
+        // Within 5 % of all requests.
+        assert!(n.abs_diff(want) <= 15, "weighted spread {got:?}, want {want} for {}", tname(i));
+    }
+    drop(l.dir);
+}
+
+#[test]
+fn drained_target_gets_no_new_connections_but_keeps_its_open_one() {
+    use std::io::{Read, Write};
+    let l = lab("dist-drain", "", Mode::Ipsec);
+    // An open connection: half a request, so the (single-threaded) server waits.
+    let mut open = l
+        .ns("client")
+        .run_in(|| -> std::io::Result<std::net::TcpStream> {
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            s.bind(&SocketAddr::new(CLIENT_IN.parse::<IpAddr>().unwrap(), 0).into())?;
+            s.connect_timeout(&dvipa_addr().into(), Duration::from_secs(5))?;
+            let mut s: std::net::TcpStream = s.into();
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET / HTTP/1.0\r\n")?;
+            Ok(s)
+        })
+        .unwrap()
+        .unwrap();
+    // Which target has it?
+    let s = l.gw.wait_status("the open connection in the CRT", Duration::from_secs(5), |s| {
+        s["distrib_targets"].as_array().is_some_and(|a| a.iter().any(|t| t["connections"] == 1))
+    });
+    let holder = s["distrib_targets"].as_array().unwrap().iter().find(|t| t["connections"] == 1).unwrap()["node"].as_u64().unwrap();
+    let i = (holder - 1000) as usize;
+    let r = l.gw.ctl(serde_json::json!({"cmd": "set-weight", "dvipa": DVIPA, "node": holder, "weight": 0}));
+    assert_eq!(r["ok"], true, "{r}");
+    let got = l.requests(20);
+    assert_no_errors(&got, &l);
+    assert_eq!(got.get(&tname(i)), None, "drained {} still got new connections: {got:?}", tname(i));
+    assert_eq!(got.values().sum::<usize>(), 20);
+    // The open connection still works and is answered by the drained target.
+    open.write_all(b"\r\n").unwrap();
+    let mut resp = String::new();
+    open.read_to_string(&mut resp).unwrap_or_else(|e| panic!("open connection broke: {e}\n{}", l.logs()));
+    assert!(resp.ends_with(&tname(i)), "open connection answered {resp:?}, expected {}", tname(i));
+    // Undrained, it gets its share again.
+    let r = l.gw.ctl(serde_json::json!({"cmd": "set-weight", "dvipa": DVIPA, "node": node(i), "weight": 1}));
+    assert_eq!(r["ok"], true, "{r}");
+    let got = l.requests(9);
+    assert_no_errors(&got, &l);
+    assert!(got.get(&tname(i)).copied().unwrap_or(0) >= 2, "undrained target got {got:?}");
+    drop(l.dir);
+}
+
+#[test]
+fn stopped_server_moves_new_connections_to_the_others() {
+    let mut l = lab("dist-srvstat", "", Mode::Ipsec);
+    let served = l.servers[1].take().unwrap().stop();
+    assert!(served <= 1);
+    l.wait_listeners(TARGETS - 1);
+    let got = l.requests(30);
+    assert_no_errors(&got, &l);
+    assert_eq!(got.get(&tname(1)), None, "{got:?}");
+    assert_eq!(got.get(&tname(0)).copied().unwrap_or(0), 15, "{got:?}");
+    assert_eq!(got.get(&tname(2)).copied().unwrap_or(0), 15, "{got:?}");
+    drop(l.dir);
+}
+
+#[test]
+fn spoofed_gre_on_the_wrong_link_is_dropped_and_counted() {
+    let l = lab("dist-spoof", "", Mode::Ipsec);
+    // Warm up: the tunnel works.
+    assert_no_errors(&l.requests(3), &l);
+    let spoof_before = l.drops("spoof");
+    let esp_before = l.esp_out_packets();
+    // A UDP listener on the client's inner address must not see the forged packet.
+    let listener = l
+        .ns("client")
+        .run_in(|| {
+            let u = std::net::UdpSocket::bind((CLIENT_IN, 9999)).unwrap();
+            u.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+            u
+        })
+        .unwrap();
+    // From web2's namespace, on web2's link: outer source = web-1's address, GRE key
+    // = web-1's node id, inner UDP DVIPA:80 → 192.168.77.1:9999.
+    let script = format!(
+        r#"
+import socket, struct
+def csum(b):
+    if len(b) % 2: b += b'\0'
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return (~s) & 0xffff
+def ip(src, dst, proto, payload):
+    h = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(payload), 1, 0, 64, proto, 0, socket.inet_aton(src), socket.inet_aton(dst))
+    return h[:10] + struct.pack('!H', csum(h)) + h[12:] + payload
+data = b'forged'
+udp = struct.pack('!HHHH', 80, 9999, 8 + len(data), 0) + data
+inner = ip('{DVIPA}', '{CLIENT_IN}', 17, udp)
+gre = struct.pack('!HHI', 0x2000, 0x0800, {node}) + inner
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+for _ in range(5):
+    s.sendto(ip('10.9.1.2', '10.9.2.1', 47, gre), ('10.9.2.1', 0))
+"#,
+        node = node(0)
+    );
+    let out = l.ns(&host(1)).exec_ok_timeout(&["python3", "-c", &script], Duration::from_secs(10));
+    out.unwrap_or_else(|e| panic!("python3 raw send: {e}"));
+    l.gw.wait_status("spoof counter", Duration::from_secs(5), |s| s["distrib_drops"]["spoof"].as_u64().unwrap_or(0) >= spoof_before + 5);
+    let mut buf = [0u8; 64];
+    let r = listener.recv_from(&mut buf);
+    assert!(r.is_err(), "the forged packet reached the client: {r:?}");
+    assert_eq!(l.esp_out_packets(), esp_before, "the forged packet went into the tunnel");
+    // The real path still works.
+    assert_no_errors(&l.requests(3), &l);
+    drop(l.dir);
+}
+
+#[test]
+fn target_app_connects_out_to_the_client_through_the_tunnel() {
+    use std::io::{Read, Write};
+    let l = lab("dist-newconn", "", Mode::Ipsec);
+    let server = l
+        .ns("client")
+        .spawn_thread(|| -> std::io::Result<String> {
+            let ls = std::net::TcpListener::bind((CLIENT_IN, 7000))?;
+            ls.set_nonblocking(true)?;
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let (mut c, from) = loop {
+                match ls.accept() {
+                    Ok(x) => break x,
+                    Err(_) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                    Err(e) => return Err(e),
+                }
+            };
+            c.set_nonblocking(false)?;
+            c.set_read_timeout(Some(Duration::from_secs(5)))?;
+            let mut b = [0u8; 5];
+            c.read_exact(&mut b)?;
+            c.write_all(b"world")?;
+            Ok(format!("{} {}", from.ip(), String::from_utf8_lossy(&b)))
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let answer = l
+        .ns(&host(1))
+        .run_in(|| -> std::io::Result<String> {
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            s.bind(&SocketAddr::new(DVIPA.parse::<IpAddr>().unwrap(), 0).into())?;
+            s.connect_timeout(&SocketAddr::new(CLIENT_IN.parse::<IpAddr>().unwrap(), 7000).into(), Duration::from_secs(5))?;
+            let mut s: std::net::TcpStream = s.into();
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"hello")?;
+            let mut b = [0u8; 5];
+            s.read_exact(&mut b)?;
+            Ok(String::from_utf8_lossy(&b).into_owned())
+        })
+        .unwrap();
+    let answer = answer.unwrap_or_else(|e| panic!("target → client connection failed: {e}\n{}", l.logs()));
+    assert_eq!(answer, "world");
+    let seen = server.join().unwrap().unwrap();
+    assert_eq!(seen, format!("{DVIPA} hello"), "the client saw the DVIPA as the source");
+    // It went through the tunnel and the gateway learnt it (NEWCONN).
+    assert!(l.esp_out_packets() > 0);
+    let s = l.gw.status();
+    assert!(s["distrib_targets"].as_array().unwrap().iter().any(|t| t["node"] == node(1) && t["connections"].as_u64() >= Some(1)), "{s}");
+    drop(l.dir);
+}
+
+#[test]
+fn plain_tcp_to_the_dvipa_is_distributed() {
+    let l = lab("dist-plain", "plain_traffic = \"distribute\"", Mode::Plain);
+    let got = l.requests_from(CLIENT_OUT, 30);
+    assert_no_errors(&got, &l);
+    for i in 0..TARGETS {
+        let n = got.get(&tname(i)).copied().unwrap_or(0);
+        assert!((9..=11).contains(&n), "plain round-robin spread {got:?}");
+    }
     drop(l.dir);
 }

@@ -208,6 +208,7 @@ impl GatewayCore {
 
     /// A UDP datagram arrived on `local` from `remote`; the payload is at
     /// `buf[start..start + len]`.
+    #[allow(clippy::too_many_arguments)] // in-place API: buffer, offset and length travel together
     pub fn on_udp(
         &mut self,
         now: Instant,
@@ -280,6 +281,7 @@ impl GatewayCore {
 
     /// A GRE packet (the IP protocol 47 payload) arrived on link `link` from
     /// `outer_src`: a target's reply, or a packet of a connection its app opened.
+    #[allow(clippy::too_many_arguments)] // in-place API: buffer, offset and length travel together
     pub fn on_gre(
         &mut self,
         now: Instant,
@@ -686,6 +688,8 @@ impl GatewayCore {
             "dvipas": self.dist.dvipas().map(|(d, routing)| json!({"dvipa": d.dvipa, "routing": routing, "algorithm": format!("{:?}", d.algorithm)})).collect::<Vec<_>>(),
             "dpt": format!("{:?}", self.dist.dpt()),
             "crt_entries": self.dist.crt().len(),
+            "distrib_drops": snap.drops.iter().map(|(r, n)| (r.label().to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+            "distrib_targets": snap.targets.iter().map(|t| json!({"node": t.node.0, "connections": t.connections, "link_up": t.link_up})).collect::<Vec<_>>(),
         })
     }
 
@@ -697,6 +701,15 @@ impl GatewayCore {
     /// The distributor (tests, status).
     pub fn distributor(&self) -> &distrib::Distributor {
         &self.dist
+    }
+
+    /// Set the weight of target `node` on `dvipa` (0 drains it: no new connections).
+    pub fn set_weight(&mut self, dvipa: IpAddr, node: u32, weight: u16) -> Result<(), String> {
+        if !self.dist.dvipas().any(|(d, _)| d.dvipa == dvipa) {
+            return Err(format!("{dvipa} is not a DVIPA"));
+        }
+        self.dist.set_weight(dvipa, distrib::NodeId(node), weight);
+        Ok(())
     }
 
     /// Core counters.
