@@ -14,7 +14,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use plexgate_lab::site::{CLIENT_INNER, CLIENT_NET, CLIENT_OUTER, GATEWAY_OUTER, PSK, TARGET_ADDR, TARGET_NET};
+use plexgate_lab::site::{
+    CLIENT_INNER, CLIENT_NET, CLIENT_OUTER, GATEWAY_OUTER, PSK, TARGET_ADDR, TARGET_NET,
+};
 use plexgate_lab::traffic::IperfServer;
 use plexgate_lab::{Endpoint, LabDir, Ready, Site, SiteSpec};
 use serde_json::{json, Value};
@@ -47,7 +49,10 @@ pub fn e2e(as_json: bool, seconds: u32) -> Result<(), BoxError> {
         ("plexgate", 1, pg.gbps_1, ratio(pg.gbps_1, ss.gbps_1)),
         ("plexgate", 8, pg.gbps_8, ratio(pg.gbps_8, ss.gbps_8)),
     ];
-    let pps_rows = [("strongswan", ss.pps_64, 1.0), ("plexgate", pg.pps_64, ratio(pg.pps_64, ss.pps_64))];
+    let pps_rows = [
+        ("strongswan", ss.pps_64, 1.0),
+        ("plexgate", pg.pps_64, ratio(pg.pps_64, ss.pps_64)),
+    ];
     if as_json {
         for (imp, streams, gbps, r) in rows {
             println!(
@@ -64,11 +69,17 @@ pub fn e2e(as_json: bool, seconds: u32) -> Result<(), BoxError> {
     } else {
         println!("iperf3 client site (192.168.77.1) → tunnel → gateway → target (10.20.0.2), {} s per run", d.as_secs());
         println!("IKE aes128-sha256-x25519, ESP aes128gcm16; ratio = plexgate / strongSwan (kernel-libipsec)");
-        println!("{:<34} {:>7} {:>10} {:>7}", "implementation (both tunnel ends)", "streams", "Gbit/s", "ratio");
+        println!(
+            "{:<34} {:>7} {:>10} {:>7}",
+            "implementation (both tunnel ends)", "streams", "Gbit/s", "ratio"
+        );
         for (imp, streams, gbps, r) in rows {
             println!("{imp:<34} {streams:>7} {gbps:>10.3} {r:>7.2}");
         }
-        println!("{:<34} {:>7} {:>10} {:>7}", "UDP, 64-byte payloads", "", "kpps rx", "ratio");
+        println!(
+            "{:<34} {:>7} {:>10} {:>7}",
+            "UDP, 64-byte payloads", "", "kpps rx", "ratio"
+        );
         for (imp, pps, r) in pps_rows {
             println!("{imp:<34} {:>7} {:>10.1} {r:>7.2}", 1, pps / 1e3);
         }
@@ -84,7 +95,11 @@ fn round(x: f64) -> f64 {
 fn measure(site: &Site, d: Duration) -> Result<Figures, BoxError> {
     let (gbps_1, gbps_8) = site.throughput_1_and_8(IpAddr::V4(TARGET_ADDR), d)?;
     let pps_64 = udp_pps(site, d)?;
-    Ok(Figures { gbps_1, gbps_8, pps_64 })
+    Ok(Figures {
+        gbps_1,
+        gbps_8,
+        pps_64,
+    })
 }
 
 /// `iperf3 -u -l 64 -b 0` from the client's inner address to the target; packets
@@ -92,11 +107,37 @@ fn measure(site: &Site, d: Duration) -> Result<Figures, BoxError> {
 fn udp_pps(site: &Site, d: Duration) -> Result<f64, BoxError> {
     let target = IpAddr::V4(TARGET_ADDR);
     let srv = IperfServer::start(site.ns("target")?, target, 5202)?;
-    let (s, p, secs, b) = (target.to_string(), srv.port.to_string(), d.as_secs().to_string(), CLIENT_INNER.to_string());
-    let argv = ["iperf3", "-c", &s, "-p", &p, "-u", "-l", "64", "-b", "0", "-t", &secs, "-J", "--connect-timeout", "5000", "-B", &b];
-    let out = site.ns("client")?.exec_timeout(&argv, d + Duration::from_secs(20))?;
+    let (s, p, secs, b) = (
+        target.to_string(),
+        srv.port.to_string(),
+        d.as_secs().to_string(),
+        CLIENT_INNER.to_string(),
+    );
+    let argv = [
+        "iperf3",
+        "-c",
+        &s,
+        "-p",
+        &p,
+        "-u",
+        "-l",
+        "64",
+        "-b",
+        "0",
+        "-t",
+        &secs,
+        "-J",
+        "--connect-timeout",
+        "5000",
+        "-B",
+        &b,
+    ];
+    let out = site
+        .ns("client")?
+        .exec_timeout(&argv, d + Duration::from_secs(20))?;
     drop(srv);
-    udp_pps_from_json(&out.stdout).map_err(|e| format!("{}: {e}; stderr: {}", argv.join(" "), out.stderr.trim()).into())
+    udp_pps_from_json(&out.stdout)
+        .map_err(|e| format!("{}: {e}; stderr: {}", argv.join(" "), out.stderr.trim()).into())
 }
 
 /// Received packets per second from iperf3's UDP `-J` output.
@@ -106,7 +147,11 @@ fn udp_pps_from_json(text: &str) -> Result<f64, String> {
         return Err(format!("iperf3 reported: {e}"));
     }
     let sum = &v["end"]["sum"];
-    let (Some(pk), Some(lost), Some(secs)) = (sum["packets"].as_f64(), sum["lost_packets"].as_f64(), sum["seconds"].as_f64()) else {
+    let (Some(pk), Some(lost), Some(secs)) = (
+        sum["packets"].as_f64(),
+        sum["lost_packets"].as_f64(),
+        sum["seconds"].as_f64(),
+    ) else {
         return Err("no end.sum.packets/lost_packets/seconds".into());
     };
     if secs <= 0.0 {
@@ -217,18 +262,35 @@ fn plexgate_both_ends(d: Duration) -> Result<Figures, BoxError> {
     std::fs::write(&gpol, gateway_policy())?;
     let (cctl, gctl) = (dir.join("client.sock"), dir.join("gateway.sock"));
     let argv = |pol: &PathBuf, sock: &PathBuf| -> Vec<String> {
-        vec![exe.clone(), "run".into(), "--policy".into(), pol.display().to_string(), "--ctl".into(), sock.display().to_string()]
+        vec![
+            exe.clone(),
+            "run".into(),
+            "--policy".into(),
+            pol.display().to_string(),
+            "--ctl".into(),
+            sock.display().to_string(),
+        ]
     };
     let spec = SiteSpec {
-        client: Endpoint::Command { argv: argv(&cpol, &cctl), ready: Ready::UdpPort(500) },
-        gateway: Endpoint::Command { argv: argv(&gpol, &gctl), ready: Ready::UdpPort(500) },
+        client: Endpoint::Command {
+            argv: argv(&cpol, &cctl),
+            ready: Ready::UdpPort(500),
+        },
+        gateway: Endpoint::Command {
+            argv: argv(&gpol, &gctl),
+            ready: Ready::UdpPort(500),
+        },
         target: Endpoint::Nothing,
         dvipa_on_target: false,
     };
     let site = Site::build(&spec)?;
     let logs = || {
         let l = |r: &plexgate_lab::Running| r.process().map(|p| p.log()).unwrap_or_default();
-        format!("client plexgate log:\n{}\ngateway plexgate log:\n{}", l(&site.client), l(&site.gateway))
+        format!(
+            "client plexgate log:\n{}\ngateway plexgate log:\n{}",
+            l(&site.client),
+            l(&site.gateway)
+        )
     };
     // Decrypted packets enter each kernel through a TUN.
     site.ns("gateway")?.disable_rp_filter()?;
@@ -237,26 +299,42 @@ fn plexgate_both_ends(d: Duration) -> Result<Figures, BoxError> {
         // the IKE sockets).
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match ctl(&cctl, &json!({"cmd": "initiate", "peer": "gw", "child": "site"})) {
+            match ctl(
+                &cctl,
+                &json!({"cmd": "initiate", "peer": "gw", "child": "site"}),
+            ) {
                 Ok(v) if v["ok"] == true => break,
                 Ok(v) => return Err(format!("initiate: {v}").into()),
-                Err(e) if Instant::now() > deadline => return Err(format!("client control socket: {e}").into()),
+                Err(e) if Instant::now() > deadline => {
+                    return Err(format!("client control socket: {e}").into())
+                }
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
         }
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let c = ctl(&cctl, &json!({"cmd": "status"})).map(|s| child_sas(&s)).unwrap_or(0);
-            let g = ctl(&gctl, &json!({"cmd": "status"})).map(|s| child_sas(&s)).unwrap_or(0);
+            let c = ctl(&cctl, &json!({"cmd": "status"}))
+                .map(|s| child_sas(&s))
+                .unwrap_or(0);
+            let g = ctl(&gctl, &json!({"cmd": "status"}))
+                .map(|s| child_sas(&s))
+                .unwrap_or(0);
             if c >= 2 && g >= 2 {
                 break;
             }
             if Instant::now() > deadline {
-                return Err(format!("Child SA not installed at both ends after 15 s (client {c}, gateway {g} SAs)").into());
+                return Err(format!(
+                    "Child SA not installed at both ends after 15 s (client {c}, gateway {g} SAs)"
+                )
+                .into());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        site.ns("client")?.wait_ping(&TARGET_ADDR.to_string(), Some(&CLIENT_INNER.to_string()), Duration::from_secs(10))?;
+        site.ns("client")?.wait_ping(
+            &TARGET_ADDR.to_string(),
+            Some(&CLIENT_INNER.to_string()),
+            Duration::from_secs(10),
+        )?;
         Ok(())
     })();
     if let Err(e) = up {
