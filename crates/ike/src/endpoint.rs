@@ -657,6 +657,25 @@ impl Endpoint {
         }
     }
 
+    /// Replace the configuration (reload). Established SAs keep the peer config they
+    /// were made with until they are rekeyed or deleted; new exchanges use `config`.
+    pub fn set_config(&mut self, config: Arc<Config>) {
+        self.peers = config.peers.iter().cloned().map(Arc::new).collect();
+        self.config = config;
+    }
+
+    /// The recovery records of all established IKE SAs (e.g. to resync the store).
+    pub fn records(&self) -> Vec<(IkeSaId, IkeRecord)> {
+        let mut v: Vec<(IkeSaId, IkeRecord)> = self
+            .sas
+            .values()
+            .filter(|sa| sa.state == SaState::Established)
+            .filter_map(|sa| sa.record().map(|r| (sa.id, r)))
+            .collect();
+        v.sort_by_key(|(id, _)| *id);
+        v
+    }
+
     /// Next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()

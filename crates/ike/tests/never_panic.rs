@@ -121,3 +121,70 @@ static REQS: std::sync::LazyLock<Vec<Vec<u8>>> = std::sync::LazyLock::new(real_r
 fn real_requests_are_three_exchanges() {
     assert_eq!(REQS.len(), 3);
 }
+
+/// The responses a real responder sends to a fresh initiator (IKE_SA_INIT response,
+/// IKE_AUTH response), with the initiator that asked, so they can be replayed mutated.
+fn real_responses() -> Vec<Vec<u8>> {
+    let now = Instant::now();
+    let mut c = Endpoint::new(
+        peer("c@x", "g@x", Some("10.0.0.2:500"), "10.0.0.1:500"),
+        Box::new(SeededRng::new(1)),
+    );
+    let mut g = Endpoint::new(
+        peer("g@x", "c@x", None, "10.0.0.2:500"),
+        Box::new(SeededRng::new(2)),
+    );
+    c.initiate(now, "p", "net").unwrap();
+    let mut resps = Vec::new();
+    for _ in 0..3 {
+        while let Some(t) = c.poll_transmit() {
+            g.handle(now, t.remote, t.local, &t.payload);
+        }
+        while let Some(t) = g.poll_transmit() {
+            resps.push(t.payload.clone());
+            c.handle(now, t.remote, t.local, &t.payload);
+        }
+    }
+    resps
+}
+
+static RESPS: std::sync::LazyLock<Vec<Vec<u8>>> = std::sync::LazyLock::new(real_responses);
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// An initiator (same seed, so the same SPIs as in the recorded run) fed
+    /// mutated responses never panics.
+    #[test]
+    fn initiator_survives_mutated_responses(
+        flips in proptest::collection::vec((0usize..2, any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        cut in proptest::option::of((0usize..2, any::<prop::sample::Index>())),
+    ) {
+        let mut resps = RESPS.clone();
+        prop_assume!(resps.len() >= 2);
+        for (m, i, b) in flips {
+            let i = i.index(resps[m].len());
+            resps[m][i] = b;
+        }
+        if let Some((m, at)) = cut {
+            let n = at.index(resps[m].len() + 1);
+            resps[m].truncate(n);
+        }
+        let now = Instant::now();
+        let mut c = Endpoint::new(
+            peer("c@x", "g@x", Some("10.0.0.2:500"), "10.0.0.1:500"),
+            Box::new(SeededRng::new(1)),
+        );
+        c.initiate(now, "p", "net").unwrap();
+        for r in &resps {
+            for port in [500u16, 4500] {
+                let remote = SocketAddr::from(([10, 0, 0, 2], port));
+                let local = SocketAddr::from(([10, 0, 0, 1], port));
+                c.handle(now, local, remote, r);
+            }
+            while c.poll_transmit().is_some() {}
+        }
+        c.handle_timeout(now + Duration::from_secs(60));
+        while c.poll_event().is_some() {}
+    }
+}

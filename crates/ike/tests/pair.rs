@@ -279,6 +279,10 @@ fn setup_over_a_clean_network() {
     assert!(!json.contains("secret"));
     let back: plexgate_ike::IkeRecord = serde_json::from_str(&json).unwrap();
     assert_eq!(back, rec);
+    assert_eq!(
+        p.gw.records(),
+        vec![(Pair::ike_up(&p.ev_gw)[0], rec.clone())]
+    );
     // Status.
     let st = p.gw.sas(p.now);
     assert_eq!(st.len(), 1);
