@@ -182,16 +182,33 @@ impl Lab {
         }
         let addr = SocketAddr::new(GW_IN.parse::<IpAddr>().unwrap(), 5002);
         std::thread::scope(|s| {
-            let t = s.spawn(move || tcp_transfer(g, addr, c, mb << 20, 11, Duration::from_secs(120)));
+            let t = s.spawn(move || {
+                let t0 = std::time::Instant::now();
+                let r = tcp_transfer(g, addr, c, mb << 20, 11, Duration::from_secs(120));
+                eprintln!("transfer of {mb} MB took {:?}", t0.elapsed());
+                (r, std::time::Instant::now())
+            });
+            // Let the transfer get going first.
+            std::thread::sleep(Duration::from_millis(200));
             during();
-            let r = t.join().unwrap().unwrap_or_else(|e| panic!("{}", self.fail(&format!("transfer failed: {e}"))));
+            let during_done = std::time::Instant::now();
+            let (r, finished) = t.join().unwrap();
+            let r = r.unwrap_or_else(|e| panic!("{}", self.fail(&format!("transfer failed: {e}"))));
             assert_eq!(r.bytes, mb << 20, "bytes received");
+            assert!(finished > during_done, "the transfer ended before the work it was meant to overlap; make it longer");
         });
     }
 }
 
-fn established_child_count(sas: &[plexgate_lab::IkeSa]) -> usize {
-    sas.iter().filter(|s| s.established()).flat_map(|s| s.children.iter()).filter(|c| c.installed()).count()
+/// The one established IKE SA with an installed `net` child and nothing else
+/// (old SAs of a rekey gone).
+fn settled(sas: &[plexgate_lab::IkeSa]) -> Option<(String, u32)> {
+    match sas {
+        [sa] if sa.established() && sa.children.len() == 1 && sa.children[0].installed() => {
+            Some((sa.initiator_spi.clone() + &sa.responder_spi, sa.children[0].spi_in))
+        }
+        _ => None,
+    }
 }
 
 #[test]
@@ -302,5 +319,86 @@ fn garbage_datagrams_do_not_stop_the_daemon() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(l.gw.status()["ike_sas"].as_array().unwrap().len() <= 1, "garbage made IKE SAs");
     l.connect();
+    l.ping_and_transfer(1);
+}
+
+/// Child SA and IKE SA rekeys, started by strongSwan and by plexgate, while a
+/// 40 MB transfer runs: every byte arrives and every SPI changes. (strongSwan
+/// keeps a rekeyed inbound SA for 5 s, so the steps wait for the new SA, not for
+/// the old one to go; the end state is checked after the transfer.)
+#[test]
+fn rekeys_during_transfer_lose_no_byte() {
+    let l = lab("ss-rekey", "\"aes128-sha256-x25519\"", "\"aes128gcm16\"", "aes128-sha256-x25519", "aes128gcm16");
+    l.connect();
+    let c = l.client();
+    let fail = |e: plexgate_lab::LabError| -> ! { panic!("{}", l.fail(&e.to_string())) };
+    // strongSwan's established IKE SA (SPIs) and its newest installed Child SA (inbound SPI).
+    let current = |sas: &[plexgate_lab::IkeSa]| -> Option<(String, u32)> {
+        let sa = sas.iter().find(|s| s.established())?;
+        let child = sa.children.iter().filter(|c| c.installed()).last()?;
+        Some((sa.initiator_spi.clone() + &sa.responder_spi, child.spi_in))
+    };
+    let gw_has_new_inbound = |what: &str, old: &[String]| {
+        l.gw.wait_status(what, Duration::from_secs(15), |s| {
+            s["child_sas"].as_array().unwrap().iter().any(|c| c["direction"] == "inbound" && !old.iter().any(|o| c["spi"] == o.as_str()))
+        });
+    };
+    let s0 = settled(&c.list_sas().unwrap()).expect("one SA before the rekeys");
+    let gw0_spis = l.gw_spis_in();
+    let gw0_ike = l.gw_ike_ids();
+    l.transfer_during(40, || {
+        let t0 = std::time::Instant::now();
+        // strongSwan rekeys the Child SA.
+        c.rekey_child("net").unwrap();
+        let s1 = c
+            .wait_for("strongSwan's Child SA rekey", Duration::from_secs(15), |sas| current(sas).is_some_and(|n| n.1 != s0.1))
+            .map(|sas| current(&sas).unwrap())
+            .unwrap_or_else(|e| fail(e));
+        gw_has_new_inbound("Child SA rekeyed by strongSwan", &gw0_spis);
+        // strongSwan rekeys the IKE SA (the Child SA stays).
+        c.rekey_ike().unwrap();
+        let s2 = c
+            .wait_for("strongSwan's IKE SA rekey", Duration::from_secs(15), |sas| current(sas).is_some_and(|n| n.0 != s1.0))
+            .map(|sas| current(&sas).unwrap())
+            .unwrap_or_else(|e| fail(e));
+        assert_eq!(s2.1, s1.1, "an IKE rekey keeps the Child SA");
+        l.gw.wait_status("IKE SA rekeyed by strongSwan", Duration::from_secs(15), |s| {
+            s["ike_sas"].as_array().unwrap().iter().any(|i| i["id"].as_u64().is_some_and(|id| !gw0_ike.contains(&id)))
+        });
+        eprintln!("rekeys: strongSwan's done at {:?}", t0.elapsed());
+        // plexgate rekeys the Child SA: the one whose outbound SPI is strongSwan's new inbound SPI.
+        let st = l.gw.status();
+        let spi_out = format!("{:08x}", s2.1);
+        let cur = st["child_sas"].as_array().unwrap().iter().find(|c| c["direction"] == "outbound" && c["spi"] == spi_out.as_str());
+        assert!(cur.is_some(), "plexgate has the rekeyed outbound SA {spi_out}: {st}");
+        let spis_before = l.gw_spis_in();
+        let newest_in = spis_before.iter().find(|s| !gw0_spis.contains(s)).unwrap().clone();
+        let r = l.gw.ctl(serde_json::json!({"cmd": "rekey-child", "spi": newest_in}));
+        assert_eq!(r["ok"], true, "rekey-child: {r}");
+        gw_has_new_inbound("Child SA rekeyed by plexgate", &spis_before);
+        let s3 = c
+            .wait_for("plexgate's Child SA rekey", Duration::from_secs(15), |sas| current(sas).is_some_and(|n| n.1 != s2.1 && n.0 == s2.0))
+            .map(|sas| current(&sas).unwrap())
+            .unwrap_or_else(|e| fail(e));
+        // plexgate rekeys the IKE SA.
+        let ids = l.gw_ike_ids();
+        assert_eq!(ids.len(), 1, "{}", l.fail("one IKE SA after strongSwan's IKE rekey"));
+        let r = l.gw.ctl(serde_json::json!({"cmd": "rekey-ike", "id": ids[0]}));
+        assert_eq!(r["ok"], true, "rekey-ike: {r}");
+        l.gw.wait_status("IKE SA rekeyed by plexgate", Duration::from_secs(15), |s| {
+            let now: Vec<u64> = s["ike_sas"].as_array().unwrap().iter().filter_map(|i| i["id"].as_u64()).collect();
+            now.len() == 1 && now[0] != ids[0]
+        });
+        c.wait_for("plexgate's IKE SA rekey", Duration::from_secs(15), |sas| current(sas).is_some_and(|n| n.0 != s3.0 && n.1 == s3.1))
+            .unwrap_or_else(|e| fail(e));
+        eprintln!("rekeys: all done at {:?}", t0.elapsed());
+    });
+    // The old SAs go on both sides; everything changed; the tunnel still works.
+    let end = c.wait_for("old SAs removed", Duration::from_secs(15), |sas| settled(sas).is_some()).unwrap_or_else(|e| fail(e));
+    let end = settled(&end).unwrap();
+    assert!(end.0 != s0.0 && end.1 != s0.1, "SPIs changed: {s0:?} -> {end:?}");
+    let s = l.gw.wait_status("plexgate's old SAs removed", Duration::from_secs(15), |s| child_sa_count(s) == 2 && s["ike_sas"].as_array().unwrap().len() == 1);
+    assert!(!gw0_spis.iter().any(|o| s["child_sas"].as_array().unwrap().iter().any(|c| c["spi"] == o.as_str())), "old inbound SPI gone: {s}");
+    assert!(!gw0_ike.contains(&s["ike_sas"][0]["id"].as_u64().unwrap()), "IKE SA id changed: {s}");
     l.ping_and_transfer(1);
 }
