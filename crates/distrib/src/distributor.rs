@@ -282,14 +282,13 @@ impl Distributor {
             self.counters.local += 1;
             return Route::Local;
         };
-        if !d.cfg.ports.contains(ports.dst) {
-            self.counters.local += 1;
-            return Route::Local;
-        }
+        let distributed = d.cfg.ports.contains(ports.dst);
         let Some(key) = info.inbound_key() else {
             self.counters.local += 1;
             return Route::Local;
         };
+        // The CRT first: a connection a target app opened (NEWCONN) or learnt on
+        // takeover has the DVIPA side on a port that need not be distributed.
         if let Some(e) = self.crt.get_mut(&key) {
             if e.uses_ipsec && !via_ipsec {
                 return self.drop_route(DropReason::IpsecMismatch);
@@ -302,6 +301,10 @@ impl Distributor {
                 self.remove_conn(&key);
             }
             return self.route_to(target, ipsec);
+        }
+        if !distributed {
+            self.counters.local += 1;
+            return Route::Local;
         }
         let initial = match key.proto {
             Proto::Tcp => ports.flags.is_initial_syn(),

@@ -621,6 +621,22 @@ fn target_opened_connection_is_reported() {
 }
 
 #[test]
+fn target_opened_connection_from_an_undistributed_port_gets_its_replies() {
+    // The usual case: an app on target 2 connects out from the DVIPA on an
+    // ephemeral port (not a distributed port); the client's replies must follow
+    // the CRT, not go to the gateway's own stack.
+    let mut c = Cluster::new(Algorithm::RoundRobin, [1, 1, 1]);
+    let p = tcp(dvipa(), 40000, ip("192.0.2.200"), 7000, |b| b.syn());
+    assert_eq!(c.reply_raw(T[1], &p), Ok((GW, false)));
+    c.pump();
+    let sa = tcp(ip("192.0.2.200"), 7000, dvipa(), 40000, |b| b.syn().ack(1));
+    assert_eq!(c.inbound(true, &sa), Ok(T[1]));
+    // Other traffic to that port without a CRT entry is still not distributed.
+    let other = tcp(ip("192.0.2.201"), 7000, dvipa(), 40000, |b| b.syn());
+    assert_eq!(c.gw.route_inbound(c.now, &other, true), Route::Local);
+}
+
+#[test]
 fn backup_rebuilds_from_messages_and_routes_existing_connections() {
     let mut c = Cluster::new(Algorithm::RoundRobin, [1, 1, 1]);
     let got: Vec<NodeId> = (0..30)
