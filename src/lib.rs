@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod ctl;
+pub mod demo;
 pub mod gateway;
 pub mod io;
 pub mod logging;

@@ -66,6 +66,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PolicyCmd,
     },
+    /// Run the demo in network namespaces: a strongSwan client, this gateway, three targets.
+    Demo {
+        /// HTTP requests to send through the tunnel.
+        #[arg(long, default_value_t = 30)]
+        requests: usize,
+    },
     /// Measure on this machine.
     Bench {
         #[command(subcommand)]
@@ -123,6 +129,7 @@ fn main() -> ExitCode {
         Cmd::Status { ctl, json } => plexgate::status::print(&ctl, json),
         Cmd::Initiate { peer, child, ctl } => plexgate::status::initiate(&ctl, &peer, child.as_deref()),
         Cmd::Policy { cmd: PolicyCmd::Check { files } } => return plexgate::policy_check(&files),
+        Cmd::Demo { requests } => plexgate::demo::run(requests),
         Cmd::Bench { cmd } => match cmd {
             BenchCmd::Datapath { json, seconds } => plexgate::bench::datapath(json, seconds),
             BenchCmd::Ike { json, count } => plexgate::bench::ike(json, count),

@@ -59,8 +59,8 @@ pub fn render(v: &Value) -> String {
             if c["udp_encap"] == true { " UDP-encap" } else { "" },
             c["bytes"],
             c["packets"],
-            c["local_ts"],
-            c["remote_ts"],
+            ts_list(&c["local_ts"]),
+            ts_list(&c["remote_ts"]),
         ));
     }
     for d in v["dvipas"].as_array().into_iter().flatten() {
@@ -75,6 +75,22 @@ pub fn render(v: &Value) -> String {
     o.push_str(&format!("ESP counters: {}\n", v["esp_counters"]));
     o.push_str(&format!("drops: {}\n", v["core_counters"]));
     o
+}
+
+/// Traffic selectors as `10.0.0.1`, `10.0.0.0-10.0.0.255[tcp/80-443]`.
+fn ts_list(v: &Value) -> String {
+    let one = |t: &Value| {
+        let (a, b) = (t["start_addr"].as_str().unwrap_or("?"), t["end_addr"].as_str().unwrap_or("?"));
+        let mut s = if a == b { a.to_string() } else { format!("{a}-{b}") };
+        let proto = t["protocol"].as_u64().unwrap_or(0);
+        let (p0, p1) = (t["start_port"].as_u64().unwrap_or(0), t["end_port"].as_u64().unwrap_or(65535));
+        if proto != 0 || (p0, p1) != (0, 65535) {
+            let ports = if (p0, p1) == (0, 65535) { String::new() } else if p0 == p1 { format!("/{p0}") } else { format!("/{p0}-{p1}") };
+            s.push_str(&format!("[{proto}{ports}]"));
+        }
+        s
+    };
+    v.as_array().map(|a| a.iter().map(one).collect::<Vec<_>>().join(", ")).unwrap_or_default()
 }
 
 /// Ask the gateway to initiate.
