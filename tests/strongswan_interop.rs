@@ -402,3 +402,35 @@ fn rekeys_during_transfer_lose_no_byte() {
     assert!(!gw0_ike.contains(&s["ike_sas"][0]["id"].as_u64().unwrap()), "IKE SA id changed: {s}");
     l.ping_and_transfer(1);
 }
+
+/// A client with the wrong PSK is refused (strongSwan logs AUTHENTICATION_FAILED,
+/// plexgate logs why) while a second client with the right PSK connects and
+/// passes traffic at the same time.
+#[test]
+fn wrong_psk_refused_while_right_psk_connects() {
+    let mut l = lab("ss-wrong-psk", "\"aes128-sha256-x25519\"", "\"aes128gcm16\"", "aes128-sha256-x25519", "aes128gcm16");
+    l.topo.add_host("intruder").unwrap();
+    l.topo.link("intruder", &["10.10.1.1/24"], "gateway", &["10.10.1.2/24"]).unwrap();
+    let i = l.topo.ns("intruder").unwrap();
+    i.add_loopback_addr("192.168.77.2/32").unwrap();
+    i.route_via(&format!("{GW_OUT}/32"), "10.10.1.2").unwrap();
+    let cc = CharonConfig::psk("10.10.1.1", GW_OUT, "client@plexgate.lab", "gw@plexgate.lab", "not-the-plexgate-lab-secret-42")
+        .child(ChildConfig::new("net", "192.168.77.2/32", &format!("{GW_IN}/32")).esp(&["aes128gcm16"]));
+    let bad = Charon::start(i, cc).unwrap();
+    std::thread::scope(|s| {
+        let t = s.spawn(|| bad.initiate("net"));
+        l.connect();
+        let r = t.join().unwrap();
+        assert!(r.is_err(), "the wrong PSK was accepted:\n{}", bad.log());
+    });
+    assert!(bad.log().contains("AUTHENTICATION_FAILED"), "strongSwan log:\n{}", bad.log());
+    assert!(bad.list_sas().unwrap().iter().all(|s| !s.established()), "intruder has an SA");
+    let log = l.gw.log();
+    assert!(log.contains("authentication failed") && log.contains("10.10.1.1"), "plexgate log has no clear line:\n{log}");
+    l.ping_and_transfer(2);
+    let s = l.gw.status();
+    let ike = s["ike_sas"].as_array().unwrap();
+    assert_eq!(ike.len(), 1, "only the right client has an IKE SA: {s}");
+    assert!(ike[0]["remote"].as_str().unwrap().starts_with(CLIENT_OUT), "{s}");
+    drop(bad);
+}
