@@ -630,7 +630,7 @@ fn target_opened_connection_from_an_undistributed_port_gets_its_replies() {
     assert_eq!(c.reply_raw(T[1], &p), Ok((GW, false)));
     c.pump();
     let sa = tcp(ip("192.0.2.200"), 7000, dvipa(), 40000, |b| b.syn().ack(1));
-    assert_eq!(c.inbound(true, &sa), Ok(T[1]));
+    assert_eq!(c.inbound(false, &sa), Ok(T[1]));
     // Other traffic to that port without a CRT entry is still not distributed.
     let other = tcp(ip("192.0.2.201"), 7000, dvipa(), 40000, |b| b.syn());
     assert_eq!(c.gw.route_inbound(c.now, &other, true), Route::Local);
