@@ -1,0 +1,332 @@
+//! Work we start on an established IKE SA (queued behind the window of one, §2.3)
+//! and the commands and status the daemon uses.
+
+use super::*;
+
+impl Endpoint {
+    pub(super) fn start_next_task(&mut self, now: Instant, sa: &mut IkeSa) {
+        while sa.outstanding.is_none() && sa.state == SaState::Established {
+            let Some(task) = sa.queue.pop_front() else {
+                return;
+            };
+            match task {
+                Task::CreateChild(req) => self.start_create_child(now, sa, req),
+                Task::RekeyChild(spi_in) => {
+                    let Some(c) = sa
+                        .children
+                        .iter()
+                        .find(|c| c.sa.spi_in == spi_in && !c.rekeyed)
+                    else {
+                        continue;
+                    };
+                    let Some(pc) = sa.peer.clone() else { continue };
+                    let mut cfg = pc
+                        .children
+                        .iter()
+                        .find(|x| x.name == c.sa.name)
+                        .cloned()
+                        .unwrap_or_else(|| ChildConfig::new(&c.sa.name, vec![], vec![], vec![]));
+                    // Rekey with the same selectors, mode and (first) proposal.
+                    cfg.local_ts = c.sa.ts_local.clone();
+                    cfg.remote_ts = c.sa.ts_remote.clone();
+                    cfg.mode = c.sa.mode;
+                    let mut p = c.proposal;
+                    p.dh = cfg
+                        .esp_proposals
+                        .iter()
+                        .find(|e| {
+                            e.encr == p.encr && e.encr_bits == p.encr_bits && e.integ == p.integ
+                        })
+                        .and_then(|e| e.dh);
+                    cfg.esp_proposals.retain(|e| {
+                        e.encr != p.encr
+                            || e.encr_bits != p.encr_bits
+                            || e.integ != p.integ
+                            || e.esn != p.esn
+                    });
+                    cfg.esp_proposals.insert(0, p);
+                    self.start_create_child(
+                        now,
+                        sa,
+                        ChildReq {
+                            cfg,
+                            rekey_of: Some(spi_in),
+                        },
+                    );
+                }
+                Task::RekeyIke => self.start_rekey_ike(now, sa),
+                Task::DeleteChild(spi_in) => {
+                    if !sa.children.iter().any(|c| c.sa.spi_in == spi_in) {
+                        continue;
+                    }
+                    let d = Payload::Delete(Delete {
+                        protocol: protocol::ESP,
+                        spis: vec![spi_in],
+                    });
+                    self.send_request(
+                        now,
+                        sa,
+                        exchange::INFORMATIONAL,
+                        &[d],
+                        Pending::DeleteChild { spi_in },
+                    );
+                }
+                Task::DeleteIke => {
+                    let d = Payload::Delete(Delete {
+                        protocol: protocol::IKE,
+                        spis: vec![],
+                    });
+                    self.send_request(now, sa, exchange::INFORMATIONAL, &[d], Pending::DeleteIke);
+                }
+                Task::Dpd => {
+                    //= https://www.rfc-editor.org/rfc/rfc7296#section-1.4
+                    //# An INFORMATIONAL request with no payloads (other than the empty
+                    //# Encrypted payload required by the syntax) is commonly used as a
+                    //# check for liveness.
+                    self.send_request(now, sa, exchange::INFORMATIONAL, &[], Pending::Dpd);
+                }
+            }
+        }
+    }
+
+    pub(super) fn start_create_child(&mut self, now: Instant, sa: &mut IkeSa, req: ChildReq) {
+        let spi_in = self.new_child_spi();
+        let ni = self.nonce();
+        let group = req.cfg.esp_proposals.first().and_then(|e| e.dh);
+        let mut dh = None;
+        let mut p = vec![];
+        if let Some(old) = req
+            .rekey_of
+            .and_then(|s| sa.children.iter().find(|c| c.sa.spi_in == s))
+        {
+            //= https://www.rfc-editor.org/rfc/rfc7296#section-1.3.3
+            //# The SA being rekeyed is identified by the SPI field in the Notify
+            //# payload; this is the SPI the exchange initiator would expect in
+            //# inbound ESP or AH packets.
+            p.push(Payload::Notify(Notify {
+                protocol: protocol::ESP,
+                spi: old.sa.spi_in.to_be_bytes().to_vec(),
+                kind: notify::REKEY_SA,
+                data: vec![],
+            }));
+        }
+        if req.cfg.mode == Mode::Transport {
+            p.push(Payload::notify(notify::USE_TRANSPORT_MODE, vec![]));
+        }
+        p.push(esp_sa_payload(&req.cfg, spi_in, group.is_some()));
+        p.push(Payload::Nonce(ni.clone()));
+        if let Some(g) = group {
+            match crypto::dh_generate(g, self.rng.as_mut()) {
+                Ok((d, pubv)) => {
+                    dh = Some(d);
+                    p.push(Payload::Ke {
+                        group: g,
+                        data: pubv,
+                    });
+                }
+                Err(_) => return,
+            }
+        }
+        p.push(Payload::TsI(req.cfg.local_ts.clone()));
+        p.push(Payload::TsR(req.cfg.remote_ts.clone()));
+        self.send_request(
+            now,
+            sa,
+            exchange::CREATE_CHILD_SA,
+            &p,
+            Pending::CreateChild {
+                child: req,
+                spi_in,
+                ni,
+                dh,
+            },
+        );
+    }
+
+    pub(super) fn start_rekey_ike(&mut self, now: Instant, sa: &mut IkeSa) {
+        let Some(pc) = sa.peer.clone() else { return };
+        let Some(cur) = sa.proposal else { return };
+        let new_spi = self.new_ike_spi();
+        let ni = self.nonce();
+        let Ok((dh, pubv)) = crypto::dh_generate(cur.dh, self.rng.as_mut()) else {
+            return;
+        };
+        let mut props = vec![cur];
+        props.extend(
+            pc.ike_proposals
+                .iter()
+                .filter(|p| **p != cur && p.dh == cur.dh),
+        );
+        let sa_p = Payload::Sa(
+            props
+                .iter()
+                .enumerate()
+                .map(|(i, p)| Proposal {
+                    num: i as u8 + 1,
+                    protocol: protocol::IKE,
+                    spi: new_spi.to_be_bytes().to_vec(),
+                    transforms: p.transforms(),
+                    unknown_attribute: false,
+                })
+                .collect(),
+        );
+        let p = vec![
+            sa_p,
+            Payload::Nonce(ni.clone()),
+            Payload::Ke {
+                group: cur.dh,
+                data: pubv,
+            },
+        ];
+        // Reserve the SPI so that no other SA takes it meanwhile.
+        self.send_request(
+            now,
+            sa,
+            exchange::CREATE_CHILD_SA,
+            &p,
+            Pending::RekeyIke {
+                new_spi,
+                ni,
+                dh: Some(dh),
+            },
+        );
+    }
+
+    pub(super) fn with_sa<R>(
+        &mut self,
+        now: Instant,
+        id: IkeSaId,
+        f: impl FnOnce(&mut Self, &mut IkeSa) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        let mut sa = self.take(id).ok_or(Error::UnknownSa(id))?;
+        let r = f(self, &mut sa);
+        self.finish(now, sa);
+        r
+    }
+
+    /// Create another Child SA (config `child`) in an established IKE SA.
+    pub fn create_child(&mut self, now: Instant, id: IkeSaId, child: &str) -> Result<(), Error> {
+        self.with_sa(now, id, |_, sa| {
+            let pc = sa.peer.clone().ok_or(Error::NotEstablished(id))?;
+            let cfg = pc
+                .children
+                .iter()
+                .find(|c| c.name == child)
+                .cloned()
+                .ok_or_else(|| Error::UnknownChild {
+                    peer: pc.name.clone(),
+                    child: child.into(),
+                })?;
+            sa.queue.push_back(Task::CreateChild(ChildReq {
+                cfg,
+                rekey_of: None,
+            }));
+            Ok(())
+        })
+    }
+
+    /// Rekey the Child SA with inbound SPI `spi_in` (SAD soft expiry). The new SA
+    /// comes as `ChildSaRekeyed`, the old one's `ChildSaDeleted` follows.
+    pub fn rekey_child(&mut self, now: Instant, spi_in: u32) -> Result<(), Error> {
+        let id = *self
+            .child_index
+            .get(&spi_in)
+            .ok_or(Error::UnknownChildSa(spi_in))?;
+        self.with_sa(now, id, |_, sa| {
+            if sa.state != SaState::Established {
+                return Err(Error::NotEstablished(id));
+            }
+            sa.queue.push_back(Task::RekeyChild(spi_in));
+            Ok(())
+        })
+    }
+
+    /// Rekey an IKE SA (§1.3.2); reported as `IkeSaRekeyed`.
+    pub fn rekey_ike(&mut self, now: Instant, id: IkeSaId) -> Result<(), Error> {
+        self.with_sa(now, id, |_, sa| {
+            if sa.state != SaState::Established {
+                return Err(Error::NotEstablished(id));
+            }
+            sa.queue.push_back(Task::RekeyIke);
+            Ok(())
+        })
+    }
+
+    /// Delete one Child SA (INFORMATIONAL with DELETE).
+    pub fn delete_child(&mut self, now: Instant, spi_in: u32) -> Result<(), Error> {
+        let id = *self
+            .child_index
+            .get(&spi_in)
+            .ok_or(Error::UnknownChildSa(spi_in))?;
+        self.with_sa(now, id, |_, sa| {
+            sa.queue.push_back(Task::DeleteChild(spi_in));
+            Ok(())
+        })
+    }
+
+    /// Delete an IKE SA and all its Child SAs (half-open ones are dropped at once).
+    pub fn delete_ike(&mut self, now: Instant, id: IkeSaId) -> Result<(), Error> {
+        let mut sa = self.take(id).ok_or(Error::UnknownSa(id))?;
+        if sa.state != SaState::Established {
+            self.destroy(sa, "deleted by command before establishment", true);
+            return Ok(());
+        }
+        sa.queue.clear();
+        sa.queue.push_back(Task::DeleteIke);
+        if sa.outstanding.is_some() {
+            // Do not wait behind a rekey: the delete supersedes it.
+            sa.outstanding = None;
+        }
+        self.finish(now, sa);
+        Ok(())
+    }
+
+    /// Send a liveness check now.
+    pub fn dpd(&mut self, now: Instant, id: IkeSaId) -> Result<(), Error> {
+        self.with_sa(now, id, |_, sa| {
+            sa.queue.push_back(Task::Dpd);
+            Ok(())
+        })
+    }
+
+    /// Status of every IKE SA (for `plexgate status`).
+    pub fn sas(&self, now: Instant) -> Vec<IkeSaInfo> {
+        let secs = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(now).as_secs());
+        let mut v: Vec<IkeSaInfo> = self
+            .sas
+            .values()
+            .map(|sa| IkeSaInfo {
+                id: sa.id,
+                peer: sa.peer.as_ref().map(|p| p.name.clone()),
+                state: sa.state,
+                initiator: sa.initiator,
+                spi_i: sa.spi_i,
+                spi_r: sa.spi_r,
+                local: sa.local,
+                remote: sa.remote,
+                local_id: sa.local_id.as_ref().map(|i| i.to_string()),
+                remote_id: sa.remote_id.as_ref().map(|i| i.to_string()),
+                algorithms: sa.proposal.map(|p| p.name()),
+                nat: sa.nat_local || sa.nat_remote,
+                rekey_in_secs: secs(sa.rekey_at),
+                children: sa
+                    .children
+                    .iter()
+                    .map(|c| ChildInfo {
+                        name: c.sa.name.clone(),
+                        spi_in: c.sa.spi_in,
+                        spi_out: c.sa.spi_out,
+                        algorithms: esp_name(&c.proposal),
+                        ts_local: c.sa.ts_local.iter().map(|t| t.to_string()).collect(),
+                        ts_remote: c.sa.ts_remote.iter().map(|t| t.to_string()).collect(),
+                        mode: c.sa.mode,
+                        udp_encap: c.sa.udp_encap,
+                        rekey_in_secs: secs(c.rekey_at),
+                    })
+                    .collect(),
+            })
+            .collect();
+        v.sort_by_key(|i| i.id);
+        v
+    }
+}
