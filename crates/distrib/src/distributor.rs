@@ -13,7 +13,7 @@ use crate::cluster::{ClusterEndpoint, ClusterError, ClusterKey, Message, NewConn
 use crate::counters::{Counters, DropReason, Snapshot, TargetStat};
 use crate::crt::{Crt, CrtEntry, Origin, Timeouts};
 use crate::dpt::{Dpt, DvipaConfig, NewTarget};
-use crate::flow::{self, FlowKey, Proto, TcpFlags};
+use crate::flow::{self, FlowKey, PacketInfo, Proto, TcpFlags};
 use crate::gre::{self, GreKey};
 use crate::link::{LinkId, LinkTable};
 use crate::{ClusterTransmit, Destination, NodeId};
@@ -279,8 +279,7 @@ impl Distributor {
             if Proto::from_number(info.protocol).is_some() {
                 return self.drop_route(DropReason::Fragment);
             }
-            self.counters.local += 1;
-            return Route::Local;
+            return self.route_icmp_error(packet, &info, via_ipsec);
         };
         let distributed = d.cfg.ports.contains(ports.dst);
         let Some(key) = info.inbound_key() else {
@@ -325,6 +324,27 @@ impl Distributor {
             CrtEntry::new(target, key.proto, via_ipsec, Origin::Selected, now),
         );
         self.route_to(target, via_ipsec)
+    }
+
+    /// ICMP errors about a distributed connection (fragmentation needed,
+    /// packet too big, unreachable) go to the target that owns it, so its
+    /// path MTU discovery works; other ICMP to the DVIPA is local.
+    fn route_icmp_error(&mut self, packet: &[u8], info: &PacketInfo, via_ipsec: bool) -> Route {
+        let Some(key) = flow::icmp_error_flow(packet, info) else {
+            self.counters.local += 1;
+            return Route::Local;
+        };
+        match self.crt.get(&key) {
+            Some(e) if e.uses_ipsec && !via_ipsec => self.drop_route(DropReason::IpsecMismatch),
+            Some(e) => {
+                let (target, ipsec) = (e.target, e.uses_ipsec);
+                self.route_to(target, ipsec)
+            }
+            None => {
+                self.counters.local += 1;
+                Route::Local
+            }
+        }
     }
 
     fn add_conn(&mut self, key: FlowKey, e: CrtEntry) {

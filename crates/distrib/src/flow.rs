@@ -14,6 +14,10 @@ use thiserror::Error;
 pub const IPPROTO_TCP: u8 = 6;
 /// IP protocol number of UDP.
 pub const IPPROTO_UDP: u8 = 17;
+/// IP protocol number of ICMP.
+pub const IPPROTO_ICMP: u8 = 1;
+/// IP protocol number of ICMPv6.
+pub const IPPROTO_ICMPV6: u8 = 58;
 
 /// Transport protocol of a distributed connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -327,6 +331,66 @@ fn transport(p: &[u8], off: usize, protocol: u8) -> Result<Option<Ports>, Packet
     }
 }
 
+/// For an ICMP error about a packet the DVIPA side sent (ICMP destination
+/// unreachable, time exceeded, parameter problem; ICMPv6 types 1-4, "packet
+/// too big" included), the connection of the quoted packet: quoted source =
+/// DVIPA, quoted destination = client. The quote is truncated by design, so
+/// only its IP header and the first four transport octets (the ports) are
+/// read. `None` for anything else, or when the quoted source is not the
+/// packet's destination.
+pub fn icmp_error_flow(packet: &[u8], info: &PacketInfo) -> Option<FlowKey> {
+    let icmp = packet.get(info.l4_offset..info.end)?;
+    let ty = *icmp.first()?;
+    let is_error = match info.protocol {
+        //= https://www.rfc-editor.org/rfc/rfc792
+        //# Destination Unreachable Message
+        IPPROTO_ICMP => matches!(ty, 3 | 11 | 12),
+        //= https://www.rfc-editor.org/rfc/rfc4443#section-2.1
+        //# ICMPv6 error messages are identified as such by a
+        //# zero in the high-order bit of their message Type field values.
+        IPPROTO_ICMPV6 => (1..=4).contains(&ty),
+        _ => false,
+    };
+    if !is_error {
+        return None;
+    }
+    let q = icmp.get(8..)?;
+    let (src, dst, proto, l4) = match q.first()? >> 4 {
+        4 if info.protocol == IPPROTO_ICMP => {
+            let ihl = usize::from(q.first()? & 0x0f) * 4;
+            let h = q.get(..20)?;
+            if ihl < 20 || u16::from_be_bytes([h[6], h[7]]) & 0x1fff != 0 {
+                return None;
+            }
+            let src = IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15]));
+            let dst = IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19]));
+            (src, dst, h[9], ihl)
+        }
+        6 if info.protocol == IPPROTO_ICMPV6 => {
+            let h = q.get(..40)?;
+            (
+                IpAddr::V6(v6_addr(h, 8).ok()?),
+                IpAddr::V6(v6_addr(h, 24).ok()?),
+                h[6],
+                40,
+            )
+        }
+        _ => return None,
+    };
+    let proto = Proto::from_number(proto)?;
+    let p = q.get(l4..l4 + 4)?;
+    if src != info.dst {
+        return None;
+    }
+    Some(FlowKey {
+        client: dst,
+        client_port: u16::from_be_bytes([p[2], p[3]]),
+        dvipa: src,
+        dvipa_port: u16::from_be_bytes([p[0], p[1]]),
+        proto,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -404,10 +468,48 @@ mod tests {
         assert_eq!(parse(&p).unwrap().ports, None);
     }
 
+    #[test]
+    fn icmp_fragmentation_needed_names_the_connection() {
+        // The DVIPA's reply 198.51.100.7:443 -> 192.0.2.10:40000 was too big
+        // for a router (203.0.113.1) on the way; it quotes the reply's headers.
+        let reply = {
+            let b = etherparse::PacketBuilder::ipv4([198, 51, 100, 7], [192, 0, 2, 10], 64)
+                .tcp(443, 40000, 1, 65535)
+                .ack(1);
+            let mut v = Vec::new();
+            b.write(&mut v, &[0u8; 1400]).unwrap();
+            v
+        };
+        let icmp = {
+            use etherparse::icmpv4::DestUnreachableHeader;
+            let b = etherparse::PacketBuilder::ipv4([203, 0, 113, 1], [198, 51, 100, 7], 64)
+                .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+                    DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+                ));
+            let mut v = Vec::new();
+            b.write(&mut v, &reply[..28]).unwrap();
+            v
+        };
+        let info = parse(&icmp).unwrap();
+        assert_eq!(info.ports, None);
+        let k = icmp_error_flow(&icmp, &info).unwrap();
+        assert_eq!(k, parse(&reply).unwrap().outbound_key().unwrap());
+        // An echo request is not an error.
+        let mut echo = icmp.clone();
+        echo[20] = 8;
+        assert_eq!(icmp_error_flow(&echo, &parse(&echo).unwrap()), None);
+        // The quote must be about a packet the destination sent.
+        let mut other = icmp.clone();
+        other[28 + 12] = 10;
+        assert_eq!(icmp_error_flow(&other, &parse(&other).unwrap()), None);
+    }
+
     proptest::proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
-            let _ = parse(&data);
+            if let Ok(info) = parse(&data) {
+                let _ = icmp_error_flow(&data, &info);
+            }
         }
     }
 }

@@ -419,12 +419,11 @@ impl TargetStack {
     pub fn learn_established(&mut self, now: Instant, sockets: &[ProcSocket]) -> usize {
         let mut n = 0;
         for s in sockets.iter().filter(|s| s.state == TCP_ESTABLISHED) {
+            // Every connection on a DVIPA, distributed port or not: one an
+            // app opened from an ephemeral port needs the gateway's CRT too.
             let Some(d) = self.served_dvipa(s.local.ip()) else {
                 continue;
             };
-            if !d.ports.contains(s.local.port()) {
-                continue;
-            }
             let gw = d.routing_gateway;
             let k = FlowKey {
                 client: s.remote.ip(),

@@ -770,3 +770,32 @@ fn silent_target_is_taken_out_of_selection() {
         .collect();
     assert_eq!(count(&got), [1, 1, 1]);
 }
+
+#[test]
+fn icmp_packet_too_big_reaches_the_connection_owner() {
+    let mut c = Cluster::new(Algorithm::RoundRobin, [1, 1, 1]);
+    let owners: Vec<NodeId> = (0..3).map(|i| c.inbound(false, &syn(i)).unwrap()).collect();
+    // A router says the reply to client 2 was too big (RFC 1191 style).
+    let reply = synack_out(2);
+    let icmp = {
+        use etherparse::icmpv4::DestUnreachableHeader;
+        let b = PacketBuilder::ipv4([203, 0, 113, 1], [198, 51, 100, 7], 64).icmpv4(
+            etherparse::Icmpv4Type::DestinationUnreachable(
+                DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1280 },
+            ),
+        );
+        let mut v = Vec::new();
+        b.write(&mut v, &reply[..28]).unwrap();
+        v
+    };
+    assert_eq!(c.inbound(false, &icmp), Ok(owners[2]));
+    // Unrelated ICMP to the DVIPA (an echo request) stays local.
+    let ping = {
+        let b =
+            PacketBuilder::ipv4([192, 0, 2, 1], [198, 51, 100, 7], 64).icmpv4_echo_request(1, 1);
+        let mut v = Vec::new();
+        b.write(&mut v, b"ping").unwrap();
+        v
+    };
+    assert_eq!(c.gw.route_inbound(c.now, &ping, true), Route::Local);
+}
