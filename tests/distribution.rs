@@ -50,7 +50,10 @@ fn host(i: usize) -> String {
 /// `[[dvipa]]` table (method, weights, plain_traffic).
 fn policy(dir: &Path, dvipa_extra: &str) -> PathBuf {
     write_secret(&dir.join("psk"), PSK.as_bytes());
-    write_secret(&dir.join("cluster.key"), b"plexgate-distribution-test-cluster-key-0123456789");
+    write_secret(
+        &dir.join("cluster.key"),
+        b"plexgate-distribution-test-cluster-key-0123456789",
+    );
     let mut targets = String::new();
     for i in 0..TARGETS {
         let n = i + 1;
@@ -139,11 +142,23 @@ fn lab(name: &str, dvipa_extra: &str, mode: Mode) -> Lab {
     let mut topo = Topology::new();
     topo.add_host("client").unwrap();
     topo.add_host("gw").unwrap();
-    topo.link("client", &[&format!("{CLIENT_OUT}/24")], "gw", &[&format!("{GW_OUT}/24")]).unwrap();
+    topo.link(
+        "client",
+        &[&format!("{CLIENT_OUT}/24")],
+        "gw",
+        &[&format!("{GW_OUT}/24")],
+    )
+    .unwrap();
     for i in 0..TARGETS {
         let n = i + 1;
         topo.add_host(&host(i)).unwrap();
-        topo.link("gw", &[&format!("10.9.{n}.1/30")], &host(i), &[&format!("10.9.{n}.2/30")]).unwrap();
+        topo.link(
+            "gw",
+            &[&format!("10.9.{n}.1/30")],
+            &host(i),
+            &[&format!("10.9.{n}.2/30")],
+        )
+        .unwrap();
         assert_eq!(topo.iface("gw", &host(i)).unwrap(), host(i));
     }
     let c = topo.ns("client").unwrap();
@@ -157,9 +172,14 @@ fn lab(name: &str, dvipa_extra: &str, mode: Mode) -> Lab {
         let t = topo.ns(&host(i)).unwrap();
         t.disable_rp_filter().unwrap();
         // Plain (non-IPsec) replies leave the target directly, via the gateway.
-        t.route_via("10.10.0.0/24", &format!("10.9.{}.1", i + 1)).unwrap();
+        t.route_via("10.10.0.0/24", &format!("10.9.{}.1", i + 1))
+            .unwrap();
     }
-    let extra = if dvipa_extra.contains("targets") { dvipa_extra.to_string() } else { format!("targets = \"all\"\n{dvipa_extra}") };
+    let extra = if dvipa_extra.contains("targets") {
+        dvipa_extra.to_string()
+    } else {
+        format!("targets = \"all\"\n{dvipa_extra}")
+    };
     let pol = policy(dir.path(), &extra);
     let gw = Daemon::gateway(g, dir.path(), &pol, "gw");
     let mut targets = Vec::new();
@@ -171,8 +191,17 @@ fn lab(name: &str, dvipa_extra: &str, mode: Mode) -> Lab {
     }
     let client = match mode {
         Mode::Ipsec => {
-            let cc = CharonConfig::psk(CLIENT_OUT, GW_OUT, "client@plexgate.lab", "gw@plexgate.lab", PSK);
-            let cc = cc.child(ChildConfig::new("web", &format!("{CLIENT_IN}/32"), &format!("{DVIPA}/32")).esp(&["aes128gcm16"]));
+            let cc = CharonConfig::psk(
+                CLIENT_OUT,
+                GW_OUT,
+                "client@plexgate.lab",
+                "gw@plexgate.lab",
+                PSK,
+            );
+            let cc = cc.child(
+                ChildConfig::new("web", &format!("{CLIENT_IN}/32"), &format!("{DVIPA}/32"))
+                    .esp(&["aes128gcm16"]),
+            );
             Some(Charon::start(c, cc).unwrap())
         }
         Mode::Plain => {
@@ -180,7 +209,14 @@ fn lab(name: &str, dvipa_extra: &str, mode: Mode) -> Lab {
             None
         }
     };
-    let l = Lab { servers, targets, client, gw, topo, dir };
+    let l = Lab {
+        servers,
+        targets,
+        client,
+        gw,
+        topo,
+        dir,
+    };
     if mode == Mode::Ipsec {
         l.connect();
     }
@@ -202,9 +238,19 @@ impl Lab {
     }
 
     fn logs(&self) -> String {
-        let mut s = format!("gateway status:\n{}\ngateway log:\n{}\n", serde_json::to_string_pretty(&self.gw.status()).unwrap(), self.gw.log());
+        let mut s = format!(
+            "gateway status:\n{}\ngateway log:\n{}\n",
+            serde_json::to_string_pretty(&self.gw.status()).unwrap(),
+            self.gw.log()
+        );
         for (i, t) in self.targets.iter().enumerate() {
-            s.push_str(&format!("{} status: {}\n{} log:\n{}\n", tname(i), t.status(), tname(i), t.log()));
+            s.push_str(&format!(
+                "{} status: {}\n{} log:\n{}\n",
+                tname(i),
+                t.status(),
+                tname(i),
+                t.log()
+            ));
         }
         s
     }
@@ -212,21 +258,38 @@ impl Lab {
     fn connect(&self) {
         let c = self.client();
         if let Err(e) = c.initiate("web") {
-            panic!("initiate failed: {e}\ncharon log:\n{}\n{}", c.log(), self.logs());
+            panic!(
+                "initiate failed: {e}\ncharon log:\n{}\n{}",
+                c.log(),
+                self.logs()
+            );
         }
         if let Err(e) = c.wait_established("web", Duration::from_secs(15)) {
-            panic!("not established: {e}\ncharon log:\n{}\n{}", c.log(), self.logs());
+            panic!(
+                "not established: {e}\ncharon log:\n{}\n{}",
+                c.log(),
+                self.logs()
+            );
         }
         c.route_ipsec0(&format!("{DVIPA}/32"), CLIENT_IN).unwrap();
-        self.gw.wait_status("Child SA installed", Duration::from_secs(5), |s| child_sa_count(s) >= 2);
+        self.gw
+            .wait_status("Child SA installed", Duration::from_secs(5), |s| {
+                child_sa_count(s) >= 2
+            });
     }
 
     /// Wait until the gateway's DPT shows exactly `want` targets listening on the
     /// DVIPA port (SRVSTAT from each target's listener scan).
     fn wait_listeners(&self, want: usize) {
-        self.gw.wait_status("DPT listeners", Duration::from_secs(10), |s| {
-            s["dpt"].as_str().unwrap_or("").matches("listening: true").count() == want
-        });
+        self.gw
+            .wait_status("DPT listeners", Duration::from_secs(10), |s| {
+                s["dpt"]
+                    .as_str()
+                    .unwrap_or("")
+                    .matches("listening: true")
+                    .count()
+                    == want
+            });
     }
 
     /// `n` HTTP GETs from `src` (in the client namespace) over new connections.
@@ -234,7 +297,12 @@ impl Lab {
         let answers = self
             .ns("client")
             .run_in(move || {
-                (0..n).map(|_| http_get_from(src, dvipa_addr(), Duration::from_secs(5)).map_err(|e| e.to_string())).collect::<Vec<_>>()
+                (0..n)
+                    .map(|_| {
+                        http_get_from(src, dvipa_addr(), Duration::from_secs(5))
+                            .map_err(|e| e.to_string())
+                    })
+                    .collect::<Vec<_>>()
             })
             .unwrap();
         plexgate_lab::traffic::count_by_server(&answers)
@@ -248,13 +316,21 @@ impl Lab {
     /// A distribution drop counter from the gateway's status.
     fn drops(&self, reason: &str) -> u64 {
         let s = self.gw.status();
-        s["distrib_drops"][reason].as_u64().unwrap_or_else(|| panic!("no drop counter {reason}: {s}"))
+        s["distrib_drops"][reason]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no drop counter {reason}: {s}"))
     }
 
     /// The outbound ESP packet counter (all outbound SAs).
     fn esp_out_packets(&self) -> u64 {
         let s = self.gw.status();
-        s["child_sas"].as_array().unwrap().iter().filter(|c| c["direction"] == "outbound").map(|c| c["packets"].as_u64().unwrap()).sum()
+        s["child_sas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["direction"] == "outbound")
+            .map(|c| c["packets"].as_u64().unwrap())
+            .sum()
     }
 }
 
@@ -265,7 +341,11 @@ fn node(i: usize) -> u64 {
 
 /// Assert every answer came from a server and none failed.
 fn assert_no_errors(got: &BTreeMap<String, usize>, l: &Lab) {
-    assert!(!got.contains_key("<error>"), "requests failed: {got:?}\n{}", l.logs());
+    assert!(
+        !got.contains_key("<error>"),
+        "requests failed: {got:?}\n{}",
+        l.logs()
+    );
 }
 
 /// One `GET /` over a fresh connection bound to `src`.
@@ -283,7 +363,10 @@ fn http_get_from(src: &str, to: SocketAddr, timeout: Duration) -> std::io::Resul
     let text = String::from_utf8_lossy(&resp);
     match text.split_once("\r\n\r\n") {
         Some((head, body)) if head.starts_with("HTTP/1.") => Ok(body.to_string()),
-        _ => Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not an HTTP response: {text:?}"))),
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not an HTTP response: {text:?}"),
+        )),
     }
 }
 
@@ -292,7 +375,11 @@ fn one_request_through_the_tunnel() {
     let l = lab("dist-one", "", Mode::Ipsec);
     let got = l.requests(1);
     assert_eq!(got.values().sum::<usize>(), 1, "{got:?}\n{}", l.logs());
-    assert!(got.keys().all(|k| k.starts_with("web-")), "{got:?}\n{}", l.logs());
+    assert!(
+        got.keys().all(|k| k.starts_with("web-")),
+        "{got:?}\n{}",
+        l.logs()
+    );
     drop(l.dir);
 }
 
@@ -320,7 +407,11 @@ fn weighted_round_robin_3_2_1() {
         let want = 300 * w / 6;
         let n = got.get(&tname(i)).copied().unwrap_or(0);
         // Within 5 % of all requests.
-        assert!(n.abs_diff(want) <= 15, "weighted spread {got:?}, want {want} for {}", tname(i));
+        assert!(
+            n.abs_diff(want) <= 15,
+            "weighted spread {got:?}, want {want} for {}",
+            tname(i)
+        );
     }
     drop(l.dir);
 }
@@ -344,28 +435,58 @@ fn drained_target_gets_no_new_connections_but_keeps_its_open_one() {
         .unwrap()
         .unwrap();
     // Which target has it?
-    let s = l.gw.wait_status("the open connection in the CRT", Duration::from_secs(5), |s| {
-        s["distrib_targets"].as_array().is_some_and(|a| a.iter().any(|t| t["connections"] == 1))
-    });
-    let holder = s["distrib_targets"].as_array().unwrap().iter().find(|t| t["connections"] == 1).unwrap()["node"].as_u64().unwrap();
+    let s = l.gw.wait_status(
+        "the open connection in the CRT",
+        Duration::from_secs(5),
+        |s| {
+            s["distrib_targets"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|t| t["connections"] == 1))
+        },
+    );
+    let holder = s["distrib_targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["connections"] == 1)
+        .unwrap()["node"]
+        .as_u64()
+        .unwrap();
     let i = (holder - 1000) as usize;
-    let r = l.gw.ctl(serde_json::json!({"cmd": "set-weight", "dvipa": DVIPA, "node": holder, "weight": 0}));
+    let r = l
+        .gw
+        .ctl(serde_json::json!({"cmd": "set-weight", "dvipa": DVIPA, "node": holder, "weight": 0}));
     assert_eq!(r["ok"], true, "{r}");
     let got = l.requests(20);
     assert_no_errors(&got, &l);
-    assert_eq!(got.get(&tname(i)), None, "drained {} still got new connections: {got:?}", tname(i));
+    assert_eq!(
+        got.get(&tname(i)),
+        None,
+        "drained {} still got new connections: {got:?}",
+        tname(i)
+    );
     assert_eq!(got.values().sum::<usize>(), 20);
     // The open connection still works and is answered by the drained target.
     open.write_all(b"\r\n").unwrap();
     let mut resp = String::new();
-    open.read_to_string(&mut resp).unwrap_or_else(|e| panic!("open connection broke: {e}\n{}", l.logs()));
-    assert!(resp.ends_with(&tname(i)), "open connection answered {resp:?}, expected {}", tname(i));
+    open.read_to_string(&mut resp)
+        .unwrap_or_else(|e| panic!("open connection broke: {e}\n{}", l.logs()));
+    assert!(
+        resp.ends_with(&tname(i)),
+        "open connection answered {resp:?}, expected {}",
+        tname(i)
+    );
     // Undrained, it gets its share again.
-    let r = l.gw.ctl(serde_json::json!({"cmd": "set-weight", "dvipa": DVIPA, "node": node(i), "weight": 1}));
+    let r = l.gw.ctl(
+        serde_json::json!({"cmd": "set-weight", "dvipa": DVIPA, "node": node(i), "weight": 1}),
+    );
     assert_eq!(r["ok"], true, "{r}");
     let got = l.requests(9);
     assert_no_errors(&got, &l);
-    assert!(got.get(&tname(i)).copied().unwrap_or(0) >= 2, "undrained target got {got:?}");
+    assert!(
+        got.get(&tname(i)).copied().unwrap_or(0) >= 2,
+        "undrained target got {got:?}"
+    );
     drop(l.dir);
 }
 
@@ -395,7 +516,8 @@ fn spoofed_gre_on_the_wrong_link_is_dropped_and_counted() {
         .ns("client")
         .run_in(|| {
             let u = std::net::UdpSocket::bind((CLIENT_IN, 9999)).unwrap();
-            u.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+            u.set_read_timeout(Some(Duration::from_millis(1500)))
+                .unwrap();
             u
         })
         .unwrap();
@@ -422,13 +544,21 @@ for _ in range(5):
 "#,
         node = node(0)
     );
-    let out = l.ns(&host(1)).exec_ok_timeout(&["python3", "-c", &script], Duration::from_secs(10));
+    let out = l
+        .ns(&host(1))
+        .exec_ok_timeout(&["python3", "-c", &script], Duration::from_secs(10));
     out.unwrap_or_else(|e| panic!("python3 raw send: {e}"));
-    l.gw.wait_status("spoof counter", Duration::from_secs(5), |s| s["distrib_drops"]["spoof"].as_u64().unwrap_or(0) >= spoof_before + 5);
+    l.gw.wait_status("spoof counter", Duration::from_secs(5), |s| {
+        s["distrib_drops"]["spoof"].as_u64().unwrap_or(0) >= spoof_before + 5
+    });
     let mut buf = [0u8; 64];
     let r = listener.recv_from(&mut buf);
     assert!(r.is_err(), "the forged packet reached the client: {r:?}");
-    assert_eq!(l.esp_out_packets(), esp_before, "the forged packet went into the tunnel");
+    assert_eq!(
+        l.esp_out_packets(),
+        esp_before,
+        "the forged packet went into the tunnel"
+    );
     // The real path still works.
     assert_no_errors(&l.requests(3), &l);
     drop(l.dir);
@@ -447,7 +577,9 @@ fn target_app_connects_out_to_the_client_through_the_tunnel() {
             let (mut c, from) = loop {
                 match ls.accept() {
                     Ok(x) => break x,
-                    Err(_) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                    Err(_) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
                     Err(e) => return Err(e),
                 }
             };
@@ -465,7 +597,10 @@ fn target_app_connects_out_to_the_client_through_the_tunnel() {
         .run_in(|| -> std::io::Result<String> {
             let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
             s.bind(&SocketAddr::new(DVIPA.parse::<IpAddr>().unwrap(), 0).into())?;
-            s.connect_timeout(&SocketAddr::new(CLIENT_IN.parse::<IpAddr>().unwrap(), 7000).into(), Duration::from_secs(5))?;
+            s.connect_timeout(
+                &SocketAddr::new(CLIENT_IN.parse::<IpAddr>().unwrap(), 7000).into(),
+                Duration::from_secs(5),
+            )?;
             let mut s: std::net::TcpStream = s.into();
             s.set_read_timeout(Some(Duration::from_secs(5)))?;
             s.write_all(b"hello")?;
@@ -474,14 +609,26 @@ fn target_app_connects_out_to_the_client_through_the_tunnel() {
             Ok(String::from_utf8_lossy(&b).into_owned())
         })
         .unwrap();
-    let answer = answer.unwrap_or_else(|e| panic!("target → client connection failed: {e}\n{}", l.logs()));
+    let answer =
+        answer.unwrap_or_else(|e| panic!("target → client connection failed: {e}\n{}", l.logs()));
     assert_eq!(answer, "world");
     let seen = server.join().unwrap().unwrap();
-    assert_eq!(seen, format!("{DVIPA} hello"), "the client saw the DVIPA as the source");
+    assert_eq!(
+        seen,
+        format!("{DVIPA} hello"),
+        "the client saw the DVIPA as the source"
+    );
     // It went through the tunnel and the gateway learnt it (NEWCONN).
     assert!(l.esp_out_packets() > 0);
     let s = l.gw.status();
-    assert!(s["distrib_targets"].as_array().unwrap().iter().any(|t| t["node"] == node(1) && t["connections"].as_u64() >= Some(1)), "{s}");
+    assert!(
+        s["distrib_targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["node"] == node(1) && t["connections"].as_u64() >= Some(1)),
+        "{s}"
+    );
     drop(l.dir);
 }
 

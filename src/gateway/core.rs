@@ -300,7 +300,15 @@ impl GatewayCore {
             }
             distrib::FromTarget::Drop(_) => return,
         };
-        if uses_ipsec {
+        // A connection a target app opened (NEWCONN) is not known as IPsec yet: the
+        // outbound SPD decides here, rather than a round trip through the kernel
+        // (TUN → forward → back into the TUN → on_tun).
+        let protected = uses_ipsec
+            || matches!(
+                self.spd.lookup_packet(ipsec::Direction::Outbound, &buf[inner_off..inner_off + inner_len]),
+                Ok(Some(r)) if matches!(r.action, ipsec::SpdAction::Protect { .. })
+            );
+        if protected {
             self.protect(now, buf, inner_off, inner_len, sink);
         } else {
             sink.tun(&buf[inner_off..inner_off + inner_len]);
