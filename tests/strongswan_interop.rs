@@ -26,7 +26,19 @@ struct Lab {
     dir: plexgate_lab::LabDir,
 }
 
-fn policy(dir: &std::path::Path, remote: &str, ike: &str, esp: &str, extra_child: &str) -> std::path::PathBuf {
+const PSK_AUTH: &str = r#"local_id = "gw@plexgate.lab"
+remote_id = "client@plexgate.lab"
+auth = "psk"
+psk_file = "psk""#;
+
+fn policy_auth(
+    dir: &std::path::Path,
+    remote: &str,
+    auth: &str,
+    ike: &str,
+    esp: &str,
+    extra_child: &str,
+) -> std::path::PathBuf {
     write_secret(&dir.join("psk"), PSK.as_bytes());
     let text = format!(
         r#"
@@ -41,10 +53,7 @@ address = "{GW_OUT}/24"
 [[peer]]
 name = "client"
 remote_address = "{remote}"
-local_id = "gw@plexgate.lab"
-remote_id = "client@plexgate.lab"
-auth = "psk"
-psk_file = "psk"
+{auth}
 proposals = [{ike}]
 
   [[peer.child]]
@@ -73,35 +82,76 @@ fn lab(name: &str, ike: &str, esp: &str, client_ike: &str, client_esp: &str) -> 
     lab_with(name, "any", ike, esp, |cc| {
         let mut cc = cc;
         cc.ike_proposals = vec![client_ike.to_string()];
-        cc.child(ChildConfig::new("net", &format!("{CLIENT_IN}/32"), &format!("{GW_IN}/32")).esp(&[client_esp]))
+        cc.child(
+            ChildConfig::new("net", &format!("{CLIENT_IN}/32"), &format!("{GW_IN}/32"))
+                .esp(&[client_esp]),
+        )
     })
 }
 
 /// The strongSwan side of the lab: PSK, IKE `aes128-sha256-x25519`, ESP `aes128gcm16`.
 fn default_client(cc: CharonConfig) -> CharonConfig {
-    cc.child(ChildConfig::new("net", &format!("{CLIENT_IN}/32"), &format!("{GW_IN}/32")).esp(&["aes128gcm16"]))
+    cc.child(
+        ChildConfig::new("net", &format!("{CLIENT_IN}/32"), &format!("{GW_IN}/32"))
+            .esp(&["aes128gcm16"]),
+    )
 }
 
 /// The two-namespace lab; `remote` is the policy peer's `remote_address`, `client`
 /// finishes strongSwan's configuration (proposals, children, timers).
-fn lab_with(name: &str, remote: &str, ike: &str, esp: &str, client: impl FnOnce(CharonConfig) -> CharonConfig) -> Lab {
+fn lab_with(
+    name: &str,
+    remote: &str,
+    ike: &str,
+    esp: &str,
+    client: impl FnOnce(CharonConfig) -> CharonConfig,
+) -> Lab {
+    lab_auth(name, remote, PSK_AUTH, ike, esp, client)
+}
+
+/// Like [`lab_with`] with the policy peer's identity and auth lines `auth`.
+fn lab_auth(
+    name: &str,
+    remote: &str,
+    auth: &str,
+    ike: &str,
+    esp: &str,
+    client: impl FnOnce(CharonConfig) -> CharonConfig,
+) -> Lab {
     prerequisites();
     let dir = labdir(name);
     let mut topo = Topology::new();
     topo.add_host("client").unwrap();
     topo.add_host("gateway").unwrap();
-    topo.link("client", &[&format!("{CLIENT_OUT}/24")], "gateway", &[&format!("{GW_OUT}/24")]).unwrap();
+    topo.link(
+        "client",
+        &[&format!("{CLIENT_OUT}/24")],
+        "gateway",
+        &[&format!("{GW_OUT}/24")],
+    )
+    .unwrap();
     let (c, g) = (topo.ns("client").unwrap(), topo.ns("gateway").unwrap());
     c.add_loopback_addr(&format!("{CLIENT_IN}/32")).unwrap();
     c.disable_rp_filter().unwrap();
     g.add_loopback_addr(&format!("{GW_IN}/32")).unwrap();
     g.disable_rp_filter().unwrap();
     g.sysctl("net.ipv4.conf.default.rp_filter", "0").unwrap();
-    let pol = policy(dir.path(), remote, ike, esp, "");
+    let pol = policy_auth(dir.path(), remote, auth, ike, esp, "");
     let gw = Daemon::gateway(g, dir.path(), &pol, "gw");
-    let cc = client(CharonConfig::psk(CLIENT_OUT, GW_OUT, "client@plexgate.lab", "gw@plexgate.lab", PSK));
+    let cc = client(CharonConfig::psk(
+        CLIENT_OUT,
+        GW_OUT,
+        "client@plexgate.lab",
+        "gw@plexgate.lab",
+        PSK,
+    ));
     let client = Charon::start(c, cc).unwrap();
-    Lab { client: Some(client), gw, topo, dir }
+    Lab {
+        client: Some(client),
+        gw,
+        topo,
+        dir,
+    }
 }
 
 impl Lab {
@@ -112,20 +162,36 @@ impl Lab {
     fn connect(&self) {
         let c = self.client();
         if let Err(e) = c.initiate("net") {
-            panic!("initiate failed: {e}\ncharon log:\n{}\nplexgate log:\n{}", c.log(), self.gw.log());
+            panic!(
+                "initiate failed: {e}\ncharon log:\n{}\nplexgate log:\n{}",
+                c.log(),
+                self.gw.log()
+            );
         }
         if let Err(e) = c.wait_established("net", Duration::from_secs(15)) {
-            panic!("not established: {e}\ncharon log:\n{}\nplexgate log:\n{}", c.log(), self.gw.log());
+            panic!(
+                "not established: {e}\ncharon log:\n{}\nplexgate log:\n{}",
+                c.log(),
+                self.gw.log()
+            );
         }
         c.route_ipsec0(&format!("{GW_IN}/32"), CLIENT_IN).unwrap();
-        self.gw.wait_status("Child SA installed", Duration::from_secs(5), |s| child_sa_count(s) >= 2);
+        self.gw
+            .wait_status("Child SA installed", Duration::from_secs(5), |s| {
+                child_sa_count(s) >= 2
+            });
     }
 
     fn ping_and_transfer(&self, mb: usize) {
         let c = self.topo.ns("client").unwrap();
         let g = self.topo.ns("gateway").unwrap();
         if let Err(e) = c.wait_ping(GW_IN, Some(CLIENT_IN), Duration::from_secs(10)) {
-            panic!("ping through the tunnel failed: {e}\nplexgate status:\n{}\nlog:\n{}\ncharon:\n{}", self.gw.status(), self.gw.log(), self.client().log());
+            panic!(
+                "ping through the tunnel failed: {e}\nplexgate status:\n{}\nlog:\n{}\ncharon:\n{}",
+                self.gw.status(),
+                self.gw.log(),
+                self.client().log()
+            );
         }
         let addr = SocketAddr::new(GW_IN.parse::<IpAddr>().unwrap(), 5001);
         let r = tcp_transfer(g, addr, c, mb << 20, 7, Duration::from_secs(60))
@@ -138,14 +204,28 @@ impl Lab {
 
 #[test]
 fn strongswan_initiates_psk_ping_and_tcp() {
-    let l = lab("ss-init-psk", "\"aes128-sha256-x25519\"", "\"aes128gcm16\"", "aes128-sha256-x25519", "aes128gcm16");
+    let l = lab(
+        "ss-init-psk",
+        "\"aes128-sha256-x25519\"",
+        "\"aes128gcm16\"",
+        "aes128-sha256-x25519",
+        "aes128gcm16",
+    );
     l.connect();
     l.ping_and_transfer(8);
     let s = l.gw.status();
     let ike = &s["ike_sas"][0];
     assert_eq!(ike["remote_id"], "client@plexgate.lab", "{s}");
     // The per-SA counters saw the transfer: 8 MB in, acknowledgements out.
-    let by_dir = |d: &str| s["child_sas"].as_array().unwrap().iter().find(|c| c["direction"] == d).map(|c| c["bytes"].as_u64().unwrap()).unwrap();
+    let by_dir = |d: &str| {
+        s["child_sas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["direction"] == d)
+            .map(|c| c["bytes"].as_u64().unwrap())
+            .unwrap()
+    };
     assert!(by_dir("inbound") > 8 << 20, "inbound byte counter: {s}");
     assert!(by_dir("outbound") > 0, "outbound byte counter: {s}");
     drop(l.dir);
@@ -153,24 +233,34 @@ fn strongswan_initiates_psk_ping_and_tcp() {
 
 impl Lab {
     fn fail(&self, what: &str) -> String {
-        format!("{what}\nplexgate status:\n{}\nplexgate log:\n{}\ncharon log:\n{}", self.gw.status(), self.gw.log(), self.client().log())
+        format!(
+            "{what}\nplexgate status:\n{}\nplexgate log:\n{}\ncharon log:\n{}",
+            self.gw.status(),
+            self.gw.log(),
+            self.client().log()
+        )
     }
 
     /// The ids of plexgate's IKE SAs.
     fn gw_ike_ids(&self) -> Vec<u64> {
-        self.gw.status()["ike_sas"].as_array().unwrap().iter().filter_map(|s| s["id"].as_u64()).collect()
+        self.gw.status()["ike_sas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["id"].as_u64())
+            .collect()
     }
 
     /// plexgate's inbound Child SA SPIs (hex).
     fn gw_spis_in(&self) -> Vec<String> {
         let s = self.gw.status();
-        s["child_sas"].as_array().unwrap().iter().filter(|c| c["direction"] == "inbound").map(|c| c["spi"].as_str().unwrap().to_string()).collect()
-    }
-
-    /// strongSwan's (IKE initiator SPI, Child SA inbound SPI) of its one established SA.
-    fn client_spis(&self) -> (String, u32) {
-        let sa = self.client().wait_established("net", Duration::from_secs(10)).unwrap_or_else(|e| panic!("{}", self.fail(&e.to_string())));
-        (sa.initiator_spi.clone() + &sa.responder_spi, sa.child("net").unwrap().spi_in)
+        s["child_sas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["direction"] == "inbound")
+            .map(|c| c["spi"].as_str().unwrap().to_string())
+            .collect()
     }
 
     /// Run `during` while a byte-exact transfer of `mb` MB runs through the tunnel.
@@ -178,7 +268,10 @@ impl Lab {
         let c = self.topo.ns("client").unwrap();
         let g = self.topo.ns("gateway").unwrap();
         if let Err(e) = c.wait_ping(GW_IN, Some(CLIENT_IN), Duration::from_secs(10)) {
-            panic!("{}", self.fail(&format!("ping through the tunnel failed: {e}")));
+            panic!(
+                "{}",
+                self.fail(&format!("ping through the tunnel failed: {e}"))
+            );
         }
         let addr = SocketAddr::new(GW_IN.parse::<IpAddr>().unwrap(), 5002);
         std::thread::scope(|s| {
@@ -195,7 +288,10 @@ impl Lab {
             let (r, finished) = t.join().unwrap();
             let r = r.unwrap_or_else(|e| panic!("{}", self.fail(&format!("transfer failed: {e}"))));
             assert_eq!(r.bytes, mb << 20, "bytes received");
-            assert!(finished > during_done, "the transfer ended before the work it was meant to overlap; make it longer");
+            assert!(
+                finished > during_done,
+                "the transfer ended before the work it was meant to overlap; make it longer"
+            );
         });
     }
 }
@@ -204,22 +300,37 @@ impl Lab {
 /// (old SAs of a rekey gone).
 fn settled(sas: &[plexgate_lab::IkeSa]) -> Option<(String, u32)> {
     match sas {
-        [sa] if sa.established() && sa.children.len() == 1 && sa.children[0].installed() => {
-            Some((sa.initiator_spi.clone() + &sa.responder_spi, sa.children[0].spi_in))
-        }
+        [sa] if sa.established() && sa.children.len() == 1 && sa.children[0].installed() => Some((
+            sa.initiator_spi.clone() + &sa.responder_spi,
+            sa.children[0].spi_in,
+        )),
         _ => None,
     }
 }
 
 #[test]
 fn plexgate_initiates_psk_ping_and_tcp() {
-    let l = lab_with("pg-init-psk", CLIENT_OUT, "\"aes128-sha256-x25519\"", "\"aes128gcm16\"", default_client);
-    let r = l.gw.ctl(serde_json::json!({"cmd": "initiate", "peer": "client"}));
+    let l = lab_with(
+        "pg-init-psk",
+        CLIENT_OUT,
+        "\"aes128-sha256-x25519\"",
+        "\"aes128gcm16\"",
+        default_client,
+    );
+    let r =
+        l.gw.ctl(serde_json::json!({"cmd": "initiate", "peer": "client"}));
     assert_eq!(r["ok"], true, "initiate: {r}");
-    let sa = l.client().wait_established("net", Duration::from_secs(15)).unwrap_or_else(|e| panic!("{}", l.fail(&e.to_string())));
+    let sa = l
+        .client()
+        .wait_established("net", Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{}", l.fail(&e.to_string())));
     assert!(!sa.initiator, "strongSwan must be the responder: {sa:?}");
-    l.client().route_ipsec0(&format!("{GW_IN}/32"), CLIENT_IN).unwrap();
-    l.gw.wait_status("Child SA installed", Duration::from_secs(5), |s| child_sa_count(s) >= 2);
+    l.client()
+        .route_ipsec0(&format!("{GW_IN}/32"), CLIENT_IN)
+        .unwrap();
+    l.gw.wait_status("Child SA installed", Duration::from_secs(5), |s| {
+        child_sa_count(s) >= 2
+    });
     let s = l.gw.status();
     assert_eq!(s["ike_sas"][0]["initiator"], true, "{s}");
     l.ping_and_transfer(4);
@@ -230,25 +341,56 @@ fn plexgate_initiates_psk_ping_and_tcp() {
 #[test]
 fn proposal_sets_interoperate() {
     let sets = [
-        ("aes256gcm16-prfsha384-ecp384", "aes256gcm16", "AES_GCM_16", Some("ECP_384")),
-        ("aes256-sha256-x25519", "aes256-sha256", "AES_CBC", Some("CURVE_25519")),
-        ("aes128gcm16-prfsha256-x25519", "chacha20poly1305", "CHACHA20_POLY1305", None),
+        (
+            "aes256gcm16-prfsha384-ecp384",
+            "aes256gcm16",
+            "AES_GCM_16",
+            Some("ECP_384"),
+        ),
+        (
+            "aes256-sha256-x25519",
+            "aes256-sha256",
+            "AES_CBC",
+            Some("CURVE_25519"),
+        ),
+        (
+            "aes128gcm16-prfsha256-x25519",
+            "chacha20poly1305",
+            "CHACHA20_POLY1305",
+            None,
+        ),
         // No `aes128gcm16-esn` here: strongSwan's kernel-libipsec refuses ESN
         // ("IPsec SA: ESN not supported"), so the lab cannot test it.
     ];
     for (ike, esp, esp_alg, dh) in sets {
         eprintln!("--- IKE {ike}, ESP {esp}");
-        let l = lab_with(&format!("ss-prop-{esp}"), "any", &format!("\"{ike}\""), &format!("\"{esp}\""), |mut cc| {
-            cc.ike_proposals = vec![ike.to_string()];
-            cc.child(ChildConfig::new("net", &format!("{CLIENT_IN}/32"), &format!("{GW_IN}/32")).esp(&[esp]))
-        });
+        let l = lab_with(
+            &format!("ss-prop-{esp}"),
+            "any",
+            &format!("\"{ike}\""),
+            &format!("\"{esp}\""),
+            |mut cc| {
+                cc.ike_proposals = vec![ike.to_string()];
+                cc.child(
+                    ChildConfig::new("net", &format!("{CLIENT_IN}/32"), &format!("{GW_IN}/32"))
+                        .esp(&[esp]),
+                )
+            },
+        );
         l.connect();
-        let sa = l.client().wait_established("net", Duration::from_secs(5)).unwrap();
+        let sa = l
+            .client()
+            .wait_established("net", Duration::from_secs(5))
+            .unwrap();
         if let Some(dh) = dh {
             assert_eq!(sa.dh_group.as_deref(), Some(dh), "IKE {ike}: {sa:?}");
         }
         let child = sa.child("net").unwrap();
-        assert_eq!(child.encr_alg.as_deref(), Some(esp_alg), "ESP {esp}: {child:?}");
+        assert_eq!(
+            child.encr_alg.as_deref(),
+            Some(esp_alg),
+            "ESP {esp}: {child:?}"
+        );
         l.ping_and_transfer(2);
     }
 }
@@ -257,18 +399,35 @@ fn proposal_sets_interoperate() {
 /// `delete-ike` clears strongSwan's.
 #[test]
 fn delete_from_either_side() {
-    let l = lab("ss-delete", "\"aes128-sha256-x25519\"", "\"aes128gcm16\"", "aes128-sha256-x25519", "aes128gcm16");
+    let l = lab(
+        "ss-delete",
+        "\"aes128-sha256-x25519\"",
+        "\"aes128gcm16\"",
+        "aes128-sha256-x25519",
+        "aes128gcm16",
+    );
     l.connect();
-    l.client().terminate_ike().unwrap_or_else(|e| panic!("{}", l.fail(&e.to_string())));
-    l.gw.wait_status("no SAs after strongSwan's DELETE", Duration::from_secs(10), |s| {
-        s["ike_sas"].as_array().unwrap().is_empty() && child_sa_count(s) == 0
-    });
+    l.client()
+        .terminate_ike()
+        .unwrap_or_else(|e| panic!("{}", l.fail(&e.to_string())));
+    l.gw.wait_status(
+        "no SAs after strongSwan's DELETE",
+        Duration::from_secs(10),
+        |s| s["ike_sas"].as_array().unwrap().is_empty() && child_sa_count(s) == 0,
+    );
     l.connect();
     let ids = l.gw_ike_ids();
     assert_eq!(ids.len(), 1, "{}", l.fail("one IKE SA"));
-    let r = l.gw.ctl(serde_json::json!({"cmd": "delete-ike", "id": ids[0]}));
+    let r =
+        l.gw.ctl(serde_json::json!({"cmd": "delete-ike", "id": ids[0]}));
     assert_eq!(r["ok"], true, "delete-ike: {r}");
-    l.client().wait_for("no SAs after plexgate's DELETE", Duration::from_secs(10), |sas| sas.is_empty()).unwrap_or_else(|e| panic!("{}", l.fail(&e.to_string())));
+    l.client()
+        .wait_for(
+            "no SAs after plexgate's DELETE",
+            Duration::from_secs(10),
+            |sas| sas.is_empty(),
+        )
+        .unwrap_or_else(|e| panic!("{}", l.fail(&e.to_string())));
     l.gw.wait_status("no SAs after our DELETE", Duration::from_secs(10), |s| {
         s["ike_sas"].as_array().unwrap().is_empty() && child_sa_count(s) == 0
     });
@@ -277,7 +436,13 @@ fn delete_from_either_side() {
 /// Garbage and truncated datagrams to UDP 500 and 4500 do not stop the daemon.
 #[test]
 fn garbage_datagrams_do_not_stop_the_daemon() {
-    let l = lab("ss-garbage", "\"aes128-sha256-x25519\"", "\"aes128gcm16\"", "aes128-sha256-x25519", "aes128gcm16");
+    let l = lab(
+        "ss-garbage",
+        "\"aes128-sha256-x25519\"",
+        "\"aes128gcm16\"",
+        "aes128-sha256-x25519",
+        "aes128gcm16",
+    );
     let c = l.topo.ns("client").unwrap();
     let sent = c
         .run_in(|| {
@@ -303,7 +468,7 @@ fn garbage_datagrams_do_not_stop_the_daemon() {
                         d[24..28].copy_from_slice(&((next() % 70000) as u32).to_be_bytes());
                     }
                     1 if d.len() >= 4 => d[..4].fill(0), // non-ESP marker + garbage IKE
-                    2 => d.truncate(i % 12),           // too short for anything
+                    2 => d.truncate(i % 12),             // too short for anything
                     _ => {}
                 }
                 for port in [500, 4500] {
@@ -317,7 +482,10 @@ fn garbage_datagrams_do_not_stop_the_daemon() {
         .unwrap();
     assert!(sent >= 700, "sent {sent}");
     std::thread::sleep(Duration::from_millis(300));
-    assert!(l.gw.status()["ike_sas"].as_array().unwrap().len() <= 1, "garbage made IKE SAs");
+    assert!(
+        l.gw.status()["ike_sas"].as_array().unwrap().len() <= 1,
+        "garbage made IKE SAs"
+    );
     l.connect();
     l.ping_and_transfer(1);
 }
@@ -328,21 +496,30 @@ fn garbage_datagrams_do_not_stop_the_daemon() {
 /// the old one to go; the end state is checked after the transfer.)
 #[test]
 fn rekeys_during_transfer_lose_no_byte() {
-    let l = lab("ss-rekey", "\"aes128-sha256-x25519\"", "\"aes128gcm16\"", "aes128-sha256-x25519", "aes128gcm16");
+    let l = lab(
+        "ss-rekey",
+        "\"aes128-sha256-x25519\"",
+        "\"aes128gcm16\"",
+        "aes128-sha256-x25519",
+        "aes128gcm16",
+    );
     l.connect();
     let c = l.client();
     let fail = |e: plexgate_lab::LabError| -> ! { panic!("{}", l.fail(&e.to_string())) };
     // strongSwan's established IKE SA (SPIs) and its newest installed Child SA (inbound SPI).
     let current = |sas: &[plexgate_lab::IkeSa]| -> Option<(String, u32)> {
         let sa = sas.iter().find(|s| s.established())?;
-        let child = sa.children.iter().filter(|c| c.installed()).last()?;
+        let child = sa.children.iter().rfind(|c| c.installed())?;
         Some((sa.initiator_spi.clone() + &sa.responder_spi, child.spi_in))
     };
-    let gw_has_new_inbound = |what: &str, old: &[String]| {
-        l.gw.wait_status(what, Duration::from_secs(15), |s| {
-            s["child_sas"].as_array().unwrap().iter().any(|c| c["direction"] == "inbound" && !old.iter().any(|o| c["spi"] == o.as_str()))
-        });
-    };
+    let gw_has_new_inbound =
+        |what: &str, old: &[String]| {
+            l.gw.wait_status(what, Duration::from_secs(15), |s| {
+                s["child_sas"].as_array().unwrap().iter().any(|c| {
+                    c["direction"] == "inbound" && !old.iter().any(|o| c["spi"] == o.as_str())
+                })
+            });
+        };
     let s0 = settled(&c.list_sas().unwrap()).expect("one SA before the rekeys");
     let gw0_spis = l.gw_spis_in();
     let gw0_ike = l.gw_ike_ids();
@@ -351,55 +528,120 @@ fn rekeys_during_transfer_lose_no_byte() {
         // strongSwan rekeys the Child SA.
         c.rekey_child("net").unwrap();
         let s1 = c
-            .wait_for("strongSwan's Child SA rekey", Duration::from_secs(15), |sas| current(sas).is_some_and(|n| n.1 != s0.1))
+            .wait_for(
+                "strongSwan's Child SA rekey",
+                Duration::from_secs(15),
+                |sas| current(sas).is_some_and(|n| n.1 != s0.1),
+            )
             .map(|sas| current(&sas).unwrap())
             .unwrap_or_else(|e| fail(e));
         gw_has_new_inbound("Child SA rekeyed by strongSwan", &gw0_spis);
         // strongSwan rekeys the IKE SA (the Child SA stays).
         c.rekey_ike().unwrap();
         let s2 = c
-            .wait_for("strongSwan's IKE SA rekey", Duration::from_secs(15), |sas| current(sas).is_some_and(|n| n.0 != s1.0))
+            .wait_for(
+                "strongSwan's IKE SA rekey",
+                Duration::from_secs(15),
+                |sas| current(sas).is_some_and(|n| n.0 != s1.0),
+            )
             .map(|sas| current(&sas).unwrap())
             .unwrap_or_else(|e| fail(e));
         assert_eq!(s2.1, s1.1, "an IKE rekey keeps the Child SA");
-        l.gw.wait_status("IKE SA rekeyed by strongSwan", Duration::from_secs(15), |s| {
-            s["ike_sas"].as_array().unwrap().iter().any(|i| i["id"].as_u64().is_some_and(|id| !gw0_ike.contains(&id)))
-        });
+        l.gw.wait_status(
+            "IKE SA rekeyed by strongSwan",
+            Duration::from_secs(15),
+            |s| {
+                s["ike_sas"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|i| i["id"].as_u64().is_some_and(|id| !gw0_ike.contains(&id)))
+            },
+        );
         eprintln!("rekeys: strongSwan's done at {:?}", t0.elapsed());
         // plexgate rekeys the Child SA: the one whose outbound SPI is strongSwan's new inbound SPI.
         let st = l.gw.status();
         let spi_out = format!("{:08x}", s2.1);
-        let cur = st["child_sas"].as_array().unwrap().iter().find(|c| c["direction"] == "outbound" && c["spi"] == spi_out.as_str());
-        assert!(cur.is_some(), "plexgate has the rekeyed outbound SA {spi_out}: {st}");
+        let cur = st["child_sas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["direction"] == "outbound" && c["spi"] == spi_out.as_str());
+        assert!(
+            cur.is_some(),
+            "plexgate has the rekeyed outbound SA {spi_out}: {st}"
+        );
         let spis_before = l.gw_spis_in();
-        let newest_in = spis_before.iter().find(|s| !gw0_spis.contains(s)).unwrap().clone();
-        let r = l.gw.ctl(serde_json::json!({"cmd": "rekey-child", "spi": newest_in}));
+        let newest_in = spis_before
+            .iter()
+            .find(|s| !gw0_spis.contains(s))
+            .unwrap()
+            .clone();
+        let r =
+            l.gw.ctl(serde_json::json!({"cmd": "rekey-child", "spi": newest_in}));
         assert_eq!(r["ok"], true, "rekey-child: {r}");
         gw_has_new_inbound("Child SA rekeyed by plexgate", &spis_before);
         let s3 = c
-            .wait_for("plexgate's Child SA rekey", Duration::from_secs(15), |sas| current(sas).is_some_and(|n| n.1 != s2.1 && n.0 == s2.0))
+            .wait_for(
+                "plexgate's Child SA rekey",
+                Duration::from_secs(15),
+                |sas| current(sas).is_some_and(|n| n.1 != s2.1 && n.0 == s2.0),
+            )
             .map(|sas| current(&sas).unwrap())
             .unwrap_or_else(|e| fail(e));
         // plexgate rekeys the IKE SA.
         let ids = l.gw_ike_ids();
-        assert_eq!(ids.len(), 1, "{}", l.fail("one IKE SA after strongSwan's IKE rekey"));
-        let r = l.gw.ctl(serde_json::json!({"cmd": "rekey-ike", "id": ids[0]}));
+        assert_eq!(
+            ids.len(),
+            1,
+            "{}",
+            l.fail("one IKE SA after strongSwan's IKE rekey")
+        );
+        let r =
+            l.gw.ctl(serde_json::json!({"cmd": "rekey-ike", "id": ids[0]}));
         assert_eq!(r["ok"], true, "rekey-ike: {r}");
         l.gw.wait_status("IKE SA rekeyed by plexgate", Duration::from_secs(15), |s| {
-            let now: Vec<u64> = s["ike_sas"].as_array().unwrap().iter().filter_map(|i| i["id"].as_u64()).collect();
+            let now: Vec<u64> = s["ike_sas"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|i| i["id"].as_u64())
+                .collect();
             now.len() == 1 && now[0] != ids[0]
         });
-        c.wait_for("plexgate's IKE SA rekey", Duration::from_secs(15), |sas| current(sas).is_some_and(|n| n.0 != s3.0 && n.1 == s3.1))
-            .unwrap_or_else(|e| fail(e));
+        c.wait_for("plexgate's IKE SA rekey", Duration::from_secs(15), |sas| {
+            current(sas).is_some_and(|n| n.0 != s3.0 && n.1 == s3.1)
+        })
+        .unwrap_or_else(|e| fail(e));
         eprintln!("rekeys: all done at {:?}", t0.elapsed());
     });
     // The old SAs go on both sides; everything changed; the tunnel still works.
-    let end = c.wait_for("old SAs removed", Duration::from_secs(15), |sas| settled(sas).is_some()).unwrap_or_else(|e| fail(e));
+    let end = c
+        .wait_for("old SAs removed", Duration::from_secs(15), |sas| {
+            settled(sas).is_some()
+        })
+        .unwrap_or_else(|e| fail(e));
     let end = settled(&end).unwrap();
-    assert!(end.0 != s0.0 && end.1 != s0.1, "SPIs changed: {s0:?} -> {end:?}");
-    let s = l.gw.wait_status("plexgate's old SAs removed", Duration::from_secs(15), |s| child_sa_count(s) == 2 && s["ike_sas"].as_array().unwrap().len() == 1);
-    assert!(!gw0_spis.iter().any(|o| s["child_sas"].as_array().unwrap().iter().any(|c| c["spi"] == o.as_str())), "old inbound SPI gone: {s}");
-    assert!(!gw0_ike.contains(&s["ike_sas"][0]["id"].as_u64().unwrap()), "IKE SA id changed: {s}");
+    assert!(
+        end.0 != s0.0 && end.1 != s0.1,
+        "SPIs changed: {s0:?} -> {end:?}"
+    );
+    let s =
+        l.gw.wait_status("plexgate's old SAs removed", Duration::from_secs(15), |s| {
+            child_sa_count(s) == 2 && s["ike_sas"].as_array().unwrap().len() == 1
+        });
+    assert!(
+        !gw0_spis.iter().any(|o| s["child_sas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["spi"] == o.as_str())),
+        "old inbound SPI gone: {s}"
+    );
+    assert!(
+        !gw0_ike.contains(&s["ike_sas"][0]["id"].as_u64().unwrap()),
+        "IKE SA id changed: {s}"
+    );
     l.ping_and_transfer(1);
 }
 
@@ -408,14 +650,30 @@ fn rekeys_during_transfer_lose_no_byte() {
 /// passes traffic at the same time.
 #[test]
 fn wrong_psk_refused_while_right_psk_connects() {
-    let mut l = lab("ss-wrong-psk", "\"aes128-sha256-x25519\"", "\"aes128gcm16\"", "aes128-sha256-x25519", "aes128gcm16");
+    let mut l = lab(
+        "ss-wrong-psk",
+        "\"aes128-sha256-x25519\"",
+        "\"aes128gcm16\"",
+        "aes128-sha256-x25519",
+        "aes128gcm16",
+    );
     l.topo.add_host("intruder").unwrap();
-    l.topo.link("intruder", &["10.10.1.1/24"], "gateway", &["10.10.1.2/24"]).unwrap();
+    l.topo
+        .link("intruder", &["10.10.1.1/24"], "gateway", &["10.10.1.2/24"])
+        .unwrap();
     let i = l.topo.ns("intruder").unwrap();
     i.add_loopback_addr("192.168.77.2/32").unwrap();
     i.route_via(&format!("{GW_OUT}/32"), "10.10.1.2").unwrap();
-    let cc = CharonConfig::psk("10.10.1.1", GW_OUT, "client@plexgate.lab", "gw@plexgate.lab", "not-the-plexgate-lab-secret-42")
-        .child(ChildConfig::new("net", "192.168.77.2/32", &format!("{GW_IN}/32")).esp(&["aes128gcm16"]));
+    let cc = CharonConfig::psk(
+        "10.10.1.1",
+        GW_OUT,
+        "client@plexgate.lab",
+        "gw@plexgate.lab",
+        "not-the-plexgate-lab-secret-42",
+    )
+    .child(
+        ChildConfig::new("net", "192.168.77.2/32", &format!("{GW_IN}/32")).esp(&["aes128gcm16"]),
+    );
     let bad = Charon::start(i, cc).unwrap();
     std::thread::scope(|s| {
         let t = s.spawn(|| bad.initiate("net"));
@@ -423,14 +681,146 @@ fn wrong_psk_refused_while_right_psk_connects() {
         let r = t.join().unwrap();
         assert!(r.is_err(), "the wrong PSK was accepted:\n{}", bad.log());
     });
-    assert!(bad.log().contains("AUTHENTICATION_FAILED"), "strongSwan log:\n{}", bad.log());
-    assert!(bad.list_sas().unwrap().iter().all(|s| !s.established()), "intruder has an SA");
+    assert!(
+        bad.log().contains("AUTHENTICATION_FAILED"),
+        "strongSwan log:\n{}",
+        bad.log()
+    );
+    assert!(
+        bad.list_sas().unwrap().iter().all(|s| !s.established()),
+        "intruder has an SA"
+    );
     let log = l.gw.log();
-    assert!(log.contains("authentication failed") && log.contains("10.10.1.1"), "plexgate log has no clear line:\n{log}");
+    assert!(
+        log.contains("authentication failed") && log.contains("10.10.1.1"),
+        "plexgate log has no clear line:\n{log}"
+    );
     l.ping_and_transfer(2);
     let s = l.gw.status();
     let ike = s["ike_sas"].as_array().unwrap();
     assert_eq!(ike.len(), 1, "only the right client has an IKE SA: {s}");
-    assert!(ike[0]["remote"].as_str().unwrap().starts_with(CLIENT_OUT), "{s}");
+    assert!(
+        ike[0]["remote"].as_str().unwrap().starts_with(CLIENT_OUT),
+        "{s}"
+    );
     drop(bad);
+}
+
+fn key(rel: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("keys/test")
+        .join(rel)
+}
+
+/// The gateway's side of certificate auth (ECDSA P-256 test PKI).
+fn cert_auth() -> String {
+    format!(
+        "local_id = \"gw.plexgate.test\"\nremote_id = \"client.plexgate.test\"\nauth = \"cert\"\ncert = \"{}\"\nprivate_key = \"{}\"\nca = [\"{}\"]",
+        key("x509/gw.pem").display(),
+        key("private/gw.pem").display(),
+        key("x509ca/ca.pem").display()
+    )
+}
+
+/// strongSwan with the client certificate `cert`/`key` trusting the test CA.
+fn cert_client(cert: &str, k: &str) -> impl FnOnce(CharonConfig) -> CharonConfig {
+    let (cert, k) = (key(cert), key(k));
+    move |mut cc| {
+        cc.local_id = "client.plexgate.test".into();
+        cc.remote_id = "gw.plexgate.test".into();
+        cc.auth = plexgate_lab::charon::Auth::Certs {
+            cert,
+            key: k,
+            cas: vec![key("x509ca/ca.pem")],
+        };
+        default_client(cc)
+    }
+}
+
+#[test]
+fn certificates_strongswan_initiates() {
+    let l = lab_auth(
+        "ss-cert-init",
+        "any",
+        &cert_auth(),
+        "\"aes128-sha256-x25519\"",
+        "\"aes128gcm16\"",
+        cert_client("x509/client.pem", "private/client.pem"),
+    );
+    l.connect();
+    let s = l.gw.status();
+    assert_eq!(s["ike_sas"][0]["remote_id"], "client.plexgate.test", "{s}");
+    assert!(
+        l.client()
+            .log()
+            .contains("authentication of 'gw.plexgate.test' with ECDSA"),
+        "strongSwan verified our signature:\n{}",
+        l.client().log()
+    );
+    l.ping_and_transfer(2);
+}
+
+#[test]
+fn certificates_plexgate_initiates() {
+    let l = lab_auth(
+        "pg-cert-init",
+        CLIENT_OUT,
+        &cert_auth(),
+        "\"aes128-sha256-x25519\"",
+        "\"aes128gcm16\"",
+        cert_client("x509/client.pem", "private/client.pem"),
+    );
+    let r =
+        l.gw.ctl(serde_json::json!({"cmd": "initiate", "peer": "client"}));
+    assert_eq!(r["ok"], true, "initiate: {r}");
+    let sa = l
+        .client()
+        .wait_established("net", Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{}", l.fail(&e.to_string())));
+    assert!(!sa.initiator);
+    l.client()
+        .route_ipsec0(&format!("{GW_IN}/32"), CLIENT_IN)
+        .unwrap();
+    l.gw.wait_status("Child SA installed", Duration::from_secs(5), |s| {
+        child_sa_count(s) >= 2
+    });
+    l.ping_and_transfer(2);
+}
+
+/// A client certificate from a CA the gateway does not trust is refused.
+#[test]
+fn untrusted_certificate_refused() {
+    let l = lab_auth(
+        "ss-cert-untrusted",
+        "any",
+        &cert_auth(),
+        "\"aes128-sha256-x25519\"",
+        "\"aes128gcm16\"",
+        |cc| {
+            let mut cc = cert_client("untrusted/client.pem", "untrusted/client-key.pem")(cc);
+            // strongSwan itself must accept its own cert: give it the untrusted CA too.
+            if let plexgate_lab::charon::Auth::Certs { cas, .. } = &mut cc.auth {
+                cas.push(key("untrusted/ca.pem"));
+            }
+            cc
+        },
+    );
+    let r = l.client().initiate("net");
+    assert!(
+        r.is_err(),
+        "untrusted certificate accepted:\n{}",
+        l.gw.log()
+    );
+    assert!(
+        l.client().log().contains("AUTHENTICATION_FAILED"),
+        "strongSwan log:\n{}",
+        l.client().log()
+    );
+    let log = l.gw.log();
+    assert!(
+        log.contains("authentication failed") && log.contains("is not a trusted CA"),
+        "plexgate log:\n{log}"
+    );
+    let s = l.gw.status();
+    assert_eq!(child_sa_count(&s), 0, "{s}");
 }

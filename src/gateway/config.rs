@@ -42,21 +42,37 @@ pub fn ike_config(p: &policy::Policy) -> Result<ike::Config, ConfigError> {
     for peer in &p.peers {
         peers.push(ike_peer(p, peer)?);
     }
-    Ok(ike::Config { peers, limits: ike::Limits::default() })
+    Ok(ike::Config {
+        peers,
+        limits: ike::Limits::default(),
+    })
 }
 
 fn ike_peer(p: &policy::Policy, peer: &policy::Peer) -> Result<ike::PeerConfig, ConfigError> {
     let auth = match &peer.auth {
         policy::Auth::Psk { psk_file } => {
-            let raw = std::fs::read(psk_file)
-                .map_err(|err| ConfigError::KeyFile { path: psk_file.display().to_string(), err })?;
+            let raw = std::fs::read(psk_file).map_err(|err| ConfigError::KeyFile {
+                path: psk_file.display().to_string(),
+                err,
+            })?;
             ike::AuthConfig::Psk(trim_secret(&raw))
         }
-        policy::Auth::Cert { cert, private_key, ca } => {
-            let bad = |err| ConfigError::Credentials { peer: peer.name.clone(), err };
-            let credentials = plexgate_pki::LocalCredentials::load(private_key, cert).map_err(bad)?;
+        policy::Auth::Cert {
+            cert,
+            private_key,
+            ca,
+        } => {
+            let bad = |err| ConfigError::Credentials {
+                peer: peer.name.clone(),
+                err,
+            };
+            let credentials =
+                plexgate_pki::LocalCredentials::load(private_key, cert).map_err(bad)?;
             let trust = plexgate_pki::TrustStore::from_files(ca).map_err(bad)?;
-            ike::AuthConfig::Cert { credentials: std::sync::Arc::new(credentials), trust: std::sync::Arc::new(trust) }
+            ike::AuthConfig::Cert {
+                credentials: std::sync::Arc::new(credentials),
+                trust: std::sync::Arc::new(trust),
+            }
         }
     };
     let ike_port = p.site.ike_port;
@@ -64,7 +80,11 @@ fn ike_peer(p: &policy::Policy, peer: &policy::Peer) -> Result<ike::PeerConfig, 
         policy::RemoteAddr::Host(a) => Some(SocketAddr::new(a, ike_port)),
         _ => None,
     };
-    let local_addr = p.site.gateway_vipas.first().map(|a| SocketAddr::new(*a, ike_port));
+    let local_addr = p
+        .site
+        .gateway_vipas
+        .first()
+        .map(|a| SocketAddr::new(*a, ike_port));
     let mut ike_proposals = Vec::new();
     for prop in &peer.proposals {
         ike_proposals.extend(ike_proposals_of(prop));
@@ -75,7 +95,11 @@ fn ike_peer(p: &policy::Policy, peer: &policy::Peer) -> Result<ike::PeerConfig, 
             peer.name
         )));
     }
-    let children = peer.children.iter().map(|c| ike_child(p, peer, c)).collect::<Result<Vec<_>, _>>()?;
+    let children = peer
+        .children
+        .iter()
+        .map(|c| ike_child(p, peer, c))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(ike::PeerConfig {
         name: peer.name.clone(),
         local_id: ike::config::Identity(identity(&peer.local_id)),
@@ -122,7 +146,10 @@ fn ike_proposals_of(prop: &policy::IkeProposal) -> Vec<ike::IkeProposal> {
         let integs: Vec<Option<u16>> = if e.is_aead() {
             vec![None]
         } else {
-            prop.integrity.iter().map(|i| Some(i.transform_id())).collect()
+            prop.integrity
+                .iter()
+                .map(|i| Some(i.transform_id()))
+                .collect()
         };
         for integ in &integs {
             for prf in &prop.prf {
@@ -146,18 +173,28 @@ fn esp_proposals_of(prop: &policy::EspProposal) -> Vec<ike::EspProposal> {
     let esns: Vec<bool> = if prop.esn.is_empty() {
         vec![false]
     } else {
-        prop.esn.iter().map(|e| matches!(e, policy::Esn::Yes)).collect()
+        prop.esn
+            .iter()
+            .map(|e| matches!(e, policy::Esn::Yes))
+            .collect()
     };
     let pfs: Vec<Option<u16>> = if prop.pfs.is_empty() {
         vec![None]
     } else {
-        prop.pfs.iter().filter_map(|g| dh_id(*g)).map(Some).collect()
+        prop.pfs
+            .iter()
+            .filter_map(|g| dh_id(*g))
+            .map(Some)
+            .collect()
     };
     for e in &prop.encryption {
         let integs: Vec<Option<u16>> = if e.is_aead() {
             vec![None]
         } else {
-            prop.integrity.iter().map(|i| Some(i.transform_id())).collect()
+            prop.integrity
+                .iter()
+                .map(|i| Some(i.transform_id()))
+                .collect()
         };
         for integ in &integs {
             for esn in &esns {
@@ -176,15 +213,28 @@ fn esp_proposals_of(prop: &policy::EspProposal) -> Vec<ike::EspProposal> {
     out
 }
 
-fn ike_child(p: &policy::Policy, peer: &policy::Peer, c: &policy::Child) -> Result<ike::ChildConfig, ConfigError> {
-    let local_ts = c.local_ts.iter().map(|t| ts_of(t, p.site.gateway_vipas.first().copied())).collect();
+fn ike_child(
+    p: &policy::Policy,
+    peer: &policy::Peer,
+    c: &policy::Child,
+) -> Result<ike::ChildConfig, ConfigError> {
+    let local_ts = c
+        .local_ts
+        .iter()
+        .map(|t| ts_of(t, p.site.gateway_vipas.first().copied()))
+        .collect();
     let remote_ts = c
         .remote_ts
         .iter()
-        .map(|t| ts_of(t, match peer.remote {
-            policy::RemoteAddr::Host(a) => Some(a),
-            _ => None,
-        }))
+        .map(|t| {
+            ts_of(
+                t,
+                match peer.remote {
+                    policy::RemoteAddr::Host(a) => Some(a),
+                    _ => None,
+                },
+            )
+        })
         .collect();
     let mut esp = Vec::new();
     for prop in &c.esp_proposals {
@@ -212,9 +262,15 @@ fn ts_of(t: &policy::TrafficSelector, dynamic: Option<IpAddr>) -> ike::TrafficSe
     let (start, end) = match &t.addr {
         policy::TsAddr::Dynamic => match dynamic {
             Some(a) => (a, a),
-            None => (IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V4(Ipv4Addr::BROADCAST)),
+            None => (
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V4(Ipv4Addr::BROADCAST),
+            ),
         },
-        policy::TsAddr::Sel(policy::AddrSel::Any) => (IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V4(Ipv4Addr::BROADCAST)),
+        policy::TsAddr::Sel(policy::AddrSel::Any) => (
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V4(Ipv4Addr::BROADCAST),
+        ),
         policy::TsAddr::Sel(policy::AddrSel::Range(r)) => (r.start, r.end),
     };
     ike::TrafficSelector {
@@ -241,11 +297,18 @@ pub fn spd(p: &policy::Policy) -> ipsec::Spd {
             policy::SpdAction::Bypass => ipsec::SpdAction::Bypass,
             policy::SpdAction::Discard => ipsec::SpdAction::Discard,
         };
-        let rule = ipsec::SpdRule { local, remote, action };
+        let rule = ipsec::SpdRule {
+            local,
+            remote,
+            action,
+        };
         if matches!(r.direction, policy::Direction::In | policy::Direction::Both) {
             spd.push(ipsec::Direction::Inbound, rule.clone());
         }
-        if matches!(r.direction, policy::Direction::Out | policy::Direction::Both) {
+        if matches!(
+            r.direction,
+            policy::Direction::Out | policy::Direction::Both
+        ) {
             spd.push(ipsec::Direction::Outbound, rule);
         }
     }
@@ -254,10 +317,19 @@ pub fn spd(p: &policy::Policy) -> ipsec::Spd {
 
 fn sel(a: &policy::AddrSel, proto: Option<u8>, ports: policy::PortRange) -> ipsec::TrafficSelector {
     let (start_addr, end_addr) = match a {
-        policy::AddrSel::Any => (IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V4(Ipv4Addr::BROADCAST)),
+        policy::AddrSel::Any => (
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V4(Ipv4Addr::BROADCAST),
+        ),
         policy::AddrSel::Range(r) => (r.start, r.end),
     };
-    ipsec::TrafficSelector { protocol: proto.unwrap_or(0), start_port: ports.lo, end_port: ports.hi, start_addr, end_addr }
+    ipsec::TrafficSelector {
+        protocol: proto.unwrap_or(0),
+        start_port: ports.lo,
+        end_port: ports.hi,
+        start_addr,
+        end_addr,
+    }
 }
 
 /// Convert an IKE selector to the data plane's.
@@ -274,7 +346,10 @@ pub fn ts_to_ipsec(t: &ike::TrafficSelector) -> ipsec::TrafficSelector {
 /// Node ids on the cluster channel: the gateway's id comes from `[cluster]`;
 /// targets are numbered 1000 + their index in the policy.
 pub fn target_node(p: &policy::Policy, name: &str) -> Option<distrib::NodeId> {
-    p.targets.iter().position(|t| t.name == name).map(|i| distrib::NodeId(1000 + i as u32))
+    p.targets
+        .iter()
+        .position(|t| t.name == name)
+        .map(|i| distrib::NodeId(1000 + i as u32))
 }
 
 /// This gateway's node id.
@@ -291,9 +366,7 @@ pub fn dvipas(p: &policy::Policy) -> Vec<distrib::dpt::DvipaConfig> {
             let ports = if d.ports.is_empty() {
                 distrib::PortSet::All
             } else {
-                distrib::PortSet::List(
-                    d.ports.iter().flat_map(|r| r.lo..=r.hi).collect(),
-                )
+                distrib::PortSet::List(d.ports.iter().flat_map(|r| r.lo..=r.hi).collect())
             };
             // Always an explicit list, so that per-target weights travel with it.
             let targets = distrib::TargetSet::List(
