@@ -318,7 +318,7 @@ impl TargetStack {
         match msg {
             Message::DvipaList(list) => {
                 for cfg in list {
-                    self.apply_dvipa(cfg);
+                    self.apply_dvipa(sender, cfg);
                 }
             }
             Message::ConnQuery { dvipa } => self.report_conns(sender, dvipa),
@@ -331,46 +331,44 @@ impl TargetStack {
         Ok(())
     }
 
-    /// A DVIPA list entry: serve it if this target is a candidate; when the
-    /// routing gateway is new (start, takeover, takeback), report listeners
-    /// and existing connections to it (figures 10, 14, 15).
-    fn apply_dvipa(&mut self, cfg: DvipaConfig) {
+    /// A DVIPA list entry from its routing gateway: serve it if this target
+    /// is a candidate, and report listeners (SRVSTAT) and existing connections
+    /// (NEWCONN) to that gateway — every time, because a list is what a
+    /// starting, restarted or taking-over gateway sends to rebuild its DPT and
+    /// CRT (figures 10, 14, 15). Entries naming another node as routing
+    /// gateway than the sender are ignored (counted `not_candidate`).
+    fn apply_dvipa(&mut self, sender: NodeId, cfg: DvipaConfig) {
         let dvipa = cfg.dvipa;
+        let gw = cfg.routing_gateway;
+        if gw != sender {
+            self.counters.drop(DropReason::NotCandidate);
+            return;
+        }
         if cfg.targets.weight_of(self.id).is_none() {
             self.served.retain(|d| d.dvipa != dvipa);
             return;
         }
-        let gw = cfg.routing_gateway;
-        let changed = match self.served.iter_mut().find(|d| d.dvipa == dvipa) {
-            Some(d) => {
-                let changed = d.routing_gateway != gw;
-                *d = cfg;
-                changed
-            }
-            None => {
-                self.served.push(cfg);
-                true
-            }
-        };
-        if changed {
-            let ups: Vec<u16> = self
-                .listeners
-                .current()
-                .iter()
-                .filter(|(a, _)| *a == dvipa)
-                .map(|(_, p)| *p)
-                .collect();
-            for port in ups {
-                let m = Message::SrvStat {
-                    target: self.id,
-                    dvipa,
-                    port,
-                    listening: true,
-                };
-                self.send(gw, &m);
-            }
-            self.report_conns(gw, Some(dvipa));
+        match self.served.iter_mut().find(|d| d.dvipa == dvipa) {
+            Some(d) => *d = cfg,
+            None => self.served.push(cfg),
         }
+        let ups: Vec<u16> = self
+            .listeners
+            .current()
+            .iter()
+            .filter(|(a, _)| *a == dvipa)
+            .map(|(_, p)| *p)
+            .collect();
+        for port in ups {
+            let m = Message::SrvStat {
+                target: self.id,
+                dvipa,
+                port,
+                listening: true,
+            };
+            self.send(gw, &m);
+        }
+        self.report_conns(gw, Some(dvipa));
     }
 
     fn report_conns(&mut self, to: NodeId, dvipa: Option<IpAddr>) {

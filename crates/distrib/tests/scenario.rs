@@ -799,3 +799,28 @@ fn icmp_packet_too_big_reaches_the_connection_owner() {
     };
     assert_eq!(c.gw.route_inbound(c.now, &ping, true), Route::Local);
 }
+
+#[test]
+fn restarted_gateway_rebuilds_dpt_and_crt() {
+    let mut c = Cluster::new(Algorithm::RoundRobin, [1, 1, 1]);
+    let got: Vec<NodeId> = (0..12)
+        .map(|i| c.inbound(false, &syn(i)).unwrap())
+        .collect();
+    // The routing gateway process restarts with empty tables (same id, a
+    // larger first sequence number) and announces its DVIPAs again.
+    let key = ClusterKey::new(SITE_KEY);
+    c.gw = Distributor::new(DistributorConfig::new(GW, key, 1_000_000));
+    for t in T {
+        c.gw.bind_link(LinkId(t.0), t, addr_of(t));
+    }
+    c.gw.configure_dvipa(dvipa_cfg(dvipa(), Algorithm::RoundRobin, [1, 1, 1]));
+    c.pump();
+    assert_eq!(c.gw.crt().len(), 12);
+    for i in 0..12 {
+        assert_eq!(c.inbound(false, &ack(i)).unwrap(), got[i as usize]);
+    }
+    let new: Vec<NodeId> = (100..103)
+        .map(|i| c.inbound(false, &syn(i)).unwrap())
+        .collect();
+    assert_eq!(count(&new), [1, 1, 1]);
+}
