@@ -497,7 +497,12 @@ impl Distributor {
             Message::Keepalive { link_up } => self.set_link_up(sender, link_up),
             Message::DvipaList(list) => {
                 for cfg in list {
-                    self.apply_peer_dvipa(cfg);
+                    // Only a DVIPA's routing gateway announces it.
+                    if cfg.routing_gateway == sender {
+                        self.apply_peer_dvipa(cfg);
+                    } else {
+                        self.counters.drop(DropReason::NotCandidate);
+                    }
                 }
             }
             Message::SrvStat {
