@@ -185,6 +185,13 @@ impl EspTransform {
         crate::sa::ESP_HEADER_LEN + self.iv_len() + (padded - inner_len) + ICV_LEN
     }
 
+    /// The largest ESP overhead for any inner length (header, IV, worst-case
+    /// padding, trailer, ICV), without outer IP/UDP headers: what a target
+    /// should subtract from the path MTU when clamping MSS.
+    pub const fn max_overhead(self) -> usize {
+        crate::sa::ESP_HEADER_LEN + self.iv_len() + (self.pad_align() - 1) + 2 + ICV_LEN
+    }
+
     /// The encryption algorithm name as Wireshark's ESP preferences spell it
     /// (`esp_encryption_type_vals` in `epan/dissectors/packet-ipsec.c`).
     pub const fn wireshark_encryption_name(self) -> &'static str {

@@ -66,6 +66,7 @@ fn round_trip_every_transform_and_size() {
                 let n = tx.seal(now, &inner, 4, &mut buf).unwrap();
                 assert_eq!(n, tx.sealed_len(inner.len()));
                 assert_eq!(n, inner.len() + t.overhead(inner.len()));
+                assert!(t.overhead(inner.len()) <= t.max_overhead());
                 assert_eq!((n - 8 - t.iv_len() - 16) % t.pad_align(), 0);
                 let o = rx.open_in_place(now, &mut buf[..n]).unwrap();
                 assert_eq!(&buf[o.inner.clone()], &inner[..], "{t} esn={esn} len={len}");
@@ -476,6 +477,10 @@ fn transform_ids_and_lengths() {
     }
     let l: Vec<usize> = EspTransform::ALL.iter().map(|t| t.keymat_len()).collect();
     assert_eq!(l, [20, 36, 36, 48, 64]);
+    // GCM: 8 header + 8 IV + up to 3 pad + 2 trailer + 16 ICV.
+    assert_eq!(EspTransform::AesGcm128.max_overhead(), 37);
+    // CBC: 8 + 16 IV + up to 15 pad + 2 + 16.
+    assert_eq!(EspTransform::AesCbc256HmacSha256.max_overhead(), 57);
 }
 
 /// KEYMAT = prf+(SK_d, Ni | Nr) (RFC 7296 §2.17) computed from the SK_d and

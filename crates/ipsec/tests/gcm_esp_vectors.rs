@@ -1,10 +1,10 @@
 //! ESP packets of draft-mcgrew-gcm-test-01 ("Test Cases for the use of
 //! Galois/Counter Mode in IPsec ESP"), pages 6-20, as transcribed in the
 //! table of a public AES-GMAC regression test (OpenBSD-style `gmac_test.c`:
-//! key || salt, IV, AAD = SPI || [seq_hi ||] seq_lo, ciphertext, ICV). Each is reassembled into an ESP packet and opened
-//! by an inbound SA: the ICV must verify (with the sequence number
-//! reconstructed from the SA state, including ESN), and the decrypted trailer
-//! must be valid.
+//! key || salt, IV, AAD = SPI || [seq_hi ||] seq_lo, ciphertext, ICV). Each
+//! is reassembled into an ESP packet and opened by an inbound SA: the ICV
+//! must verify (with the sequence number reconstructed from the SA state,
+//! including ESN), and the decrypted trailer must be valid.
 
 use plexgate_ipsec::{
     Direction, EspError, EspTransform, Lifetime, Mode, SaParams, SecurityAssociation,
