@@ -824,3 +824,33 @@ fn untrusted_certificate_refused() {
     let s = l.gw.status();
     assert_eq!(child_sa_count(&s), 0, "{s}");
 }
+
+/// Traffic-triggered: a packet from the gateway's inner address to the client's
+/// is routed into the TUN, the SPD says PROTECT with no SA yet, and plexgate
+/// initiates to strongSwan (acquire).
+#[test]
+fn plexgate_initiates_on_traffic_acquire() {
+    let l = lab_with(
+        "pg-acquire",
+        CLIENT_OUT,
+        "\"aes128-sha256-x25519\"",
+        "\"aes128gcm16\"",
+        default_client,
+    );
+    let g = l.topo.ns("gateway").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(l.client().list_sas().unwrap().is_empty(), "an SA came up before any traffic");
+    // The first pings trigger the acquire (and may be dropped while IKE runs).
+    let _ = g.ping(CLIENT_IN, Some(GW_IN), 2);
+    let sa = l
+        .client()
+        .wait_established("net", Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{}", l.fail(&e.to_string())));
+    assert!(!sa.initiator, "strongSwan must be the responder: {sa:?}");
+    l.client()
+        .route_ipsec0(&format!("{GW_IN}/32"), CLIENT_IN)
+        .unwrap();
+    g.wait_ping(CLIENT_IN, Some(GW_IN), Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{}", l.fail(&format!("ping from the gateway side: {e}"))));
+    l.ping_and_transfer(2);
+}
