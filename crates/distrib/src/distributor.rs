@@ -12,7 +12,7 @@
 use crate::cluster::{ClusterEndpoint, ClusterError, ClusterKey, Message, NewConnKind, Role};
 use crate::counters::{Counters, DropReason, Snapshot, TargetStat};
 use crate::crt::{Crt, CrtEntry, Origin, Timeouts};
-use crate::dpt::{Dpt, DvipaConfig, NewTarget};
+use crate::dpt::{AnnounceGuard, Dpt, DvipaConfig, NewTarget};
 use crate::flow::{self, FlowKey, PacketInfo, Proto, TcpFlags};
 use crate::gre::{self, GreKey};
 use crate::link::{LinkId, LinkTable};
@@ -117,6 +117,7 @@ pub struct Distributor {
     cluster: ClusterEndpoint,
     links: LinkTable,
     dvipas: Vec<DvipaState>,
+    guard: AnnounceGuard,
     dpt: Dpt,
     crt: Crt,
     timeouts: Timeouts,
@@ -134,6 +135,7 @@ impl Distributor {
             cluster: ClusterEndpoint::new(cfg.key, cfg.id, cfg.first_seq),
             links: LinkTable::new(),
             dvipas: Vec::new(),
+            guard: AnnounceGuard::default(),
             dpt: Dpt::new(),
             crt: Crt::with_capacity(cfg.crt_capacity),
             timeouts: cfg.timeouts,
@@ -169,6 +171,7 @@ impl Distributor {
     /// Add or replace a DVIPA from local policy. If this gateway is its routing
     /// gateway, the DVIPA list is queued for broadcast (flow 1, figure 10).
     pub fn configure_dvipa(&mut self, cfg: DvipaConfig) {
+        self.guard.configure(&cfg);
         let routing = cfg.routing_gateway == self.id;
         self.upsert(cfg, routing);
         if routing {
@@ -497,8 +500,9 @@ impl Distributor {
             Message::Keepalive { link_up } => self.set_link_up(sender, link_up),
             Message::DvipaList(list) => {
                 for cfg in list {
-                    // Only a DVIPA's routing gateway announces it.
-                    if cfg.routing_gateway == sender {
+                    // Only a DVIPA's routing gateway announces it, and only a
+                    // gateway the policy (or the first list) names for it.
+                    if self.guard.admit(sender, &cfg) {
                         self.apply_peer_dvipa(cfg);
                     } else {
                         self.counters.drop(DropReason::NotCandidate);

@@ -102,6 +102,54 @@ pub struct DvipaConfig {
     pub backups: Vec<(NodeId, u8)>,
 }
 
+impl DvipaConfig {
+    /// The routing gateway and the backups: the nodes allowed to announce
+    /// this DVIPA.
+    pub fn gateways(&self) -> impl Iterator<Item = NodeId> + '_ {
+        std::iter::once(self.routing_gateway).chain(self.backups.iter().map(|(n, _)| *n))
+    }
+}
+
+/// Trust on first use for DVIPA announcements: the first list (or local
+/// policy) for a DVIPA fixes which gateways may announce it; later lists must
+/// come from one of them and may add more.
+#[derive(Clone, Debug, Default)]
+pub struct AnnounceGuard {
+    allowed: Vec<(IpAddr, Vec<NodeId>)>,
+}
+
+impl AnnounceGuard {
+    /// True if `sender` may announce `cfg` (and then remembers its gateways).
+    pub fn admit(&mut self, sender: NodeId, cfg: &DvipaConfig) -> bool {
+        if cfg.routing_gateway != sender {
+            return false;
+        }
+        match self.allowed.iter_mut().find(|(d, _)| *d == cfg.dvipa) {
+            Some((_, nodes)) => {
+                if !nodes.contains(&sender) {
+                    return false;
+                }
+                for n in cfg.gateways() {
+                    if !nodes.contains(&n) {
+                        nodes.push(n);
+                    }
+                }
+                true
+            }
+            None => {
+                self.allowed.push((cfg.dvipa, cfg.gateways().collect()));
+                true
+            }
+        }
+    }
+
+    /// Trust `cfg`'s gateways from local policy.
+    pub fn configure(&mut self, cfg: &DvipaConfig) {
+        self.allowed.retain(|(d, _)| *d != cfg.dvipa);
+        self.allowed.push((cfg.dvipa, cfg.gateways().collect()));
+    }
+}
+
 /// A target in one DPT entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DptTarget {

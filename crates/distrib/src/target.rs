@@ -13,7 +13,7 @@ use crate::cluster::{ClusterEndpoint, ClusterError, ClusterKey, Message, NewConn
 use crate::counters::{Counters, DropReason, Snapshot};
 use crate::crt::{CrtEntry, Origin, Timeouts};
 use crate::distributor::cluster_drop_reason;
-use crate::dpt::DvipaConfig;
+use crate::dpt::{AnnounceGuard, DvipaConfig};
 use crate::flow::{self, FlowKey, Proto, TcpFlags};
 use crate::gre::{self, GreKey};
 use crate::link::{LinkId, LinkTable};
@@ -77,6 +77,7 @@ pub struct TargetStack {
     cluster: ClusterEndpoint,
     links: LinkTable,
     served: Vec<DvipaConfig>,
+    guard: AnnounceGuard,
     conns: HashMap<FlowKey, CrtEntry, ahash::RandomState>,
     listeners: ListenerTracker,
     mss: MssClamp,
@@ -93,6 +94,7 @@ impl TargetStack {
             cluster: ClusterEndpoint::new(cfg.key, cfg.id, cfg.first_seq),
             links: LinkTable::new(),
             served: Vec::new(),
+            guard: AnnounceGuard::default(),
             conns: HashMap::default(),
             listeners: ListenerTracker::default(),
             mss: cfg.mss,
@@ -336,11 +338,13 @@ impl TargetStack {
     /// (NEWCONN) to that gateway — every time, because a list is what a
     /// starting, restarted or taking-over gateway sends to rebuild its DPT and
     /// CRT (figures 10, 14, 15). Entries naming another node as routing
-    /// gateway than the sender are ignored (counted `not_candidate`).
+    /// gateway than the sender, or from a sender that the first list for the
+    /// DVIPA did not name as routing or backup gateway, are ignored (counted
+    /// `not_candidate`).
     fn apply_dvipa(&mut self, sender: NodeId, cfg: DvipaConfig) {
         let dvipa = cfg.dvipa;
         let gw = cfg.routing_gateway;
-        if gw != sender {
+        if !self.guard.admit(sender, &cfg) {
             self.counters.drop(DropReason::NotCandidate);
             return;
         }

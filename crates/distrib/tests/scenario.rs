@@ -824,3 +824,28 @@ fn restarted_gateway_rebuilds_dpt_and_crt() {
         .collect();
     assert_eq!(count(&new), [1, 1, 1]);
 }
+
+#[test]
+fn a_target_cannot_hijack_a_dvipa() {
+    let mut c = Cluster::new(Algorithm::RoundRobin, [1, 1, 1]);
+    let got: Vec<NodeId> = (0..3).map(|i| c.inbound(false, &syn(i)).unwrap()).collect();
+    // Target 1 holds the site key and announces the DVIPA naming itself.
+    let mut evil = ClusterEndpoint::new(ClusterKey::new(SITE_KEY), T[0], 9_000_000);
+    let mut cfg = dvipa_cfg(dvipa(), Algorithm::RoundRobin, [1, 1, 1]);
+    cfg.routing_gateway = T[0];
+    let m = evil.seal(&Message::DvipaList(vec![cfg]));
+    c.gw.handle_cluster(c.now, &m).unwrap();
+    c.backup.handle_cluster(c.now, &m).unwrap();
+    let now = c.now;
+    for n in [T[1], T[2]] {
+        c.target(n).handle_cluster(now, &m).unwrap();
+    }
+    c.pump();
+    // Nothing moved: the gateway still routes, targets still answer to it.
+    assert_eq!(c.gw.crt().len(), 3);
+    for i in 0..3 {
+        assert_eq!(c.inbound(false, &ack(i)).unwrap(), got[i as usize]);
+    }
+    assert_eq!(c.gw.snapshot().drops(DropReason::NotCandidate), 1);
+    assert_eq!(c.target(T[1]).snapshot().drops(DropReason::NotCandidate), 1);
+}
