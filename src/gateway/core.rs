@@ -241,19 +241,9 @@ impl GatewayCore {
     pub fn on_esp(&mut self, now: Instant, buf: &mut [u8], start: usize, len: usize, sink: &mut dyn Sink) {
         let Some(esp) = buf.get_mut(start..start + len) else { return };
         let Ok(inb) = self.sad.open_in_place(now, esp) else { return };
+        // open_in_place already checked the inner packet against the SA's selectors
+        // (RFC 4301 §5.2 step 4), which were negotiated from the SPD.
         let inner = start + inb.opened.inner.start..start + inb.opened.inner.end;
-        // RFC 4301 §5.2 step 4: the inner packet must match the SA's selectors.
-        let ok = self.sad.inbound(inb.spi).is_some_and(|sa| sa.selectors_match(&buf[inner.clone()]));
-        if !ok {
-            self.sad.counters.record_drop(&ipsec::EspError::SelectorMismatch);
-            return;
-        }
-        if let Ok(Some(rule)) = self.spd.lookup_packet(ipsec::Direction::Inbound, &buf[inner.clone()]) {
-            if rule.action == ipsec::SpdAction::Discard {
-                self.counters.drop_policy_in += 1;
-                return;
-            }
-        }
         self.deliver_inbound(now, buf, inner, true, sink);
     }
 
