@@ -542,6 +542,9 @@ pub struct Limits {
     pub retransmit_tries: u32,
     /// A half-open SA that does not complete within this is dropped.
     pub half_open_timeout: Duration,
+    /// Child SAs per IKE SA a peer may create (rekeys excepted); beyond it
+    /// CREATE_CHILD_SA gets NO_ADDITIONAL_SAS.
+    pub max_child_sas: usize,
 }
 
 impl Default for Limits {
@@ -552,6 +555,7 @@ impl Default for Limits {
             retransmit_base: Duration::from_millis(500),
             retransmit_tries: 5,
             half_open_timeout: Duration::from_secs(30),
+            max_child_sas: 64,
         }
     }
 }

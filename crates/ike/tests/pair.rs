@@ -997,3 +997,80 @@ fn transport_mode_is_negotiated_when_both_want_it() {
     assert!(p.run_until(Duration::from_secs(5), both_up));
     assert_eq!(Pair::children(&p.ev_client)[0].mode, Mode::Tunnel);
 }
+
+#[test]
+fn child_sa_limit_answers_no_additional_sas() {
+    let mut g = Config {
+        peers: vec![gw_cfg(b"secret")],
+        limits: Limits::default(),
+    };
+    g.limits.max_child_sas = 2;
+    let mut p = Pair::with(
+        config(client_cfg(b"secret")),
+        Arc::new(g),
+        Net {
+            loss: 0,
+            dup: 0,
+            nat: false,
+        },
+        50,
+    );
+    p.client.initiate(p.now, "gw", "net").unwrap();
+    assert!(p.run_until(Duration::from_secs(5), both_up));
+    let id = Pair::ike_up(&p.ev_client)[0];
+    for _ in 0..3 {
+        p.client.create_child(p.now, id, "net").unwrap();
+    }
+    p.run_until(Duration::from_secs(5), |_| false);
+    assert_eq!(p.gw.sas(p.now)[0].children.len(), 2);
+    assert!(p.ev_client.iter().any(
+        |e| matches!(e, Event::ChildSaFailed { reason, .. } if reason.contains("NO_ADDITIONAL_SAS"))
+    ));
+    // Rekeys are still allowed at the limit.
+    let spi = p.client.sas(p.now)[0].children[0].spi_in;
+    p.client.rekey_child(p.now, spi).unwrap();
+    assert!(p.run_until(Duration::from_secs(5), |p| p
+        .ev_client
+        .iter()
+        .any(|e| matches!(e, Event::ChildSaRekeyed { .. }))));
+}
+
+#[test]
+fn cookie_secret_rotates_and_the_previous_one_still_counts() {
+    let mut g = Config {
+        peers: vec![gw_cfg(b"secret")],
+        limits: Limits::default(),
+    };
+    g.limits.cookie_threshold = 0;
+    let g = Arc::new(g);
+    let has_cookie = |t: &Transmit| {
+        plexgate_ike::message::Message::parse(&t.payload)
+            .unwrap()
+            .notifies()
+            .any(|n| n.kind == plexgate_ike::message::notify::COOKIE)
+    };
+    // A retry carrying a cookie, held back while the gateway's clock moves on.
+    let retry_after = |rotations: u32| -> bool {
+        let now = Instant::now();
+        let mut gw = Endpoint::new(g.clone(), Box::new(SeededRng::new(5)));
+        let mut c = Endpoint::new(config(client_cfg(b"secret")), Box::new(SeededRng::new(6)));
+        c.initiate(now, "gw", "net").unwrap();
+        let t = c.poll_transmit().unwrap();
+        gw.handle(now, t.remote, t.local, &t.payload);
+        let r = gw.poll_transmit().unwrap();
+        assert!(has_cookie(&r));
+        c.handle(now, r.remote, r.local, &r.payload);
+        let retry = c.poll_transmit().unwrap();
+        let mut later = now;
+        for _ in 0..rotations {
+            later += Duration::from_secs(301);
+            gw.handle_timeout(later);
+        }
+        gw.handle(later, retry.remote, retry.local, &retry.payload);
+        let answer = gw.poll_transmit().unwrap();
+        !has_cookie(&answer) && gw.half_open() == 1
+    };
+    assert!(retry_after(0), "fresh cookie accepted");
+    assert!(retry_after(1), "cookie from the previous secret accepted");
+    assert!(!retry_after(2), "cookie from two secrets ago refused");
+}

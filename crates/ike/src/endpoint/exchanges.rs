@@ -269,6 +269,14 @@ impl Endpoint {
                 .get(..4)
                 .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
         });
+        if rekey.is_none() && sa.children.len() >= self.config.limits.max_child_sas {
+            //= https://www.rfc-editor.org/rfc/rfc7296#section-3.10.1
+            //# NO_ADDITIONAL_SAS [...] indicates that the CREATE_CHILD_SA request
+            //# is unacceptable because the responder is unwilling to accept any
+            //# more Child SAs on this IKE SA.
+            let n = Payload::notify(notify::NO_ADDITIONAL_SAS, vec![]);
+            return self.send_response(sa, exchange::CREATE_CHILD_SA, mid, &[n]);
+        }
         // REKEY_SA names the SPI the requester receives on: our outbound SPI.
         let old = match rekey {
             Some(spi_out) => match sa.children.iter().find(|c| c.sa.spi_out == spi_out) {

@@ -293,8 +293,10 @@ impl Endpoint {
         let limits = &self.config.limits;
         let max_half_open = limits.max_half_open;
         if self.init_index.len() >= limits.cookie_threshold {
-            if self.cookie.rotate_at.is_none() {
-                self.cookie.rotate_at = Some(now + COOKIE_ROTATE);
+            match self.cookie.rotate_at {
+                None => self.cookie.rotate_at = Some(now + COOKIE_ROTATE),
+                Some(t) if t <= now => self.rotate_cookie_secret(now),
+                Some(_) => {}
             }
             let ok = match p.first() {
                 Some(Payload::Notify(n)) if n.kind == notify::COOKIE => {
