@@ -172,6 +172,7 @@ impl Distributor {
     /// gateway, the DVIPA list is queued for broadcast (flow 1, figure 10).
     pub fn configure_dvipa(&mut self, cfg: DvipaConfig) {
         self.guard.configure(&cfg);
+        self.dpt.apply_config(&cfg);
         let routing = cfg.routing_gateway == self.id;
         self.upsert(cfg, routing);
         if routing {

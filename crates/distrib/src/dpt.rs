@@ -358,6 +358,29 @@ impl Dpt {
         }
     }
 
+    /// Bring the rows of `cfg.dvipa` in line with a new configuration:
+    /// algorithm, weights from the candidate list (a policy reload can drain a
+    /// target with weight 0), targets no longer candidates and ports no longer
+    /// distributed are removed. Active counts of the remaining rows stay.
+    pub fn apply_config(&mut self, cfg: &DvipaConfig) {
+        self.entries
+            .retain(|(d, port), _| *d != cfg.dvipa || cfg.ports.contains(*port));
+        for ((d, _), e) in self.entries.iter_mut() {
+            if *d != cfg.dvipa {
+                continue;
+            }
+            if e.algorithm != cfg.algorithm {
+                e.algorithm = cfg.algorithm;
+                e.targets.iter_mut().for_each(|t| t.current = 0);
+            }
+            e.targets
+                .retain(|t| cfg.targets.weight_of(t.node).is_some());
+            for t in e.targets.iter_mut() {
+                t.weight = cfg.targets.weight_of(t.node).unwrap_or(t.weight);
+            }
+        }
+    }
+
     /// Remove every row of `dvipa`.
     pub fn remove_dvipa(&mut self, dvipa: IpAddr) {
         self.entries.retain(|(d, _), _| *d != dvipa);

@@ -849,3 +849,25 @@ fn a_target_cannot_hijack_a_dvipa() {
     assert_eq!(c.gw.snapshot().drops(DropReason::NotCandidate), 1);
     assert_eq!(c.target(T[1]).snapshot().drops(DropReason::NotCandidate), 1);
 }
+
+#[test]
+fn policy_reload_changes_weights_and_candidates() {
+    let mut c = Cluster::new(Algorithm::RoundRobin, [1, 1, 1]);
+    let first: Vec<NodeId> = (0..3).map(|i| c.inbound(false, &syn(i)).unwrap()).collect();
+    // Reload: target 2 drained by weight 0, switch to weighted round-robin 2:0:1.
+    c.gw.configure_dvipa(dvipa_cfg(dvipa(), Algorithm::WeightedRoundRobin, [2, 0, 1]));
+    c.pump();
+    let got: Vec<NodeId> = (3..9).map(|i| c.inbound(false, &syn(i)).unwrap()).collect();
+    assert_eq!(count(&got), [4, 0, 2]);
+    // Its open connection still goes to it.
+    assert_eq!(c.inbound(false, &ack(1)).unwrap(), first[1]);
+    // Reload without target 3 as a candidate at all.
+    let mut cfg = dvipa_cfg(dvipa(), Algorithm::RoundRobin, [1, 1, 1]);
+    cfg.targets = TargetSet::List(vec![(T[0], 1), (T[1], 1)]);
+    c.gw.configure_dvipa(cfg);
+    c.pump();
+    let got: Vec<NodeId> = (9..13)
+        .map(|i| c.inbound(false, &syn(i)).unwrap())
+        .collect();
+    assert_eq!(count(&got), [2, 2, 0]);
+}
