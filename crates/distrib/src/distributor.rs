@@ -11,7 +11,7 @@
 
 use crate::cluster::{ClusterEndpoint, ClusterError, ClusterKey, Message, NewConnKind, Role};
 use crate::counters::{Counters, DropReason, Snapshot, TargetStat};
-use crate::crt::{Crt, CrtEntry, Origin, Timeouts};
+use crate::crt::{ConnState, Crt, CrtEntry, Origin, Timeouts};
 use crate::dpt::{AnnounceGuard, Dpt, DvipaConfig, NewTarget};
 use crate::flow::{self, FlowKey, PacketInfo, Proto, TcpFlags};
 use crate::gre::{self, GreKey};
@@ -292,6 +292,17 @@ impl Distributor {
         };
         // The CRT first: a connection a target app opened (NEWCONN) or learnt on
         // takeover has the DVIPA side on a port that need not be distributed.
+        // A new SYN on the 4-tuple of a connection that both sides closed is a new
+        // connection (clients reuse ports; the target's TIME_WAIT accepts it):
+        // it is distributed afresh, not pinned to the old target.
+        if ports.flags.is_initial_syn()
+            && self
+                .crt
+                .get(&key)
+                .is_some_and(|e| e.state == ConnState::Closing)
+        {
+            self.remove_conn(&key);
+        }
         if let Some(e) = self.crt.get_mut(&key) {
             if e.uses_ipsec && !via_ipsec {
                 return self.drop_route(DropReason::IpsecMismatch);

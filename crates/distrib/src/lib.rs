@@ -15,6 +15,52 @@
 //!
 //! The ideas follow seed 001 (IBM Sysplex Distributor with sysplex-wide security
 //! associations), figures 5A, 5B, 6 and 10-13.
+//!
+//! ```
+//! use plexgate_distrib::cluster::{seal_with, Message};
+//! use plexgate_distrib::dpt::{Algorithm, DvipaConfig, PortSet, TargetSet};
+//! use plexgate_distrib::{gre, ClusterKey, Distributor, DistributorConfig, LinkId, NodeId, Route};
+//! use std::time::Instant;
+//!
+//! let key = ClusterKey::new(b"site key bytes from keys/");
+//! let mut gw = Distributor::new(DistributorConfig::new(NodeId(1), key.clone(), 1));
+//! gw.bind_link(LinkId(7), NodeId(7), "10.0.0.7".parse().unwrap());
+//! gw.configure_dvipa(DvipaConfig {
+//!     dvipa: "198.51.100.7".parse().unwrap(),
+//!     ports: PortSet::List(vec![80]),
+//!     targets: TargetSet::All,
+//!     algorithm: Algorithm::RoundRobin,
+//!     routing_gateway: NodeId(1),
+//!     backups: vec![],
+//! });
+//! let list = gw.poll_transmit().unwrap(); // DvipaList broadcast for the targets
+//! assert!(gw.poll_transmit().is_none());
+//! # let _ = list;
+//! // Target 7 reports its listener (normally sealed by its TargetStack).
+//! let srvstat = Message::SrvStat {
+//!     target: NodeId(7),
+//!     dvipa: "198.51.100.7".parse().unwrap(),
+//!     port: 80,
+//!     listening: true,
+//! };
+//! gw.handle_cluster(Instant::now(), &seal_with(&key, NodeId(7), 1, &srvstat)).unwrap();
+//!
+//! // A decrypted TCP SYN 192.0.2.1:1234 -> 198.51.100.7:80.
+//! let syn = [
+//!     0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 192, 0, 2, 1, 198, 51, 100, 7, //
+//!     0x04, 0xd2, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0,
+//! ];
+//! match gw.route_inbound(Instant::now(), &syn, true) {
+//!     Route::ToTarget { target, remote, key } => {
+//!         assert_eq!(target, NodeId(7));
+//!         let mut out = [0u8; 64];
+//!         let n = gre::encapsulate(key, &syn, &mut out).unwrap();
+//!         assert_eq!(n, 48); // send out[..n] to `remote` as IP protocol 47
+//!         # let _ = remote;
+//!     }
+//!     other => panic!("{other:?}"),
+//! }
+//! ```
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 

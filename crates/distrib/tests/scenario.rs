@@ -621,6 +621,20 @@ fn target_opened_connection_is_reported() {
 }
 
 #[test]
+fn new_syn_on_a_closed_four_tuple_is_distributed_afresh() {
+    let mut c = Cluster::new(Algorithm::RoundRobin, [1, 1, 1]);
+    let first = c.inbound(false, &syn(1)).unwrap();
+    c.inbound(false, &ack(1)).unwrap();
+    c.inbound(false, &fin_in(1)).unwrap();
+    c.reply(first, &fin_out(1)).unwrap();
+    // The client reuses its port for a new connection: round-robin moves on.
+    let second = c.inbound(false, &syn(1)).unwrap();
+    assert_ne!(first, second);
+    // A retransmitted SYN of an open connection stays with its target.
+    assert_eq!(c.inbound(false, &syn(1)).unwrap(), second);
+}
+
+#[test]
 fn target_opened_connection_from_an_undistributed_port_gets_its_replies() {
     // The usual case: an app on target 2 connects out from the DVIPA on an
     // ephemeral port (not a distributed port); the client's replies must follow
