@@ -346,6 +346,12 @@ fn nat_detected_floats_to_4500_and_encapsulates() {
     assert_eq!(g.remote, format!("{NAT_PUBLIC}:31001").parse().unwrap());
     let st = p.gw.sas(p.now);
     assert!(st[0].nat);
+    // The client is behind the NAT: it keeps the mapping alive, the gateway not.
+    assert_eq!(
+        p.client.nat_keepalives(),
+        vec![(addr("10.0.0.1:4500"), addr("10.0.0.2:4500"))]
+    );
+    assert!(p.gw.nat_keepalives().is_empty());
 }
 
 #[test]

@@ -676,6 +676,21 @@ impl Endpoint {
         v
     }
 
+    /// Where NAT keepalives are due (RFC 3948 §2.3): `(local, remote)` of every
+    /// established IKE SA with a NAT in front of us. The daemon sends a one-byte
+    /// 0xFF datagram (no non-ESP marker) on each about every 20 s when idle.
+    pub fn nat_keepalives(&self) -> Vec<(SocketAddr, SocketAddr)> {
+        let mut v: Vec<(SocketAddr, SocketAddr)> = self
+            .sas
+            .values()
+            .filter(|sa| sa.state == SaState::Established && sa.nat_local)
+            .map(|sa| (sa.local, sa.remote))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// Next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
