@@ -390,7 +390,11 @@ fn round_robin_300_requests_spread_evenly() {
     assert_no_errors(&got, &l);
     for i in 0..TARGETS {
         let n = got.get(&tname(i)).copied().unwrap_or(0);
-        assert!((99..=101).contains(&n), "round-robin spread {got:?}");
+        assert!(
+            (99..=101).contains(&n),
+            "round-robin spread {got:?}\n{}",
+            l.logs()
+        );
     }
     let s = l.gw.status();
     assert_eq!(s["distrib_drops"]["spoof"], 0, "{s}");
