@@ -61,7 +61,7 @@ pub struct CoreCounters {
     pub udp_malformed: u64,
     /// NAT keepalives received.
     pub natt_keepalives: u64,
-    /// Inbound packets that matched a DISCARD rule of the inbound SPD.
+    /// Plain packets for a DVIPA refused by `plain_traffic = "drop"` or the inbound SPD.
     pub drop_policy_in: u64,
     /// Outbound packets that matched DISCARD or no SPD rule.
     pub drop_policy_out: u64,
@@ -134,6 +134,8 @@ pub struct GatewayCore {
     /// Route refcounts: CIDR of a peer's selector → number of Child SAs using it.
     routes: HashMap<String, usize>,
     route_changes: Vec<(bool, String)>,
+    /// DVIPAs whose plain (non-IPsec) traffic is dropped.
+    plain_drop: Vec<IpAddr>,
 }
 
 impl GatewayCore {
@@ -198,6 +200,12 @@ impl GatewayCore {
             site: p.site.name.clone(),
             routes: HashMap::new(),
             route_changes: Vec::new(),
+            plain_drop: p
+                .dvipas
+                .iter()
+                .filter(|d| d.plain_traffic == policy::PlainTraffic::Drop)
+                .map(|d| d.address)
+                .collect(),
         })
     }
 
@@ -311,7 +319,18 @@ impl GatewayCore {
         let Some(pkt) = buf.get(start..start + len) else { return };
         if let Ok(t) = plexgate_wire::ip::FiveTuple::parse(pkt) {
             if self.dist.dvipas().any(|(d, routing)| routing && d.dvipa == t.dst) {
-                self.deliver_inbound(now, buf, start..start + len, false, sink);
+                // Plain traffic for a DVIPA: only where the policy distributes it, and
+                // never where the inbound SPD wants it protected or discarded
+                // (RFC 4301 §5.2: cleartext matching PROTECT is dropped).
+                let spd_ok = !matches!(
+                    self.spd.lookup(ipsec::Direction::Inbound, &t).map(|r| &r.action),
+                    Some(ipsec::SpdAction::Protect { .. } | ipsec::SpdAction::Discard)
+                );
+                if spd_ok && !self.plain_drop.contains(&t.dst) {
+                    self.deliver_inbound(now, buf, start..start + len, false, sink);
+                } else {
+                    self.counters.drop_policy_in += 1;
+                }
                 return;
             }
         }

@@ -1,0 +1,298 @@
+//! The whole gateway in memory, with no socket and no clock of its own: an IKEv2
+//! client (crate `plexgate-ike`) negotiates with a `GatewayCore`; the client's ESP
+//! reaches the core, which distributes it to a target over GRE; the target's reply
+//! comes back over GRE and leaves as ESP that the client's SA opens. Plain traffic
+//! for the DVIPA is refused as the policy says. Deterministic: same seeds, same run.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use plexgate::gateway::core::{GatewayCore, SideEffect, Sink};
+use plexgate_distrib as distrib;
+use plexgate_ike as ike;
+use plexgate_ipsec as ipsec;
+
+const GW: &str = "10.10.0.2";
+const CLIENT: &str = "10.10.0.1";
+const CLIENT_IN: &str = "192.168.77.1";
+const DVIPA: &str = "10.100.0.10";
+const TARGET: &str = "10.9.0.2";
+const PSK: &[u8] = b"in-memory-secret-0123456789";
+const CLUSTER_KEY: &[u8] = b"in-memory-cluster-key-0123456789";
+
+#[derive(Default)]
+struct Recorder {
+    udp: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
+    esp: Vec<(IpAddr, Vec<u8>)>,
+    gre: Vec<(IpAddr, Vec<u8>)>,
+    tun: Vec<Vec<u8>>,
+    cluster: usize,
+}
+
+impl Sink for Recorder {
+    fn udp(&mut self, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        self.udp.push((local, remote, data.to_vec()));
+    }
+    fn esp(&mut self, _local: IpAddr, remote: IpAddr, data: &[u8]) {
+        self.esp.push((remote, data.to_vec()));
+    }
+    fn gre(&mut self, remote: IpAddr, data: &[u8]) {
+        self.gre.push((remote, data.to_vec()));
+    }
+    fn tun(&mut self, packet: &[u8]) {
+        self.tun.push(packet.to_vec());
+    }
+    fn cluster(&mut self, _to: distrib::Destination, _data: &[u8]) {
+        self.cluster += 1;
+    }
+}
+
+fn secret(path: &Path, data: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, data).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+fn gateway(dir: &Path, plain: &str) -> GatewayCore {
+    secret(&dir.join("psk"), PSK);
+    secret(&dir.join("cluster.key"), CLUSTER_KEY);
+    let text = format!(
+        r#"
+[site]
+name = "mem"
+gateway_vipas = ["{GW}"]
+[[site.interface]]
+name = "uplink"
+address = "{GW}/24"
+
+[[peer]]
+name = "client"
+remote_address = "any"
+local_id = "gw@mem"
+remote_id = "client@mem"
+auth = "psk"
+psk_file = "psk"
+proposals = ["aes128gcm16-prfsha256-x25519"]
+  [[peer.child]]
+  name = "web"
+  local_ts = ["{DVIPA}/32"]
+  remote_ts = ["192.168.77.0/24"]
+  esp_proposals = ["aes128gcm16"]
+
+[[spd]]
+name = "web"
+direction = "both"
+local = "{DVIPA}"
+remote = "192.168.77.0/24"
+action = "protect"
+peer = "client"
+child = "web"
+
+[[dvipa]]
+address = "{DVIPA}"
+ports = [80]
+targets = "all"
+method = "round-robin"
+plain_traffic = "{plain}"
+
+[[target]]
+name = "web-1"
+address = "{TARGET}"
+link = "to-web-1"
+
+[[link]]
+name = "to-web-1"
+interface = "web-1"
+local = "10.9.0.1"
+subnet = "10.9.0.0/30"
+
+[cluster]
+key_file = "cluster.key"
+gateway_id = 1
+port = 7600
+"#
+    );
+    let checked = plexgate_policy::parse_str(&text, "mem.toml", dir).unwrap_or_else(|d| panic!("{d}"));
+    GatewayCore::new(&checked.policy, Box::new(ike::SeededRng::new(7))).unwrap()
+}
+
+fn client() -> ike::Endpoint {
+    let child = ike::ChildConfig::new(
+        "web",
+        vec![ike::TrafficSelector::host(CLIENT_IN.parse().unwrap())],
+        vec![ike::TrafficSelector::host(DVIPA.parse().unwrap())],
+        vec![ike::EspProposal::AES128GCM16],
+    );
+    let mut p = ike::PeerConfig::psk("gw", "client@mem", "gw@mem", PSK, child);
+    p.ike_proposals = vec![ike::IkeProposal::AES128GCM16_PRFSHA256_X25519];
+    p.remote_addr = Some(SocketAddr::new(GW.parse().unwrap(), 500));
+    p.local_addr = Some(SocketAddr::new(CLIENT.parse().unwrap(), 500));
+    ike::Endpoint::new(Arc::new(ike::Config { peers: vec![p], limits: ike::Limits::default() }), Box::new(ike::SeededRng::new(11)))
+}
+
+/// Run IKE between the client and the core until the client has its Child SA.
+fn negotiate(now: Instant, gw: &mut GatewayCore, c: &mut ike::Endpoint, rec: &mut Recorder) -> ike::ChildSa {
+    c.initiate(now, "gw", "web").unwrap();
+    for _ in 0..10 {
+        while let Some(t) = c.poll_transmit() {
+            let mut buf = t.payload.clone();
+            let n = buf.len();
+            gw.on_udp(now, t.remote, t.local, &mut buf, 0, n, rec);
+        }
+        for (local, remote, data) in std::mem::take(&mut rec.udp) {
+            c.handle(now, remote, local, &data);
+        }
+        while let Some(ev) = c.poll_event() {
+            if let ike::Event::ChildSaUp { child, .. } = ev {
+                return child;
+            }
+        }
+    }
+    panic!("no Child SA");
+}
+
+fn client_sas(child: &ike::ChildSa) -> (ipsec::SecurityAssociation, ipsec::SecurityAssociation) {
+    let t = ipsec::EspTransform::from_ikev2(child.encr, Some(child.encr_key_bits), child.integ).unwrap();
+    let mk = |spi, direction, keys: &(Vec<u8>, Vec<u8>)| ipsec::SaParams {
+        spi,
+        direction,
+        transform: t,
+        enc_key: keys.0.clone(),
+        integ_key: keys.1.clone(),
+        esn: child.esn,
+        mode: ipsec::Mode::Tunnel,
+        replay_window: 1024,
+        lifetime: ipsec::Lifetime::default(),
+        local_ts: vec![],
+        remote_ts: vec![],
+        local_addr: child.local.ip(),
+        remote_addr: child.remote.ip(),
+        encap: None,
+        initial_seq: 0,
+        peer: "gw".into(),
+        child: "web".into(),
+    };
+    let now = Instant::now();
+    (
+        ipsec::SecurityAssociation::new(mk(child.spi_out, ipsec::Direction::Outbound, &child.keys_out), now).unwrap(),
+        ipsec::SecurityAssociation::new(mk(child.spi_in, ipsec::Direction::Inbound, &child.keys_in), now).unwrap(),
+    )
+}
+
+fn tcp(src: &str, dst: &str, sport: u16, dport: u16, syn: bool, ack: bool, payload: &[u8]) -> Vec<u8> {
+    let s: std::net::Ipv4Addr = src.parse().unwrap();
+    let d: std::net::Ipv4Addr = dst.parse().unwrap();
+    let b = etherparse::PacketBuilder::ipv4(s.octets(), d.octets(), 64).tcp(sport, dport, 1000, 65535);
+    let b = match (syn, ack) {
+        (true, false) => b.syn(),
+        (true, true) => b.syn().ack(1001),
+        _ => b.ack(1),
+    };
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+fn srvstat_listening(gw: &mut GatewayCore, now: Instant, rec: &mut Recorder) {
+    let key = distrib::ClusterKey::new(CLUSTER_KEY);
+    let node = distrib::NodeId(1000);
+    let m = distrib::Message::SrvStat { target: node, dvipa: DVIPA.parse().unwrap(), port: 80, listening: true };
+    gw.on_cluster(now, &distrib::cluster::seal_with(&key, node, 1, &m), rec);
+}
+
+#[test]
+fn ike_esp_gre_round_trip_in_memory() {
+    let dir = std::env::temp_dir().join(format!("pg-core-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let now = Instant::now();
+    let mut rec = Recorder::default();
+    let mut gw = gateway(&dir, "drop");
+    let mut c = client();
+    let child = negotiate(now, &mut gw, &mut c, &mut rec);
+    assert!(!child.udp_encap, "no NAT in this test: plain ESP");
+    srvstat_listening(&mut gw, now, &mut rec);
+
+    // The recovery records of the new IKE SA and Child SA were produced at once.
+    let fx = gw.drain_side_effects();
+    assert!(fx.iter().any(|e| matches!(e, SideEffect::PutRecord(k, _) if k.starts_with("mem/ike/"))), "{fx:?}");
+    assert!(fx.iter().any(|e| matches!(e, SideEffect::PutRecord(k, _) if k == &format!("mem/child/{:08x}", child.spi_out))), "{fx:?}");
+
+    // Client → gateway: ESP carrying a SYN to the DVIPA goes to the target over GRE.
+    let (mut c_out, mut c_in) = client_sas(&child);
+    let syn = tcp(CLIENT_IN, DVIPA, 40000, 80, true, false, b"");
+    let mut esp = vec![0u8; 64 + c_out.sealed_len(syn.len())];
+    let n = c_out.seal(now, &syn, 4, &mut esp[64..]).unwrap();
+    gw.on_esp(now, &mut esp, 64, n, &mut rec);
+    assert_eq!(rec.gre.len(), 1, "one GRE packet to the target");
+    let (to, gre) = rec.gre.pop().unwrap();
+    assert_eq!(to, TARGET.parse::<IpAddr>().unwrap());
+    let (key, off) = distrib::gre::decapsulate(&gre).unwrap();
+    assert_eq!(key.sender, distrib::NodeId(1), "the GRE key names the sending gateway");
+    assert!(key.ipsec, "the GRE key says the connection is IPsec-protected");
+    assert_eq!(&gre[off..], &syn[..], "the inner packet reaches the target unchanged");
+
+    // Target → gateway: the SYN-ACK over GRE on the target's link leaves as ESP.
+    let synack = tcp(DVIPA, CLIENT_IN, 80, 40000, true, true, b"");
+    let mut g = vec![0u8; 64 + 8 + synack.len() + 64];
+    let w = distrib::gre::encapsulate(distrib::GreKey { sender: distrib::NodeId(1000), ipsec: true }, &synack, &mut g[64..]).unwrap();
+    let link = gw.link_of(TARGET.parse().unwrap()).unwrap();
+    gw.on_gre(now, link, TARGET.parse().unwrap(), &mut g, 64, w, &mut rec);
+    assert_eq!(rec.esp.len(), 1, "the reply is encrypted to the client");
+    let (to, mut reply) = rec.esp.pop().unwrap();
+    assert_eq!(to, CLIENT.parse::<IpAddr>().unwrap());
+    let opened = c_in.open_in_place(now, &mut reply).unwrap();
+    assert_eq!(&reply[opened.inner], &synack[..], "the client's SA opens the target's reply unchanged");
+
+    // The same reply forged from the wrong source on that link is a spoof: dropped.
+    let w = distrib::gre::encapsulate(distrib::GreKey { sender: distrib::NodeId(1000), ipsec: true }, &synack, &mut g[64..]).unwrap();
+    gw.on_gre(now, link, "10.9.0.66".parse().unwrap(), &mut g, 64, w, &mut rec);
+    assert!(rec.esp.is_empty(), "a spoofed GRE packet must not reach the client");
+    let spoof = gw.distributor().snapshot().drops.iter().find(|(r, _)| *r == distrib::DropReason::Spoof).map(|(_, n)| *n);
+    assert_eq!(spoof, Some(1));
+
+    // A replayed ESP packet is dropped and counted.
+    let mut again = vec![0u8; 64 + c_out.sealed_len(syn.len())];
+    let n2 = c_out.seal(now, &syn, 4, &mut again[64..]).unwrap();
+    let copy = again.clone();
+    gw.on_esp(now, &mut again, 64, n2, &mut rec);
+    let mut replay = copy;
+    gw.on_esp(now, &mut replay, 64, n2, &mut rec);
+    assert_eq!(gw.sad().counters.drop_replay, 1);
+
+    // Plain traffic for the DVIPA: refused, since plain_traffic = "drop".
+    let before = rec.gre.len();
+    let mut plain = vec![0u8; 64];
+    plain.extend_from_slice(&tcp("10.10.0.7", DVIPA, 5555, 80, true, false, b""));
+    let pn = plain.len() - 64;
+    gw.on_tun(now + Duration::from_millis(1), &mut plain, 64, pn, &mut rec);
+    assert_eq!(rec.gre.len(), before, "plain traffic was not distributed");
+    assert_eq!(gw.counters().drop_policy_in, 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn plain_traffic_is_distributed_when_the_policy_says_so() {
+    let dir = std::env::temp_dir().join(format!("pg-core-plain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let now = Instant::now();
+    let mut rec = Recorder::default();
+    let mut gw = gateway(&dir, "distribute");
+    srvstat_listening(&mut gw, now, &mut rec);
+    let syn = tcp("10.10.0.7", DVIPA, 5555, 80, true, false, b"");
+    let mut plain = vec![0u8; 64];
+    plain.extend_from_slice(&syn);
+    gw.on_tun(now, &mut plain, 64, syn.len(), &mut rec);
+    assert_eq!(rec.gre.len(), 1);
+    let (key, off) = distrib::gre::decapsulate(&rec.gre[0].1).unwrap();
+    assert!(!key.ipsec, "plain connection");
+    assert_eq!(&rec.gre[0].1[off..], &syn[..]);
+    // But cleartext that the SPD wants protected (from the client's inner range) is dropped.
+    let prot = tcp(CLIENT_IN, DVIPA, 5556, 80, true, false, b"");
+    let mut p2 = vec![0u8; 64];
+    p2.extend_from_slice(&prot);
+    gw.on_tun(now, &mut p2, 64, prot.len(), &mut rec);
+    assert_eq!(rec.gre.len(), 1, "cleartext matching a PROTECT rule is not distributed (RFC 4301 §5.2)");
+    let _ = std::fs::remove_dir_all(dir);
+}
