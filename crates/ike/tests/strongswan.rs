@@ -1,8 +1,8 @@
 //! Interop with a real strongSwan 5.9 (charon + kernel-libipsec) in network
 //! namespaces: strongSwan initiates to our responder, we initiate to strongSwan, with
 //! rekeys and deletes from both sides. Needs root, `ip` and `/usr/lib/ipsec/charon`
-//! (Debian `charon-systemd`/`strongswan-charon`, `strongswan-swanctl`); skipped
-//! otherwise. The recipe is `/work/shared/notes/strongswan-in-netns.md`.
+//! (Debian `charon-systemd`/`strongswan-charon`, `strongswan-swanctl`); fails
+//! loudly otherwise. The recipe is `/work/shared/notes/strongswan-in-netns.md`.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -113,8 +113,8 @@ impl Lab {
     fn start() -> Option<Lab> {
         let root = sh("id -u").1.trim() == "0";
         if !root || !Path::new(CHARON).exists() || !sh("command -v swanctl && command -v ip").0 {
-            eprintln!("strongSwan interop skipped (needs root, ip, charon, swanctl)");
-            return None;
+            // A missing peer is a failure, not a pass: run scripts/setup.sh.
+            panic!("strongSwan interop needs root, ip, {CHARON} and swanctl (run scripts/setup.sh)");
         }
         let id = std::process::id();
         let dir = std::env::temp_dir().join(format!("plexgate-ike-sw-{id}"));
@@ -316,7 +316,7 @@ fn peer(
 
 #[test]
 fn strongswan_both_directions() {
-    let Some(lab) = Lab::start() else { return };
+    let lab = Lab::start().expect("setting up the strongSwan lab failed");
     let gw = peer(
         "client",
         "gw@example",
