@@ -463,6 +463,14 @@ impl GatewayCore {
         self.flush(now, sink);
     }
 
+    /// NAT-T keepalives (RFC 3948 §2.3): one 0xFF byte to every peer behind a NAT,
+    /// so that the NAT keeps its mapping; the runtime calls this every 20 s.
+    pub fn send_nat_keepalives(&mut self, sink: &mut dyn Sink) {
+        for (local, remote) in self.ike.nat_keepalives() {
+            sink.udp(local, remote, &[0xff]);
+        }
+    }
+
     /// Ask targets to (re)announce themselves: sends the DVIPA list.
     pub fn announce(&mut self, now: Instant, sink: &mut dyn Sink) {
         self.dist.announce();
@@ -487,8 +495,18 @@ impl GatewayCore {
                     }
                 }
                 ipsec::SadEvent::Expired { spi, direction } => {
-                    if direction == ipsec::Direction::Outbound {
-                        self.out_index.remove(spi);
+                    // A hard lifetime ended the SA (RFC 4301 §4.4.2.1): the IKE engine
+                    // deletes the Child SA and tells the peer (INFORMATIONAL DELETE).
+                    let spi_in = match direction {
+                        ipsec::Direction::Outbound => {
+                            self.out_index.remove(spi);
+                            self.pair_of_out.get(&spi).copied()
+                        }
+                        ipsec::Direction::Inbound => Some(spi),
+                    };
+                    if let Some(spi_in) = spi_in {
+                        tracing::info!("Child SA {spi_in:08x}: hard lifetime reached, deleting");
+                        let _ = self.ike.delete_child(now, spi_in);
                     }
                 }
             }

@@ -264,6 +264,7 @@ pub fn run(policy_path: &Path, _name: Option<&str>, ctl: &Path, metrics: Option<
         let tun_name = tun_name.clone();
         threads.push(spawn("timer", move || {
             let mut last_announce = Instant::now() - Duration::from_secs(60);
+            let mut last_keepalive = Instant::now();
             let mut keylog_file = keylog.as_ref().and_then(|k| {
                 std::fs::OpenOptions::new().create(true).append(true).open(k).map_err(|e| tracing::error!("keylog {}: {e}", k.display())).ok()
             });
@@ -274,6 +275,10 @@ pub fn run(policy_path: &Path, _name: Option<&str>, ctl: &Path, metrics: Option<
                     let mut sink = IoSink(&io);
                     // Every tick: the distributor's idle timers are not in next_timeout().
                     c.on_timeout(now, &mut sink);
+                    if now.duration_since(last_keepalive) >= Duration::from_secs(20) {
+                        c.send_nat_keepalives(&mut sink);
+                        last_keepalive = now;
+                    }
                     if now.duration_since(last_announce) >= Duration::from_secs(5) {
                         c.announce(now, &mut sink);
                         last_announce = now;
@@ -399,7 +404,7 @@ fn render_metrics(c: &GatewayCore) -> String {
     let snap = c.distributor().snapshot();
     e.family("plexgate_distrib_drops_total", "counter", "Distribution drops, by reason (spoof = GRE from the wrong link)");
     for (reason, v) in snap.drops.iter() {
-        e.sample("plexgate_distrib_drops_total", &[("reason", format!("{reason:?}").to_lowercase())], *v);
+        e.sample("plexgate_distrib_drops_total", &[("reason", reason.label().to_string())], *v);
     }
     e.family("plexgate_connections", "gauge", "Connections in the CRT per target");
     for t in snap.targets.iter() {
