@@ -294,5 +294,13 @@ fn plain_traffic_is_distributed_when_the_policy_says_so() {
     p2.extend_from_slice(&prot);
     gw.on_tun(now, &mut p2, 64, prot.len(), &mut rec);
     assert_eq!(rec.gre.len(), 1, "cleartext matching a PROTECT rule is not distributed (RFC 4301 §5.2)");
+    // A port of the DVIPA that is not distributed must not go back into the TUN
+    // (the DVIPA is routed there: it would loop in the kernel).
+    let other = tcp("10.10.0.7", DVIPA, 5557, 22, true, false, b"");
+    let mut p3 = vec![0u8; 64];
+    p3.extend_from_slice(&other);
+    gw.on_tun(now, &mut p3, 64, other.len(), &mut rec);
+    assert!(rec.tun.is_empty(), "nothing written back into the TUN");
+    assert_eq!(gw.counters().drop_dvipa_not_distributed, 1);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -69,6 +69,8 @@ pub struct CoreCounters {
     pub drop_no_sa: u64,
     /// Outbound packets bigger than the buffer allows.
     pub drop_too_big: u64,
+    /// Packets for a DVIPA port (or protocol) that is not distributed.
+    pub drop_dvipa_not_distributed: u64,
     /// IKE SAs the gateway started because traffic needed one (acquires).
     pub acquires: u64,
 }
@@ -272,7 +274,17 @@ impl GatewayCore {
                     }
                 }
             }
-            distrib::Route::Local => sink.tun(&buf[inner]),
+            distrib::Route::Local => {
+                // The DVIPA itself is routed into the TUN (for plain traffic), so a
+                // packet for a DVIPA port that is not distributed would come straight
+                // back: there is nobody here to take it. Drop and count.
+                let dst = plexgate_wire::ip::FiveTuple::parse(&buf[inner.clone()]).map(|t| t.dst);
+                if dst.is_ok_and(|d| self.dist.dvipas().any(|(c, _)| c.dvipa == d)) {
+                    self.counters.drop_dvipa_not_distributed += 1;
+                } else {
+                    sink.tun(&buf[inner]);
+                }
+            }
             distrib::Route::Drop(_) => {}
         }
     }
