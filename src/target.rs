@@ -182,6 +182,13 @@ pub fn run(policy_path: &Path, name: &str, ctl: &Path) -> Result<(), BoxError> {
                     if changes > 0 {
                         tracing::info!("{changes} listener change(s) reported (SRVSTAT)");
                     }
+                    // Connections on served DVIPA ports that this stack does not know
+                    // (after a restart of the daemon, or served before the DVIPA list
+                    // arrived) are reported with NEWCONN so the gateway keeps them here.
+                    let learnt = s.learn_established(now, &socks);
+                    if learnt > 0 {
+                        tracing::info!("{learnt} existing DVIPA connection(s) reported (NEWCONN)");
+                    }
                     s.handle_timeout(now);
                     if now.duration_since(last_keepalive) >= Duration::from_secs(2) {
                         s.keepalive();
