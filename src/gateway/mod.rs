@@ -452,10 +452,12 @@ pub fn ip(args: &[&str]) -> bool {
 }
 
 /// CIDRs of the remote selectors of outbound PROTECT rules that are one specific
-/// prefix and contain no peer's outer address.
+/// prefix and contain no peer's outer address nor one of our own, a link's or a
+/// target's address.
 fn protect_routes(p: &plexgate_policy::Policy) -> Vec<String> {
     use plexgate_policy as pol;
-    let peers: Vec<IpAddr> = p
+    // Addresses that must stay reachable outside the tunnel.
+    let mut peers: Vec<IpAddr> = p
         .peers
         .iter()
         .filter_map(|x| match x.remote {
@@ -463,6 +465,10 @@ fn protect_routes(p: &plexgate_policy::Policy) -> Vec<String> {
             _ => None,
         })
         .collect();
+    peers.extend(p.site.gateway_vipas.iter().copied());
+    peers.extend(p.site.interfaces.iter().map(|i| i.address.addr()));
+    peers.extend(p.links.iter().flat_map(|l| [l.local, l.remote]));
+    peers.extend(p.targets.iter().map(|t| t.address));
     let mut out = Vec::new();
     for r in &p.spd {
         let outbound = matches!(r.direction, pol::Direction::Out | pol::Direction::Both);
