@@ -570,26 +570,7 @@ impl GatewayCore {
             }
             ike::Event::ChildSaDeleted { spi_in, spi_out, .. } => {
                 tracing::info!("Child SA {spi_in:08x}_i {spi_out:08x}_o deleted");
-                self.sad.remove(ipsec::Direction::Inbound, spi_in);
-                if let Some(sa) = self.sad.remove(ipsec::Direction::Outbound, spi_out) {
-                    // Only the last SA of a selector takes its route away (a rekeyed
-                    // SA's replacement inherited it).
-                    let still = self.sad.iter().any(|o| o.params().direction == ipsec::Direction::Outbound && o.params().remote_ts == sa.params().remote_ts);
-                    if !still {
-                        for cidr in sa.params().remote_ts.iter().filter_map(ts_cidr) {
-                            if let Some(n) = self.routes.get_mut(&cidr) {
-                                *n = n.saturating_sub(1);
-                                if *n == 0 {
-                                    self.routes.remove(&cidr);
-                                    self.route_changes.push((false, cidr));
-                                }
-                            }
-                        }
-                    }
-                }
-                self.out_index.remove(spi_out);
-                self.pair_of_out.remove(&spi_out);
-                self.side.push(SideEffect::DeleteRecord(format!("{}/child/{spi_in:08x}", self.site)));
+                self.remove_child_sa(spi_in, spi_out);
             }
             ike::Event::ChildSaFailed { name, reason, .. } => {
                 tracing::warn!(child = %name, "Child SA failed: {reason}");
@@ -600,6 +581,37 @@ impl GatewayCore {
             }
             other => tracing::debug!("IKE event {other:?}"),
         }
+    }
+
+    /// Install both SAs of a negotiated Child SA into the SAD (what `ChildSaUp`
+    /// does; public for benchmarks and for re-creating SAs from records).
+    pub fn install_child_sa(&mut self, now: Instant, c: ike::ChildSa) {
+        self.install_child(now, c, None);
+    }
+
+    /// Remove both SAs of a Child SA, its outbound index entry and, with the last SA
+    /// of a selector, its route; the recovery record goes too.
+    pub fn remove_child_sa(&mut self, spi_in: u32, spi_out: u32) {
+        self.sad.remove(ipsec::Direction::Inbound, spi_in);
+        if let Some(sa) = self.sad.remove(ipsec::Direction::Outbound, spi_out) {
+            // Only the last SA of a selector takes its route away (a rekeyed
+            // SA's replacement inherited it).
+            let still = self.sad.iter().any(|o| o.params().direction == ipsec::Direction::Outbound && o.params().remote_ts == sa.params().remote_ts);
+            if !still {
+                for cidr in sa.params().remote_ts.iter().filter_map(ts_cidr) {
+                    if let Some(n) = self.routes.get_mut(&cidr) {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            self.routes.remove(&cidr);
+                            self.route_changes.push((false, cidr));
+                        }
+                    }
+                }
+            }
+        }
+        self.out_index.remove(spi_out);
+        self.pair_of_out.remove(&spi_out);
+        self.side.push(SideEffect::DeleteRecord(format!("{}/child/{spi_in:08x}", self.site)));
     }
 
     fn install_child(&mut self, now: Instant, c: ike::ChildSa, replaces: Option<(u32, u32)>) {
