@@ -11,11 +11,11 @@
 //! three targets over GRE, and encrypts their replies. Recovery records land in the
 //! embedded store. Everything is removed at the end, also on failure.
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::site_template::DvipaSite;
 use plexgate_lab::{Charon, CharonConfig, ChildConfig, HttpServer, LabDir, Netns, Process, Topology};
 
 type BoxError = Box<dyn std::error::Error>;
@@ -29,82 +29,15 @@ const PSK: &str = "plexgate-demo-secret-0123456789";
 /// Targets: (name, gateway side /30 address, target address).
 pub const TARGETS: [(&str, &str, &str); 3] = [("web-1", "10.9.0.1", "10.9.0.2"), ("web-2", "10.9.0.5", "10.9.0.6"), ("web-3", "10.9.0.9", "10.9.0.10")];
 
-fn write_secret(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, data)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-}
-
 /// The site policy of the demo gateway, written into `dir`.
 pub fn write_policy(dir: &Path, method: &str, weights: Option<[u32; 3]>, plain: &str) -> Result<PathBuf, BoxError> {
-    write_secret(&dir.join("psk"), PSK.as_bytes())?;
-    write_secret(&dir.join("cluster.key"), b"plexgate-demo-cluster-key-0123456789abcdef")?;
-    let mut t = format!(
-        r#"# plexgate demo site: road warriors to a web pool behind DVIPA {DVIPA}
-[site]
-name = "demo"
-gateway_vipas = ["{GW_OUT}"]
-
-[[site.interface]]
-name = "uplink"
-address = "{GW_OUT}/24"
-
-[[peer]]
-name = "client"
-remote_address = "any"
-local_id = "gw@plexgate.demo"
-remote_id = "client@plexgate.demo"
-auth = "psk"
-psk_file = "psk"
-proposals = ["aes128gcm16-prfsha256-x25519", "aes128-sha256-x25519"]
-
-  [[peer.child]]
-  name = "web"
-  local_ts = ["{DVIPA}/32"]
-  remote_ts = ["192.168.77.0/24"]
-  esp_proposals = ["aes128gcm16"]
-
-[[spd]]
-name = "web-over-ipsec"
-direction = "both"
-local = "{DVIPA}"
-remote = "192.168.77.0/24"
-action = "protect"
-peer = "client"
-child = "web"
-
-[[dvipa]]
-address = "{DVIPA}"
-ports = [80]
-targets = "all"
-method = "{method}"
-plain_traffic = "{plain}"
-routing_gateway = "gw-a"
-"#
-    );
+    let mut site = DvipaSite::new("demo", GW_OUT.parse()?, DVIPA.parse()?).with_targets(TARGETS.len(), |i| TARGETS[i].0.to_string());
+    site.dvipa_extra = format!("method = \"{method}\"\nplain_traffic = \"{plain}\"");
     if let Some(w) = weights {
-        let _ = writeln!(t, "weights = {{ web-1 = {}, web-2 = {}, web-3 = {} }}", w[0], w[1], w[2]);
+        site.dvipa_extra.push_str(&format!("\nweights = {{ web-1 = {}, web-2 = {}, web-3 = {} }}", w[0], w[1], w[2]));
     }
-    for (name, gw, addr) in TARGETS {
-        let _ = write!(
-            t,
-            "\n[[target]]\nname = \"{name}\"\naddress = \"{addr}\"\nlink = \"to-{name}\"\n\n[[link]]\nname = \"to-{name}\"\ninterface = \"{name}\"\nlocal = \"{gw}\"\nsubnet = \"{}/30\"\n",
-            net30(gw)
-        );
-    }
-    let _ = write!(
-        t,
-        "\n[cluster]\nkey_file = \"cluster.key\"\ngateway_id = 1\nport = 7600\n\n[ha]\nname = \"gw-a\"\nrank = 200\n\n[ha.store]\nkind = \"embedded\"\npath = \"{}\"\n",
-        dir.join("store").display()
-    );
-    let p = dir.join("site.toml");
-    std::fs::write(&p, t)?;
-    Ok(p)
-}
-
-fn net30(a: &str) -> String {
-    let ip: std::net::Ipv4Addr = a.parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
-    std::net::Ipv4Addr::from(u32::from(ip) & !3).to_string()
+    site.ha_store = Some(dir.join("store"));
+    Ok(site.write(dir, PSK.as_bytes(), b"plexgate-demo-cluster-key-0123456789abcdef")?)
 }
 
 /// The running demo topology. Field order is drop order: processes first.
@@ -168,6 +101,7 @@ impl DemoLab {
             targets.push(p);
         }
         let mut cc = CharonConfig::psk(CLIENT_OUT, GW_OUT, "client@plexgate.demo", "gw@plexgate.demo", PSK);
+        // (the ids are DvipaSite's defaults for site "demo")
         cc.ike_proposals = vec!["aes128gcm16-prfsha256-x25519".into()];
         let cc = cc.child(ChildConfig::new("web", &format!("{CLIENT_IN}/32"), &format!("{DVIPA}/32")).esp(&["aes128gcm16"]));
         let client = Charon::start(c, cc)?;

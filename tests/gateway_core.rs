@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plexgate::gateway::core::{GatewayCore, SideEffect, Sink};
+use plexgate::site_template::{DvipaSite, TargetLink};
 use plexgate_distrib as distrib;
 use plexgate_ike as ike;
 use plexgate_ipsec as ipsec;
@@ -49,72 +50,15 @@ impl Sink for Recorder {
     }
 }
 
-fn secret(path: &Path, data: &[u8]) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, data).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
-
 fn gateway(dir: &Path, plain: &str) -> GatewayCore {
-    secret(&dir.join("psk"), PSK);
-    secret(&dir.join("cluster.key"), CLUSTER_KEY);
-    let text = format!(
-        r#"
-[site]
-name = "mem"
-gateway_vipas = ["{GW}"]
-[[site.interface]]
-name = "uplink"
-address = "{GW}/24"
-
-[[peer]]
-name = "client"
-remote_address = "any"
-local_id = "gw@mem"
-remote_id = "client@mem"
-auth = "psk"
-psk_file = "psk"
-proposals = ["aes128gcm16-prfsha256-x25519"]
-  [[peer.child]]
-  name = "web"
-  local_ts = ["{DVIPA}/32"]
-  remote_ts = ["192.168.77.0/24"]
-  esp_proposals = ["aes128gcm16"]
-
-[[spd]]
-name = "web"
-direction = "both"
-local = "{DVIPA}"
-remote = "192.168.77.0/24"
-action = "protect"
-peer = "client"
-child = "web"
-
-[[dvipa]]
-address = "{DVIPA}"
-ports = [80]
-targets = "all"
-method = "round-robin"
-plain_traffic = "{plain}"
-
-[[target]]
-name = "web-1"
-address = "{TARGET}"
-link = "to-web-1"
-
-[[link]]
-name = "to-web-1"
-interface = "web-1"
-local = "10.9.0.1"
-subnet = "10.9.0.0/30"
-
-[cluster]
-key_file = "cluster.key"
-gateway_id = 1
-port = 7600
-"#
-    );
-    let checked = plexgate_policy::parse_str(&text, "mem.toml", dir).unwrap_or_else(|d| panic!("{d}"));
+    let mut site = DvipaSite::new("mem", GW.parse().unwrap(), DVIPA.parse().unwrap());
+    site.gateway_id = "gw@mem".into();
+    site.client_id = "client@mem".into();
+    site.ike_proposals = vec!["aes128gcm16-prfsha256-x25519".into()];
+    site.dvipa_extra = format!("method = \"round-robin\"\nplain_traffic = \"{plain}\"");
+    site.targets = vec![TargetLink::new("web-1", "web-1", "10.9.0.1".parse().unwrap())];
+    site.write(dir, PSK, CLUSTER_KEY).unwrap();
+    let checked = plexgate_policy::parse_str(&site.toml(), "mem.toml", dir).unwrap_or_else(|d| panic!("{d}"));
     GatewayCore::new(&checked.policy, Box::new(ike::SeededRng::new(7))).unwrap()
 }
 

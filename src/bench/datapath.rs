@@ -21,6 +21,7 @@ use plexgate_ipsec::{self as ipsec, Direction, EspCipher, EspTransform, SaParams
 use serde_json::json;
 
 use crate::gateway::core::{GatewayCore, Sink};
+use crate::site_template::{DvipaSite, TargetLink};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -28,7 +29,6 @@ type BoxError = Box<dyn std::error::Error>;
 pub const SIZES: [usize; 4] = [64, 512, 1400, 8192];
 const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
 const DVIPA: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 10);
-const TARGET: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
 const GW: Ipv4Addr = Ipv4Addr::new(10, 250, 0, 2);
 const PEER: Ipv4Addr = Ipv4Addr::new(10, 250, 0, 1);
 const SPI_IN: u32 = 0x1000_0001;
@@ -137,57 +137,6 @@ fn inner_packet(size: usize, syn: bool) -> Vec<u8> {
     v
 }
 
-fn policy_text() -> String {
-    format!(
-        r#"[site]
-name = "bench"
-gateway_vipas = ["{GW}"]
-[[site.interface]]
-name = "uplink"
-address = "{GW}/24"
-[[peer]]
-name = "client"
-remote_address = "any"
-local_id = "gw@bench"
-remote_id = "client@bench"
-auth = "psk"
-psk_file = "psk"
-proposals = ["aes128gcm16-prfsha256-x25519"]
-  [[peer.child]]
-  name = "web"
-  local_ts = ["{DVIPA}/32"]
-  remote_ts = ["192.168.77.0/24"]
-  esp_proposals = ["aes128gcm16"]
-[[spd]]
-name = "web"
-direction = "both"
-local = "{DVIPA}"
-remote = "192.168.77.0/24"
-action = "protect"
-peer = "client"
-child = "web"
-[[dvipa]]
-address = "{DVIPA}"
-ports = [80]
-targets = "all"
-method = "round-robin"
-[[target]]
-name = "web-1"
-address = "{TARGET}"
-link = "to-web-1"
-[[link]]
-name = "to-web-1"
-interface = "web-1"
-local = "10.9.0.1"
-subnet = "10.9.0.0/30"
-[cluster]
-key_file = "cluster.key"
-gateway_id = 1
-port = 7600
-"#
-    )
-}
-
 /// A sink that only counts what the gateway would send.
 #[derive(Default)]
 struct CountingSink {
@@ -233,15 +182,13 @@ impl Drop for Fixture {
 impl Fixture {
     /// Build the fixture.
     pub fn new(t: EspTransform, size: usize, n: usize) -> Result<Fixture, BoxError> {
-        use std::os::unix::fs::PermissionsExt;
         static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!("plexgate-bench-{}-{}", std::process::id(), SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
         std::fs::create_dir_all(&dir)?;
-        for (f, v) in [("psk", &b"bench-psk-0123456789"[..]), ("cluster.key", CLUSTER_KEY)] {
-            std::fs::write(dir.join(f), v)?;
-            std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o600))?;
-        }
-        let checked = plexgate_policy::parse_str(&policy_text(), "bench.toml", &dir).map_err(|d| format!("{d}"))?;
+        let mut site = DvipaSite::new("bench", GW, DVIPA);
+        site.targets = vec![TargetLink::new("web-1", "web-1", Ipv4Addr::new(10, 9, 0, 1))];
+        site.write(&dir, b"bench-psk-0123456789", CLUSTER_KEY)?;
+        let checked = plexgate_policy::parse_str(&site.toml(), "bench.toml", &dir).map_err(|d| format!("{d}"))?;
         let mut core = GatewayCore::new(&checked.policy, Box::new(ike::SeededRng::new(1)))?;
         let mut sink = CountingSink::default();
         let now = Instant::now();
