@@ -14,11 +14,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
+use plexgate::site_template::{DvipaSite, TargetLink};
 use plexgate_lab::{Charon, CharonConfig, ChildConfig, HttpServer, Netns, Topology};
 
 const CLIENT_OUT: &str = "10.10.0.1";
@@ -49,80 +50,17 @@ fn host(i: usize) -> String {
 /// The site policy: one DVIPA over three targets; `dvipa_extra` is appended to the
 /// `[[dvipa]]` table (method, weights, plain_traffic).
 fn policy(dir: &Path, dvipa_extra: &str) -> PathBuf {
-    write_secret(&dir.join("psk"), PSK.as_bytes());
-    write_secret(
-        &dir.join("cluster.key"),
-        b"plexgate-distribution-test-cluster-key-0123456789",
-    );
-    let mut targets = String::new();
-    for i in 0..TARGETS {
-        let n = i + 1;
-        targets.push_str(&format!(
-            r#"
-[[target]]
-name = "{t}"
-address = "10.9.{n}.2"
-link = "to-{t}"
-
-[[link]]
-name = "to-{t}"
-interface = "{h}"
-local = "10.9.{n}.1"
-subnet = "10.9.{n}.0/30"
-remote = "10.9.{n}.2"
-"#,
-            t = tname(i),
-            h = host(i)
-        ));
-    }
-    let text = format!(
-        r#"
-[site]
-name = "distrib"
-gateway_vipas = ["{GW_OUT}"]
-
-[[site.interface]]
-name = "uplink"
-address = "{GW_OUT}/24"
-
-[[peer]]
-name = "client"
-remote_address = "any"
-local_id = "gw@plexgate.lab"
-remote_id = "client@plexgate.lab"
-auth = "psk"
-psk_file = "psk"
-proposals = ["aes128-sha256-x25519"]
-
-  [[peer.child]]
-  name = "web"
-  local_ts = ["{DVIPA}/32"]
-  remote_ts = ["192.168.77.0/24"]
-  esp_proposals = ["aes128gcm16"]
-
-[[spd]]
-name = "web"
-direction = "both"
-local = "{DVIPA}"
-remote = "192.168.77.0/24"
-action = "protect"
-peer = "client"
-child = "web"
-
-[[dvipa]]
-address = "{DVIPA}"
-ports = [{PORT}]
-{dvipa_extra}
-{targets}
-[cluster]
-key_file = "cluster.key"
-gateway_id = 1
-port = 7600
-"#
-    );
-    let p = dir.join("gateway.toml");
-    std::fs::write(&p, text).unwrap();
-    p
+    let mut site = DvipaSite::new("distrib", GW_OUT.parse().unwrap(), DVIPA.parse().unwrap());
+    site.gateway_id = "gw@plexgate.lab".into();
+    site.client_id = "client@plexgate.lab".into();
+    site.ike_proposals = vec!["aes128-sha256-x25519".into()];
+    site.ports = vec![PORT];
+    site.dvipa_extra = dvipa_extra.to_string();
+    site.targets = (0..TARGETS)
+        .map(|i| TargetLink::new(&tname(i), &host(i), Ipv4Addr::new(10, 9, i as u8 + 1, 1)))
+        .collect();
+    site.write(dir, PSK.as_bytes(), b"plexgate-distribution-test-cluster-key-0123456789")
+        .unwrap()
 }
 
 /// How the lab is brought up.
@@ -175,12 +113,7 @@ fn lab(name: &str, dvipa_extra: &str, mode: Mode) -> Lab {
         t.route_via("10.10.0.0/24", &format!("10.9.{}.1", i + 1))
             .unwrap();
     }
-    let extra = if dvipa_extra.contains("targets") {
-        dvipa_extra.to_string()
-    } else {
-        format!("targets = \"all\"\n{dvipa_extra}")
-    };
-    let pol = policy(dir.path(), &extra);
+    let pol = policy(dir.path(), dvipa_extra);
     let gw = Daemon::gateway(g, dir.path(), &pol, "gw");
     let mut targets = Vec::new();
     let mut servers = Vec::new();
@@ -403,7 +336,7 @@ fn round_robin_300_requests_spread_evenly() {
 
 #[test]
 fn weighted_round_robin_3_2_1() {
-    let extra = "targets = [\"web-1\", \"web-2\", \"web-3\"]\nmethod = \"weighted-round-robin\"\nweights = { web-1 = 3, web-2 = 2, web-3 = 1 }";
+    let extra = "method = \"weighted-round-robin\"\nweights = { web-1 = 3, web-2 = 2, web-3 = 1 }";
     let l = lab("dist-wrr", extra, Mode::Ipsec);
     let got = l.requests(300);
     assert_no_errors(&got, &l);
