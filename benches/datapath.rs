@@ -8,14 +8,23 @@ use plexgate::bench::datapath::{Fixture, SIZES};
 use plexgate_ipsec::EspTransform;
 
 fn inbound(c: &mut Criterion) {
-    for t in [EspTransform::AesGcm128, EspTransform::AesGcm256, EspTransform::ChaCha20Poly1305, EspTransform::AesCbc128HmacSha256] {
+    for t in [
+        EspTransform::AesGcm128,
+        EspTransform::AesGcm256,
+        EspTransform::ChaCha20Poly1305,
+        EspTransform::AesCbc128HmacSha256,
+    ] {
         let mut g = c.benchmark_group(format!("inbound/{t:?}"));
         for size in SIZES {
             let mut f = Fixture::new(t, size, 256).expect("fixture");
             let cipher = f.cipher().expect("cipher");
             g.throughput(Throughput::Bytes((size * f.packets()) as u64));
-            g.bench_with_input(BenchmarkId::new("raw_open", size), &size, |b, _| b.iter(|| f.raw_round(&cipher)));
-            g.bench_with_input(BenchmarkId::new("gateway_path", size), &size, |b, _| b.iter(|| f.round()));
+            g.bench_with_input(BenchmarkId::new("raw_open", size), &size, |b, _| {
+                b.iter(|| f.raw_round(&cipher))
+            });
+            g.bench_with_input(BenchmarkId::new("gateway_path", size), &size, |b, _| {
+                b.iter(|| f.round())
+            });
         }
         g.finish();
     }

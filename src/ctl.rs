@@ -24,16 +24,20 @@ pub fn serve(path: &Path, handler: Handler) -> io::Result<std::thread::JoinHandl
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
     let path: PathBuf = path.to_path_buf();
-    std::thread::Builder::new().name("ctl".into()).spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(conn) = conn else { continue };
-            let h = handler.clone();
-            let _ = std::thread::Builder::new().name("ctl-conn".into()).spawn(move || {
-                let _ = serve_one(conn, &h);
-            });
-        }
-        let _ = std::fs::remove_file(&path);
-    })
+    std::thread::Builder::new()
+        .name("ctl".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let h = handler.clone();
+                let _ = std::thread::Builder::new()
+                    .name("ctl-conn".into())
+                    .spawn(move || {
+                        let _ = serve_one(conn, &h);
+                    });
+            }
+            let _ = std::fs::remove_file(&path);
+        })
 }
 
 fn serve_one(conn: UnixStream, h: &Handler) -> io::Result<()> {
@@ -53,7 +57,13 @@ fn serve_one(conn: UnixStream, h: &Handler) -> io::Result<()> {
 /// Send one request to the daemon and return its answer.
 pub fn request(path: &Path, req: &Value) -> io::Result<Value> {
     let mut s = UnixStream::connect(path).map_err(|e| {
-        io::Error::new(e.kind(), format!("cannot reach the daemon at {}: {e} (is `plexgate run` running?)", path.display()))
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot reach the daemon at {}: {e} (is `plexgate run` running?)",
+                path.display()
+            ),
+        )
     })?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     writeln!(s, "{req}")?;

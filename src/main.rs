@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "plexgate", version, about = "IPsec front door for server pools: ESP + IKEv2 in user space, DVIPA distribution over GRE")]
+#[command(
+    name = "plexgate",
+    version,
+    about = "IPsec front door for server pools: ESP + IKEv2 in user space, DVIPA distribution over GRE"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -121,14 +125,26 @@ enum BenchCmd {
 }
 
 fn main() -> ExitCode {
-    plexgate::logging::init();
     let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Bench { .. } => plexgate::logging::init_with("warn"),
+        _ => plexgate::logging::init(),
+    }
     let r: Result<(), Box<dyn std::error::Error>> = match cli.cmd {
-        Cmd::Run { policy, name, ctl, metrics } => plexgate::gateway::run(&policy, name.as_deref(), &ctl, metrics),
+        Cmd::Run {
+            policy,
+            name,
+            ctl,
+            metrics,
+        } => plexgate::gateway::run(&policy, name.as_deref(), &ctl, metrics),
         Cmd::Target { policy, name, ctl } => plexgate::target::run(&policy, &name, &ctl),
         Cmd::Status { ctl, json } => plexgate::status::print(&ctl, json),
-        Cmd::Initiate { peer, child, ctl } => plexgate::status::initiate(&ctl, &peer, child.as_deref()),
-        Cmd::Policy { cmd: PolicyCmd::Check { files } } => return plexgate::policy_check(&files),
+        Cmd::Initiate { peer, child, ctl } => {
+            plexgate::status::initiate(&ctl, &peer, child.as_deref())
+        }
+        Cmd::Policy {
+            cmd: PolicyCmd::Check { files },
+        } => return plexgate::policy_check(&files),
         Cmd::Demo { requests } => plexgate::demo::run(requests),
         Cmd::Bench { cmd } => match cmd {
             BenchCmd::Datapath { json, seconds } => plexgate::bench::datapath(json, seconds),

@@ -44,7 +44,8 @@ pub struct Exposition {
 impl Exposition {
     /// Start a family with its help text and type (`counter` or `gauge`).
     pub fn family(&mut self, name: &str, kind: &str, help: &str) -> &mut Self {
-        self.out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        self.out
+            .push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
         self
     }
 
@@ -57,7 +58,8 @@ impl Exposition {
                 .iter()
                 .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
                 .collect();
-            self.out.push_str(&format!("{name}{{{}}} {value}\n", l.join(",")));
+            self.out
+                .push_str(&format!("{name}{{{}}} {value}\n", l.join(",")));
         }
         self
     }
@@ -85,7 +87,8 @@ mod tests {
         });
         let a = serve("127.0.0.1:0".parse().unwrap(), r).unwrap();
         let mut c = std::net::TcpStream::connect(a).unwrap();
-        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
         let mut s = String::new();
         c.read_to_string(&mut s).unwrap();
         assert!(s.starts_with("HTTP/1.1 200 OK"), "{s}");

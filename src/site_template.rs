@@ -23,7 +23,12 @@ pub struct TargetLink {
 impl TargetLink {
     /// Target `name` on the /30 whose gateway side is `gateway` (the target is the next address).
     pub fn new(name: &str, interface: &str, gateway: Ipv4Addr) -> TargetLink {
-        TargetLink { name: name.into(), interface: interface.into(), gateway, address: Ipv4Addr::from(u32::from(gateway) + 1) }
+        TargetLink {
+            name: name.into(),
+            interface: interface.into(),
+            gateway,
+            address: Ipv4Addr::from(u32::from(gateway) + 1),
+        }
     }
 }
 
@@ -65,7 +70,10 @@ impl DvipaSite {
             vipa,
             gateway_id: format!("gw@plexgate.{site}"),
             client_id: format!("client@plexgate.{site}"),
-            ike_proposals: vec!["aes128gcm16-prfsha256-x25519".into(), "aes128-sha256-x25519".into()],
+            ike_proposals: vec![
+                "aes128gcm16-prfsha256-x25519".into(),
+                "aes128-sha256-x25519".into(),
+            ],
             esp_proposals: vec!["aes128gcm16".into()],
             client_net: "192.168.77.0/24".into(),
             dvipa,
@@ -80,15 +88,31 @@ impl DvipaSite {
     /// interface towards target i is `iface(i)`.
     pub fn with_targets(mut self, n: usize, iface: impl Fn(usize) -> String) -> DvipaSite {
         self.targets = (0..n)
-            .map(|i| TargetLink::new(&format!("web-{}", i + 1), &iface(i), Ipv4Addr::new(10, 9, 0, (4 * i + 1) as u8)))
+            .map(|i| {
+                TargetLink::new(
+                    &format!("web-{}", i + 1),
+                    &iface(i),
+                    Ipv4Addr::new(10, 9, 0, (4 * i + 1) as u8),
+                )
+            })
             .collect();
         self
     }
 
     /// The policy file's text. Key files are `psk` and `cluster.key` next to it.
     pub fn toml(&self) -> String {
-        let q = |v: &[String]| v.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
-        let ports = self.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ");
+        let q = |v: &[String]| {
+            v.iter()
+                .map(|s| format!("\"{s}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let ports = self
+            .ports
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         let (site, vipa, dvipa, net) = (&self.site, self.vipa, self.dvipa, &self.client_net);
         let mut t = format!(
             r#"# Site {site}: road warriors with a PSK reach DVIPA {dvipa}, spread over {n} target(s).
@@ -183,13 +207,25 @@ mod tests {
     fn generated_sites_pass_the_policy_checker() {
         let dir = std::env::temp_dir().join(format!("pg-sitegen-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut s = DvipaSite::new("t", Ipv4Addr::new(10, 10, 0, 2), Ipv4Addr::new(10, 100, 0, 10)).with_targets(3, |i| format!("web-{}", i + 1));
-        s.dvipa_extra = "method = \"weighted-round-robin\"\nweights = { web-1 = 3, web-2 = 2, web-3 = 1 }".into();
+        let mut s = DvipaSite::new(
+            "t",
+            Ipv4Addr::new(10, 10, 0, 2),
+            Ipv4Addr::new(10, 100, 0, 10),
+        )
+        .with_targets(3, |i| format!("web-{}", i + 1));
+        s.dvipa_extra =
+            "method = \"weighted-round-robin\"\nweights = { web-1 = 3, web-2 = 2, web-3 = 1 }"
+                .into();
         s.ha_store = Some(dir.join("store"));
-        let p = s.write(&dir, b"secret-0123456789", b"cluster-key-0123456789").unwrap();
+        let p = s
+            .write(&dir, b"secret-0123456789", b"cluster-key-0123456789")
+            .unwrap();
         let checked = plexgate_policy::load(&p).unwrap_or_else(|d| panic!("{d}\n{}", s.toml()));
         assert_eq!(checked.policy.targets.len(), 3);
-        assert_eq!(checked.policy.targets[2].address, "10.9.0.10".parse::<std::net::IpAddr>().unwrap());
+        assert_eq!(
+            checked.policy.targets[2].address,
+            "10.9.0.10".parse::<std::net::IpAddr>().unwrap()
+        );
         assert_eq!(checked.policy.dvipas[0].weights.get("web-1"), Some(&3));
         let _ = std::fs::remove_dir_all(dir);
     }

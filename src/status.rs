@@ -23,7 +23,11 @@ pub fn print(ctl: &Path, as_json: bool) -> Result<(), BoxError> {
 /// Human-readable status.
 pub fn render(v: &Value) -> String {
     let mut o = String::new();
-    let s = |x: &Value| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string());
+    let s = |x: &Value| {
+        x.as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| x.to_string())
+    };
     o.push_str(&format!("site {}\n", s(&v["site"])));
     for sa in v["ike_sas"].as_array().into_iter().flatten() {
         o.push_str(&format!(
@@ -56,7 +60,11 @@ pub fn render(v: &Value) -> String {
             s(&c["mode"]),
             s(&c["transform"]),
             if c["esn"] == true { "/ESN" } else { "" },
-            if c["udp_encap"] == true { " UDP-encap" } else { "" },
+            if c["udp_encap"] == true {
+                " UDP-encap"
+            } else {
+                ""
+            },
             c["bytes"],
             c["packets"],
             ts_list(&c["local_ts"]),
@@ -64,11 +72,25 @@ pub fn render(v: &Value) -> String {
         ));
     }
     for d in v["dvipas"].as_array().into_iter().flatten() {
-        o.push_str(&format!("DVIPA {} {} ({})\n", s(&d["dvipa"]), if d["routing"] == true { "routing" } else { "backup" }, s(&d["algorithm"])));
+        o.push_str(&format!(
+            "DVIPA {} {} ({})\n",
+            s(&d["dvipa"]),
+            if d["routing"] == true {
+                "routing"
+            } else {
+                "backup"
+            },
+            s(&d["algorithm"])
+        ));
     }
     if let Some(t) = v["targets"].as_array() {
         for t in t {
-            o.push_str(&format!("  target {}: link {}, {} connections\n", s(&t["node"]), if t["link_up"] == true { "up" } else { "down" }, t["connections"]));
+            o.push_str(&format!(
+                "  target {}: link {}, {} connections\n",
+                s(&t["node"]),
+                if t["link_up"] == true { "up" } else { "down" },
+                t["connections"]
+            ));
         }
     }
     o.push_str(&format!("CRT entries: {}\n", v["crt_entries"]));
@@ -80,22 +102,43 @@ pub fn render(v: &Value) -> String {
 /// Traffic selectors as `10.0.0.1`, `10.0.0.0-10.0.0.255[tcp/80-443]`.
 fn ts_list(v: &Value) -> String {
     let one = |t: &Value| {
-        let (a, b) = (t["start_addr"].as_str().unwrap_or("?"), t["end_addr"].as_str().unwrap_or("?"));
-        let mut s = if a == b { a.to_string() } else { format!("{a}-{b}") };
+        let (a, b) = (
+            t["start_addr"].as_str().unwrap_or("?"),
+            t["end_addr"].as_str().unwrap_or("?"),
+        );
+        let mut s = if a == b {
+            a.to_string()
+        } else {
+            format!("{a}-{b}")
+        };
         let proto = t["protocol"].as_u64().unwrap_or(0);
-        let (p0, p1) = (t["start_port"].as_u64().unwrap_or(0), t["end_port"].as_u64().unwrap_or(65535));
+        let (p0, p1) = (
+            t["start_port"].as_u64().unwrap_or(0),
+            t["end_port"].as_u64().unwrap_or(65535),
+        );
         if proto != 0 || (p0, p1) != (0, 65535) {
-            let ports = if (p0, p1) == (0, 65535) { String::new() } else if p0 == p1 { format!("/{p0}") } else { format!("/{p0}-{p1}") };
+            let ports = if (p0, p1) == (0, 65535) {
+                String::new()
+            } else if p0 == p1 {
+                format!("/{p0}")
+            } else {
+                format!("/{p0}-{p1}")
+            };
             s.push_str(&format!("[{proto}{ports}]"));
         }
         s
     };
-    v.as_array().map(|a| a.iter().map(one).collect::<Vec<_>>().join(", ")).unwrap_or_default()
+    v.as_array()
+        .map(|a| a.iter().map(one).collect::<Vec<_>>().join(", "))
+        .unwrap_or_default()
 }
 
 /// Ask the gateway to initiate.
 pub fn initiate(ctl: &Path, peer: &str, child: Option<&str>) -> Result<(), BoxError> {
-    let v = crate::ctl::request(ctl, &json!({"cmd": "initiate", "peer": peer, "child": child}))?;
+    let v = crate::ctl::request(
+        ctl,
+        &json!({"cmd": "initiate", "peer": peer, "child": child}),
+    )?;
     match v.get("error") {
         Some(e) => Err(format!("{e}").into()),
         None => {

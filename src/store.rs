@@ -32,12 +32,21 @@ impl FileStore {
     /// Open (and create) the store directory.
     pub fn open(dir: &Path) -> io::Result<FileStore> {
         fs::create_dir_all(dir)?;
-        Ok(FileStore { dir: dir.to_path_buf() })
+        Ok(FileStore {
+            dir: dir.to_path_buf(),
+        })
     }
 
     fn path(&self, key: &str) -> io::Result<PathBuf> {
-        if key.is_empty() || key.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad store key {key:?}")));
+        if key.is_empty()
+            || key
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == "..")
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bad store key {key:?}"),
+            ));
         }
         // One flat directory: '/' is encoded so that listing is a single readdir.
         Ok(self.dir.join(key.replace('%', "%25").replace('/', "%2F")))
@@ -101,8 +110,14 @@ mod tests {
         s.put("site-a/ike/0011", b"one").unwrap();
         s.put("site-a/child/22", b"two").unwrap();
         s.put("site-b/ike/33", b"three").unwrap();
-        assert_eq!(s.get("site-a/ike/0011").unwrap().as_deref(), Some(&b"one"[..]));
-        assert_eq!(s.list("site-a/").unwrap(), vec!["site-a/child/22", "site-a/ike/0011"]);
+        assert_eq!(
+            s.get("site-a/ike/0011").unwrap().as_deref(),
+            Some(&b"one"[..])
+        );
+        assert_eq!(
+            s.list("site-a/").unwrap(),
+            vec!["site-a/child/22", "site-a/ike/0011"]
+        );
         s.delete("site-a/ike/0011").unwrap();
         s.delete("site-a/ike/0011").unwrap();
         assert_eq!(s.get("site-a/ike/0011").unwrap(), None);

@@ -40,25 +40,50 @@ struct TargetIo {
 impl TargetIo {
     fn flush(&self, stack: &mut distrib::TargetStack) {
         while let Some(t) = stack.poll_transmit() {
-            let _ = net::send_to(&self.cluster, &t.bytes, SocketAddr::new(self.gateway, self.cluster_port));
+            let _ = net::send_to(
+                &self.cluster,
+                &t.bytes,
+                SocketAddr::new(self.gateway, self.cluster_port),
+            );
         }
     }
 }
 
 /// Run the target `name` of the site policy until killed.
 pub fn run(policy_path: &Path, name: &str, ctl: &Path) -> Result<(), BoxError> {
-    let p = plexgate_policy::load(policy_path).map_err(|d| format!("{d}"))?.policy;
-    let me = p.targets.iter().find(|t| t.name == name).ok_or_else(|| format!("no target {name:?} in {}", policy_path.display()))?;
-    let link = p.links.iter().find(|l| l.name == me.link).ok_or_else(|| format!("target {name:?}: no link {:?}", me.link))?;
+    let p = plexgate_policy::load(policy_path)
+        .map_err(|d| format!("{d}"))?
+        .policy;
+    let me = p
+        .targets
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| format!("no target {name:?} in {}", policy_path.display()))?;
+    let link = p
+        .links
+        .iter()
+        .find(|l| l.name == me.link)
+        .ok_or_else(|| format!("target {name:?}: no link {:?}", me.link))?;
     let node = config::target_node(&p, name).ok_or("target id")?;
     let gw_node = config::gateway_node(&p);
     let key = match &p.cluster {
-        Some(c) => std::fs::read(&c.key_file).map_err(|e| format!("{}: {e}", c.key_file.display()))?,
-        None => return Err("the policy has no [cluster] section: targets need the cluster key".into()),
+        Some(c) => {
+            std::fs::read(&c.key_file).map_err(|e| format!("{}: {e}", c.key_file.display()))?
+        }
+        None => {
+            return Err("the policy has no [cluster] section: targets need the cluster key".into())
+        }
     };
     let cluster_port = p.cluster.as_ref().map(|c| c.port).unwrap_or(7600);
-    let first_seq = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(1);
-    let mut stack = distrib::TargetStack::new(distrib::TargetConfig::new(node, distrib::ClusterKey::new(&key), first_seq));
+    let first_seq = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(1);
+    let mut stack = distrib::TargetStack::new(distrib::TargetConfig::new(
+        node,
+        distrib::ClusterKey::new(&key),
+        first_seq,
+    ));
     stack.bind_link(distrib::LinkId(0), gw_node, link.local);
 
     // The DVIPAs this target may serve live on its loopback, unadvertised.
@@ -78,11 +103,31 @@ pub fn run(policy_path: &Path, name: &str, ctl: &Path) -> Result<(), BoxError> {
         let cidr = host_cidr(d.address);
         ip(&["addr", "replace", &cidr, "dev", "lo"]);
         ip(&["rule", "del", "from", &cidr, "lookup", TABLE]);
-        ip(&["rule", "add", "from", &cidr, "lookup", TABLE, "priority", "100"]);
+        ip(&[
+            "rule", "add", "from", &cidr, "lookup", TABLE, "priority", "100",
+        ]);
     }
-    ip(&["rule", "del", "fwmark", &format!("{MARK:#x}"), "lookup", "main"]);
-    ip(&["rule", "add", "fwmark", &format!("{MARK:#x}"), "lookup", "main", "priority", "99"]);
-    ip(&["route", "replace", "default", "dev", &tun_name, "table", TABLE]);
+    ip(&[
+        "rule",
+        "del",
+        "fwmark",
+        &format!("{MARK:#x}"),
+        "lookup",
+        "main",
+    ]);
+    ip(&[
+        "rule",
+        "add",
+        "fwmark",
+        &format!("{MARK:#x}"),
+        "lookup",
+        "main",
+        "priority",
+        "99",
+    ]);
+    ip(&[
+        "route", "replace", "default", "dev", &tun_name, "table", TABLE,
+    ]);
 
     let direct = net::raw_ip_sender()?;
     direct.set_mark(MARK)?;
@@ -105,7 +150,9 @@ pub fn run(policy_path: &Path, name: &str, ctl: &Path) -> Result<(), BoxError> {
         threads.push(std::thread::spawn(move || {
             let mut b = RecvBatch::new();
             loop {
-                let Ok(n) = b.recv(net::fd_of(&io.gre)) else { continue };
+                let Ok(n) = b.recv(net::fd_of(&io.gre)) else {
+                    continue;
+                };
                 if n == 0 {
                     continue;
                 }
@@ -113,8 +160,12 @@ pub fn run(policy_path: &Path, name: &str, ctl: &Path) -> Result<(), BoxError> {
                 let mut s = stack.lock().unwrap_or_else(|e| e.into_inner());
                 for i in 0..n {
                     let (buf, len, _) = b.slot_mut(i);
-                    let Some((src, ihl)) = net::ipv4_outer(&buf[..len]) else { continue };
-                    if let Ok(inner) = s.receive_gre(now, distrib::LinkId(0), src, &mut buf[ihl..len]) {
+                    let Some((src, ihl)) = net::ipv4_outer(&buf[..len]) else {
+                        continue;
+                    };
+                    if let Ok(inner) =
+                        s.receive_gre(now, distrib::LinkId(0), src, &mut buf[ihl..len])
+                    {
                         let _ = io.tun.send(inner);
                     }
                 }
@@ -128,7 +179,10 @@ pub fn run(policy_path: &Path, name: &str, ctl: &Path) -> Result<(), BoxError> {
         threads.push(std::thread::spawn(move || {
             let mut buf = vec![0u8; 65536 + 64];
             loop {
-                let n = match io.tun.recv_timeout(&mut buf[64..], Duration::from_millis(200)) {
+                let n = match io
+                    .tun
+                    .recv_timeout(&mut buf[64..], Duration::from_millis(200))
+                {
                     Ok(n) if n > 0 => n,
                     _ => continue,
                 };
@@ -138,7 +192,8 @@ pub fn run(policy_path: &Path, name: &str, ctl: &Path) -> Result<(), BoxError> {
                     distrib::TunRoute::ToGateway { remote, key, .. } => {
                         let first = buf[64];
                         if distrib::gre::write_header(key, first, &mut buf[56..64 + n], n).is_ok() {
-                            let _ = net::send_to(&io.gre, &buf[56..64 + n], SocketAddr::new(remote, 0));
+                            let _ =
+                                net::send_to(&io.gre, &buf[56..64 + n], SocketAddr::new(remote, 0));
                         }
                     }
                     distrib::TunRoute::Direct => {
@@ -157,8 +212,12 @@ pub fn run(policy_path: &Path, name: &str, ctl: &Path) -> Result<(), BoxError> {
             let mut buf = vec![0u8; 65536];
             loop {
                 // SAFETY: see gateway::as_uninit; the kernel writes initialised bytes.
-                let ub = unsafe { &mut *(buf.as_mut_slice() as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
-                let Ok((n, _)) = io.cluster.recv_from(ub) else { continue };
+                let ub = unsafe {
+                    &mut *(buf.as_mut_slice() as *mut [u8] as *mut [std::mem::MaybeUninit<u8>])
+                };
+                let Ok((n, _)) = io.cluster.recv_from(ub) else {
+                    continue;
+                };
                 let now = Instant::now();
                 let mut s = stack.lock().unwrap_or_else(|e| e.into_inner());
                 if let Err(e) = s.handle_cluster(now, &buf[..n]) {

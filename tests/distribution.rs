@@ -59,8 +59,12 @@ fn policy(dir: &Path, dvipa_extra: &str) -> PathBuf {
     site.targets = (0..TARGETS)
         .map(|i| TargetLink::new(&tname(i), &host(i), Ipv4Addr::new(10, 9, i as u8 + 1, 1)))
         .collect();
-    site.write(dir, PSK.as_bytes(), b"plexgate-distribution-test-cluster-key-0123456789")
-        .unwrap()
+    site.write(
+        dir,
+        PSK.as_bytes(),
+        b"plexgate-distribution-test-cluster-key-0123456789",
+    )
+    .unwrap()
 }
 
 /// How the lab is brought up.

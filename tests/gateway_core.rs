@@ -56,9 +56,14 @@ fn gateway(dir: &Path, plain: &str) -> GatewayCore {
     site.client_id = "client@mem".into();
     site.ike_proposals = vec!["aes128gcm16-prfsha256-x25519".into()];
     site.dvipa_extra = format!("method = \"round-robin\"\nplain_traffic = \"{plain}\"");
-    site.targets = vec![TargetLink::new("web-1", "web-1", "10.9.0.1".parse().unwrap())];
+    site.targets = vec![TargetLink::new(
+        "web-1",
+        "web-1",
+        "10.9.0.1".parse().unwrap(),
+    )];
     site.write(dir, PSK, CLUSTER_KEY).unwrap();
-    let checked = plexgate_policy::parse_str(&site.toml(), "mem.toml", dir).unwrap_or_else(|d| panic!("{d}"));
+    let checked =
+        plexgate_policy::parse_str(&site.toml(), "mem.toml", dir).unwrap_or_else(|d| panic!("{d}"));
     GatewayCore::new(&checked.policy, Box::new(ike::SeededRng::new(7))).unwrap()
 }
 
@@ -73,11 +78,22 @@ fn client() -> ike::Endpoint {
     p.ike_proposals = vec![ike::IkeProposal::AES128GCM16_PRFSHA256_X25519];
     p.remote_addr = Some(SocketAddr::new(GW.parse().unwrap(), 500));
     p.local_addr = Some(SocketAddr::new(CLIENT.parse().unwrap(), 500));
-    ike::Endpoint::new(Arc::new(ike::Config { peers: vec![p], limits: ike::Limits::default() }), Box::new(ike::SeededRng::new(11)))
+    ike::Endpoint::new(
+        Arc::new(ike::Config {
+            peers: vec![p],
+            limits: ike::Limits::default(),
+        }),
+        Box::new(ike::SeededRng::new(11)),
+    )
 }
 
 /// Run IKE between the client and the core until the client has its Child SA.
-fn negotiate(now: Instant, gw: &mut GatewayCore, c: &mut ike::Endpoint, rec: &mut Recorder) -> ike::ChildSa {
+fn negotiate(
+    now: Instant,
+    gw: &mut GatewayCore,
+    c: &mut ike::Endpoint,
+    rec: &mut Recorder,
+) -> ike::ChildSa {
     c.initiate(now, "gw", "web").unwrap();
     for _ in 0..10 {
         while let Some(t) = c.poll_transmit() {
@@ -98,7 +114,8 @@ fn negotiate(now: Instant, gw: &mut GatewayCore, c: &mut ike::Endpoint, rec: &mu
 }
 
 fn client_sas(child: &ike::ChildSa) -> (ipsec::SecurityAssociation, ipsec::SecurityAssociation) {
-    let t = ipsec::EspTransform::from_ikev2(child.encr, Some(child.encr_key_bits), child.integ).unwrap();
+    let t = ipsec::EspTransform::from_ikev2(child.encr, Some(child.encr_key_bits), child.integ)
+        .unwrap();
     let mk = |spi, direction, keys: &(Vec<u8>, Vec<u8>)| ipsec::SaParams {
         spi,
         direction,
@@ -120,15 +137,32 @@ fn client_sas(child: &ike::ChildSa) -> (ipsec::SecurityAssociation, ipsec::Secur
     };
     let now = Instant::now();
     (
-        ipsec::SecurityAssociation::new(mk(child.spi_out, ipsec::Direction::Outbound, &child.keys_out), now).unwrap(),
-        ipsec::SecurityAssociation::new(mk(child.spi_in, ipsec::Direction::Inbound, &child.keys_in), now).unwrap(),
+        ipsec::SecurityAssociation::new(
+            mk(child.spi_out, ipsec::Direction::Outbound, &child.keys_out),
+            now,
+        )
+        .unwrap(),
+        ipsec::SecurityAssociation::new(
+            mk(child.spi_in, ipsec::Direction::Inbound, &child.keys_in),
+            now,
+        )
+        .unwrap(),
     )
 }
 
-fn tcp(src: &str, dst: &str, sport: u16, dport: u16, syn: bool, ack: bool, payload: &[u8]) -> Vec<u8> {
+fn tcp(
+    src: &str,
+    dst: &str,
+    sport: u16,
+    dport: u16,
+    syn: bool,
+    ack: bool,
+    payload: &[u8],
+) -> Vec<u8> {
     let s: std::net::Ipv4Addr = src.parse().unwrap();
     let d: std::net::Ipv4Addr = dst.parse().unwrap();
-    let b = etherparse::PacketBuilder::ipv4(s.octets(), d.octets(), 64).tcp(sport, dport, 1000, 65535);
+    let b =
+        etherparse::PacketBuilder::ipv4(s.octets(), d.octets(), 64).tcp(sport, dport, 1000, 65535);
     let b = match (syn, ack) {
         (true, false) => b.syn(),
         (true, true) => b.syn().ack(1001),
@@ -142,7 +176,12 @@ fn tcp(src: &str, dst: &str, sport: u16, dport: u16, syn: bool, ack: bool, paylo
 fn srvstat_listening(gw: &mut GatewayCore, now: Instant, rec: &mut Recorder) {
     let key = distrib::ClusterKey::new(CLUSTER_KEY);
     let node = distrib::NodeId(1000);
-    let m = distrib::Message::SrvStat { target: node, dvipa: DVIPA.parse().unwrap(), port: 80, listening: true };
+    let m = distrib::Message::SrvStat {
+        target: node,
+        dvipa: DVIPA.parse().unwrap(),
+        port: 80,
+        listening: true,
+    };
     gw.on_cluster(now, &distrib::cluster::seal_with(&key, node, 1, &m), rec);
 }
 
@@ -160,7 +199,11 @@ fn ike_esp_gre_round_trip_in_memory() {
 
     // The recovery records of the new IKE SA and Child SA were produced at once.
     let fx = gw.drain_side_effects();
-    assert!(fx.iter().any(|e| matches!(e, SideEffect::PutRecord(k, _) if k.starts_with("mem/ike/"))), "{fx:?}");
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, SideEffect::PutRecord(k, _) if k.starts_with("mem/ike/"))),
+        "{fx:?}"
+    );
     assert!(fx.iter().any(|e| matches!(e, SideEffect::PutRecord(k, _) if k == &format!("mem/child/{:08x}", child.spi_out))), "{fx:?}");
 
     // Client → gateway: ESP carrying a SYN to the DVIPA goes to the target over GRE.
@@ -173,27 +216,75 @@ fn ike_esp_gre_round_trip_in_memory() {
     let (to, gre) = rec.gre.pop().unwrap();
     assert_eq!(to, TARGET.parse::<IpAddr>().unwrap());
     let (key, off) = distrib::gre::decapsulate(&gre).unwrap();
-    assert_eq!(key.sender, distrib::NodeId(1), "the GRE key names the sending gateway");
-    assert!(key.ipsec, "the GRE key says the connection is IPsec-protected");
-    assert_eq!(&gre[off..], &syn[..], "the inner packet reaches the target unchanged");
+    assert_eq!(
+        key.sender,
+        distrib::NodeId(1),
+        "the GRE key names the sending gateway"
+    );
+    assert!(
+        key.ipsec,
+        "the GRE key says the connection is IPsec-protected"
+    );
+    assert_eq!(
+        &gre[off..],
+        &syn[..],
+        "the inner packet reaches the target unchanged"
+    );
 
     // Target → gateway: the SYN-ACK over GRE on the target's link leaves as ESP.
     let synack = tcp(DVIPA, CLIENT_IN, 80, 40000, true, true, b"");
     let mut g = vec![0u8; 64 + 8 + synack.len() + 64];
-    let w = distrib::gre::encapsulate(distrib::GreKey { sender: distrib::NodeId(1000), ipsec: true }, &synack, &mut g[64..]).unwrap();
+    let w = distrib::gre::encapsulate(
+        distrib::GreKey {
+            sender: distrib::NodeId(1000),
+            ipsec: true,
+        },
+        &synack,
+        &mut g[64..],
+    )
+    .unwrap();
     let link = gw.link_of(TARGET.parse().unwrap()).unwrap();
     gw.on_gre(now, link, TARGET.parse().unwrap(), &mut g, 64, w, &mut rec);
     assert_eq!(rec.esp.len(), 1, "the reply is encrypted to the client");
     let (to, mut reply) = rec.esp.pop().unwrap();
     assert_eq!(to, CLIENT.parse::<IpAddr>().unwrap());
     let opened = c_in.open_in_place(now, &mut reply).unwrap();
-    assert_eq!(&reply[opened.inner], &synack[..], "the client's SA opens the target's reply unchanged");
+    assert_eq!(
+        &reply[opened.inner],
+        &synack[..],
+        "the client's SA opens the target's reply unchanged"
+    );
 
     // The same reply forged from the wrong source on that link is a spoof: dropped.
-    let w = distrib::gre::encapsulate(distrib::GreKey { sender: distrib::NodeId(1000), ipsec: true }, &synack, &mut g[64..]).unwrap();
-    gw.on_gre(now, link, "10.9.0.66".parse().unwrap(), &mut g, 64, w, &mut rec);
-    assert!(rec.esp.is_empty(), "a spoofed GRE packet must not reach the client");
-    let spoof = gw.distributor().snapshot().drops.iter().find(|(r, _)| *r == distrib::DropReason::Spoof).map(|(_, n)| *n);
+    let w = distrib::gre::encapsulate(
+        distrib::GreKey {
+            sender: distrib::NodeId(1000),
+            ipsec: true,
+        },
+        &synack,
+        &mut g[64..],
+    )
+    .unwrap();
+    gw.on_gre(
+        now,
+        link,
+        "10.9.0.66".parse().unwrap(),
+        &mut g,
+        64,
+        w,
+        &mut rec,
+    );
+    assert!(
+        rec.esp.is_empty(),
+        "a spoofed GRE packet must not reach the client"
+    );
+    let spoof = gw
+        .distributor()
+        .snapshot()
+        .drops
+        .iter()
+        .find(|(r, _)| *r == distrib::DropReason::Spoof)
+        .map(|(_, n)| *n);
     assert_eq!(spoof, Some(1));
 
     // A replayed ESP packet is dropped and counted.
@@ -237,7 +328,11 @@ fn plain_traffic_is_distributed_when_the_policy_says_so() {
     let mut p2 = vec![0u8; 64];
     p2.extend_from_slice(&prot);
     gw.on_tun(now, &mut p2, 64, prot.len(), &mut rec);
-    assert_eq!(rec.gre.len(), 1, "cleartext matching a PROTECT rule is not distributed (RFC 4301 §5.2)");
+    assert_eq!(
+        rec.gre.len(),
+        1,
+        "cleartext matching a PROTECT rule is not distributed (RFC 4301 §5.2)"
+    );
     // A port of the DVIPA that is not distributed must not go back into the TUN
     // (the DVIPA is routed there: it would loop in the kernel).
     let other = tcp("10.10.0.7", DVIPA, 5557, 22, true, false, b"");

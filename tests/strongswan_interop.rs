@@ -839,7 +839,10 @@ fn plexgate_initiates_on_traffic_acquire() {
     );
     let g = l.topo.ns("gateway").unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    assert!(l.client().list_sas().unwrap().is_empty(), "an SA came up before any traffic");
+    assert!(
+        l.client().list_sas().unwrap().is_empty(),
+        "an SA came up before any traffic"
+    );
     // The first pings trigger the acquire (and may be dropped while IKE runs).
     let _ = g.ping(CLIENT_IN, Some(GW_IN), 2);
     let sa = l

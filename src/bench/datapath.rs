@@ -96,7 +96,10 @@ fn client_params(t: EspTransform) -> SaParams {
         remote_ts: vec![],
         local_addr: IpAddr::V4(PEER),
         remote_addr: IpAddr::V4(GW),
-        encap: Some(ipsec::UdpEncapPorts { local_port: 4500, remote_port: 4500 }),
+        encap: Some(ipsec::UdpEncapPorts {
+            local_port: 4500,
+            remote_port: 4500,
+        }),
         initial_seq: 0,
         peer: "bench".into(),
         child: "bench".into(),
@@ -131,7 +134,8 @@ fn child_sa(t: EspTransform) -> ike::ChildSa {
 fn inner_packet(size: usize, syn: bool) -> Vec<u8> {
     let payload = vec![0xabu8; size.saturating_sub(40)];
     let mut v = Vec::with_capacity(size);
-    let b = etherparse::PacketBuilder::ipv4(CLIENT.octets(), DVIPA.octets(), 64).tcp(40000, 80, 1, 65535);
+    let b = etherparse::PacketBuilder::ipv4(CLIENT.octets(), DVIPA.octets(), 64)
+        .tcp(40000, 80, 1, 65535);
     let b = if syn { b.syn() } else { b.ack(1) };
     b.write(&mut v, &payload).expect("build packet");
     v
@@ -183,18 +187,36 @@ impl Fixture {
     /// Build the fixture.
     pub fn new(t: EspTransform, size: usize, n: usize) -> Result<Fixture, BoxError> {
         static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!("plexgate-bench-{}-{}", std::process::id(), SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+        let dir = std::env::temp_dir().join(format!(
+            "plexgate-bench-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         std::fs::create_dir_all(&dir)?;
         let mut site = DvipaSite::new("bench", GW, DVIPA);
-        site.targets = vec![TargetLink::new("web-1", "web-1", Ipv4Addr::new(10, 9, 0, 1))];
+        site.targets = vec![TargetLink::new(
+            "web-1",
+            "web-1",
+            Ipv4Addr::new(10, 9, 0, 1),
+        )];
         site.write(&dir, b"bench-psk-0123456789", CLUSTER_KEY)?;
-        let checked = plexgate_policy::parse_str(&site.toml(), "bench.toml", &dir).map_err(|d| format!("{d}"))?;
+        let checked = plexgate_policy::parse_str(&site.toml(), "bench.toml", &dir)
+            .map_err(|d| format!("{d}"))?;
         let mut core = GatewayCore::new(&checked.policy, Box::new(ike::SeededRng::new(1)))?;
         let mut sink = CountingSink::default();
         let now = Instant::now();
         let node = distrib::NodeId(1000);
-        let m = distrib::Message::SrvStat { target: node, dvipa: IpAddr::V4(DVIPA), port: 80, listening: true };
-        core.on_cluster(now, &distrib::cluster::seal_with(&distrib::ClusterKey::new(CLUSTER_KEY), node, 1, &m), &mut sink);
+        let m = distrib::Message::SrvStat {
+            target: node,
+            dvipa: IpAddr::V4(DVIPA),
+            port: 80,
+            listening: true,
+        };
+        core.on_cluster(
+            now,
+            &distrib::cluster::seal_with(&distrib::ClusterKey::new(CLUSTER_KEY), node, 1, &m),
+            &mut sink,
+        );
         // Seal the templates: first the SYN that opens the connection, then data.
         let mut out = ipsec::SecurityAssociation::new(client_params(t), now)?;
         let mut templates = Vec::with_capacity(n + 1);
@@ -205,11 +227,22 @@ impl Fixture {
             buf.truncate(len);
             templates.push(buf);
         }
-        let mut f = Fixture { transform: t, core, templates, work: vec![0u8; 16384], sink, dir };
+        let mut f = Fixture {
+            transform: t,
+            core,
+            templates,
+            work: vec![0u8; 16384],
+            sink,
+            dir,
+        };
         f.core.install_child_sa(now, child_sa(t));
         f.one(0, now);
         if f.sink.gre_packets != 1 {
-            return Err(format!("{t:?}: the SYN did not reach the target (sink: {} other)", f.sink.other).into());
+            return Err(format!(
+                "{t:?}: the SYN did not reach the target (sink: {} other)",
+                f.sink.other
+            )
+            .into());
         }
         Ok(f)
     }
@@ -221,7 +254,8 @@ impl Fixture {
         self.work[64..64 + n].copy_from_slice(pkt);
         let local = SocketAddr::new(IpAddr::V4(GW), 4500);
         let remote = SocketAddr::new(IpAddr::V4(PEER), 4500);
-        self.core.on_udp(now, local, remote, &mut self.work, 64, n, &mut self.sink);
+        self.core
+            .on_udp(now, local, remote, &mut self.work, 64, n, &mut self.sink);
     }
 
     /// Push every data packet once through the gateway (re-installing the SA
@@ -229,7 +263,8 @@ impl Fixture {
     /// Returns the number of packets that reached the target.
     pub fn round(&mut self) -> u64 {
         self.core.remove_child_sa(SPI_IN, SPI_OUT);
-        self.core.install_child_sa(Instant::now(), child_sa(self.transform));
+        self.core
+            .install_child_sa(Instant::now(), child_sa(self.transform));
         // One clock read per 32 packets, as the daemon does per recvmmsg batch.
         let before = self.sink.gre_packets;
         let mut now = Instant::now();
@@ -274,7 +309,9 @@ fn raw_open(c: &EspCipher, t: EspTransform, buf: &mut [u8]) -> bool {
             let n = buf.len();
             // ESN: the high 32 bits of the sequence number (0 here) are appended
             // for the ICV only (RFC 4303 §3.3.2.1).
-            let Some(icv) = c.hmac_icv(&[&buf[..n - 16], &[0u8; 4]]) else { return false };
+            let Some(icv) = c.hmac_icv(&[&buf[..n - 16], &[0u8; 4]]) else {
+                return false;
+            };
             if !plexgate_ipsec::transform::constant_time_eq(&icv, &buf[n - 16..]) {
                 return false;
             }
@@ -300,7 +337,8 @@ fn measure(t: EspTransform, size: usize, seconds: f64) -> Result<Row, BoxError> 
     let cipher = f.cipher()?;
     let budget = Duration::from_secs_f64(seconds);
     // Alternate the two measurements in slices so that both see the same noise.
-    let (mut raw_t, mut raw_n, mut path_t, mut path_n) = (Duration::ZERO, 0u64, Duration::ZERO, 0u64);
+    let (mut raw_t, mut raw_n, mut path_t, mut path_n) =
+        (Duration::ZERO, 0u64, Duration::ZERO, 0u64);
     while raw_t + path_t < 2 * budget {
         let s = Instant::now();
         if !f.raw_round(&cipher) {
@@ -312,7 +350,9 @@ fn measure(t: EspTransform, size: usize, seconds: f64) -> Result<Row, BoxError> 
         let got = f.round();
         path_t += s.elapsed();
         if got != f.packets() as u64 {
-            return Err(format!("{t:?}: {got} of {} packets reached the target", f.packets()).into());
+            return Err(
+                format!("{t:?}: {got} of {} packets reached the target", f.packets()).into(),
+            );
         }
         path_n += got;
     }
@@ -348,7 +388,15 @@ pub fn datapath(as_json: bool, seconds: f64) -> Result<(), BoxError> {
     if !as_json {
         println!(
             "{:<22} {:>6} {:>10} {:>10} {:>7} {:>9} {:>9} {:>10} {:>11}",
-            "transform", "size", "aead Gb/s", "path Gb/s", "ratio", "aead ns", "path ns", "non-crypto", "path pkt/s"
+            "transform",
+            "size",
+            "aead Gb/s",
+            "path Gb/s",
+            "ratio",
+            "aead ns",
+            "path ns",
+            "non-crypto",
+            "path pkt/s"
         );
     }
     for t in EspTransform::ALL {
@@ -359,7 +407,15 @@ pub fn datapath(as_json: bool, seconds: f64) -> Result<(), BoxError> {
             } else {
                 println!(
                     "{:<22} {:>6} {:>10.2} {:>10.2} {:>7.3} {:>9.1} {:>9.1} {:>10.1} {:>11.0}",
-                    r.transform, r.size, r.aead_gbps, r.path_gbps, r.ratio, r.aead_ns, r.path_ns, r.non_crypto_ns, r.path_pps
+                    r.transform,
+                    r.size,
+                    r.aead_gbps,
+                    r.path_gbps,
+                    r.ratio,
+                    r.aead_ns,
+                    r.path_ns,
+                    r.non_crypto_ns,
+                    r.path_pps
                 );
             }
         }
@@ -376,7 +432,11 @@ mod tests {
         for t in EspTransform::ALL {
             let mut f = Fixture::new(t, 512, 64).unwrap();
             assert_eq!(f.round(), 64, "{t:?}");
-            assert_eq!(f.round(), 64, "{t:?}: a re-installed SA takes the same packets again");
+            assert_eq!(
+                f.round(),
+                64,
+                "{t:?}: a re-installed SA takes the same packets again"
+            );
             let c = f.cipher().unwrap();
             assert!(f.raw_round(&c), "{t:?}");
         }

@@ -110,7 +110,11 @@ impl OutboundIndex {
         if let Some(s) = self.hosts.get(&dst) {
             return Some(*s);
         }
-        self.ranges.iter().rev().find(|(t, _)| t.contains_addr(dst)).map(|(_, s)| *s)
+        self.ranges
+            .iter()
+            .rev()
+            .find(|(t, _)| t.contains_addr(dst))
+            .map(|(_, s)| *s)
     }
 }
 
@@ -142,26 +146,41 @@ pub struct GatewayCore {
 
 impl GatewayCore {
     /// Build the core from a checked site policy.
-    pub fn new(p: &policy::Policy, rng: Box<dyn ike::Rng>) -> Result<GatewayCore, config::ConfigError> {
+    pub fn new(
+        p: &policy::Policy,
+        rng: Box<dyn ike::Rng>,
+    ) -> Result<GatewayCore, config::ConfigError> {
         let ike_cfg = config::ike_config(p)?;
         let mut children = HashMap::new();
         for peer in &p.peers {
             for c in &peer.children {
                 let l = &c.lifetime;
                 let lifetime = ipsec::Lifetime {
-                    soft: ipsec::Limits { bytes: l.rekey_bytes, packets: l.rekey_packets, seconds: None },
+                    soft: ipsec::Limits {
+                        bytes: l.rekey_bytes,
+                        packets: l.rekey_packets,
+                        seconds: None,
+                    },
                     hard: ipsec::Limits {
                         bytes: l.life_bytes,
                         packets: l.life_packets,
                         seconds: Some(l.life_time.as_secs().max(1)),
                     },
                 };
-                children.insert((peer.name.clone(), c.name.clone()), ChildPolicy { replay_window: c.replay_window, lifetime });
+                children.insert(
+                    (peer.name.clone(), c.name.clone()),
+                    ChildPolicy {
+                        replay_window: c.replay_window,
+                        lifetime,
+                    },
+                );
             }
         }
         let key = match &p.cluster {
-            Some(c) => std::fs::read(&c.key_file)
-                .map_err(|err| config::ConfigError::KeyFile { path: c.key_file.display().to_string(), err })?,
+            Some(c) => std::fs::read(&c.key_file).map_err(|err| config::ConfigError::KeyFile {
+                path: c.key_file.display().to_string(),
+                err,
+            })?,
             None => b"plexgate-no-cluster".to_vec(),
         };
         let first_seq = std::time::SystemTime::now()
@@ -229,7 +248,9 @@ impl GatewayCore {
         len: usize,
         sink: &mut dyn Sink,
     ) {
-        let Some(payload) = buf.get(start..start + len) else { return };
+        let Some(payload) = buf.get(start..start + len) else {
+            return;
+        };
         if local.port() != self.natt_port && remote.port() != self.natt_port {
             // Port 500 carries only IKE (RFC 7296 §2.23).
             self.ike.handle(now, local, remote, payload);
@@ -248,9 +269,20 @@ impl GatewayCore {
     }
 
     /// An ESP packet (from its SPI on) is at `buf[start..start + len]`.
-    pub fn on_esp(&mut self, now: Instant, buf: &mut [u8], start: usize, len: usize, sink: &mut dyn Sink) {
-        let Some(esp) = buf.get_mut(start..start + len) else { return };
-        let Ok(inb) = self.sad.open_in_place(now, esp) else { return };
+    pub fn on_esp(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        sink: &mut dyn Sink,
+    ) {
+        let Some(esp) = buf.get_mut(start..start + len) else {
+            return;
+        };
+        let Ok(inb) = self.sad.open_in_place(now, esp) else {
+            return;
+        };
         // open_in_place already checked the inner packet against the SA's selectors
         // (RFC 4301 §5.2 step 4), which were negotiated from the SPD.
         let inner = start + inb.opened.inner.start..start + inb.opened.inner.end;
@@ -258,18 +290,29 @@ impl GatewayCore {
     }
 
     /// Send a decrypted (or plain) inbound packet to its target or to the local stack.
-    fn deliver_inbound(&mut self, now: Instant, buf: &mut [u8], inner: std::ops::Range<usize>, via_ipsec: bool, sink: &mut dyn Sink) {
+    fn deliver_inbound(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        inner: std::ops::Range<usize>,
+        via_ipsec: bool,
+        sink: &mut dyn Sink,
+    ) {
         match self.dist.route_inbound(now, &buf[inner.clone()], via_ipsec) {
             distrib::Route::ToTarget { remote, key, .. } => {
                 if inner.start >= 8 {
                     let h = inner.start - 8;
                     let first = buf[inner.start];
-                    if distrib::gre::write_header(key, first, &mut buf[h..inner.end], inner.len()).is_ok() {
+                    if distrib::gre::write_header(key, first, &mut buf[h..inner.end], inner.len())
+                        .is_ok()
+                    {
                         sink.gre(remote, &buf[h..inner.end]);
                     }
                 } else {
                     let n = inner.len();
-                    if let Ok(w) = distrib::gre::encapsulate(key, &buf[inner], &mut self.scratch[..n + 8]) {
+                    if let Ok(w) =
+                        distrib::gre::encapsulate(key, &buf[inner], &mut self.scratch[..n + 8])
+                    {
                         sink.gre(remote, &self.scratch[..w]);
                     }
                 }
@@ -302,14 +345,19 @@ impl GatewayCore {
         len: usize,
         sink: &mut dyn Sink,
     ) {
-        let Some(gre) = buf.get(start..start + len) else { return };
-        let (inner_off, inner_len, uses_ipsec) = match self.dist.receive_gre(now, link, outer_src, gre) {
-            distrib::FromTarget::ToClient { inner, uses_ipsec, .. } => {
-                let off = inner.as_ptr() as usize - gre.as_ptr() as usize;
-                (start + off, inner.len(), uses_ipsec)
-            }
-            distrib::FromTarget::Drop(_) => return,
+        let Some(gre) = buf.get(start..start + len) else {
+            return;
         };
+        let (inner_off, inner_len, uses_ipsec) =
+            match self.dist.receive_gre(now, link, outer_src, gre) {
+                distrib::FromTarget::ToClient {
+                    inner, uses_ipsec, ..
+                } => {
+                    let off = inner.as_ptr() as usize - gre.as_ptr() as usize;
+                    (start + off, inner.len(), uses_ipsec)
+                }
+                distrib::FromTarget::Drop(_) => return,
+            };
         // A connection a target app opened (NEWCONN) is not known as IPsec yet: the
         // outbound SPD decides here, rather than a round trip through the kernel
         // (TUN → forward → back into the TUN → on_tun).
@@ -327,15 +375,30 @@ impl GatewayCore {
 
     /// The kernel routed a packet into the TUN: plain traffic for a DVIPA, or
     /// traffic that the outbound SPD may protect.
-    pub fn on_tun(&mut self, now: Instant, buf: &mut [u8], start: usize, len: usize, sink: &mut dyn Sink) {
-        let Some(pkt) = buf.get(start..start + len) else { return };
+    pub fn on_tun(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        sink: &mut dyn Sink,
+    ) {
+        let Some(pkt) = buf.get(start..start + len) else {
+            return;
+        };
         if let Ok(t) = plexgate_wire::ip::FiveTuple::parse(pkt) {
-            if self.dist.dvipas().any(|(d, routing)| routing && d.dvipa == t.dst) {
+            if self
+                .dist
+                .dvipas()
+                .any(|(d, routing)| routing && d.dvipa == t.dst)
+            {
                 // Plain traffic for a DVIPA: only where the policy distributes it, and
                 // never where the inbound SPD wants it protected or discarded
                 // (RFC 4301 §5.2: cleartext matching PROTECT is dropped).
                 let spd_ok = !matches!(
-                    self.spd.lookup(ipsec::Direction::Inbound, &t).map(|r| &r.action),
+                    self.spd
+                        .lookup(ipsec::Direction::Inbound, &t)
+                        .map(|r| &r.action),
                     Some(ipsec::SpdAction::Protect { .. } | ipsec::SpdAction::Discard)
                 );
                 if spd_ok && !self.plain_drop.contains(&t.dst) {
@@ -350,7 +413,14 @@ impl GatewayCore {
     }
 
     /// Outbound SPD, then seal with the SA for the destination, or start an acquire.
-    fn protect(&mut self, now: Instant, buf: &mut [u8], start: usize, len: usize, sink: &mut dyn Sink) {
+    fn protect(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        sink: &mut dyn Sink,
+    ) {
         let pkt = &buf[start..start + len];
         let rule = match self.spd.lookup_packet(ipsec::Direction::Outbound, pkt) {
             Ok(Some(r)) => r,
@@ -393,7 +463,10 @@ impl GatewayCore {
         let nh = if pkt[0] >> 4 == 6 { 41 } else { 4 };
         let (out, esp_len) = if start >= h && start - h + total <= buf.len() {
             let s = start - h;
-            match self.sad.seal_in_place(now, spi, &mut buf[s..s + total], len, nh) {
+            match self
+                .sad
+                .seal_in_place(now, spi, &mut buf[s..s + total], len, nh)
+            {
                 Ok(n) => (&buf[s..s + n], n),
                 Err(_) => return,
             }
@@ -402,14 +475,24 @@ impl GatewayCore {
                 self.counters.drop_too_big += 1;
                 return;
             }
-            match self.sad.seal(now, spi, &buf[start..start + len], nh, &mut self.scratch[..total]) {
+            match self.sad.seal(
+                now,
+                spi,
+                &buf[start..start + len],
+                nh,
+                &mut self.scratch[..total],
+            ) {
                 Ok(n) => (&self.scratch[..n], n),
                 Err(_) => return,
             }
         };
         let out = &out[..esp_len];
         match encap {
-            Some(e) => sink.udp(SocketAddr::new(local, e.local_port), SocketAddr::new(remote, e.remote_port), out),
+            Some(e) => sink.udp(
+                SocketAddr::new(local, e.local_port),
+                SocketAddr::new(remote, e.remote_port),
+                out,
+            ),
             None => sink.esp(local, remote, out),
         }
         self.after_sad(now, sink);
@@ -422,7 +505,11 @@ impl GatewayCore {
         }
         match self.ike.initiate(now, peer, child) {
             Ok(_) => {
-                tracing::info!(peer, child, "acquire: no SA for outbound traffic, initiating");
+                tracing::info!(
+                    peer,
+                    child,
+                    "acquire: no SA for outbound traffic, initiating"
+                );
                 self.counters.acquires += 1;
                 self.acquiring.insert(k);
             }
@@ -432,20 +519,31 @@ impl GatewayCore {
     }
 
     /// Start an IKE SA with its first Child SA (`plexgate initiate`).
-    pub fn initiate(&mut self, now: Instant, peer: &str, child: Option<&str>, sink: &mut dyn Sink) -> Result<u64, String> {
+    pub fn initiate(
+        &mut self,
+        now: Instant,
+        peer: &str,
+        child: Option<&str>,
+        sink: &mut dyn Sink,
+    ) -> Result<u64, String> {
         let child = match child {
             Some(c) => c.to_string(),
             None => self
                 .ike_peer_first_child(peer)
                 .ok_or_else(|| format!("peer {peer:?} has no child in the policy"))?,
         };
-        let r = self.ike.initiate(now, peer, &child).map(|id| id.0).map_err(|e| e.to_string());
+        let r = self
+            .ike
+            .initiate(now, peer, &child)
+            .map(|id| id.0)
+            .map_err(|e| e.to_string());
         self.flush(now, sink);
         r
     }
 
     fn ike_peer_first_child(&self, peer: &str) -> Option<String> {
-        let mut names: Vec<&(String, String)> = self.children.keys().filter(|(p, _)| p == peer).collect();
+        let mut names: Vec<&(String, String)> =
+            self.children.keys().filter(|(p, _)| p == peer).collect();
         names.sort();
         names.first().map(|(_, c)| c.clone())
     }
@@ -550,8 +648,14 @@ impl GatewayCore {
 
     fn on_ike_event(&mut self, now: Instant, ev: ike::Event) {
         match ev {
-            ike::Event::IkeSaUp { id, record } | ike::Event::IkeSaRekeyed { new: id, record, .. } => {
-                let key = format!("{}/ike/{:016x}-{:016x}", self.site, record.spi_i, record.spi_r);
+            ike::Event::IkeSaUp { id, record }
+            | ike::Event::IkeSaRekeyed {
+                new: id, record, ..
+            } => {
+                let key = format!(
+                    "{}/ike/{:016x}-{:016x}",
+                    self.site, record.spi_i, record.spi_r
+                );
                 tracing::info!(peer = %record.peer, remote = %record.remote, "IKE SA {:016x}_i {:016x}_r established", record.spi_i, record.spi_r);
                 if let Ok(v) = serde_json::to_vec_pretty(&record) {
                     self.side.push(SideEffect::PutRecord(key.clone(), v));
@@ -565,10 +669,15 @@ impl GatewayCore {
                 }
             }
             ike::Event::ChildSaUp { child, .. } => self.install_child(now, child, None),
-            ike::Event::ChildSaRekeyed { old_spi_in, old_spi_out, new, .. } => {
-                self.install_child(now, new, Some((old_spi_in, old_spi_out)))
-            }
-            ike::Event::ChildSaDeleted { spi_in, spi_out, .. } => {
+            ike::Event::ChildSaRekeyed {
+                old_spi_in,
+                old_spi_out,
+                new,
+                ..
+            } => self.install_child(now, new, Some((old_spi_in, old_spi_out))),
+            ike::Event::ChildSaDeleted {
+                spi_in, spi_out, ..
+            } => {
                 tracing::info!("Child SA {spi_in:08x}_i {spi_out:08x}_o deleted");
                 self.remove_child_sa(spi_in, spi_out);
             }
@@ -576,7 +685,11 @@ impl GatewayCore {
                 tracing::warn!(child = %name, "Child SA failed: {reason}");
                 self.acquiring.retain(|(_, c)| c != &name);
             }
-            ike::Event::AuthFailed { remote, peer_id, reason } => {
+            ike::Event::AuthFailed {
+                remote,
+                peer_id,
+                reason,
+            } => {
                 tracing::warn!(%remote, peer_id = ?peer_id, "authentication failed: {reason}");
             }
             other => tracing::debug!("IKE event {other:?}"),
@@ -596,7 +709,10 @@ impl GatewayCore {
         if let Some(sa) = self.sad.remove(ipsec::Direction::Outbound, spi_out) {
             // Only the last SA of a selector takes its route away (a rekeyed
             // SA's replacement inherited it).
-            let still = self.sad.iter().any(|o| o.params().direction == ipsec::Direction::Outbound && o.params().remote_ts == sa.params().remote_ts);
+            let still = self.sad.iter().any(|o| {
+                o.params().direction == ipsec::Direction::Outbound
+                    && o.params().remote_ts == sa.params().remote_ts
+            });
             if !still {
                 for cidr in sa.params().remote_ts.iter().filter_map(ts_cidr) {
                     if let Some(n) = self.routes.get_mut(&cidr) {
@@ -611,12 +727,19 @@ impl GatewayCore {
         }
         self.out_index.remove(spi_out);
         self.pair_of_out.remove(&spi_out);
-        self.side.push(SideEffect::DeleteRecord(format!("{}/child/{spi_in:08x}", self.site)));
+        self.side.push(SideEffect::DeleteRecord(format!(
+            "{}/child/{spi_in:08x}",
+            self.site
+        )));
     }
 
     fn install_child(&mut self, now: Instant, c: ike::ChildSa, replaces: Option<(u32, u32)>) {
         let Some(transform) = esp_transform(&c) else {
-            tracing::warn!("Child SA {}: transform {} not supported by the data plane", c.name, c.encr);
+            tracing::warn!(
+                "Child SA {}: transform {} not supported by the data plane",
+                c.name,
+                c.encr
+            );
             return;
         };
         let peer = self.peer_of_child(&c.name);
@@ -624,10 +747,16 @@ impl GatewayCore {
             .children
             .get(&(peer.clone(), c.name.clone()))
             .cloned()
-            .unwrap_or(ChildPolicy { replay_window: 1024, lifetime: ipsec::Lifetime::default() });
+            .unwrap_or(ChildPolicy {
+                replay_window: 1024,
+                lifetime: ipsec::Lifetime::default(),
+            });
         let local_ts: Vec<_> = c.ts_local.iter().map(config::ts_to_ipsec).collect();
         let remote_ts: Vec<_> = c.ts_remote.iter().map(config::ts_to_ipsec).collect();
-        let encap = c.udp_encap.then_some(ipsec::UdpEncapPorts { local_port: c.local.port(), remote_port: c.remote.port() });
+        let encap = c.udp_encap.then_some(ipsec::UdpEncapPorts {
+            local_port: c.local.port(),
+            remote_port: c.remote.port(),
+        });
         let mk = |spi, direction, keys: &(Vec<u8>, Vec<u8>)| ipsec::SaParams {
             spi,
             direction,
@@ -653,8 +782,10 @@ impl GatewayCore {
         let pin = mk(c.spi_in, ipsec::Direction::Inbound, &c.keys_in);
         let pout = mk(c.spi_out, ipsec::Direction::Outbound, &c.keys_out);
         if self.keylog {
-            self.side.push(SideEffect::KeyLog(ipsec::keylog::esp_sa_line(&pin)));
-            self.side.push(SideEffect::KeyLog(ipsec::keylog::esp_sa_line(&pout)));
+            self.side
+                .push(SideEffect::KeyLog(ipsec::keylog::esp_sa_line(&pin)));
+            self.side
+                .push(SideEffect::KeyLog(ipsec::keylog::esp_sa_line(&pout)));
         }
         let rec = json!({
             "peer": peer, "child": c.name, "spi_in": format!("{:08x}", c.spi_in), "spi_out": format!("{:08x}", c.spi_out),
@@ -693,12 +824,20 @@ impl GatewayCore {
             c.spi_in, c.spi_out, if c.esn { ", ESN" } else { "" }, if c.udp_encap { ", UDP-encap" } else { "" }
         );
         if let Ok(v) = serde_json::to_vec_pretty(&rec) {
-            self.side.push(SideEffect::PutRecord(format!("{}/child/{:08x}", self.site, c.spi_in), v));
+            self.side.push(SideEffect::PutRecord(
+                format!("{}/child/{:08x}", self.site, c.spi_in),
+                v,
+            ));
         }
     }
 
     fn peer_of_child(&self, child: &str) -> String {
-        let mut v: Vec<&String> = self.children.keys().filter(|(_, c)| c == child).map(|(p, _)| p).collect();
+        let mut v: Vec<&String> = self
+            .children
+            .keys()
+            .filter(|(_, c)| c == child)
+            .map(|(p, _)| p)
+            .collect();
         v.sort();
         v.first().map(|s| s.to_string()).unwrap_or_default()
     }
@@ -783,13 +922,21 @@ impl GatewayCore {
 
     /// Delete an IKE SA by its id (sends DELETE).
     pub fn delete_ike(&mut self, now: Instant, id: u64, sink: &mut dyn Sink) -> Result<(), String> {
-        let r = self.ike.delete_ike(now, ike::IkeSaId(id)).map_err(|e| e.to_string());
+        let r = self
+            .ike
+            .delete_ike(now, ike::IkeSaId(id))
+            .map_err(|e| e.to_string());
         self.flush(now, sink);
         r
     }
 
     /// Start a rekey of the Child SA with inbound SPI `spi_in`.
-    pub fn rekey_child(&mut self, now: Instant, spi_in: u32, sink: &mut dyn Sink) -> Result<(), String> {
+    pub fn rekey_child(
+        &mut self,
+        now: Instant,
+        spi_in: u32,
+        sink: &mut dyn Sink,
+    ) -> Result<(), String> {
         let r = self.ike.rekey_child(now, spi_in).map_err(|e| e.to_string());
         self.flush(now, sink);
         r
@@ -797,7 +944,10 @@ impl GatewayCore {
 
     /// Start a rekey of an IKE SA.
     pub fn rekey_ike(&mut self, now: Instant, id: u64, sink: &mut dyn Sink) -> Result<(), String> {
-        let r = self.ike.rekey_ike(now, ike::IkeSaId(id)).map_err(|e| e.to_string());
+        let r = self
+            .ike
+            .rekey_ike(now, ike::IkeSaId(id))
+            .map_err(|e| e.to_string());
         self.flush(now, sink);
         r
     }
@@ -824,6 +974,10 @@ pub fn ts_cidr(t: &ipsec::TrafficSelector) -> Option<String> {
 
 /// The data plane's transform for a negotiated Child SA.
 pub fn esp_transform(c: &ike::ChildSa) -> Option<ipsec::EspTransform> {
-    let bits = if c.encr == 28 { None } else { Some(c.encr_key_bits) };
+    let bits = if c.encr == 28 {
+        None
+    } else {
+        Some(c.encr_key_bits)
+    };
     ipsec::EspTransform::from_ikev2(c.encr, bits, c.integ).ok()
 }

@@ -16,11 +16,11 @@ use plexgate_distrib as distrib;
 use serde_json::{json, Value};
 use socket2::Socket;
 
+use self::core::{GatewayCore, SideEffect, Sink, HEADROOM};
 use crate::io::net::{self, RecvBatch};
 use crate::io::tun::Tun;
 use crate::metrics::Exposition;
 use crate::store::{FileStore, Store};
-use self::core::{GatewayCore, SideEffect, Sink, HEADROOM};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -41,7 +41,11 @@ struct IoSink<'a>(&'a Io);
 impl Sink for IoSink<'_> {
     fn udp(&mut self, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
         let s = self.0.udp.get(&local).or_else(|| {
-            self.0.udp.iter().find(|(a, _)| a.port() == local.port()).map(|(_, s)| s)
+            self.0
+                .udp
+                .iter()
+                .find(|(a, _)| a.port() == local.port())
+                .map(|(_, s)| s)
         });
         if let Some(s) = s {
             if let Err(e) = net::send_to(s, data, remote) {
@@ -64,7 +68,11 @@ impl Sink for IoSink<'_> {
     }
     fn cluster(&mut self, to: distrib::Destination, data: &[u8]) {
         let send = |a: &IpAddr| {
-            let _ = net::send_to(&self.0.cluster, data, SocketAddr::new(*a, self.0.cluster_port));
+            let _ = net::send_to(
+                &self.0.cluster,
+                data,
+                SocketAddr::new(*a, self.0.cluster_port),
+            );
         };
         match to {
             distrib::Destination::Broadcast => self.0.targets.values().for_each(send),
@@ -78,7 +86,12 @@ impl Sink for IoSink<'_> {
 }
 
 /// Run the gateway until killed.
-pub fn run(policy_path: &Path, _name: Option<&str>, ctl: &Path, metrics: Option<SocketAddr>) -> Result<(), BoxError> {
+pub fn run(
+    policy_path: &Path,
+    _name: Option<&str>,
+    ctl: &Path,
+    metrics: Option<SocketAddr>,
+) -> Result<(), BoxError> {
     let checked = plexgate_policy::load(policy_path).map_err(|d| format!("{d}"))?;
     if checked.warnings.iter().next().is_some() {
         eprint!("{}", checked.warnings);
@@ -108,18 +121,30 @@ pub fn run(policy_path: &Path, _name: Option<&str>, ctl: &Path, metrics: Option<
     };
     let gre = Arc::new(net::gre_socket(None)?);
     let tun_name = format!("pg-{}", p.site.name.chars().take(12).collect::<String>());
-    let tun = Arc::new(Tun::open(&tun_name, None, 1400).map_err(|e| format!("TUN {tun_name}: {e}"))?);
+    let tun =
+        Arc::new(Tun::open(&tun_name, None, 1400).map_err(|e| format!("TUN {tun_name}: {e}"))?);
     // Decrypted packets enter the kernel through the TUN with sources routed
     // elsewhere until their Child SA's route exists: no reverse-path filter there.
     let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{tun_name}/rp_filter"), "0");
     let cluster_port = p.cluster.as_ref().map(|c| c.port).unwrap_or(7600);
-    let cluster = Arc::new(net::udp_socket(SocketAddr::new("0.0.0.0".parse()?, cluster_port))?);
+    let cluster = Arc::new(net::udp_socket(SocketAddr::new(
+        "0.0.0.0".parse()?,
+        cluster_port,
+    ))?);
     let targets = p
         .targets
         .iter()
         .filter_map(|t| config::target_node(&p, &t.name).map(|n| (n, t.address)))
         .collect();
-    let io = Arc::new(Io { udp, esp, gre, tun: tun.clone(), cluster, cluster_port, targets });
+    let io = Arc::new(Io {
+        udp,
+        esp,
+        gre,
+        tun: tun.clone(),
+        cluster,
+        cluster_port,
+        targets,
+    });
 
     // Routes: DVIPAs (plain traffic) into the TUN.
     for d in &p.dvipas {
@@ -135,7 +160,8 @@ pub fn run(policy_path: &Path, _name: Option<&str>, ctl: &Path, metrics: Option<
         Some(plexgate_policy::Store::Embedded { path }) => path.clone(),
         _ => std::env::temp_dir().join(format!("plexgate-store-{}", p.site.name)),
     };
-    let store: Arc<Mutex<Box<dyn Store>>> = Arc::new(Mutex::new(Box::new(FileStore::open(&store_dir)?)));
+    let store: Arc<Mutex<Box<dyn Store>>> =
+        Arc::new(Mutex::new(Box::new(FileStore::open(&store_dir)?)));
     let keylog = p.log.keylog.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
@@ -175,7 +201,9 @@ pub fn run(policy_path: &Path, _name: Option<&str>, ctl: &Path, metrics: Option<
         threads.push(spawn("esp", move || {
             let mut b = RecvBatch::new();
             loop {
-                let Ok(n) = b.recv(net::fd_of(&sock)) else { continue };
+                let Ok(n) = b.recv(net::fd_of(&sock)) else {
+                    continue;
+                };
                 if n == 0 {
                     continue;
                 }
@@ -210,7 +238,9 @@ pub fn run(policy_path: &Path, _name: Option<&str>, ctl: &Path, metrics: Option<
         threads.push(spawn(&format!("gre-{}", l.name), move || {
             let mut b = RecvBatch::new();
             loop {
-                let Ok(n) = b.recv(net::fd_of(&sock)) else { continue };
+                let Ok(n) = b.recv(net::fd_of(&sock)) else {
+                    continue;
+                };
                 if n == 0 {
                     continue;
                 }
@@ -232,7 +262,10 @@ pub fn run(policy_path: &Path, _name: Option<&str>, ctl: &Path, metrics: Option<
         threads.push(spawn("tun", move || {
             let mut buf = vec![0u8; 65536 + 2 * HEADROOM];
             loop {
-                let n = match tun.recv_timeout(&mut buf[HEADROOM..HEADROOM + 65536], Duration::from_millis(200)) {
+                let n = match tun.recv_timeout(
+                    &mut buf[HEADROOM..HEADROOM + 65536],
+                    Duration::from_millis(200),
+                ) {
                     Ok(n) => n,
                     Err(_) => continue,
                 };
@@ -251,7 +284,9 @@ pub fn run(policy_path: &Path, _name: Option<&str>, ctl: &Path, metrics: Option<
         threads.push(spawn("cluster", move || {
             let mut buf = [0u8; 65536];
             loop {
-                let Ok((n, _)) = io.cluster.recv_from(as_uninit(&mut buf)) else { continue };
+                let Ok((n, _)) = io.cluster.recv_from(as_uninit(&mut buf)) else {
+                    continue;
+                };
                 let now = Instant::now();
                 let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
                 c.on_cluster(now, &buf[..n], &mut IoSink(&io));
@@ -323,7 +358,10 @@ pub fn run(policy_path: &Path, _name: Option<&str>, ctl: &Path, metrics: Option<
     }
     if let Some(m) = metrics {
         let core = core.clone();
-        let bound = crate::metrics::serve(m, Arc::new(move || render_metrics(&core.lock().unwrap_or_else(|e| e.into_inner()))))?;
+        let bound = crate::metrics::serve(
+            m,
+            Arc::new(move || render_metrics(&core.lock().unwrap_or_else(|e| e.into_inner()))),
+        )?;
         tracing::info!("metrics on http://{bound}/metrics");
     }
     tracing::info!(site = %p.site.name, tun = %tun_name, "gateway running; control socket {}", ctl.display());
@@ -334,16 +372,29 @@ pub fn run(policy_path: &Path, _name: Option<&str>, ctl: &Path, metrics: Option<
 }
 
 fn handle_ctl(c: &mut GatewayCore, now: Instant, req: &Value, sink: &mut dyn Sink) -> Value {
-    let as_u64 = |k: &str| req[k].as_u64().or_else(|| req[k].as_str().and_then(|s| u64::from_str_radix(s, 16).ok()));
+    let as_u64 = |k: &str| {
+        req[k].as_u64().or_else(|| {
+            req[k]
+                .as_str()
+                .and_then(|s| u64::from_str_radix(s, 16).ok())
+        })
+    };
     match req["cmd"].as_str() {
         Some("status") => c.status(now),
-        Some("initiate") => match c.initiate(now, req["peer"].as_str().unwrap_or(""), req["child"].as_str(), sink) {
+        Some("initiate") => match c.initiate(
+            now,
+            req["peer"].as_str().unwrap_or(""),
+            req["child"].as_str(),
+            sink,
+        ) {
             Ok(id) => json!({"ok": true, "ike_sa": id}),
             Err(e) => json!({"error": e}),
         },
         Some("rekey-child") => match as_u64("spi") {
             Some(spi) => result_json(c.rekey_child(now, spi as u32, sink)),
-            None => json!({"error": "rekey-child needs \"spi\" (inbound SPI, hex string or number)"}),
+            None => {
+                json!({"error": "rekey-child needs \"spi\" (inbound SPI, hex string or number)"})
+            }
         },
         Some("rekey-ike") => match req["id"].as_u64() {
             Some(id) => result_json(c.rekey_ike(now, id, sink)),
@@ -353,11 +404,21 @@ fn handle_ctl(c: &mut GatewayCore, now: Instant, req: &Value, sink: &mut dyn Sin
             Some(id) => result_json(c.delete_ike(now, id, sink)),
             None => json!({"error": "delete-ike needs \"id\""}),
         },
-        Some("set-weight") => match (req["dvipa"].as_str().and_then(|d| d.parse().ok()), req["node"].as_u64(), req["weight"].as_u64()) {
-            (Some(d), Some(n), Some(w)) if n <= u64::from(u32::MAX) && w <= u64::from(u16::MAX) => result_json(c.set_weight(d, n as u32, w as u16)),
-            _ => json!({"error": "set-weight needs \"dvipa\" (address), \"node\" (target node id) and \"weight\" (0-65535)"}),
+        Some("set-weight") => match (
+            req["dvipa"].as_str().and_then(|d| d.parse().ok()),
+            req["node"].as_u64(),
+            req["weight"].as_u64(),
+        ) {
+            (Some(d), Some(n), Some(w)) if n <= u64::from(u32::MAX) && w <= u64::from(u16::MAX) => {
+                result_json(c.set_weight(d, n as u32, w as u16))
+            }
+            _ => {
+                json!({"error": "set-weight needs \"dvipa\" (address), \"node\" (target node id) and \"weight\" (0-65535)"})
+            }
         },
-        other => json!({"error": format!("unknown command {other:?}; try status, initiate, rekey-child, rekey-ike, delete-ike, set-weight")}),
+        other => {
+            json!({"error": format!("unknown command {other:?}; try status, initiate, rekey-child, rekey-ike, delete-ike, set-weight")})
+        }
     }
 }
 
@@ -371,20 +432,42 @@ fn result_json(r: Result<(), String>) -> Value {
 fn render_metrics(c: &GatewayCore) -> String {
     let mut e = Exposition::default();
     let sad = c.sad();
-    e.family("plexgate_sa_bytes", "counter", "Inner bytes sealed or opened per SA");
+    e.family(
+        "plexgate_sa_bytes",
+        "counter",
+        "Inner bytes sealed or opened per SA",
+    );
     for sa in sad.iter() {
         let p = sa.params();
-        let l = [("spi", format!("{:08x}", p.spi)), ("direction", format!("{:?}", p.direction).to_lowercase()), ("peer", p.peer.clone()), ("child", p.child.clone())];
+        let l = [
+            ("spi", format!("{:08x}", p.spi)),
+            ("direction", format!("{:?}", p.direction).to_lowercase()),
+            ("peer", p.peer.clone()),
+            ("child", p.child.clone()),
+        ];
         e.sample("plexgate_sa_bytes", &l, sa.stats().bytes);
     }
-    e.family("plexgate_sa_packets", "counter", "Packets sealed or opened per SA");
+    e.family(
+        "plexgate_sa_packets",
+        "counter",
+        "Packets sealed or opened per SA",
+    );
     for sa in sad.iter() {
         let p = sa.params();
-        let l = [("spi", format!("{:08x}", p.spi)), ("direction", format!("{:?}", p.direction).to_lowercase()), ("peer", p.peer.clone()), ("child", p.child.clone())];
+        let l = [
+            ("spi", format!("{:08x}", p.spi)),
+            ("direction", format!("{:?}", p.direction).to_lowercase()),
+            ("peer", p.peer.clone()),
+            ("child", p.child.clone()),
+        ];
         e.sample("plexgate_sa_packets", &l, sa.stats().packets);
     }
     let k = sad.counters;
-    e.family("plexgate_esp_drops_total", "counter", "ESP packets dropped, by reason");
+    e.family(
+        "plexgate_esp_drops_total",
+        "counter",
+        "ESP packets dropped, by reason",
+    );
     for (reason, v) in [
         ("unknown_spi", k.drop_unknown_spi),
         ("replay", k.drop_replay),
@@ -398,23 +481,54 @@ fn render_metrics(c: &GatewayCore) -> String {
         e.sample("plexgate_esp_drops_total", &[("reason", reason.into())], v);
     }
     let cc = c.counters();
-    e.family("plexgate_policy_drops_total", "counter", "Packets dropped by the SPD");
-    e.sample("plexgate_policy_drops_total", &[("direction", "in".into())], cc.drop_policy_in);
-    e.sample("plexgate_policy_drops_total", &[("direction", "out".into())], cc.drop_policy_out);
+    e.family(
+        "plexgate_policy_drops_total",
+        "counter",
+        "Packets dropped by the SPD",
+    );
+    e.sample(
+        "plexgate_policy_drops_total",
+        &[("direction", "in".into())],
+        cc.drop_policy_in,
+    );
+    e.sample(
+        "plexgate_policy_drops_total",
+        &[("direction", "out".into())],
+        cc.drop_policy_out,
+    );
     let snap = c.distributor().snapshot();
-    e.family("plexgate_distrib_drops_total", "counter", "Distribution drops, by reason (spoof = GRE from the wrong link)");
+    e.family(
+        "plexgate_distrib_drops_total",
+        "counter",
+        "Distribution drops, by reason (spoof = GRE from the wrong link)",
+    );
     for (reason, v) in snap.drops.iter() {
-        e.sample("plexgate_distrib_drops_total", &[("reason", reason.label().to_string())], *v);
+        e.sample(
+            "plexgate_distrib_drops_total",
+            &[("reason", reason.label().to_string())],
+            *v,
+        );
     }
-    e.family("plexgate_connections", "gauge", "Connections in the CRT per target");
+    e.family(
+        "plexgate_connections",
+        "gauge",
+        "Connections in the CRT per target",
+    );
     for t in snap.targets.iter() {
-        e.sample("plexgate_connections", &[("target", t.node.0.to_string())], t.connections);
+        e.sample(
+            "plexgate_connections",
+            &[("target", t.node.0.to_string())],
+            t.connections,
+        );
     }
     e.finish()
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> std::thread::JoinHandle<()> {
-    std::thread::Builder::new().name(name.into()).spawn(f).expect("spawn thread")
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .expect("spawn thread")
 }
 
 fn as_uninit(buf: &mut [u8]) -> &mut [std::mem::MaybeUninit<u8>] {
@@ -423,7 +537,11 @@ fn as_uninit(buf: &mut [u8]) -> &mut [std::mem::MaybeUninit<u8>] {
 }
 
 fn raw_esp_socket() -> std::io::Result<Socket> {
-    let s = Socket::new(socket2::Domain::IPV4, socket2::Type::RAW, Some(socket2::Protocol::from(50)))?;
+    let s = Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::from(50)),
+    )?;
     s.set_read_timeout(Some(Duration::from_millis(200)))?;
     Ok(s)
 }
@@ -441,7 +559,11 @@ pub fn ip(args: &[&str]) -> bool {
     match std::process::Command::new("ip").args(args).output() {
         Ok(o) if o.status.success() => true,
         Ok(o) => {
-            tracing::warn!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim());
+            tracing::warn!(
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
             false
         }
         Err(e) => {
@@ -472,11 +594,20 @@ fn protect_routes(p: &plexgate_policy::Policy) -> Vec<String> {
     let mut out = Vec::new();
     for r in &p.spd {
         let outbound = matches!(r.direction, pol::Direction::Out | pol::Direction::Both);
-        let (true, pol::SpdAction::Protect { .. }, pol::AddrSel::Range(rg)) = (outbound, &r.action, &r.remote) else {
+        let (true, pol::SpdAction::Protect { .. }, pol::AddrSel::Range(rg)) =
+            (outbound, &r.action, &r.remote)
+        else {
             continue;
         };
-        let ts = plexgate_ipsec::TrafficSelector { protocol: 0, start_port: 0, end_port: 65535, start_addr: rg.start, end_addr: rg.end };
-        let holds = |a: &IpAddr| a.is_ipv4() == rg.start.is_ipv4() && *a >= rg.start && *a <= rg.end;
+        let ts = plexgate_ipsec::TrafficSelector {
+            protocol: 0,
+            start_port: 0,
+            end_port: 65535,
+            start_addr: rg.start,
+            end_addr: rg.end,
+        };
+        let holds =
+            |a: &IpAddr| a.is_ipv4() == rg.start.is_ipv4() && *a >= rg.start && *a <= rg.end;
         if let Some(c) = self::core::ts_cidr(&ts) {
             if !peers.iter().any(holds) && !out.contains(&c) {
                 out.push(c);

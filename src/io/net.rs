@@ -29,7 +29,11 @@ pub const IPPROTO_GRE: i32 = 47;
 /// A UDP socket bound to `addr`, with large buffers and a read timeout so that the
 /// thread that owns it can notice shutdown.
 pub fn udp_socket(addr: SocketAddr) -> io::Result<Socket> {
-    let dom = if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let dom = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
     let s = Socket::new(dom, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;
     let _ = s.set_recv_buffer_size(4 << 20);
@@ -55,7 +59,11 @@ pub fn gre_socket(device: Option<&str>) -> io::Result<Socket> {
 /// A raw socket that sends complete IPv4 packets (`IP_HDRINCL`): used by a target to
 /// send replies of plain connections straight to the client.
 pub fn raw_ip_sender() -> io::Result<Socket> {
-    let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(libc::IPPROTO_RAW)))?;
+    let s = Socket::new(
+        Domain::IPV4,
+        Type::RAW,
+        Some(Protocol::from(libc::IPPROTO_RAW)),
+    )?;
     s.set_header_included_v4(true)?;
     Ok(s)
 }
@@ -63,7 +71,10 @@ pub fn raw_ip_sender() -> io::Result<Socket> {
 /// Send a whole IPv4 packet with a raw `IPPROTO_RAW` socket.
 pub fn send_raw_ipv4(sock: &Socket, packet: &[u8]) -> io::Result<usize> {
     if packet.len() < 20 || packet[0] >> 4 != 4 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not an IPv4 packet"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not an IPv4 packet",
+        ));
     }
     let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
     sock.send_to(packet, &SocketAddr::V4(SocketAddrV4::new(dst, 0)).into())
@@ -117,7 +128,10 @@ impl RecvBatch {
             h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
             h.msg_iov = iovs[i].as_mut_ptr();
             h.msg_iovlen = 1;
-            hdrs[i].write(libc::mmsghdr { msg_hdr: h, msg_len: 0 });
+            hdrs[i].write(libc::mmsghdr {
+                msg_hdr: h,
+                msg_len: 0,
+            });
         }
         // SAFETY: hdrs/iovs point into buffers owned by self that outlive the call;
         // BATCH entries are initialised above.
@@ -134,7 +148,9 @@ impl RecvBatch {
             let e = io::Error::last_os_error();
             self.n = 0;
             return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => Ok(0),
+                io::ErrorKind::WouldBlock
+                | io::ErrorKind::TimedOut
+                | io::ErrorKind::Interrupted => Ok(0),
                 _ => Err(e),
             };
         }
@@ -179,7 +195,10 @@ pub fn sockaddr_to_std(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
             // SAFETY: family says this is a sockaddr_in.
             let a: &libc::sockaddr_in = unsafe { &*(ss as *const _ as *const libc::sockaddr_in) };
             let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(a.sin_port))))
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(a.sin_port),
+            )))
         }
         libc::AF_INET6 => {
             // SAFETY: family says this is a sockaddr_in6.

@@ -22,12 +22,18 @@ pub struct Tun {
 impl Tun {
     /// Create (or reuse) the device `name` with `addr/prefix` and `mtu`, up.
     pub fn open(name: &str, addr: Option<(Ipv4Addr, u8)>, mtu: u16) -> io::Result<Tun> {
-        let mut b = DeviceBuilder::new().name(name).mtu(mtu).packet_information(false);
+        let mut b = DeviceBuilder::new()
+            .name(name)
+            .mtu(mtu)
+            .packet_information(false);
         if let Some((a, p)) = addr {
             b = b.ipv4(a, p, None);
         }
         let dev = b.build_sync()?;
-        Ok(Tun { dev, name: name.to_string() })
+        Ok(Tun {
+            dev,
+            name: name.to_string(),
+        })
     }
 
     /// The device name.
@@ -38,7 +44,11 @@ impl Tun {
     /// Read one packet; `Ok(0)` after `timeout` with nothing to read.
     pub fn recv_timeout(&self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
-        let mut pfd = libc::pollfd { fd: self.dev.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: self.dev.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd on the stack.
         let r = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) };
         if r <= 0 {

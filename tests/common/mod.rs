@@ -37,7 +37,17 @@ impl Daemon {
         let bin = env!("CARGO_BIN_EXE_plexgate");
         let log = dir.join(format!("{name}.log"));
         let p = ns
-            .spawn(&[bin, "run", "--policy", policy.to_str().unwrap(), "--ctl", ctl.to_str().unwrap()], &log)
+            .spawn(
+                &[
+                    bin,
+                    "run",
+                    "--policy",
+                    policy.to_str().unwrap(),
+                    "--ctl",
+                    ctl.to_str().unwrap(),
+                ],
+                &log,
+            )
             .expect("spawn plexgate");
         let d = Daemon { proc: p, ctl };
         d.wait_ctl();
@@ -50,7 +60,19 @@ impl Daemon {
         let bin = env!("CARGO_BIN_EXE_plexgate");
         let log = dir.join(format!("{name}.log"));
         let p = ns
-            .spawn(&[bin, "target", "--policy", policy.to_str().unwrap(), "--name", name, "--ctl", ctl.to_str().unwrap()], &log)
+            .spawn(
+                &[
+                    bin,
+                    "target",
+                    "--policy",
+                    policy.to_str().unwrap(),
+                    "--name",
+                    name,
+                    "--ctl",
+                    ctl.to_str().unwrap(),
+                ],
+                &log,
+            )
             .expect("spawn plexgate target");
         let d = Daemon { proc: p, ctl };
         d.wait_ctl();
@@ -70,7 +92,8 @@ impl Daemon {
 
     /// Send a control request.
     pub fn ctl(&self, req: serde_json::Value) -> serde_json::Value {
-        plexgate::ctl::request(&self.ctl, &req).unwrap_or_else(|e| panic!("ctl: {e}\nlog:\n{}", self.proc.log()))
+        plexgate::ctl::request(&self.ctl, &req)
+            .unwrap_or_else(|e| panic!("ctl: {e}\nlog:\n{}", self.proc.log()))
     }
 
     /// Status JSON.
@@ -79,7 +102,12 @@ impl Daemon {
     }
 
     /// Wait until `f(status)` holds.
-    pub fn wait_status(&self, what: &str, timeout: Duration, f: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub fn wait_status(
+        &self,
+        what: &str,
+        timeout: Duration,
+        f: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + timeout;
         loop {
             let s = self.status();
@@ -87,7 +115,11 @@ impl Daemon {
                 return s;
             }
             if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; status:\n{}\nlog:\n{}", serde_json::to_string_pretty(&s).unwrap(), self.proc.log());
+                panic!(
+                    "timed out waiting for {what}; status:\n{}\nlog:\n{}",
+                    serde_json::to_string_pretty(&s).unwrap(),
+                    self.proc.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }

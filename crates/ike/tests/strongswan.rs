@@ -114,7 +114,9 @@ impl Lab {
         let root = sh("id -u").1.trim() == "0";
         if !root || !Path::new(CHARON).exists() || !sh("command -v swanctl && command -v ip").0 {
             // A missing peer is a failure, not a pass: run scripts/setup.sh.
-            panic!("strongSwan interop needs root, ip, {CHARON} and swanctl (run scripts/setup.sh)");
+            panic!(
+                "strongSwan interop needs root, ip, {CHARON} and swanctl (run scripts/setup.sh)"
+            );
         }
         let id = std::process::id();
         let dir = std::env::temp_dir().join(format!("plexgate-ike-sw-{id}"));
