@@ -103,6 +103,12 @@ enum BenchCmd {
         /// Seconds per measurement.
         #[arg(long, default_value_t = 0.5)]
         seconds: f64,
+        /// Only this transform (e.g. AesGcm128).
+        #[arg(long)]
+        transform: Option<String>,
+        /// Only this inner packet size.
+        #[arg(long)]
+        size: Option<usize>,
     },
     /// IKE SA + Child SA setups per second, memory per SA.
     Ike {
@@ -147,7 +153,9 @@ fn main() -> ExitCode {
         } => return plexgate::policy_check(&files),
         Cmd::Demo { requests } => plexgate::demo::run(requests),
         Cmd::Bench { cmd } => match cmd {
-            BenchCmd::Datapath { json, seconds } => plexgate::bench::datapath(json, seconds),
+            BenchCmd::Datapath { json, seconds, transform, size } => {
+                plexgate::bench::datapath(json, seconds, transform.as_deref(), size)
+            }
             BenchCmd::Ike { json, count } => plexgate::bench::ike(json, count),
             BenchCmd::E2e { json, seconds } => plexgate::bench::e2e(json, seconds),
         },

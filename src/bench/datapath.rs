@@ -383,8 +383,8 @@ pub fn run_all(seconds: f64) -> Result<Vec<Row>, BoxError> {
     Ok(rows)
 }
 
-/// `plexgate bench datapath`.
-pub fn datapath(as_json: bool, seconds: f64) -> Result<(), BoxError> {
+/// `plexgate bench datapath`, optionally for one transform and/or size.
+pub fn datapath(as_json: bool, seconds: f64, only_transform: Option<&str>, only_size: Option<usize>) -> Result<(), BoxError> {
     if !as_json {
         println!(
             "{:<22} {:>6} {:>10} {:>10} {:>7} {:>9} {:>9} {:>10} {:>11}",
@@ -399,8 +399,17 @@ pub fn datapath(as_json: bool, seconds: f64) -> Result<(), BoxError> {
             "path pkt/s"
         );
     }
-    for t in EspTransform::ALL {
-        for size in SIZES {
+    let transforms: Vec<EspTransform> =
+        EspTransform::ALL.into_iter().filter(|t| only_transform.is_none_or(|n| n.eq_ignore_ascii_case(&format!("{t:?}")))).collect();
+    if transforms.is_empty() {
+        return Err(format!("no transform named {only_transform:?}; one of {:?}", EspTransform::ALL).into());
+    }
+    let sizes: Vec<usize> = only_size.map(|s| vec![s]).unwrap_or_else(|| SIZES.to_vec());
+    for &t in &transforms {
+        for &size in &sizes {
+            if !(64..=9000).contains(&size) {
+                return Err(format!("size {size}: from 64 to 9000 bytes").into());
+            }
             let r = measure(t, size, seconds)?;
             if as_json {
                 println!("{}", json!(r));
