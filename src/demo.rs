@@ -193,11 +193,11 @@ impl DemoLab {
         let deadline = Instant::now() + timeout;
         loop {
             let s = self.status()?;
-            let dpt = s["dpt"].as_str().unwrap_or("");
-            if dpt.matches("listening: true").count() >= n {
+            if crate::status::listening_targets(&s) >= n {
                 return Ok(());
             }
             if Instant::now() > deadline {
+                let dpt = &s["dpt"];
                 return Err(
                     format!("targets did not report their listeners in time; DPT: {dpt}").into(),
                 );

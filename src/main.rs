@@ -153,9 +153,12 @@ fn main() -> ExitCode {
         } => return plexgate::policy_check(&files),
         Cmd::Demo { requests } => plexgate::demo::run(requests),
         Cmd::Bench { cmd } => match cmd {
-            BenchCmd::Datapath { json, seconds, transform, size } => {
-                plexgate::bench::datapath(json, seconds, transform.as_deref(), size)
-            }
+            BenchCmd::Datapath {
+                json,
+                seconds,
+                transform,
+                size,
+            } => plexgate::bench::datapath(json, seconds, transform.as_deref(), size),
             BenchCmd::Ike { json, count } => plexgate::bench::ike(json, count),
             BenchCmd::E2e { json, seconds } => plexgate::bench::e2e(json, seconds),
         },

@@ -83,15 +83,35 @@ pub fn render(v: &Value) -> String {
             s(&d["algorithm"])
         ));
     }
-    if let Some(t) = v["targets"].as_array() {
-        for t in t {
+    for row in v["dpt"].as_array().into_iter().flatten() {
+        o.push_str(&format!(
+            "  DPT {}:{} ({})\n",
+            s(&row["dvipa"]),
+            row["port"],
+            s(&row["algorithm"])
+        ));
+        for t in row["targets"].as_array().into_iter().flatten() {
             o.push_str(&format!(
-                "  target {}: link {}, {} connections\n",
-                s(&t["node"]),
+                "    target {} (node {}): weight {}, {}, link {}, {} active\n",
+                s(&t["name"]),
+                t["node"],
+                t["weight"],
+                if t["listening"] == true {
+                    "listening"
+                } else {
+                    "no listener"
+                },
                 if t["link_up"] == true { "up" } else { "down" },
-                t["connections"]
+                t["active"]
             ));
         }
+    }
+    for t in v["distrib_targets"].as_array().into_iter().flatten() {
+        o.push_str(&format!(
+            "  CRT target {}: {} connections\n",
+            s(&t["name"]),
+            t["connections"]
+        ));
     }
     o.push_str(&format!("CRT entries: {}\n", v["crt_entries"]));
     o.push_str(&format!("ESP counters: {}\n", v["esp_counters"]));
@@ -131,6 +151,17 @@ fn ts_list(v: &Value) -> String {
     v.as_array()
         .map(|a| a.iter().map(one).collect::<Vec<_>>().join(", "))
         .unwrap_or_default()
+}
+
+/// How many (DVIPA, port, target) entries of a status' DPT have a listener.
+pub fn listening_targets(status: &Value) -> usize {
+    status["dpt"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| row["targets"].as_array().into_iter().flatten())
+        .filter(|t| t["listening"] == true)
+        .count()
 }
 
 /// Ask the gateway to initiate.

@@ -220,12 +220,7 @@ impl Lab {
     fn wait_listeners(&self, want: usize) {
         self.gw
             .wait_status("DPT listeners", Duration::from_secs(10), |s| {
-                s["dpt"]
-                    .as_str()
-                    .unwrap_or("")
-                    .matches("listening: true")
-                    .count()
-                    == want
+                plexgate::status::listening_targets(s) == want
             });
     }
 

@@ -384,7 +384,12 @@ pub fn run_all(seconds: f64) -> Result<Vec<Row>, BoxError> {
 }
 
 /// `plexgate bench datapath`, optionally for one transform and/or size.
-pub fn datapath(as_json: bool, seconds: f64, only_transform: Option<&str>, only_size: Option<usize>) -> Result<(), BoxError> {
+pub fn datapath(
+    as_json: bool,
+    seconds: f64,
+    only_transform: Option<&str>,
+    only_size: Option<usize>,
+) -> Result<(), BoxError> {
     if !as_json {
         println!(
             "{:<22} {:>6} {:>10} {:>10} {:>7} {:>9} {:>9} {:>10} {:>11}",
@@ -399,10 +404,16 @@ pub fn datapath(as_json: bool, seconds: f64, only_transform: Option<&str>, only_
             "path pkt/s"
         );
     }
-    let transforms: Vec<EspTransform> =
-        EspTransform::ALL.into_iter().filter(|t| only_transform.is_none_or(|n| n.eq_ignore_ascii_case(&format!("{t:?}")))).collect();
+    let transforms: Vec<EspTransform> = EspTransform::ALL
+        .into_iter()
+        .filter(|t| only_transform.is_none_or(|n| n.eq_ignore_ascii_case(&format!("{t:?}"))))
+        .collect();
     if transforms.is_empty() {
-        return Err(format!("no transform named {only_transform:?}; one of {:?}", EspTransform::ALL).into());
+        return Err(format!(
+            "no transform named {only_transform:?}; one of {:?}",
+            EspTransform::ALL
+        )
+        .into());
     }
     let sizes: Vec<usize> = only_size.map(|s| vec![s]).unwrap_or_else(|| SIZES.to_vec());
     for &t in &transforms {

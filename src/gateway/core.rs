@@ -142,6 +142,8 @@ pub struct GatewayCore {
     route_changes: Vec<(bool, String)>,
     /// DVIPAs whose plain (non-IPsec) traffic is dropped.
     plain_drop: Vec<IpAddr>,
+    /// Target names by cluster node id (for status).
+    target_names: HashMap<u32, String>,
 }
 
 impl GatewayCore {
@@ -226,6 +228,11 @@ impl GatewayCore {
                 .iter()
                 .filter(|d| d.plain_traffic == policy::PlainTraffic::Drop)
                 .map(|d| d.address)
+                .collect(),
+            target_names: p
+                .targets
+                .iter()
+                .filter_map(|t| config::target_node(p, &t.name).map(|n| (n.0, t.name.clone())))
                 .collect(),
         })
     }
@@ -884,11 +891,28 @@ impl GatewayCore {
             "core_counters": self.counters,
             "distribution": format!("{snap:?}"),
             "dvipas": self.dist.dvipas().map(|(d, routing)| json!({"dvipa": d.dvipa, "routing": routing, "algorithm": format!("{:?}", d.algorithm)})).collect::<Vec<_>>(),
-            "dpt": format!("{:?}", self.dist.dpt()),
+            "dpt": self.dpt_json(),
             "crt_entries": self.dist.crt().len(),
             "distrib_drops": snap.drops.iter().map(|(r, n)| (r.label().to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
-            "distrib_targets": snap.targets.iter().map(|t| json!({"node": t.node.0, "connections": t.connections, "link_up": t.link_up})).collect::<Vec<_>>(),
+            "distrib_targets": snap.targets.iter().map(|t| json!({"node": t.node.0, "name": self.target_names.get(&t.node.0), "connections": t.connections, "link_up": t.link_up})).collect::<Vec<_>>(),
         })
+    }
+
+    /// The DPT as JSON: per (DVIPA, port) the targets with weight, listener, link
+    /// state and active connections, sorted.
+    fn dpt_json(&self) -> Value {
+        let mut rows: Vec<_> = self.dist.dpt().iter().collect();
+        rows.sort_by_key(|(k, _)| **k);
+        rows.iter()
+            .map(|((dvipa, port), e)| {
+                json!({
+                    "dvipa": dvipa, "port": port, "algorithm": format!("{:?}", e.algorithm),
+                    "targets": e.targets().iter().map(|t| json!({
+                        "node": t.node.0, "name": self.target_names.get(&t.node.0), "weight": t.weight, "listening": t.listening, "link_up": t.link_up, "active": t.active,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect()
     }
 
     /// The SAD (benchmarks, tests).
