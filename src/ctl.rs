@@ -23,6 +23,11 @@ pub fn serve(path: &Path, handler: Handler) -> io::Result<std::thread::JoinHandl
     }
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
+    // Whoever can connect can initiate and delete SAs: owner only.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
     let path: PathBuf = path.to_path_buf();
     std::thread::Builder::new()
         .name("ctl".into())

@@ -31,7 +31,10 @@ pub struct FileStore {
 impl FileStore {
     /// Open (and create) the store directory.
     pub fn open(dir: &Path) -> io::Result<FileStore> {
+        use std::os::unix::fs::PermissionsExt;
         fs::create_dir_all(dir)?;
+        // Records name peers, identities and SPIs: not for other local users.
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
         Ok(FileStore {
             dir: dir.to_path_buf(),
         })

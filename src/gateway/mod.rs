@@ -301,7 +301,7 @@ pub fn run(
             let mut last_announce = Instant::now() - Duration::from_secs(60);
             let mut last_keepalive = Instant::now();
             let mut keylog_file = keylog.as_ref().and_then(|k| {
-                std::fs::OpenOptions::new().create(true).append(true).open(k).map_err(|e| tracing::error!("keylog {}: {e}", k.display())).ok()
+                std::os::unix::fs::OpenOptionsExt::mode(std::fs::OpenOptions::new().create(true).append(true), 0o600).open(k).map_err(|e| tracing::error!("keylog {}: {e}", k.display())).ok()
             });
             while !stop.load(Ordering::Relaxed) {
                 let now = Instant::now();
