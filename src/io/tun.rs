@@ -30,6 +30,9 @@ impl Tun {
             b = b.ipv4(a, p, None);
         }
         let dev = b.build_sync()?;
+        // Non-blocking reads: a busy reader drains the queue with one read(2) per
+        // packet and polls only when it is empty.
+        dev.set_nonblocking(true)?;
         Ok(Tun {
             dev,
             name: name.to_string(),
@@ -44,6 +47,10 @@ impl Tun {
     /// Read one packet; `Ok(0)` after `timeout` with nothing to read.
     pub fn recv_timeout(&self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
+        match self.dev.recv(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            other => return other,
+        }
         let mut pfd = libc::pollfd {
             fd: self.dev.as_raw_fd(),
             events: libc::POLLIN,
@@ -54,7 +61,10 @@ impl Tun {
         if r <= 0 {
             return Ok(0);
         }
-        self.dev.recv(buf)
+        match self.dev.recv(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            other => other,
+        }
     }
 
     /// Read one packet without waiting; `Ok(0)` when none is queued.
