@@ -102,9 +102,124 @@ impl Store for FileStore {
     }
 }
 
+/// Applies record changes to a [`Store`] and keeps those the store refused, to try
+/// again later: a dead store loses no record, and when it comes back the latest
+/// state of every key is written (a put superseded by a delete is never written).
+pub struct RecordWriter {
+    store: Box<dyn Store>,
+    pending: std::collections::BTreeMap<String, Option<Vec<u8>>>,
+    failing: bool,
+}
+
+impl RecordWriter {
+    /// Wrap a store.
+    pub fn new(store: Box<dyn Store>) -> RecordWriter {
+        RecordWriter {
+            store,
+            pending: Default::default(),
+            failing: false,
+        }
+    }
+
+    /// Record that `key` should now hold `value` (`None`: be absent).
+    pub fn set(&mut self, key: String, value: Option<Vec<u8>>) {
+        self.pending.insert(key, value);
+    }
+
+    /// Try to write everything pending; returns how many changes are still pending.
+    pub fn flush(&mut self) -> usize {
+        let mut failed = None;
+        let keys: Vec<String> = self.pending.keys().cloned().collect();
+        for k in keys {
+            let r = match &self.pending[&k] {
+                Some(v) => self.store.put(&k, v),
+                None => self.store.delete(&k),
+            };
+            match r {
+                Ok(()) => {
+                    self.pending.remove(&k);
+                }
+                Err(e) => {
+                    failed = Some((k, e));
+                    break;
+                }
+            }
+        }
+        match failed {
+            Some((k, e)) if !self.failing => {
+                self.failing = true;
+                tracing::error!(
+                    "record store: writing {k} failed: {e}; {} change(s) kept and retried",
+                    self.pending.len()
+                );
+            }
+            None if self.failing => {
+                self.failing = false;
+                tracing::info!("record store: writable again, all pending records written");
+            }
+            _ => {}
+        }
+        self.pending.len()
+    }
+
+    /// Changes not yet written.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store that fails while `down` is set.
+    struct Flaky {
+        inner: FileStore,
+        down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Store for Flaky {
+        fn put(&mut self, key: &str, value: &[u8]) -> io::Result<()> {
+            if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(io::Error::other("store is down"));
+            }
+            self.inner.put(key, value)
+        }
+        fn get(&self, key: &str) -> io::Result<Option<Vec<u8>>> {
+            self.inner.get(key)
+        }
+        fn delete(&mut self, key: &str) -> io::Result<()> {
+            if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(io::Error::other("store is down"));
+            }
+            self.inner.delete(key)
+        }
+        fn list(&self, prefix: &str) -> io::Result<Vec<String>> {
+            self.inner.list(prefix)
+        }
+    }
+
+    #[test]
+    fn a_dead_store_loses_no_record() {
+        let d = std::env::temp_dir().join(format!("pg-store-flaky-{}", std::process::id()));
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let mut w = RecordWriter::new(Box::new(Flaky {
+            inner: FileStore::open(&d).unwrap(),
+            down: down.clone(),
+        }));
+        w.set("s/ike/1".into(), Some(b"one".to_vec()));
+        w.set("s/child/2".into(), Some(b"two".to_vec()));
+        w.set("s/child/3".into(), Some(b"three".to_vec()));
+        w.set("s/child/3".into(), None); // deleted before it was ever written
+        assert_eq!(w.flush(), 3, "nothing written while the store is down");
+        assert_eq!(w.flush(), 3);
+        down.store(false, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(w.flush(), 0);
+        let check = FileStore::open(&d).unwrap();
+        assert_eq!(check.list("s/").unwrap(), vec!["s/child/2", "s/ike/1"]);
+        assert_eq!(check.get("s/ike/1").unwrap().as_deref(), Some(&b"one"[..]));
+        let _ = fs::remove_dir_all(d);
+    }
 
     #[test]
     fn put_get_list_delete() {

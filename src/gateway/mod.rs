@@ -20,7 +20,7 @@ use self::core::{GatewayCore, SideEffect, Sink, HEADROOM};
 use crate::io::net::{self, RecvBatch};
 use crate::io::tun::Tun;
 use crate::metrics::Exposition;
-use crate::store::{FileStore, Store};
+use crate::store::{FileStore, RecordWriter};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -158,10 +158,15 @@ pub fn run(
     }
     let store_dir = match p.ha.as_ref().map(|h| &h.store) {
         Some(plexgate_policy::Store::Embedded { path }) => path.clone(),
-        _ => std::env::temp_dir().join(format!("plexgate-store-{}", p.site.name)),
+        other => {
+            let dir = std::env::temp_dir().join(format!("plexgate-store-{}", p.site.name));
+            if other.is_some() {
+                tracing::warn!("the etcd store comes with the failover wave; recovery records go to the embedded store at {}", dir.display());
+            }
+            dir
+        }
     };
-    let store: Arc<Mutex<Box<dyn Store>>> =
-        Arc::new(Mutex::new(Box::new(FileStore::open(&store_dir)?)));
+    let mut records = RecordWriter::new(Box::new(FileStore::open(&store_dir)?));
     let keylog = p.log.keylog.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
@@ -295,13 +300,19 @@ pub fn run(
     }
     // Timers, side effects (records, key log, routes), periodic DVIPA announcements.
     {
-        let (core, io, store, stop) = (core.clone(), io.clone(), store.clone(), stop.clone());
+        let (core, io, stop) = (core.clone(), io.clone(), stop.clone());
         let tun_name = tun_name.clone();
         threads.push(spawn("timer", move || {
             let mut last_announce = Instant::now() - Duration::from_secs(60);
             let mut last_keepalive = Instant::now();
             let mut keylog_file = keylog.as_ref().and_then(|k| {
-                std::os::unix::fs::OpenOptionsExt::mode(std::fs::OpenOptions::new().create(true).append(true), 0o600).open(k).map_err(|e| tracing::error!("keylog {}: {e}", k.display())).ok()
+                std::os::unix::fs::OpenOptionsExt::mode(
+                    std::fs::OpenOptions::new().create(true).append(true),
+                    0o600,
+                )
+                .open(k)
+                .map_err(|e| tracing::error!("keylog {}: {e}", k.display()))
+                .ok()
             });
             while !stop.load(Ordering::Relaxed) {
                 let now = Instant::now();
@@ -325,14 +336,8 @@ pub fn run(
                 apply_routes(&tun_name, routes);
                 for e in effects {
                     match e {
-                        SideEffect::PutRecord(k, v) => {
-                            if let Err(err) = store.lock().unwrap_or_else(|e| e.into_inner()).put(&k, &v) {
-                                tracing::error!("store put {k}: {err} (the record will be written again on the next change)");
-                            }
-                        }
-                        SideEffect::DeleteRecord(k) => {
-                            let _ = store.lock().unwrap_or_else(|e| e.into_inner()).delete(&k);
-                        }
+                        SideEffect::PutRecord(k, v) => records.set(k, Some(v)),
+                        SideEffect::DeleteRecord(k) => records.set(k, None),
                         SideEffect::KeyLog(line) => {
                             if let Some(f) = keylog_file.as_mut() {
                                 let _ = writeln!(f, "{line}");
@@ -340,6 +345,9 @@ pub fn run(
                             }
                         }
                     }
+                }
+                if records.pending() > 0 {
+                    records.flush();
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
