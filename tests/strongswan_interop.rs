@@ -106,7 +106,7 @@ fn lab_with(
     esp: &str,
     client: impl FnOnce(CharonConfig) -> CharonConfig,
 ) -> Lab {
-    lab_auth(name, remote, PSK_AUTH, ike, esp, client)
+    lab_auth(name, remote, PSK_AUTH, ike, esp, "", client)
 }
 
 /// Like [`lab_with`] with the policy peer's identity and auth lines `auth`.
@@ -116,6 +116,7 @@ fn lab_auth(
     auth: &str,
     ike: &str,
     esp: &str,
+    extra_child: &str,
     client: impl FnOnce(CharonConfig) -> CharonConfig,
 ) -> Lab {
     prerequisites();
@@ -136,7 +137,7 @@ fn lab_auth(
     g.add_loopback_addr(&format!("{GW_IN}/32")).unwrap();
     g.disable_rp_filter().unwrap();
     g.sysctl("net.ipv4.conf.default.rp_filter", "0").unwrap();
-    let pol = policy_auth(dir.path(), remote, auth, ike, esp, "");
+    let pol = policy_auth(dir.path(), remote, auth, ike, esp, extra_child);
     let gw = Daemon::gateway(g, dir.path(), &pol, "gw");
     let cc = client(CharonConfig::psk(
         CLIENT_OUT,
@@ -745,6 +746,7 @@ fn certificates_strongswan_initiates() {
         &cert_auth(),
         "\"aes128-sha256-x25519\"",
         "\"aes128gcm16\"",
+        "",
         cert_client("x509/client.pem", "private/client.pem"),
     );
     l.connect();
@@ -768,6 +770,7 @@ fn certificates_plexgate_initiates() {
         &cert_auth(),
         "\"aes128-sha256-x25519\"",
         "\"aes128gcm16\"",
+        "",
         cert_client("x509/client.pem", "private/client.pem"),
     );
     let r =
@@ -796,6 +799,7 @@ fn untrusted_certificate_refused() {
         &cert_auth(),
         "\"aes128-sha256-x25519\"",
         "\"aes128gcm16\"",
+        "",
         |cc| {
             let mut cc = cert_client("untrusted/client.pem", "untrusted/client-key.pem")(cc);
             // strongSwan itself must accept its own cert: give it the untrusted CA too.
@@ -856,4 +860,90 @@ fn plexgate_initiates_on_traffic_acquire() {
     g.wait_ping(CLIENT_IN, Some(GW_IN), Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("{}", l.fail(&format!("ping from the gateway side: {e}"))));
     l.ping_and_transfer(2);
+}
+
+/// Rekeys driven by lifetimes, not commands, while traffic flows: plexgate's Child
+/// SA `rekey_time` is 3 s, strongSwan's Child SA `rekey_time` 5 s and its IKE SA
+/// `rekey_time` 7 s, so both sides start rekeys on their own timers (and may
+/// collide, RFC 7296 §2.8.1). Back-to-back byte-exact transfers run for 12 s; every
+/// one must arrive intact, and both the Child SA and the IKE SA must have been
+/// replaced along the way.
+#[test]
+fn lifetime_rekeys_from_both_sides_lose_no_byte() {
+    prerequisites();
+    let l = lab_auth(
+        "ss-lifetimes",
+        "any",
+        PSK_AUTH,
+        "\"aes128-sha256-x25519\"",
+        "\"aes128gcm16\"",
+        "rekey_time = \"3s\"\n  life_time = \"60s\"",
+        |cc| {
+            let mut cc = default_client(cc);
+            cc.rekey_time = Some("7s".into());
+            // Without over_time, strongSwan's hard IKE lifetime is rekey_time + 10 %:
+            // it would delete the SA it just rekeyed (its own doing, not the peer's).
+            cc.over_time = Some("60s".into());
+            for ch in &mut cc.children {
+                ch.rekey_time = Some("5s".into());
+            }
+            cc
+        },
+    );
+    l.connect();
+    let c = l.topo.ns("client").unwrap();
+    let g = l.topo.ns("gateway").unwrap();
+    let mut spis = std::collections::BTreeSet::new();
+    let mut ike_ids = std::collections::BTreeSet::new();
+    let note = |s: &serde_json::Value,
+                spis: &mut std::collections::BTreeSet<String>,
+                ike: &mut std::collections::BTreeSet<u64>| {
+        for ch in s["child_sas"].as_array().unwrap() {
+            if ch["direction"] == "inbound" {
+                spis.insert(ch["spi"].as_str().unwrap().to_string());
+            }
+        }
+        for i in s["ike_sas"].as_array().unwrap() {
+            ike.insert(i["id"].as_u64().unwrap());
+        }
+    };
+    note(&l.gw.status(), &mut spis, &mut ike_ids);
+    let start = std::time::Instant::now();
+    let mut transfers = 0;
+    let mut seed = 100;
+    while start.elapsed() < Duration::from_secs(12) {
+        seed += 1;
+        let addr = SocketAddr::new(GW_IN.parse::<IpAddr>().unwrap(), 5100 + (seed % 50) as u16);
+        let r =
+            tcp_transfer(g, addr, c, 4 << 20, seed, Duration::from_secs(30)).unwrap_or_else(|e| {
+                panic!(
+                    "{}",
+                    l.fail(&format!("transfer {transfers} during lifetime rekeys: {e}"))
+                )
+            });
+        assert_eq!(r.bytes, 4 << 20);
+        transfers += 1;
+        note(&l.gw.status(), &mut spis, &mut ike_ids);
+    }
+    assert!(transfers >= 3, "only {transfers} transfers in 12 s");
+    assert!(
+        spis.len() >= 3,
+        "{}",
+        l.fail(&format!(
+            "expected at least two Child SA rekeys in 12 s, saw inbound SPIs {spis:?}"
+        ))
+    );
+    assert!(
+        ike_ids.len() >= 2,
+        "{}",
+        l.fail(&format!(
+            "expected strongSwan's IKE SA rekey by 7 s, saw IKE SAs {ike_ids:?}"
+        ))
+    );
+    // The rekeys left one IKE SA with working Child SAs behind.
+    let s =
+        l.gw.wait_status("old SAs deleted", Duration::from_secs(10), |s| {
+            s["ike_sas"].as_array().unwrap().len() == 1
+        });
+    assert!(child_sa_count(&s) >= 2, "{s}");
 }

@@ -10,10 +10,10 @@
 //! `buf[start..start + len]` with [`HEADROOM`] bytes free before it and room after
 //! it, so that decryption, GRE encapsulation and ESP sealing need no copy.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use plexgate_distrib as distrib;
 use plexgate_ike as ike;
@@ -128,7 +128,8 @@ pub struct GatewayCore {
     out_index: OutboundIndex,
     /// outbound SPI → inbound SPI of the same Child SA (rekeys are asked by spi_in).
     pair_of_out: HashMap<u32, u32>,
-    acquiring: HashSet<(String, String)>,
+    /// Acquires under way or recently failed: no new one before the instant.
+    acquiring: HashMap<(String, String), Instant>,
     ike_records: HashMap<ike::IkeSaId, String>,
     keylog: bool,
     local_addrs: Vec<IpAddr>,
@@ -212,7 +213,7 @@ impl GatewayCore {
             children,
             out_index: OutboundIndex::default(),
             pair_of_out: HashMap::new(),
-            acquiring: HashSet::new(),
+            acquiring: HashMap::new(),
             ike_records: HashMap::new(),
             keylog: p.log.keylog.is_some(),
             local_addrs,
@@ -507,9 +508,11 @@ impl GatewayCore {
 
     fn acquire(&mut self, now: Instant, peer: &str, child: &str, sink: &mut dyn Sink) {
         let k = (peer.to_string(), child.to_string());
-        if self.acquiring.contains(&k) {
+        if self.acquiring.get(&k).is_some_and(|until| now < *until) {
             return;
         }
+        // One negotiation at a time per child; if it neither succeeds nor fails
+        // visibly, traffic may trigger another after the back-off.
         match self.ike.initiate(now, peer, child) {
             Ok(_) => {
                 tracing::info!(
@@ -518,9 +521,12 @@ impl GatewayCore {
                     "acquire: no SA for outbound traffic, initiating"
                 );
                 self.counters.acquires += 1;
-                self.acquiring.insert(k);
+                self.acquiring.insert(k, now + Duration::from_secs(30));
             }
-            Err(e) => tracing::warn!(peer, child, "acquire failed: {e}"),
+            Err(e) => {
+                tracing::warn!(peer, child, "acquire failed (next try in 10 s): {e}");
+                self.acquiring.insert(k, now + Duration::from_secs(10));
+            }
         }
         self.flush(now, sink);
     }
@@ -690,7 +696,7 @@ impl GatewayCore {
             }
             ike::Event::ChildSaFailed { name, reason, .. } => {
                 tracing::warn!(child = %name, "Child SA failed: {reason}");
-                self.acquiring.retain(|(_, c)| c != &name);
+                self.acquiring.retain(|(_, c), _| c != &name);
             }
             ike::Event::AuthFailed {
                 remote,
