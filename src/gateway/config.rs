@@ -140,17 +140,20 @@ fn dh_id(g: policy::DhGroup) -> Option<u16> {
     matches!(id, 14 | 19 | 20 | 31).then_some(id)
 }
 
+/// The integrity transforms that go with an encryption transform: none for an
+/// AEAD (RFC 7296 §3.3: combined-mode ciphers carry their own), else each listed.
+fn integrity_choices(e: &policy::Encr, integrity: &[policy::Integ]) -> Vec<Option<u16>> {
+    if e.is_aead() {
+        vec![None]
+    } else {
+        integrity.iter().map(|i| Some(i.transform_id())).collect()
+    }
+}
+
 fn ike_proposals_of(prop: &policy::IkeProposal) -> Vec<ike::IkeProposal> {
     let mut out = Vec::new();
     for e in &prop.encryption {
-        let integs: Vec<Option<u16>> = if e.is_aead() {
-            vec![None]
-        } else {
-            prop.integrity
-                .iter()
-                .map(|i| Some(i.transform_id()))
-                .collect()
-        };
+        let integs = integrity_choices(e, &prop.integrity);
         for integ in &integs {
             for prf in &prop.prf {
                 for dh in prop.dh.iter().filter_map(|g| dh_id(*g)) {
@@ -188,14 +191,7 @@ fn esp_proposals_of(prop: &policy::EspProposal) -> Vec<ike::EspProposal> {
             .collect()
     };
     for e in &prop.encryption {
-        let integs: Vec<Option<u16>> = if e.is_aead() {
-            vec![None]
-        } else {
-            prop.integrity
-                .iter()
-                .map(|i| Some(i.transform_id()))
-                .collect()
-        };
+        let integs = integrity_choices(e, &prop.integrity);
         for integ in &integs {
             for esn in &esns {
                 for dh in &pfs {
