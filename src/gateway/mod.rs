@@ -172,8 +172,9 @@ pub fn run(
     };
     let gre = Arc::new(net::gre_socket(None)?);
     let tun_name = format!("pg-{}", p.site.name.chars().take(12).collect::<String>());
-    let tun =
-        Arc::new(Tun::open_with(&tun_name, None, 1400, true).map_err(|e| format!("TUN {tun_name}: {e}"))?);
+    let tun = Arc::new(
+        Tun::open_with(&tun_name, None, 1400, true).map_err(|e| format!("TUN {tun_name}: {e}"))?,
+    );
     // Decrypted packets enter the kernel through the TUN with sources routed
     // elsewhere until their Child SA's route exists: no reverse-path filter there.
     let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{tun_name}/rp_filter"), "0");
@@ -634,6 +635,9 @@ fn raw_esp_socket() -> std::io::Result<Socket> {
         socket2::Type::RAW,
         Some(socket2::Protocol::from(50)),
     )?;
+    // Room for the bursts that sendmmsg on the other tunnel end produces.
+    let _ = s.set_recv_buffer_size(4 << 20);
+    let _ = s.set_send_buffer_size(4 << 20);
     s.set_read_timeout(Some(Duration::from_millis(200)))?;
     Ok(s)
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 /// How many datagrams one `recvmmsg` call may return.
-pub const BATCH: usize = 32;
+pub const BATCH: usize = 64;
 /// Size of one receive buffer: a jumbo-ish datagram plus room for in-place work.
 pub const BUF: usize = 9216;
 
@@ -253,12 +253,7 @@ impl SendBatch {
             // SAFETY: the first `count` headers are initialised and point into
             // buffers owned by self that outlive the call.
             let r = unsafe {
-                libc::sendmmsg(
-                    sock.as_raw_fd(),
-                    hdrs.as_mut_ptr().cast(),
-                    count as u32,
-                    0,
-                )
+                libc::sendmmsg(sock.as_raw_fd(), hdrs.as_mut_ptr().cast(), count as u32, 0)
             };
             if r < 0 {
                 let e = io::Error::last_os_error();
