@@ -17,8 +17,8 @@ use serde_json::{json, Value};
 use socket2::Socket;
 
 use self::core::{GatewayCore, SideEffect, Sink, HEADROOM};
-use crate::io::net::{self, RecvBatch};
-use crate::io::tun::Tun;
+use crate::io::net::{self, RecvBatch, SendBatch};
+use crate::io::tun::{self as tun_io, Tun, TunBatch};
 use crate::metrics::Exposition;
 use crate::store::{FileStore, RecordWriter};
 
@@ -35,13 +35,47 @@ struct Io {
     targets: HashMap<distrib::NodeId, IpAddr>,
 }
 
-/// A [`Sink`] that writes to the real sockets.
-struct IoSink<'a>(&'a Io);
+/// What one batch of received packets produced for the data-path sockets: written
+/// with one `sendmmsg` per socket and one coalescing TUN write pass, after the core
+/// lock is released (the TUN write runs the receiving stack in the writer's context).
+#[derive(Default)]
+struct Out {
+    tun: TunBatch,
+    esp: SendBatch,
+    gre: SendBatch,
+}
+
+impl Out {
+    fn flush(&mut self, io: &Io) {
+        if let Some(s) = &io.esp {
+            self.esp.flush(s);
+        }
+        self.gre.flush(&io.gre);
+        self.tun.flush(&io.tun);
+    }
+}
+
+/// A [`Sink`] that writes to the real sockets: at once, or into an [`Out`] batch.
+struct IoSink<'a> {
+    io: &'a Io,
+    out: Option<&'a mut Out>,
+}
+
+impl<'a> IoSink<'a> {
+    /// Every output is sent at once (control plane, timers).
+    fn direct(io: &'a Io) -> Self {
+        IoSink { io, out: None }
+    }
+    /// ESP, GRE and TUN outputs wait in `out` until [`Out::flush`].
+    fn batched(io: &'a Io, out: &'a mut Out) -> Self {
+        IoSink { io, out: Some(out) }
+    }
+}
 
 impl Sink for IoSink<'_> {
     fn udp(&mut self, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
-        let s = self.0.udp.get(&local).or_else(|| {
-            self.0
+        let s = self.io.udp.get(&local).or_else(|| {
+            self.io
                 .udp
                 .iter()
                 .find(|(a, _)| a.port() == local.port())
@@ -54,30 +88,47 @@ impl Sink for IoSink<'_> {
         }
     }
     fn esp(&mut self, _local: IpAddr, remote: IpAddr, data: &[u8]) {
-        if let Some(s) = &self.0.esp {
-            let _ = net::send_to(s, data, SocketAddr::new(remote, 0));
+        if let Some(s) = &self.io.esp {
+            let to = SocketAddr::new(remote, 0);
+            match self.out.as_deref_mut() {
+                Some(o) => o.esp.push(s, data, to),
+                None => {
+                    let _ = net::send_to(s, data, to);
+                }
+            }
         }
     }
     fn gre(&mut self, remote: IpAddr, data: &[u8]) {
-        if let Err(e) = net::send_to(&self.0.gre, data, SocketAddr::new(remote, 0)) {
-            tracing::debug!("gre send to {remote}: {e}");
+        let to = SocketAddr::new(remote, 0);
+        match self.out.as_deref_mut() {
+            Some(o) => o.gre.push(&self.io.gre, data, to),
+            None => {
+                if let Err(e) = net::send_to(&self.io.gre, data, to) {
+                    tracing::debug!("gre send to {remote}: {e}");
+                }
+            }
         }
     }
     fn tun(&mut self, packet: &[u8]) {
-        let _ = self.0.tun.send(packet);
+        match self.out.as_deref_mut() {
+            Some(o) => o.tun.push(&self.io.tun, packet),
+            None => {
+                let _ = self.io.tun.send(packet);
+            }
+        }
     }
     fn cluster(&mut self, to: distrib::Destination, data: &[u8]) {
         let send = |a: &IpAddr| {
             let _ = net::send_to(
-                &self.0.cluster,
+                &self.io.cluster,
                 data,
-                SocketAddr::new(*a, self.0.cluster_port),
+                SocketAddr::new(*a, self.io.cluster_port),
             );
         };
         match to {
-            distrib::Destination::Broadcast => self.0.targets.values().for_each(send),
+            distrib::Destination::Broadcast => self.io.targets.values().for_each(send),
             distrib::Destination::Node(n) => {
-                if let Some(a) = self.0.targets.get(&n) {
+                if let Some(a) = self.io.targets.get(&n) {
                     send(a)
                 }
             }
@@ -121,8 +172,9 @@ pub fn run(
     };
     let gre = Arc::new(net::gre_socket(None)?);
     let tun_name = format!("pg-{}", p.site.name.chars().take(12).collect::<String>());
-    let tun =
-        Arc::new(Tun::open(&tun_name, None, 1400).map_err(|e| format!("TUN {tun_name}: {e}"))?);
+    let tun = Arc::new(
+        Tun::open_with(&tun_name, None, 1400, true).map_err(|e| format!("TUN {tun_name}: {e}"))?,
+    );
     // Decrypted packets enter the kernel through the TUN with sources routed
     // elsewhere until their Child SA's route exists: no reverse-path filter there.
     let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{tun_name}/rp_filter"), "0");
@@ -176,6 +228,7 @@ pub fn run(
         let (core, io) = (core.clone(), io.clone());
         threads.push(spawn(&format!("udp-{}", addr.port()), move || {
             let mut b = RecvBatch::new();
+            let mut out = Out::default();
             loop {
                 let n = match b.recv(net::fd_of(&sock)) {
                     Ok(n) => n,
@@ -189,14 +242,17 @@ pub fn run(
                     continue;
                 }
                 let now = Instant::now();
-                let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
-                let mut sink = IoSink(&io);
-                for i in 0..n {
-                    let (buf, len, from) = b.slot_mut(i);
-                    if let Some(from) = from {
-                        c.on_udp(now, addr, from, buf, 0, len, &mut sink);
+                {
+                    let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut sink = IoSink::batched(&io, &mut out);
+                    for i in 0..n {
+                        let (buf, len, from) = b.slot_mut(i);
+                        if let Some(from) = from {
+                            c.on_udp(now, addr, from, buf, 0, len, &mut sink);
+                        }
                     }
                 }
+                out.flush(&io);
             }
         }));
     }
@@ -205,6 +261,7 @@ pub fn run(
         let (core, io) = (core.clone(), io.clone());
         threads.push(spawn("esp", move || {
             let mut b = RecvBatch::new();
+            let mut out = Out::default();
             loop {
                 let Ok(n) = b.recv(net::fd_of(&sock)) else {
                     continue;
@@ -213,14 +270,17 @@ pub fn run(
                     continue;
                 }
                 let now = Instant::now();
-                let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
-                let mut sink = IoSink(&io);
-                for i in 0..n {
-                    let (buf, len, _) = b.slot_mut(i);
-                    if let Some((_, ihl)) = net::ipv4_outer(&buf[..len]) {
-                        c.on_esp(now, buf, ihl, len - ihl, &mut sink);
+                {
+                    let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut sink = IoSink::batched(&io, &mut out);
+                    for i in 0..n {
+                        let (buf, len, _) = b.slot_mut(i);
+                        if let Some((_, ihl)) = net::ipv4_outer(&buf[..len]) {
+                            c.on_esp(now, buf, ihl, len - ihl, &mut sink);
+                        }
                     }
                 }
+                out.flush(&io);
             }
         }));
     }
@@ -242,6 +302,7 @@ pub fn run(
         let (core, io) = (core.clone(), io.clone());
         threads.push(spawn(&format!("gre-{}", l.name), move || {
             let mut b = RecvBatch::new();
+            let mut out = Out::default();
             loop {
                 let Ok(n) = b.recv(net::fd_of(&sock)) else {
                     continue;
@@ -250,25 +311,38 @@ pub fn run(
                     continue;
                 }
                 let now = Instant::now();
-                let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
-                let mut sink = IoSink(&io);
-                for i in 0..n {
-                    let (buf, len, _) = b.slot_mut(i);
-                    if let Some((src, ihl)) = net::ipv4_outer(&buf[..len]) {
-                        c.on_gre(now, link, src, buf, ihl, len - ihl, &mut sink);
+                {
+                    let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut sink = IoSink::batched(&io, &mut out);
+                    for i in 0..n {
+                        let (buf, len, _) = b.slot_mut(i);
+                        if let Some((src, ihl)) = net::ipv4_outer(&buf[..len]) {
+                            c.on_gre(now, link, src, buf, ihl, len - ihl, &mut sink);
+                        }
                     }
                 }
+                out.flush(&io);
             }
         }));
     }
-    // TUN reader.
+    // TUN reader: with offload one read returns a TCP super-packet split into
+    // segments; several reads are drained per lock acquisition.
     {
         let (core, io, tun) = (core.clone(), io.clone(), tun.clone());
         threads.push(spawn("tun", move || {
-            let mut buf = vec![0u8; 65536 + 2 * HEADROOM];
+            const SLOTS: usize = 2 * tun_io::IDEAL_BATCH_SIZE;
+            let mut scratch = vec![0u8; tun_io::VIRTIO_NET_HDR_LEN + 65536];
+            let mut bufs: Vec<Vec<u8>> = (0..SLOTS)
+                .map(|_| vec![0u8; 65536 + 2 * HEADROOM])
+                .collect();
+            let mut sizes = vec![0usize; SLOTS];
+            let mut out = Out::default();
             loop {
-                let n = match tun.recv_timeout(
-                    &mut buf[HEADROOM..HEADROOM + 65536],
+                let mut n = match tun.recv_batch(
+                    &mut scratch,
+                    &mut bufs,
+                    &mut sizes,
+                    HEADROOM,
                     Duration::from_millis(200),
                 ) {
                     Ok(n) => n,
@@ -277,9 +351,28 @@ pub fn run(
                 if n == 0 {
                     continue;
                 }
+                // Drain more while a whole super-packet still fits.
+                while n + tun_io::IDEAL_BATCH_SIZE <= SLOTS {
+                    match tun.recv_batch(
+                        &mut scratch,
+                        &mut bufs[n..],
+                        &mut sizes[n..],
+                        HEADROOM,
+                        Duration::ZERO,
+                    ) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => n += k,
+                    }
+                }
                 let now = Instant::now();
-                let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
-                c.on_tun(now, &mut buf, HEADROOM, n, &mut IoSink(&io));
+                {
+                    let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut sink = IoSink::batched(&io, &mut out);
+                    for (buf, len) in bufs.iter_mut().zip(sizes.iter()).take(n) {
+                        c.on_tun(now, buf, HEADROOM, *len, &mut sink);
+                    }
+                }
+                out.flush(&io);
             }
         }));
     }
@@ -294,7 +387,7 @@ pub fn run(
                 };
                 let now = Instant::now();
                 let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
-                c.on_cluster(now, &buf[..n], &mut IoSink(&io));
+                c.on_cluster(now, &buf[..n], &mut IoSink::direct(&io));
             }
         }));
     }
@@ -318,7 +411,7 @@ pub fn run(
                 let now = Instant::now();
                 let (effects, routes) = {
                     let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
-                    let mut sink = IoSink(&io);
+                    let mut sink = IoSink::direct(&io);
                     // Every tick: the distributor's idle timers are not in next_timeout().
                     c.on_timeout(now, &mut sink);
                     if now.duration_since(last_keepalive) >= Duration::from_secs(20) {
@@ -359,7 +452,7 @@ pub fn run(
         let h: crate::ctl::Handler = Arc::new(move |req: &Value| {
             let now = Instant::now();
             let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
-            let mut sink = IoSink(&io);
+            let mut sink = IoSink::direct(&io);
             handle_ctl(&mut c, now, req, &mut sink)
         });
         crate::ctl::serve(ctl, h)?;
@@ -550,6 +643,9 @@ fn raw_esp_socket() -> std::io::Result<Socket> {
         socket2::Type::RAW,
         Some(socket2::Protocol::from(50)),
     )?;
+    // Room for the bursts that sendmmsg on the other tunnel end produces.
+    let _ = s.set_recv_buffer_size(4 << 20);
+    let _ = s.set_send_buffer_size(4 << 20);
     s.set_read_timeout(Some(Duration::from_millis(200)))?;
     Ok(s)
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 /// How many datagrams one `recvmmsg` call may return.
-pub const BATCH: usize = 32;
+pub const BATCH: usize = 64;
 /// Size of one receive buffer: a jumbo-ish datagram plus room for in-place work.
 pub const BUF: usize = 9216;
 
@@ -188,6 +188,91 @@ impl RecvBatch {
     }
 }
 
+/// Datagrams to send on one socket, collected during one batch of received packets
+/// and sent with one `sendmmsg(2)` (instead of one `sendto` each).
+pub struct SendBatch {
+    bufs: Vec<Vec<u8>>,
+    addrs: Vec<SockAddr>,
+    n: usize,
+}
+
+impl Default for SendBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SendBatch {
+    /// Room for [`BATCH`] datagrams.
+    pub fn new() -> SendBatch {
+        let zero = SockAddr::from(SocketAddr::from(([0, 0, 0, 0], 0)));
+        SendBatch {
+            bufs: (0..BATCH).map(|_| Vec::with_capacity(2048)).collect(),
+            addrs: vec![zero; BATCH],
+            n: 0,
+        }
+    }
+
+    /// Queue a copy of `data` for `to`; sends the batch first when it is full.
+    pub fn push(&mut self, sock: &Socket, data: &[u8], to: SocketAddr) {
+        if self.n == BATCH {
+            self.flush(sock);
+        }
+        let b = &mut self.bufs[self.n];
+        b.clear();
+        b.extend_from_slice(data);
+        self.addrs[self.n] = to.into();
+        self.n += 1;
+    }
+
+    /// Send what is queued (datagrams the kernel refuses are dropped, as a failed
+    /// `sendto` would drop them).
+    pub fn flush(&mut self, sock: &Socket) {
+        let mut done = 0;
+        while done < self.n {
+            let mut iovs: [MaybeUninit<libc::iovec>; BATCH] = [MaybeUninit::uninit(); BATCH];
+            let mut hdrs: [MaybeUninit<libc::mmsghdr>; BATCH] = [MaybeUninit::uninit(); BATCH];
+            let count = self.n - done;
+            for j in 0..count {
+                let i = done + j;
+                iovs[j].write(libc::iovec {
+                    iov_base: self.bufs[i].as_mut_ptr().cast(),
+                    iov_len: self.bufs[i].len(),
+                });
+                // SAFETY: msghdr is plain old data; we fill the fields we use.
+                let mut h: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+                h.msg_name = self.addrs[i].as_ptr() as *mut libc::c_void;
+                h.msg_namelen = self.addrs[i].len();
+                h.msg_iov = iovs[j].as_mut_ptr();
+                h.msg_iovlen = 1;
+                hdrs[j].write(libc::mmsghdr {
+                    msg_hdr: h,
+                    msg_len: 0,
+                });
+            }
+            // SAFETY: the first `count` headers are initialised and point into
+            // buffers owned by self that outlive the call.
+            let r = unsafe {
+                libc::sendmmsg(sock.as_raw_fd(), hdrs.as_mut_ptr().cast(), count as u32, 0)
+            };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                tracing::debug!("sendmmsg: {e}");
+                // Skip the datagram that failed, keep the rest.
+                done += 1;
+            } else if r == 0 {
+                done += 1;
+            } else {
+                done += r as usize;
+            }
+        }
+        self.n = 0;
+    }
+}
+
 /// Convert a kernel socket address to the std type.
 pub fn sockaddr_to_std(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match ss.ss_family as i32 {
@@ -263,6 +348,31 @@ mod tests {
         }
         for (i, d) in got.iter().enumerate() {
             assert_eq!(d, &vec![i as u8; 10]);
+        }
+    }
+
+    #[test]
+    fn send_batch_sends_every_datagram_in_order() {
+        let rx = udp_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+        let to = rx.local_addr().unwrap().as_socket().unwrap();
+        let tx = udp_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut sb = SendBatch::new();
+        // More than one batch: the full batch is sent on push.
+        for i in 0..(BATCH + 3) {
+            sb.push(&tx, &[i as u8; 7], to);
+        }
+        sb.flush(&tx);
+        let mut b = RecvBatch::new();
+        let mut got = Vec::new();
+        while got.len() < BATCH + 3 {
+            let n = b.recv(fd_of(&rx)).unwrap();
+            assert!(n > 0, "timed out after {} datagrams", got.len());
+            for i in 0..n {
+                got.push(b.get_mut(i).0.to_vec());
+            }
+        }
+        for (i, d) in got.iter().enumerate() {
+            assert_eq!(d, &vec![i as u8; 7]);
         }
     }
 
