@@ -288,13 +288,14 @@ impl GatewayCore {
         let Some(esp) = buf.get_mut(start..start + len) else {
             return;
         };
-        let Ok(inb) = self.sad.open_in_place(now, esp) else {
+        let Ok((inb, tuple)) = self.sad.open_in_place_tuple(now, esp) else {
             return;
         };
         // open_in_place already checked the inner packet against the SA's selectors
-        // (RFC 4301 §5.2 step 4), which were negotiated from the SPD.
+        // (RFC 4301 §5.2 step 4), which were negotiated from the SPD; the 5-tuple it
+        // parsed for that is handed on, so the distributor does not parse it again.
         let inner = start + inb.opened.inner.start..start + inb.opened.inner.end;
-        self.deliver_inbound(now, buf, inner, true, sink);
+        self.deliver_inbound(now, buf, inner, tuple.as_ref(), true, sink);
     }
 
     /// Send a decrypted (or plain) inbound packet to its target or to the local stack.
@@ -303,10 +304,17 @@ impl GatewayCore {
         now: Instant,
         buf: &mut [u8],
         inner: std::ops::Range<usize>,
+        tuple: Option<&plexgate_wire::ip::FiveTuple>,
         via_ipsec: bool,
         sink: &mut dyn Sink,
     ) {
-        match self.dist.route_inbound(now, &buf[inner.clone()], via_ipsec) {
+        let route = match tuple {
+            Some(t) => self
+                .dist
+                .route_inbound_parsed(now, &buf[inner.clone()], t, via_ipsec),
+            None => self.dist.route_inbound(now, &buf[inner.clone()], via_ipsec),
+        };
+        match route {
             distrib::Route::ToTarget { remote, key, .. } => {
                 if inner.start >= 8 {
                     let h = inner.start - 8;
@@ -410,7 +418,7 @@ impl GatewayCore {
                     Some(ipsec::SpdAction::Protect { .. } | ipsec::SpdAction::Discard)
                 );
                 if spd_ok && !self.plain_drop.contains(&t.dst) {
-                    self.deliver_inbound(now, buf, start..start + len, false, sink);
+                    self.deliver_inbound(now, buf, start..start + len, None, false, sink);
                 } else {
                     self.counters.drop_policy_in += 1;
                 }

@@ -17,6 +17,7 @@ use crate::flow::{self, FlowKey, PacketInfo, Proto, TcpFlags};
 use crate::gre::{self, GreKey};
 use crate::link::{LinkId, LinkTable};
 use crate::{ClusterTransmit, Destination, NodeId};
+use plexgate_wire::ip::FiveTuple;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -271,10 +272,41 @@ impl Distributor {
     /// a target and adds a CRT entry; other packets follow the CRT; FIN and RST
     /// advance or end the entry. No allocation unless a CRT entry is added.
     pub fn route_inbound(&mut self, now: Instant, packet: &[u8], via_ipsec: bool) -> Route {
-        let info = match flow::parse(packet) {
-            Ok(i) => i,
-            Err(_) => return self.drop_route(DropReason::Malformed),
-        };
+        match flow::parse(packet) {
+            Ok(info) => self.route_info(now, packet, &info, via_ipsec),
+            Err(_) => self.drop_route(DropReason::Malformed),
+        }
+    }
+
+    /// [`Distributor::route_inbound`] for a packet whose 5-tuple the caller
+    /// already parsed (the SA's selector check, RFC 4301 §5.2, parses it with
+    /// [`plexgate_wire::ip::FiveTuple::parse`]): the addresses and protocol are
+    /// taken from `tuple` instead of being read again; the transport header is
+    /// still checked as [`flow::parse`] checks it, so the decision (and every
+    /// drop) is the same as `route_inbound(now, packet, via_ipsec)`. `tuple`
+    /// must be the 5-tuple of `packet`.
+    #[inline]
+    pub fn route_inbound_parsed(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        tuple: &FiveTuple,
+        via_ipsec: bool,
+    ) -> Route {
+        match flow::parse_with_tuple(packet, tuple) {
+            Ok(info) => self.route_info(now, packet, &info, via_ipsec),
+            Err(_) => self.drop_route(DropReason::Malformed),
+        }
+    }
+
+    #[inline]
+    fn route_info(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        info: &PacketInfo,
+        via_ipsec: bool,
+    ) -> Route {
         let Some(d) = self.routed_dvipa(info.dst) else {
             self.counters.local += 1;
             return Route::Local;
@@ -283,7 +315,7 @@ impl Distributor {
             if Proto::from_number(info.protocol).is_some() {
                 return self.drop_route(DropReason::Fragment);
             }
-            return self.route_icmp_error(packet, &info, via_ipsec);
+            return self.route_icmp_error(packet, info, via_ipsec);
         };
         let distributed = d.cfg.ports.contains(ports.dst);
         let Some(key) = info.inbound_key() else {

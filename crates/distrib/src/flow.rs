@@ -202,6 +202,44 @@ pub fn parse(packet: &[u8]) -> Result<PacketInfo, PacketError> {
     }
 }
 
+/// [`parse`] for a packet whose 5-tuple was already read by
+/// [`plexgate_wire::ip::FiveTuple::parse`] (which checked the IP header: version,
+/// IPv4 header length ≥ 20, total length ≥ header length, packet ≥ total length):
+/// for IPv4 the addresses and protocol come from `tuple`, and only the fragment
+/// offset and the transport header are read again, with the same checks as
+/// [`parse`]; IPv6 (extension headers) and anything else takes [`parse`]. The
+/// result equals `parse(packet)` when `tuple` is the packet's 5-tuple.
+#[inline]
+pub fn parse_with_tuple(
+    packet: &[u8],
+    tuple: &plexgate_wire::ip::FiveTuple,
+) -> Result<PacketInfo, PacketError> {
+    match (tuple.src, tuple.dst, packet.first().map(|b| b >> 4)) {
+        (IpAddr::V4(_), IpAddr::V4(_), Some(4)) if packet.len() >= 20 => {
+            let ihl = usize::from(packet[0] & 0x0f) * 4;
+            let total = usize::from(u16::from_be_bytes([packet[2], packet[3]]));
+            if ihl < 20 || total < ihl || packet.len() < total || tuple.protocol != packet[9] {
+                return parse(packet);
+            }
+            let non_first_fragment = u16::from_be_bytes([packet[6], packet[7]]) & 0x1fff != 0;
+            let ports = if non_first_fragment {
+                None
+            } else {
+                transport(&packet[..total], ihl, tuple.protocol)?
+            };
+            Ok(PacketInfo {
+                src: tuple.src,
+                dst: tuple.dst,
+                protocol: tuple.protocol,
+                l4_offset: ihl,
+                end: total,
+                ports,
+            })
+        }
+        _ => parse(packet),
+    }
+}
+
 //= https://www.rfc-editor.org/rfc/rfc791#section-3.1
 //# IHL:  4 bits
 //#   Internet Header Length is the length of the internet header in 32
@@ -303,7 +341,7 @@ fn parse_v6(p: &[u8]) -> Result<PacketInfo, PacketError> {
     })
 }
 
-#[inline]
+#[inline(always)]
 fn transport(p: &[u8], off: usize, protocol: u8) -> Result<Option<Ports>, PacketError> {
     match protocol {
         IPPROTO_TCP => {

@@ -8,7 +8,7 @@
 
 use crate::error::{EspError, SaError};
 use crate::replay::{ReplayWindow, MIN_WINDOW};
-use crate::selector::{inbound_matches, outbound_matches, TrafficSelector};
+use crate::selector::{inbound_matches, outbound_matches, InboundSelectors, TrafficSelector};
 use crate::transform::{constant_time_eq, EspCipher, EspTransform, ICV_LEN};
 use core::net::IpAddr;
 use core::ops::Range;
@@ -279,6 +279,12 @@ pub struct SecurityAssociation {
     seq_soft: u64,
     window: Option<ReplayWindow>,
     created: Instant,
+    /// `created` + the hard lifetime in seconds, computed once (`None`: no
+    /// time limit, or beyond what `Instant` can represent): the per-packet
+    /// check is one comparison instead of a duration subtraction.
+    hard_deadline: Option<Instant>,
+    /// `params.local_ts` / `remote_ts` prepared for the inbound check.
+    selectors_in: InboundSelectors,
     stats: SaStats,
     soft_bytes: u64,
     soft_packets: u64,
@@ -321,12 +327,19 @@ impl SecurityAssociation {
         };
         let seq_soft = seq_max - seq_max / 16;
         let lim = |v: Option<u64>| v.unwrap_or(u64::MAX);
+        let hard_deadline = params
+            .lifetime
+            .hard
+            .seconds
+            .and_then(|s| now.checked_add(Duration::from_secs(s)));
         Ok(SecurityAssociation {
             last_seq: params.initial_seq,
             seq_max,
             seq_soft,
             window,
             created: now,
+            hard_deadline,
+            selectors_in: InboundSelectors::new(&params.local_ts, &params.remote_ts),
             stats: SaStats::default(),
             soft_bytes: lim(params.lifetime.soft.bytes),
             soft_packets: lim(params.lifetime.soft.packets),
@@ -420,7 +433,7 @@ impl SecurityAssociation {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn account(&mut self, inner_len: usize) {
         self.stats.bytes += inner_len as u64;
         self.stats.packets += 1;
@@ -580,12 +593,10 @@ impl SecurityAssociation {
 
     #[inline]
     fn check_alive(&mut self, now: Instant) -> Result<(), EspError> {
-        if !self.expired {
-            if let Some(s) = self.params.lifetime.hard.seconds {
-                if now.saturating_duration_since(self.created) >= Duration::from_secs(s) {
-                    self.expire();
-                }
-            }
+        // now - created >= hard seconds  <=>  now >= created + hard seconds
+        // (RFC 4301 §4.4.2.1: a hard lifetime ends the SA).
+        if !self.expired && self.hard_deadline.is_some_and(|d| now >= d) {
+            self.expire();
         }
         if self.expired {
             Err(EspError::SaExpired)
@@ -600,6 +611,19 @@ impl SecurityAssociation {
     /// checks padding, next header, and in tunnel mode the inner packet
     /// against the SA's traffic selectors.
     pub fn open_in_place(&mut self, now: Instant, buf: &mut [u8]) -> Result<Opened, EspError> {
+        self.open_in_place_tuple(now, buf).map(|(o, _)| o)
+    }
+
+    /// [`SecurityAssociation::open_in_place`], also returning the inner packet's
+    /// 5-tuple when the selector check parsed it (tunnel mode with selectors),
+    /// so that the caller need not parse the packet again (e.g. to route it).
+    /// The tuple is that of `buf[opened.inner]`; every check is the same.
+    #[inline]
+    pub fn open_in_place_tuple(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Result<(Opened, Option<FiveTuple>), EspError> {
         if self.params.direction != Direction::Inbound {
             return Err(EspError::WrongDirection);
         }
@@ -688,6 +712,7 @@ impl SecurityAssociation {
             return Err(EspError::DummyPacket);
         }
         let mut inner = h..inner_end;
+        let mut parsed = None;
         if self.params.mode == Mode::Tunnel {
             let pkt = &buf[inner.clone()];
             let want = match next_header {
@@ -695,7 +720,7 @@ impl SecurityAssociation {
                 proto::IPV6 => 6,
                 other => return Err(EspError::BadNextHeader(other)),
             };
-            if ip::version(pkt) != Ok(want) {
+            if !matches!(ip::version(pkt), Ok(v) if v == want) {
                 return Err(EspError::BadNextHeader(next_header));
             }
             // Drop TFC padding after the inner packet (RFC 4303 §2.7).
@@ -704,23 +729,24 @@ impl SecurityAssociation {
                 return Err(EspError::Truncated { len });
             }
             inner.end = inner.start + ilen;
-            if !(self.params.local_ts.is_empty() && self.params.remote_ts.is_empty()) {
-                let ok = FiveTuple::parse(&buf[inner.clone()])
-                    .map(|tuple| {
-                        inbound_matches(&self.params.local_ts, &self.params.remote_ts, &tuple)
-                    })
-                    .unwrap_or(false);
-                if !ok {
-                    return Err(EspError::SelectorMismatch);
+            //= https://www.rfc-editor.org/rfc/rfc4301#section-5.2
+            //# 4. ... check that the packet ... matches the selectors of the SA
+            if !self.selectors_in.is_any() {
+                match FiveTuple::parse(&buf[inner.clone()]) {
+                    Ok(tuple) if self.selectors_in.matches(&tuple) => parsed = Some(tuple),
+                    _ => return Err(EspError::SelectorMismatch),
                 }
             }
         }
         self.account(inner.len());
-        Ok(Opened {
-            next_header,
-            inner,
-            seq,
-        })
+        Ok((
+            Opened {
+                next_header,
+                inner,
+                seq,
+            },
+            parsed,
+        ))
     }
 
     /// Whether an inner packet may be sent on (outbound) or was allowed to

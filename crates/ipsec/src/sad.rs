@@ -9,6 +9,7 @@
 
 use crate::error::{Counters, EspError, SaError};
 use crate::sa::{Direction, Opened, Pending, SaParams, SecurityAssociation};
+use plexgate_wire::ip::FiveTuple;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -177,9 +178,20 @@ impl Sad {
     /// Opens an ESP packet (starting with its SPI) in place with the inbound
     /// SA its SPI names. Counts the packet or its drop reason.
     pub fn open_in_place(&mut self, now: Instant, buf: &mut [u8]) -> Result<Inbound, EspError> {
+        self.open_in_place_tuple(now, buf).map(|(i, _)| i)
+    }
+
+    /// [`Sad::open_in_place`], also returning the inner 5-tuple that the SA's
+    /// selector check parsed (see [`SecurityAssociation::open_in_place_tuple`]).
+    #[inline]
+    pub fn open_in_place_tuple(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Result<(Inbound, Option<FiveTuple>), EspError> {
         let r = self.open_inner(now, buf);
         match &r {
-            Ok(i) => {
+            Ok((i, _)) => {
                 self.counters.rx_packets += 1;
                 self.counters.rx_bytes += i.opened.inner.len() as u64;
             }
@@ -188,7 +200,12 @@ impl Sad {
         r
     }
 
-    fn open_inner(&mut self, now: Instant, buf: &mut [u8]) -> Result<Inbound, EspError> {
+    #[inline]
+    fn open_inner(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Result<(Inbound, Option<FiveTuple>), EspError> {
         let spi = match buf.get(..4) {
             Some(s) => u32::from_be_bytes([s[0], s[1], s[2], s[3]]),
             None => return Err(EspError::Truncated { len: buf.len() }),
@@ -197,11 +214,11 @@ impl Sad {
             .inbound
             .get_mut(&spi)
             .ok_or(EspError::UnknownSpi(spi))?;
-        let r = sa.open_in_place(now, buf);
+        let r = sa.open_in_place_tuple(now, buf);
         if sa.pending != Pending::None {
             self.collect(Direction::Inbound, spi);
         }
-        r.map(|opened| Inbound { spi, opened })
+        r.map(|(opened, tuple)| (Inbound { spi, opened }, tuple))
     }
 
     /// Seals `inner` with the outbound SA `spi` into `out`; returns the ESP

@@ -130,9 +130,164 @@ pub fn outbound_matches(
         && (remote.is_empty() || remote.iter().any(|s| s.matches_dst(t)))
 }
 
+/// One selector with its addresses as integers, for the per-packet check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Flat {
+    v6: bool,
+    lo: u128,
+    hi: u128,
+    protocol: u8,
+    any_port: bool,
+    start_port: u16,
+    end_port: u16,
+}
+
+#[inline]
+fn addr_bits(a: IpAddr) -> (bool, u128) {
+    match a {
+        IpAddr::V4(a) => (false, u128::from(u32::from(a))),
+        IpAddr::V6(a) => (true, u128::from(a)),
+    }
+}
+
+impl Flat {
+    fn new(t: &TrafficSelector) -> Flat {
+        let (v6, lo) = addr_bits(t.start_addr);
+        let (v6_end, hi) = addr_bits(t.end_addr);
+        // A range whose ends are of different families contains nothing
+        // (`contains_addr`): make it empty.
+        let (lo, hi) = if v6 == v6_end { (lo, hi) } else { (1, 0) };
+        Flat {
+            v6,
+            lo,
+            hi,
+            protocol: t.protocol,
+            any_port: t.any_port(),
+            start_port: t.start_port,
+            end_port: t.end_port,
+        }
+    }
+
+    /// Exactly [`TrafficSelector::matches`].
+    #[inline]
+    fn matches(&self, (v6, a): (bool, u128), protocol: u8, port: Option<u16>) -> bool {
+        self.v6 == v6
+            && self.lo <= a
+            && a <= self.hi
+            && (self.protocol == 0 || self.protocol == protocol)
+            && (self.any_port || port.is_some_and(|p| self.start_port <= p && p <= self.end_port))
+    }
+}
+
+/// An SA's selectors prepared once, when the SA is installed, for the check of
+/// every inbound packet (RFC 4301 §5.2 step 4): addresses as integers, "any
+/// port" decided up front. [`InboundSelectors::matches`] gives exactly what
+/// [`inbound_matches`] gives for the same lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InboundSelectors {
+    local: Vec<Flat>,
+    remote: Vec<Flat>,
+}
+
+impl InboundSelectors {
+    /// Prepare an SA's `local` and `remote` selectors.
+    pub fn new(local: &[TrafficSelector], remote: &[TrafficSelector]) -> Self {
+        InboundSelectors {
+            local: local.iter().map(Flat::new).collect(),
+            remote: remote.iter().map(Flat::new).collect(),
+        }
+    }
+
+    /// Whether both lists are empty (everything matches).
+    #[inline]
+    pub fn is_any(&self) -> bool {
+        self.local.is_empty() && self.remote.is_empty()
+    }
+
+    /// Whether `t` flows from the remote selectors to the local ones (empty
+    /// lists match anything): [`inbound_matches`].
+    #[inline]
+    pub fn matches(&self, t: &FiveTuple) -> bool {
+        let (src, dst) = (addr_bits(t.src), addr_bits(t.dst));
+        (self.local.is_empty()
+            || self
+                .local
+                .iter()
+                .any(|s| s.matches(dst, t.protocol, t.dst_port)))
+            && (self.remote.is_empty()
+                || self
+                    .remote
+                    .iter()
+                    .any(|s| s.matches(src, t.protocol, t.src_port)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn arb_addr() -> impl Strategy<Value = IpAddr> {
+        prop_oneof![
+            // Few distinct values, so that ranges and packets meet often.
+            (0u32..8).prop_map(|x| IpAddr::from([10, 0, 0, x as u8])),
+            any::<u32>().prop_map(|x| IpAddr::from(std::net::Ipv4Addr::from(x))),
+            (0u128..8).prop_map(|x| IpAddr::from(std::net::Ipv6Addr::from(x))),
+            any::<u128>().prop_map(|x| IpAddr::from(std::net::Ipv6Addr::from(x))),
+        ]
+    }
+
+    fn arb_port() -> impl Strategy<Value = u16> {
+        prop_oneof![0u16..4, Just(u16::MAX), Just(u16::MAX - 1), any::<u16>()]
+    }
+
+    fn arb_ts() -> impl Strategy<Value = TrafficSelector> {
+        (
+            arb_addr(),
+            arb_addr(),
+            prop_oneof![Just(0u8), Just(6u8), Just(17u8), any::<u8>()],
+            arb_port(),
+            arb_port(),
+        )
+            .prop_map(|(a, b, protocol, p, q)| TrafficSelector {
+                protocol,
+                start_port: p,
+                end_port: q,
+                start_addr: a,
+                end_addr: b,
+            })
+    }
+
+    fn arb_tuple() -> impl Strategy<Value = FiveTuple> {
+        (
+            arb_addr(),
+            arb_addr(),
+            prop_oneof![Just(6u8), Just(17u8), Just(1u8), any::<u8>()],
+            proptest::option::of(arb_port()),
+            proptest::option::of(arb_port()),
+        )
+            .prop_map(|(src, dst, protocol, src_port, dst_port)| FiveTuple {
+                src,
+                dst,
+                protocol,
+                src_port,
+                dst_port,
+            })
+    }
+
+    proptest! {
+        /// The prepared selectors decide exactly as `inbound_matches`.
+        #[test]
+        fn inbound_selectors_equal_inbound_matches(
+            local in proptest::collection::vec(arb_ts(), 0..3),
+            remote in proptest::collection::vec(arb_ts(), 0..3),
+            t in arb_tuple(),
+        ) {
+            let c = InboundSelectors::new(&local, &remote);
+            prop_assert_eq!(c.matches(&t), inbound_matches(&local, &remote, &t));
+            prop_assert_eq!(c.is_any(), local.is_empty() && remote.is_empty());
+        }
+    }
 
     fn tuple(src: &str, dst: &str, proto: u8, sp: Option<u16>, dp: Option<u16>) -> FiveTuple {
         FiveTuple {

@@ -39,6 +39,7 @@ pub mod proto {
 }
 
 /// The IP version nibble of the first byte, if it is 4 or 6.
+#[inline]
 pub fn version(packet: &[u8]) -> Result<u8> {
     match packet.first().map(|b| b >> 4) {
         Some(v @ (4 | 6)) => Ok(v),
@@ -49,6 +50,7 @@ pub fn version(packet: &[u8]) -> Result<u8> {
 
 /// The length the IP header announces for the whole packet (IPv4 total length,
 /// IPv6 40 + payload length).
+#[inline]
 pub fn total_len(packet: &[u8]) -> Result<usize> {
     match version(packet)? {
         4 => {
@@ -81,6 +83,7 @@ pub struct FiveTuple {
 impl FiveTuple {
     /// Parses an IPv4 or IPv6 packet. The packet must be at least as long as
     /// its IP header says; trailing bytes (link padding) are ignored.
+    #[inline]
     pub fn parse(packet: &[u8]) -> Result<Self> {
         match version(packet)? {
             4 => Self::parse_v4(packet),
@@ -88,6 +91,7 @@ impl FiveTuple {
         }
     }
 
+    #[inline]
     fn parse_v4(p: &[u8]) -> Result<Self> {
         need(p.len(), 20)?;
         let ihl = usize::from(p[0] & 0x0f) * 4;
@@ -168,6 +172,7 @@ impl FiveTuple {
     }
 }
 
+#[inline]
 fn ports(protocol: u8, l4: &[u8]) -> (Option<u16>, Option<u16>) {
     match (protocol, l4) {
         (proto::TCP | proto::UDP | proto::SCTP | proto::UDPLITE, [a, b, c, d, ..]) => (
