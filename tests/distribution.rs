@@ -497,6 +497,27 @@ for _ in range(5):
     );
     // The real path still works.
     assert_no_errors(&l.requests(3), &l);
+    // Prometheus sees the same: the spoofed packets, the SAs' traffic, the connections.
+    let m = metrics(l.topo.ns("gw").unwrap());
+    let spoof = metric(&m, "plexgate_distrib_drops_total{reason=\"spoof\"}");
+    assert!(
+        spoof.is_some_and(|n| n >= spoof_before + 5),
+        "spoof drops in /metrics: {spoof:?}\n{m}"
+    );
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("plexgate_sa_bytes{") && !l.ends_with(" 0")),
+        "{m}"
+    );
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("plexgate_connections{target=")),
+        "{m}"
+    );
+    assert!(
+        m.contains("plexgate_esp_drops_total{reason=\"replay\"}"),
+        "{m}"
+    );
     drop(l.dir);
 }
 

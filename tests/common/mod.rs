@@ -24,6 +24,33 @@ pub fn write_secret(path: &Path, data: &[u8]) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod secret");
 }
 
+/// Where every test gateway serves Prometheus metrics: loopback of its own
+/// namespace, so gateways in different namespaces never collide.
+pub const METRICS: &str = "127.0.0.1:9741";
+
+/// `GET /metrics` from the gateway in `ns`.
+pub fn metrics(ns: &Netns) -> String {
+    use std::io::{Read, Write};
+    ns.run_in(|| {
+        let mut c = std::net::TcpStream::connect(METRICS).expect("connect to /metrics");
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut s = String::new();
+        c.read_to_string(&mut s).unwrap();
+        s
+    })
+    .expect("run in namespace")
+}
+
+/// The value of one sample line (`name{labels} value`) in a metrics text.
+pub fn metric(text: &str, name_and_labels: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(name_and_labels)
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
 /// A running `plexgate run` (or `plexgate target`) in a namespace.
 pub struct Daemon {
     pub proc: Process,
@@ -45,6 +72,8 @@ impl Daemon {
                     policy.to_str().unwrap(),
                     "--ctl",
                     ctl.to_str().unwrap(),
+                    "--metrics",
+                    METRICS,
                 ],
                 &log,
             )
