@@ -225,69 +225,37 @@ pub fn run(
 
     // UDP receivers (IKE on 500, IKE + ESP-in-UDP on 4500).
     for (addr, sock) in io.udp.clone() {
-        let (core, io) = (core.clone(), io.clone());
-        threads.push(spawn(&format!("udp-{}", addr.port()), move || {
-            let mut b = RecvBatch::new();
-            let mut out = Out::default();
-            loop {
-                let n = match b.recv(net::fd_of(&sock)) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        tracing::error!("udp {addr}: {e}");
-                        std::thread::sleep(Duration::from_millis(100));
-                        continue;
-                    }
-                };
-                if n == 0 {
-                    continue;
+        let name = format!("udp-{}", addr.port());
+        threads.push(receive_thread(
+            &name,
+            sock,
+            &core,
+            &io,
+            move |c, now, buf, len, from, sink| {
+                if let Some(from) = from {
+                    c.on_udp(now, addr, from, buf, 0, len, sink);
                 }
-                let now = Instant::now();
-                {
-                    let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
-                    let mut sink = IoSink::batched(&io, &mut out);
-                    for i in 0..n {
-                        let (buf, len, from) = b.slot_mut(i);
-                        if let Some(from) = from {
-                            c.on_udp(now, addr, from, buf, 0, len, &mut sink);
-                        }
-                    }
-                }
-                out.flush(&io);
-            }
-        }));
+            },
+        ));
     }
-    // Raw ESP receiver.
+    // Raw ESP receiver: raw IPv4 sockets hand over the IP header too.
     if let Some(sock) = io.esp.clone() {
-        let (core, io) = (core.clone(), io.clone());
-        threads.push(spawn("esp", move || {
-            let mut b = RecvBatch::new();
-            let mut out = Out::default();
-            loop {
-                let Ok(n) = b.recv(net::fd_of(&sock)) else {
-                    continue;
-                };
-                if n == 0 {
-                    continue;
+        threads.push(receive_thread(
+            "esp",
+            sock,
+            &core,
+            &io,
+            |c, now, buf, len, _, sink| {
+                if let Some((_, ihl)) = net::ipv4_outer(&buf[..len]) {
+                    c.on_esp(now, buf, ihl, len - ihl, sink);
                 }
-                let now = Instant::now();
-                {
-                    let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
-                    let mut sink = IoSink::batched(&io, &mut out);
-                    for i in 0..n {
-                        let (buf, len, _) = b.slot_mut(i);
-                        if let Some((_, ihl)) = net::ipv4_outer(&buf[..len]) {
-                            c.on_esp(now, buf, ihl, len - ihl, &mut sink);
-                        }
-                    }
-                }
-                out.flush(&io);
-            }
-        }));
+            },
+        ));
     }
     // GRE receivers, one per link, bound to the link's device.
     for (i, l) in p.links.iter().enumerate() {
         let sock = match net::gre_socket(Some(&l.interface)) {
-            Ok(s) => s,
+            Ok(s) => Arc::new(s),
             Err(e) => {
                 tracing::error!("link {}: cannot bind GRE to {}: {e}", l.name, l.interface);
                 continue;
@@ -299,31 +267,18 @@ pub fn run(
             .position(|t| t.link == l.name)
             .map(|t| distrib::LinkId(t as u32))
             .unwrap_or(distrib::LinkId(1_000_000 + i as u32));
-        let (core, io) = (core.clone(), io.clone());
-        threads.push(spawn(&format!("gre-{}", l.name), move || {
-            let mut b = RecvBatch::new();
-            let mut out = Out::default();
-            loop {
-                let Ok(n) = b.recv(net::fd_of(&sock)) else {
-                    continue;
-                };
-                if n == 0 {
-                    continue;
+        let name = format!("gre-{}", l.name);
+        threads.push(receive_thread(
+            &name,
+            sock,
+            &core,
+            &io,
+            move |c, now, buf, len, _, sink| {
+                if let Some((src, ihl)) = net::ipv4_outer(&buf[..len]) {
+                    c.on_gre(now, link, src, buf, ihl, len - ihl, sink);
                 }
-                let now = Instant::now();
-                {
-                    let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
-                    let mut sink = IoSink::batched(&io, &mut out);
-                    for i in 0..n {
-                        let (buf, len, _) = b.slot_mut(i);
-                        if let Some((src, ihl)) = net::ipv4_outer(&buf[..len]) {
-                            c.on_gre(now, link, src, buf, ihl, len - ihl, &mut sink);
-                        }
-                    }
-                }
-                out.flush(&io);
-            }
-        }));
+            },
+        ));
     }
     // TUN reader: with offload one read returns a TCP super-packet split into
     // segments; several reads are drained per lock acquisition.
@@ -623,6 +578,46 @@ fn render_metrics(c: &GatewayCore) -> String {
         );
     }
     e.finish()
+}
+
+/// A receive thread: `recvmmsg` batches from `sock`, every datagram of a batch
+/// handled under one acquisition of the core lock, the outputs written after it.
+/// `handle` gets (core, now, buffer, length, source, sink) for each datagram.
+fn receive_thread(
+    name: &str,
+    sock: Arc<Socket>,
+    core: &Arc<Mutex<GatewayCore>>,
+    io: &Arc<Io>,
+    mut handle: impl FnMut(&mut GatewayCore, Instant, &mut [u8], usize, Option<SocketAddr>, &mut IoSink<'_>)
+        + Send
+        + 'static,
+) -> std::thread::JoinHandle<()> {
+    let (core, io, label) = (core.clone(), io.clone(), name.to_string());
+    spawn(name, move || {
+        let mut b = RecvBatch::new();
+        let mut out = Out::default();
+        loop {
+            let n = match b.recv(net::fd_of(&sock)) {
+                Ok(0) => continue,
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!("{label}: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            let now = Instant::now();
+            {
+                let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
+                let mut sink = IoSink::batched(&io, &mut out);
+                for i in 0..n {
+                    let (buf, len, from) = b.slot_mut(i);
+                    handle(&mut c, now, buf, len, from, &mut sink);
+                }
+            }
+            out.flush(&io);
+        }
+    })
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> std::thread::JoinHandle<()> {
