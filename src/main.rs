@@ -23,7 +23,7 @@ enum Cmd {
         /// The site policy file.
         #[arg(long)]
         policy: PathBuf,
-        /// This gateway's name in the policy's [ha] section (default: the first).
+        /// This gateway's name in the policy's [ha] section (checked against it).
         #[arg(long)]
         name: Option<String>,
         /// Control socket for `plexgate status` / `plexgate initiate`.

@@ -139,7 +139,7 @@ impl Sink for IoSink<'_> {
 /// Run the gateway until killed.
 pub fn run(
     policy_path: &Path,
-    _name: Option<&str>,
+    name: Option<&str>,
     ctl: &Path,
     metrics: Option<SocketAddr>,
 ) -> Result<(), BoxError> {
@@ -148,6 +148,24 @@ pub fn run(
         eprint!("{}", checked.warnings);
     }
     let p = checked.policy;
+    // One policy file serves every gateway of a site; `--name` says which one this is.
+    if let (Some(n), Some(ha)) = (name, p.ha.as_ref()) {
+        if ha.name != n && !ha.peers.iter().any(|peer| peer.name == n) {
+            return Err(format!(
+                "{}: no gateway named {n:?} in [ha] (this file's gateway is {:?})",
+                policy_path.display(),
+                ha.name
+            )
+            .into());
+        }
+        if ha.name != n {
+            return Err(format!(
+                "gateway {n:?} is a backup in {}; running backups comes with the failover wave",
+                policy_path.display()
+            )
+            .into());
+        }
+    }
     if let Some(k) = &p.log.keylog {
         tracing::warn!("KEY LOG ENABLED: every SA's keys are written to {} — anyone who reads it can decrypt the traffic. Turn it off in production.", k.display());
     }
