@@ -383,7 +383,10 @@ impl GatewayCore {
                 Ok(Some(r)) if matches!(r.action, ipsec::SpdAction::Protect { .. })
             );
         if protected {
-            self.protect(now, buf, inner_off, inner_len, sink);
+            match plexgate_wire::ip::FiveTuple::parse(&buf[inner_off..inner_off + inner_len]) {
+                Ok(t) => self.protect(now, buf, inner_off, inner_len, t, sink),
+                Err(_) => self.counters.drop_policy_out += 1,
+            }
         } else {
             sink.tun(&buf[inner_off..inner_off + inner_len]);
         }
@@ -402,30 +405,32 @@ impl GatewayCore {
         let Some(pkt) = buf.get(start..start + len) else {
             return;
         };
-        if let Ok(t) = plexgate_wire::ip::FiveTuple::parse(pkt) {
-            if self
-                .dist
-                .dvipas()
-                .any(|(d, routing)| routing && d.dvipa == t.dst)
-            {
-                // Plain traffic for a DVIPA: only where the policy distributes it, and
-                // never where the inbound SPD wants it protected or discarded
-                // (RFC 4301 §5.2: cleartext matching PROTECT is dropped).
-                let spd_ok = !matches!(
-                    self.spd
-                        .lookup(ipsec::Direction::Inbound, &t)
-                        .map(|r| &r.action),
-                    Some(ipsec::SpdAction::Protect { .. } | ipsec::SpdAction::Discard)
-                );
-                if spd_ok && !self.plain_drop.contains(&t.dst) {
-                    self.deliver_inbound(now, buf, start..start + len, None, false, sink);
-                } else {
-                    self.counters.drop_policy_in += 1;
-                }
-                return;
+        let Ok(t) = plexgate_wire::ip::FiveTuple::parse(pkt) else {
+            self.counters.drop_policy_out += 1;
+            return;
+        };
+        if self
+            .dist
+            .dvipas()
+            .any(|(d, routing)| routing && d.dvipa == t.dst)
+        {
+            // Plain traffic for a DVIPA: only where the policy distributes it, and
+            // never where the inbound SPD wants it protected or discarded
+            // (RFC 4301 §5.2: cleartext matching PROTECT is dropped).
+            let spd_ok = !matches!(
+                self.spd
+                    .lookup(ipsec::Direction::Inbound, &t)
+                    .map(|r| &r.action),
+                Some(ipsec::SpdAction::Protect { .. } | ipsec::SpdAction::Discard)
+            );
+            if spd_ok && !self.plain_drop.contains(&t.dst) {
+                self.deliver_inbound(now, buf, start..start + len, None, false, sink);
+            } else {
+                self.counters.drop_policy_in += 1;
             }
+            return;
         }
-        self.protect(now, buf, start, len, sink);
+        self.protect(now, buf, start, len, t, sink);
     }
 
     /// Outbound SPD, then seal with the SA for the destination, or start an acquire.
@@ -435,36 +440,25 @@ impl GatewayCore {
         buf: &mut [u8],
         start: usize,
         len: usize,
+        t: plexgate_wire::ip::FiveTuple,
         sink: &mut dyn Sink,
     ) {
-        let pkt = &buf[start..start + len];
-        let rule = match self.spd.lookup_packet(ipsec::Direction::Outbound, pkt) {
-            Ok(Some(r)) => r,
-            _ => {
-                self.counters.drop_policy_out += 1;
-                return;
-            }
+        let Some(rule) = self.spd.lookup(ipsec::Direction::Outbound, &t) else {
+            self.counters.drop_policy_out += 1;
+            return;
         };
-        let (peer, child) = match &rule.action {
-            ipsec::SpdAction::Protect { peer, child, .. } => (peer.clone(), child.clone()),
-            ipsec::SpdAction::Bypass => {
-                // It came from the TUN, so it cannot go back there; bypass traffic
-                // should not be routed into plexgate.
-                self.counters.drop_policy_out += 1;
-                return;
-            }
-            ipsec::SpdAction::Discard => {
-                self.counters.drop_policy_out += 1;
-                return;
-            }
-        };
-        let dst = match plexgate_wire::ip::FiveTuple::parse(pkt) {
-            Ok(t) => t.dst,
-            Err(_) => return,
-        };
-        let Some(spi) = self.out_index.lookup(dst) else {
+        // BYPASS cannot apply here: the packet came from the TUN (or a target) and
+        // cannot go back; bypass traffic should not be routed into plexgate.
+        if !matches!(rule.action, ipsec::SpdAction::Protect { .. }) {
+            self.counters.drop_policy_out += 1;
+            return;
+        }
+        let Some(spi) = self.out_index.lookup(t.dst) else {
             self.counters.drop_no_sa += 1;
-            self.acquire(now, &peer, &child, sink);
+            if let ipsec::SpdAction::Protect { peer, child, .. } = &rule.action {
+                let (peer, child) = (peer.clone(), child.clone());
+                self.acquire(now, &peer, &child, sink);
+            }
             return;
         };
         let Some(sa) = self.sad.outbound(spi) else {
@@ -476,7 +470,7 @@ impl GatewayCore {
         let total = sa.sealed_len(len);
         let p = sa.params();
         let (local, remote, encap) = (p.local_addr, p.remote_addr, p.encap);
-        let nh = if pkt[0] >> 4 == 6 { 41 } else { 4 };
+        let nh = if t.dst.is_ipv6() { 41 } else { 4 };
         let (out, esp_len) = if start >= h && start - h + total <= buf.len() {
             let s = start - h;
             match self
