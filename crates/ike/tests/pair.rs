@@ -61,6 +61,15 @@ struct Net {
     nat: bool,
 }
 
+impl Net {
+    /// No loss, no duplication, no NAT.
+    const CLEAN: Net = Net {
+        loss: 0,
+        dup: 0,
+        nat: false,
+    };
+}
+
 struct Pair {
     client: Endpoint,
     gw: Endpoint,
@@ -237,16 +246,7 @@ impl Pair {
 
 #[test]
 fn setup_over_a_clean_network() {
-    let mut p = Pair::new(
-        client_cfg(b"secret"),
-        gw_cfg(b"secret"),
-        Net {
-            loss: 0,
-            dup: 0,
-            nat: false,
-        },
-        1,
-    );
+    let mut p = Pair::new(client_cfg(b"secret"), gw_cfg(b"secret"), Net::CLEAN, 1);
     p.client.initiate(p.now, "gw", "net").unwrap();
     assert!(p.run_until(Duration::from_secs(5), both_up));
     let c = &Pair::children(&p.ev_client)[0];
@@ -356,16 +356,7 @@ fn nat_detected_floats_to_4500_and_encapsulates() {
 
 #[test]
 fn wrong_psk_fails_with_a_clear_reason_on_both_sides() {
-    let mut p = Pair::new(
-        client_cfg(b"secret"),
-        gw_cfg(b"other"),
-        Net {
-            loss: 0,
-            dup: 0,
-            nat: false,
-        },
-        4,
-    );
+    let mut p = Pair::new(client_cfg(b"secret"), gw_cfg(b"other"), Net::CLEAN, 4);
     p.client.initiate(p.now, "gw", "net").unwrap();
     p.run_until(Duration::from_secs(5), |_| false);
     let gw_fail = p
@@ -396,16 +387,7 @@ fn wrong_psk_fails_with_a_clear_reason_on_both_sides() {
 fn unknown_identity_is_rejected() {
     let mut c = client_cfg(b"secret");
     c.local_id = plexgate_ike::config::Identity("mallory@example".into());
-    let mut p = Pair::new(
-        c,
-        gw_cfg(b"secret"),
-        Net {
-            loss: 0,
-            dup: 0,
-            nat: false,
-        },
-        5,
-    );
+    let mut p = Pair::new(c, gw_cfg(b"secret"), Net::CLEAN, 5);
     p.client.initiate(p.now, "gw", "net").unwrap();
     p.run_until(Duration::from_secs(5), |_| false);
     assert!(p.ev_gw.iter().any(
@@ -418,16 +400,7 @@ fn invalid_ke_payload_retry_with_the_group_the_responder_wants() {
     let c = client_cfg(b"secret"); // proposes x25519 first, ECP-384 third
     let mut g = gw_cfg(b"secret");
     g.ike_proposals = vec![IkeProposal::AES256GCM16_PRFSHA384_ECP384];
-    let mut p = Pair::new(
-        c,
-        g,
-        Net {
-            loss: 0,
-            dup: 0,
-            nat: false,
-        },
-        6,
-    );
+    let mut p = Pair::new(c, g, Net::CLEAN, 6);
     p.client.initiate(p.now, "gw", "net").unwrap();
     assert!(p.run_until(Duration::from_secs(5), both_up));
     assert_matching(
@@ -455,16 +428,7 @@ fn modp2048_and_p256_work() {
         c.ike_proposals = vec![prop];
         let mut g = gw_cfg(b"secret");
         g.ike_proposals = vec![prop];
-        let mut p = Pair::new(
-            c,
-            g,
-            Net {
-                loss: 0,
-                dup: 0,
-                nat: false,
-            },
-            7,
-        );
+        let mut p = Pair::new(c, g, Net::CLEAN, 7);
         p.client.initiate(p.now, "gw", "net").unwrap();
         assert!(p.run_until(Duration::from_secs(5), both_up), "group {dh}");
     }
@@ -476,16 +440,7 @@ fn no_proposal_chosen_is_reported() {
     c.ike_proposals = vec![IkeProposal::AES128_SHA256_X25519];
     let mut g = gw_cfg(b"secret");
     g.ike_proposals = vec![IkeProposal::AES256GCM16_PRFSHA384_ECP384];
-    let mut p = Pair::new(
-        c,
-        g,
-        Net {
-            loss: 0,
-            dup: 0,
-            nat: false,
-        },
-        8,
-    );
+    let mut p = Pair::new(c, g, Net::CLEAN, 8);
     p.client.initiate(p.now, "gw", "net").unwrap();
     p.run_until(Duration::from_secs(5), |_| false);
     assert!(p.ev_client.iter().any(
@@ -504,16 +459,7 @@ fn child_proposal_mismatch_keeps_the_ike_sa() {
         esn: false,
         dh: None,
     }];
-    let mut p = Pair::new(
-        client_cfg(b"secret"),
-        g,
-        Net {
-            loss: 0,
-            dup: 0,
-            nat: false,
-        },
-        9,
-    );
+    let mut p = Pair::new(client_cfg(b"secret"), g, Net::CLEAN, 9);
     p.client.initiate(p.now, "gw", "net").unwrap();
     p.run_until(Duration::from_secs(5), |_| false);
     assert_eq!(Pair::ike_up(&p.ev_client).len(), 1);
@@ -521,16 +467,7 @@ fn child_proposal_mismatch_keeps_the_ike_sa() {
 }
 
 fn established(seed: u64) -> Pair {
-    let mut p = Pair::new(
-        client_cfg(b"secret"),
-        gw_cfg(b"secret"),
-        Net {
-            loss: 0,
-            dup: 0,
-            nat: false,
-        },
-        seed,
-    );
+    let mut p = Pair::new(client_cfg(b"secret"), gw_cfg(b"secret"), Net::CLEAN, seed);
     p.client.initiate(p.now, "gw", "net").unwrap();
     assert!(p.run_until(Duration::from_secs(5), both_up));
     p
@@ -579,16 +516,7 @@ fn child_rekey_with_pfs() {
         dh: Some(31),
         ..EspProposal::AES128GCM16
     }];
-    let mut p = Pair::new(
-        c,
-        g,
-        Net {
-            loss: 0,
-            dup: 0,
-            nat: false,
-        },
-        11,
-    );
+    let mut p = Pair::new(c, g, Net::CLEAN, 11);
     p.client.initiate(p.now, "gw", "net").unwrap();
     assert!(p.run_until(Duration::from_secs(5), both_up));
     rekey_first_child_from_client(&mut p);
@@ -686,16 +614,7 @@ fn delete_ike_and_child() {
 fn dead_peer_is_detected_by_retransmission_back_off() {
     let mut c = client_cfg(b"secret");
     c.dpd = Some(Duration::from_secs(10));
-    let mut p = Pair::new(
-        c,
-        gw_cfg(b"secret"),
-        Net {
-            loss: 0,
-            dup: 0,
-            nat: false,
-        },
-        14,
-    );
+    let mut p = Pair::new(c, gw_cfg(b"secret"), Net::CLEAN, 14);
     p.client.initiate(p.now, "gw", "net").unwrap();
     assert!(p.run_until(Duration::from_secs(5), both_up));
     // The gateway dies: everything to it is lost from now on.
@@ -720,16 +639,7 @@ fn dead_peer_is_detected_by_retransmission_back_off() {
 
 #[test]
 fn responder_answers_a_retransmitted_request_from_its_cache() {
-    let mut p = Pair::new(
-        client_cfg(b"secret"),
-        gw_cfg(b"secret"),
-        Net {
-            loss: 0,
-            dup: 0,
-            nat: false,
-        },
-        15,
-    );
+    let mut p = Pair::new(client_cfg(b"secret"), gw_cfg(b"secret"), Net::CLEAN, 15);
     p.client.initiate(p.now, "gw", "net").unwrap();
     let init = p.client.poll_transmit().unwrap();
     p.gw.handle(p.now, init.remote, init.local, &init.payload);
@@ -769,11 +679,7 @@ fn cookies_when_half_open_threshold_is_passed() {
     let mut p = Pair::with(
         config(client_cfg(b"secret")),
         Arc::new(gcfg),
-        Net {
-            loss: 0,
-            dup: 0,
-            nat: false,
-        },
+        Net::CLEAN,
         16,
     );
     p.client.initiate(p.now, "gw", "net").unwrap();
@@ -883,16 +789,7 @@ fn automatic_rekey_timers_fire_with_jitter() {
     c.children[0].rekey_time = Duration::from_secs(100);
     c.rand_time = Duration::from_secs(10);
     c.rekey_time = Duration::from_secs(1000);
-    let mut p = Pair::new(
-        c,
-        gw_cfg(b"secret"),
-        Net {
-            loss: 0,
-            dup: 0,
-            nat: false,
-        },
-        18,
-    );
+    let mut p = Pair::new(c, gw_cfg(b"secret"), Net::CLEAN, 18);
     p.client.initiate(p.now, "gw", "net").unwrap();
     assert!(p.run_until(Duration::from_secs(5), both_up));
     let t0 = p.now;
@@ -968,16 +865,7 @@ fn transport_mode_is_negotiated_when_both_want_it() {
     c.children[0].mode = Mode::Transport;
     let mut g = gw_cfg(b"secret");
     g.children[0].mode = Mode::Transport;
-    let mut p = Pair::new(
-        c,
-        g,
-        Net {
-            loss: 0,
-            dup: 0,
-            nat: false,
-        },
-        40,
-    );
+    let mut p = Pair::new(c, g, Net::CLEAN, 40);
     p.client.initiate(p.now, "gw", "net").unwrap();
     assert!(p.run_until(Duration::from_secs(5), both_up));
     assert_eq!(Pair::children(&p.ev_client)[0].mode, Mode::Transport);
@@ -985,16 +873,7 @@ fn transport_mode_is_negotiated_when_both_want_it() {
     // A tunnel-only responder answers without USE_TRANSPORT_MODE: tunnel it is.
     let mut c = client_cfg(b"secret");
     c.children[0].mode = Mode::Transport;
-    let mut p = Pair::new(
-        c,
-        gw_cfg(b"secret"),
-        Net {
-            loss: 0,
-            dup: 0,
-            nat: false,
-        },
-        41,
-    );
+    let mut p = Pair::new(c, gw_cfg(b"secret"), Net::CLEAN, 41);
     p.client.initiate(p.now, "gw", "net").unwrap();
     assert!(p.run_until(Duration::from_secs(5), both_up));
     assert_eq!(Pair::children(&p.ev_client)[0].mode, Mode::Tunnel);
@@ -1007,16 +886,7 @@ fn child_sa_limit_answers_no_additional_sas() {
         limits: Limits::default(),
     };
     g.limits.max_child_sas = 2;
-    let mut p = Pair::with(
-        config(client_cfg(b"secret")),
-        Arc::new(g),
-        Net {
-            loss: 0,
-            dup: 0,
-            nat: false,
-        },
-        50,
-    );
+    let mut p = Pair::with(config(client_cfg(b"secret")), Arc::new(g), Net::CLEAN, 50);
     p.client.initiate(p.now, "gw", "net").unwrap();
     assert!(p.run_until(Duration::from_secs(5), both_up));
     let id = Pair::ike_up(&p.ev_client)[0];
