@@ -108,11 +108,22 @@ fn cert_auth(key: &str, cert: &str, chain: &[&str], cas: &[&str]) -> AuthConfig 
     }
 }
 
-#[test]
-fn ecdsa_certificates_both_ways() {
-    let client = peer(
+/// The gateway with the ECDSA test certificate, accepting any identity the CA vouches for.
+fn ecdsa_gw() -> PeerConfig {
+    peer(
+        "c",
+        "gw.plexgate.test",
+        "%any",
+        cert_auth("private/gw.pem", "x509/gw.pem", &[], &["x509ca/ca.pem"]),
+        true,
+    )
+}
+
+/// The client with the ECDSA test certificate, claiming `local_id`.
+fn ecdsa_client(local_id: &str) -> PeerConfig {
+    peer(
         "gw",
-        "client.plexgate.test",
+        local_id,
         "gw.plexgate.test",
         cert_auth(
             "private/client.pem",
@@ -121,14 +132,13 @@ fn ecdsa_certificates_both_ways() {
             &["x509ca/ca.pem"],
         ),
         false,
-    );
-    let gw = peer(
-        "c",
-        "gw.plexgate.test",
-        "%any",
-        cert_auth("private/gw.pem", "x509/gw.pem", &[], &["x509ca/ca.pem"]),
-        true,
-    );
+    )
+}
+
+#[test]
+fn ecdsa_certificates_both_ways() {
+    let client = ecdsa_client("client.plexgate.test");
+    let gw = ecdsa_gw();
     let r = run(client, gw);
     let (c, g) = (
         child_up(&r.client).expect("client child"),
@@ -205,13 +215,7 @@ fn intermediate_ca_chain_is_sent_and_verified() {
         ),
         false,
     );
-    let gw = peer(
-        "c",
-        "gw.plexgate.test",
-        "%any",
-        cert_auth("private/gw.pem", "x509/gw.pem", &[], &["x509ca/ca.pem"]),
-        true,
-    );
+    let gw = ecdsa_gw();
     let r = run(client, gw);
     assert!(child_up(&r.gw).is_some(), "{:?}", r.gw);
 }
@@ -230,13 +234,7 @@ fn untrusted_certificate_is_refused_with_a_reason() {
         ),
         false,
     );
-    let gw = peer(
-        "c",
-        "gw.plexgate.test",
-        "%any",
-        cert_auth("private/gw.pem", "x509/gw.pem", &[], &["x509ca/ca.pem"]),
-        true,
-    );
+    let gw = ecdsa_gw();
     let r = run(client, gw);
     assert!(child_up(&r.gw).is_none());
     let reason =
@@ -262,25 +260,8 @@ fn untrusted_certificate_is_refused_with_a_reason() {
 #[test]
 fn identity_not_in_certificate_is_refused() {
     // The client claims the gateway's name with its own (valid) certificate.
-    let client = peer(
-        "gw",
-        "gw.plexgate.test",
-        "gw.plexgate.test",
-        cert_auth(
-            "private/client.pem",
-            "x509/client.pem",
-            &[],
-            &["x509ca/ca.pem"],
-        ),
-        false,
-    );
-    let gw = peer(
-        "c",
-        "gw.plexgate.test",
-        "%any",
-        cert_auth("private/gw.pem", "x509/gw.pem", &[], &["x509ca/ca.pem"]),
-        true,
-    );
+    let client = ecdsa_client("gw.plexgate.test");
+    let gw = ecdsa_gw();
     let r = run(client, gw);
     assert!(child_up(&r.gw).is_none());
     assert!(r.gw.iter().any(|e| matches!(e, Event::AuthFailed { .. })));
