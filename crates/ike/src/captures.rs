@@ -102,16 +102,7 @@ fn run(dir: &str, expect_ike: IkeProposal, expect_esp: EspProposal) {
         })
         .unwrap();
     assert_eq!(idi.to_string(), "client@example");
-    let auth_i = req
-        .iter()
-        .find_map(|p| {
-            if let Payload::Auth { method: 2, data } = p {
-                Some(data.clone())
-            } else {
-                None
-            }
-        })
-        .unwrap();
+    let auth_i = psk_auth_payload(&req);
     let octets = signed_octets(prf, &msgs[0].2, &nr, &k.sk_pi, &idi.body());
     assert_eq!(octets, log_hex(dir, log, "octets = message", 0));
     assert_eq!(psk_auth(prf, PSK, &[&octets]), auth_i);
@@ -131,16 +122,7 @@ fn run(dir: &str, expect_ike: IkeProposal, expect_esp: EspProposal) {
         })
         .unwrap();
     assert_eq!(idr.to_string(), "gw@example");
-    let auth_r = resp
-        .iter()
-        .find_map(|p| {
-            if let Payload::Auth { method: 2, data } = p {
-                Some(data.clone())
-            } else {
-                None
-            }
-        })
-        .unwrap();
+    let auth_r = psk_auth_payload(&resp);
     let octets_r = signed_octets(prf, &msgs[1].2, &ni, &k.sk_pr, &idr.body());
     assert_eq!(psk_auth(prf, PSK, &[&octets_r]), auth_r);
     let tsi = resp
@@ -207,6 +189,17 @@ fn run(dir: &str, expect_ike: IkeProposal, expect_esp: EspProposal) {
         src.data,
         natd_hash(spi_i, 0, "10.250.0.1:500".parse().unwrap()).to_vec()
     );
+}
+
+/// The data of the shared-key AUTH payload (method 2) of a decrypted message.
+fn psk_auth_payload(payloads: &[Payload]) -> Vec<u8> {
+    payloads
+        .iter()
+        .find_map(|p| match p {
+            Payload::Auth { method: 2, data } => Some(data.clone()),
+            _ => None,
+        })
+        .expect("an AUTH payload with the shared key method")
 }
 
 #[test]
