@@ -337,6 +337,57 @@ fn plexgate_initiates_psk_ping_and_tcp() {
     l.ping_and_transfer(4);
 }
 
+/// `encap = "udp"`: plexgate starts IKE on port 4500 (RFC 7296 §2.23: allowed
+/// "regardless of whether or not there is a NAT"); strongSwan answers there, and
+/// the Child SAs carry ESP in UDP, which plexgate sends with UDP GSO batches.
+#[test]
+fn plexgate_initiates_on_the_natt_port_with_encap_udp() {
+    let auth = format!("{PSK_AUTH}\nencap = \"udp\"");
+    let l = lab_auth(
+        "pg-init-encap",
+        CLIENT_OUT,
+        &auth,
+        "\"aes128-sha256-x25519\"",
+        "\"aes128gcm16\"",
+        "",
+        default_client,
+    );
+    let r =
+        l.gw.ctl(serde_json::json!({"cmd": "initiate", "peer": "client"}));
+    assert_eq!(r["ok"], true, "initiate: {r}");
+    l.client()
+        .wait_established("net", Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{}", l.fail(&e.to_string())));
+    l.client()
+        .route_ipsec0(&format!("{GW_IN}/32"), CLIENT_IN)
+        .unwrap();
+    l.gw.wait_status("Child SA installed", Duration::from_secs(5), |s| {
+        child_sa_count(s) >= 2
+    });
+    let s = l.gw.status();
+    let ike = &s["ike_sas"][0];
+    assert_eq!(ike["initiator"], true, "{s}");
+    assert!(
+        ike.to_string().contains(&format!("{CLIENT_OUT}:4500")),
+        "IKE must run on 4500: {ike}"
+    );
+    // From the first message on (without encap = "udp" IKE_SA_INIT goes to 500
+    // and floats to 4500 only for IKE_AUTH).
+    let log = l.client().log();
+    let init = log
+        .lines()
+        .find(|x| x.contains("received packet") && x.contains(&format!("{GW_OUT}[")))
+        .unwrap_or_else(|| panic!("no received packet in charon's log:\n{log}"));
+    assert!(
+        init.contains(&format!("{GW_OUT}[4500] to {CLIENT_OUT}[4500]")),
+        "IKE_SA_INIT did not arrive on 4500: {init}"
+    );
+    for sa in s["child_sas"].as_array().unwrap() {
+        assert_eq!(sa["udp_encap"], true, "{sa}");
+    }
+    l.ping_and_transfer(4);
+}
+
 /// Several proposal sets, strongSwan configured with exactly one each: the SA
 /// that comes up uses it, and carries traffic byte-exact.
 #[test]

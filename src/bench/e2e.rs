@@ -41,17 +41,37 @@ pub fn e2e(as_json: bool, seconds: u32) -> Result<(), BoxError> {
         site.connect()?;
         measure(&site, d)?
     };
-    let pg = plexgate_both_ends(d)?;
+    // ESP in UDP, as strongSwan's kernel-libipsec always does: the like-for-like row.
+    let pg = plexgate_both_ends(d, true)?;
+    // Plain ESP (IP protocol 50), which has no segmentation offload.
+    let pg_esp = plexgate_both_ends(d, false)?;
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
     let rows = [
         ("strongswan", 1, ss.gbps_1, 1.0),
         ("strongswan", 8, ss.gbps_8, 1.0),
         ("plexgate", 1, pg.gbps_1, ratio(pg.gbps_1, ss.gbps_1)),
         ("plexgate", 8, pg.gbps_8, ratio(pg.gbps_8, ss.gbps_8)),
+        (
+            "plexgate_esp",
+            1,
+            pg_esp.gbps_1,
+            ratio(pg_esp.gbps_1, ss.gbps_1),
+        ),
+        (
+            "plexgate_esp",
+            8,
+            pg_esp.gbps_8,
+            ratio(pg_esp.gbps_8, ss.gbps_8),
+        ),
     ];
     let pps_rows = [
         ("strongswan", ss.pps_64, 1.0),
         ("plexgate", pg.pps_64, ratio(pg.pps_64, ss.pps_64)),
+        (
+            "plexgate_esp",
+            pg_esp.pps_64,
+            ratio(pg_esp.pps_64, ss.pps_64),
+        ),
     ];
     if as_json {
         for (imp, streams, gbps, r) in rows {
@@ -69,6 +89,7 @@ pub fn e2e(as_json: bool, seconds: u32) -> Result<(), BoxError> {
     } else {
         println!("iperf3 client site (192.168.77.1) → tunnel → gateway → target (10.20.0.2), {} s per run", d.as_secs());
         println!("IKE aes128-sha256-x25519, ESP aes128gcm16; ratio = plexgate / strongSwan (kernel-libipsec)");
+        println!("plexgate: ESP in UDP (encap = \"udp\", UDP GSO/GRO), as strongSwan here; plexgate_esp: plain ESP (IP protocol 50)");
         println!(
             "{:<34} {:>7} {:>10} {:>7}",
             "implementation (both tunnel ends)", "streams", "Gbit/s", "ratio"
@@ -166,8 +187,9 @@ fn write_secret(path: &Path, data: &[u8]) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
-/// Policy of the plexgate client-site gateway (initiator).
-fn client_policy() -> String {
+/// Policy of the plexgate client-site gateway (initiator); `udp`: ESP in UDP.
+fn client_policy(udp: bool) -> String {
+    let encap = if udp { "udp" } else { "auto" };
     format!(
         r#"[site]
 name = "e2e-client"
@@ -185,6 +207,7 @@ remote_id = "gw@plexgate.lab"
 auth = "psk"
 psk_file = "psk"
 proposals = ["aes128-sha256-x25519"]
+encap = "{encap}"
 
   [[peer.child]]
   name = "site"
@@ -250,15 +273,22 @@ fn child_sas(status: &Value) -> usize {
     status["child_sas"].as_array().map_or(0, Vec::len)
 }
 
-/// Build the site with plexgate at both tunnel ends, bring the tunnel up and
-/// measure.
-fn plexgate_both_ends(d: Duration) -> Result<Figures, BoxError> {
+/// Child SAs of a status reply that carry ESP in UDP.
+fn udp_encap_sas(status: &Value) -> usize {
+    status["child_sas"]
+        .as_array()
+        .map_or(0, |v| v.iter().filter(|s| s["udp_encap"] == true).count())
+}
+
+/// Build the site with plexgate at both tunnel ends (ESP in UDP when `udp`), bring
+/// the tunnel up and measure.
+fn plexgate_both_ends(d: Duration, udp: bool) -> Result<Figures, BoxError> {
     let dir = LabDir::new("bench-e2e")?;
     let exe = std::env::current_exe()?;
     let exe = exe.to_str().ok_or("binary path is not UTF-8")?.to_string();
     write_secret(&dir.join("psk"), PSK.as_bytes())?;
     let (cpol, gpol) = (dir.join("client.toml"), dir.join("gateway.toml"));
-    std::fs::write(&cpol, client_policy())?;
+    std::fs::write(&cpol, client_policy(udp))?;
     std::fs::write(&gpol, gateway_policy())?;
     let (cctl, gctl) = (dir.join("client.sock"), dir.join("gateway.sock"));
     let argv = |pol: &PathBuf, sock: &PathBuf| -> Vec<String> {
@@ -320,6 +350,15 @@ fn plexgate_both_ends(d: Duration) -> Result<Figures, BoxError> {
                 .map(|s| child_sas(&s))
                 .unwrap_or(0);
             if c >= 2 && g >= 2 {
+                // The SAs must carry what this run claims to measure.
+                let encap = ctl(&gctl, &json!({"cmd": "status"})).map(|s| udp_encap_sas(&s))?;
+                if (encap > 0) != udp {
+                    return Err(format!(
+                        "wanted {}, but the gateway has {encap} UDP-encapsulated Child SAs",
+                        if udp { "ESP in UDP" } else { "plain ESP" }
+                    )
+                    .into());
+                }
                 break;
             }
             if Instant::now() > deadline {
@@ -351,7 +390,11 @@ mod tests {
     fn both_policies_pass_the_checker() {
         let dir = LabDir::new("bench-e2e-test").unwrap();
         write_secret(&dir.join("psk"), PSK.as_bytes()).unwrap();
-        for (name, text) in [("c.toml", client_policy()), ("g.toml", gateway_policy())] {
+        for (name, text) in [
+            ("c.toml", client_policy(true)),
+            ("c2.toml", client_policy(false)),
+            ("g.toml", gateway_policy()),
+        ] {
             let p = dir.join(name);
             std::fs::write(&p, text).unwrap();
             let checked = plexgate_policy::load(&p).unwrap_or_else(|d| panic!("{name}: {d}"));

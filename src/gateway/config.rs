@@ -75,7 +75,13 @@ fn ike_peer(p: &policy::Policy, peer: &policy::Peer) -> Result<ike::PeerConfig, 
             }
         }
     };
-    let ike_port = p.site.ike_port;
+    // encap = "udp": start IKE on the NAT-T port, so that both ends carry ESP in UDP
+    // (RFC 7296 §2.23: "An initiator can use port 4500 for both IKE and ESP,
+    // regardless of whether or not there is a NAT, even at the beginning of IKE").
+    let ike_port = match peer.encap {
+        policy::Encap::Auto => p.site.ike_port,
+        policy::Encap::Udp => p.site.natt_port,
+    };
     let remote_addr = match peer.remote {
         policy::RemoteAddr::Host(a) => Some(SocketAddr::new(a, ike_port)),
         _ => None,

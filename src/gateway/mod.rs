@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use socket2::Socket;
 
 use self::core::{GatewayCore, SideEffect, Sink, HEADROOM};
-use crate::io::net::{self, RecvBatch, SendBatch};
+use crate::io::net::{self, RecvBatch, SendBatch, UdpSendBatch};
 use crate::io::tun::{self as tun_io, Tun, TunBatch};
 use crate::metrics::Exposition;
 use crate::store::{FileStore, RecordWriter};
@@ -43,12 +43,19 @@ struct Out {
     tun: TunBatch,
     esp: SendBatch,
     gre: SendBatch,
+    /// Per local UDP socket (IKE and ESP-in-UDP), sent with UDP GSO where it can.
+    udp: Vec<(SocketAddr, UdpSendBatch)>,
 }
 
 impl Out {
     fn flush(&mut self, io: &Io) {
         if let Some(s) = &io.esp {
             self.esp.flush(s);
+        }
+        for (local, b) in &mut self.udp {
+            if let Some(s) = io.udp.get(local) {
+                b.flush(s);
+            }
         }
         self.gre.flush(&io.gre);
         self.tun.flush(&io.tun);
@@ -74,16 +81,29 @@ impl<'a> IoSink<'a> {
 
 impl Sink for IoSink<'_> {
     fn udp(&mut self, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
-        let s = self.io.udp.get(&local).or_else(|| {
-            self.io
-                .udp
-                .iter()
-                .find(|(a, _)| a.port() == local.port())
-                .map(|(_, s)| s)
-        });
-        if let Some(s) = s {
-            if let Err(e) = net::send_to(s, data, remote) {
-                tracing::debug!("udp send to {remote}: {e}");
+        let found = self
+            .io
+            .udp
+            .get_key_value(&local)
+            .or_else(|| self.io.udp.iter().find(|(a, _)| a.port() == local.port()));
+        let Some((addr, s)) = found else {
+            return;
+        };
+        match self.out.as_deref_mut() {
+            Some(o) => {
+                let i = match o.udp.iter().position(|(a, _)| a == addr) {
+                    Some(i) => i,
+                    None => {
+                        o.udp.push((*addr, UdpSendBatch::new()));
+                        o.udp.len() - 1
+                    }
+                };
+                o.udp[i].1.push(s, data, remote);
+            }
+            None => {
+                if let Err(e) = net::send_to(s, data, remote) {
+                    tracing::debug!("udp send to {remote}: {e}");
+                }
             }
         }
     }
@@ -244,14 +264,17 @@ pub fn run(
     // UDP receivers (IKE on 500, IKE + ESP-in-UDP on 4500).
     for (addr, sock) in io.udp.clone() {
         let name = format!("udp-{}", addr.port());
+        // ESP-in-UDP from a peer that sends with UDP GSO arrives coalesced.
+        let gro = addr.port() == p.site.natt_port && net::enable_udp_gro(&sock);
         threads.push(receive_thread(
             &name,
             sock,
             &core,
             &io,
-            move |c, now, buf, len, from, sink| {
+            gro,
+            move |c, now, buf, start, len, from, sink| {
                 if let Some(from) = from {
-                    c.on_udp(now, addr, from, buf, 0, len, sink);
+                    c.on_udp(now, addr, from, buf, start, len, sink);
                 }
             },
         ));
@@ -263,7 +286,8 @@ pub fn run(
             sock,
             &core,
             &io,
-            |c, now, buf, len, _, sink| {
+            false,
+            |c, now, buf, _, len, _, sink| {
                 if let Some((_, ihl)) = net::ipv4_outer(&buf[..len]) {
                     c.on_esp(now, buf, ihl, len - ihl, sink);
                 }
@@ -291,7 +315,8 @@ pub fn run(
             sock,
             &core,
             &io,
-            move |c, now, buf, len, _, sink| {
+            false,
+            move |c, now, buf, _, len, _, sink| {
                 if let Some((src, ihl)) = net::ipv4_outer(&buf[..len]) {
                     c.on_gre(now, link, src, buf, ihl, len - ihl, sink);
                 }
@@ -606,13 +631,25 @@ fn receive_thread(
     sock: Arc<Socket>,
     core: &Arc<Mutex<GatewayCore>>,
     io: &Arc<Io>,
-    mut handle: impl FnMut(&mut GatewayCore, Instant, &mut [u8], usize, Option<SocketAddr>, &mut IoSink<'_>)
-        + Send
+    gro: bool,
+    mut handle: impl FnMut(
+            &mut GatewayCore,
+            Instant,
+            &mut [u8],
+            usize,
+            usize,
+            Option<SocketAddr>,
+            &mut IoSink<'_>,
+        ) + Send
         + 'static,
 ) -> std::thread::JoinHandle<()> {
     let (core, io, label) = (core.clone(), io.clone(), name.to_string());
     spawn(name, move || {
-        let mut b = RecvBatch::new();
+        let mut b = if gro {
+            RecvBatch::for_gro()
+        } else {
+            RecvBatch::new()
+        };
         let mut out = Out::default();
         loop {
             let n = match b.recv(net::fd_of(&sock)) {
@@ -629,8 +666,13 @@ fn receive_thread(
                 let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
                 let mut sink = IoSink::batched(&io, &mut out);
                 for i in 0..n {
-                    let (buf, len, from) = b.slot_mut(i);
-                    handle(&mut c, now, buf, len, from, &mut sink);
+                    // One datagram, or several that UDP GRO coalesced: each is
+                    // handled on its own, in place.
+                    let segments = b.segments(i);
+                    let (buf, _, from) = b.slot_mut(i);
+                    for (start, len) in segments {
+                        handle(&mut c, now, buf, start, len, from, &mut sink);
+                    }
                 }
             }
             out.flush(&io);

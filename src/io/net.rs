@@ -85,11 +85,48 @@ pub fn send_to(sock: &Socket, data: &[u8], to: SocketAddr) -> io::Result<usize> 
     sock.send_to(data, &to.into())
 }
 
+/// `UDP_SEGMENT` (linux/udp.h): send-side UDP segmentation offload.
+const UDP_SEGMENT: libc::c_int = 103;
+/// `UDP_GRO` (linux/udp.h): receive coalesced datagrams with their segment size.
+const UDP_GRO: libc::c_int = 104;
+/// Most segments one UDP GSO send may carry (`UDP_MAX_SEGMENTS` is 64 or more).
+const GSO_MAX_SEGMENTS: usize = 64;
+/// Most payload bytes one UDP GSO send may carry (an IPv4 datagram's limit with
+/// room for the IP and UDP headers).
+const GSO_MAX_BYTES: usize = 65_000;
+/// Room for one `cmsghdr` carrying an int, 8-byte aligned.
+const CMSG_ROOM: usize = 32;
+
+/// Ask the kernel to hand this UDP socket coalesced datagrams (`UDP_GRO`): one
+/// receive returns several datagrams of one flow back to back, each `gso_size`
+/// bytes except maybe the last, as [`RecvBatch::segments`] splits them. A sender
+/// that used UDP GSO over veth or loopback arrives this way without ever being
+/// split. Returns false when the kernel does not support it (then every datagram
+/// arrives alone, as before).
+pub fn enable_udp_gro(sock: &Socket) -> bool {
+    let one: libc::c_int = 1;
+    // SAFETY: valid fd, option value points to a c_int of the given size.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_UDP,
+            UDP_GRO,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    r == 0
+}
+
 /// Receive buffers for one `recvmmsg` batch: owned once per thread, reused for ever.
 pub struct RecvBatch {
     bufs: Vec<Vec<u8>>,
     addrs: Vec<libc::sockaddr_storage>,
     lens: Vec<usize>,
+    /// Segment size of a coalesced (UDP GRO) receive, 0 for a single datagram.
+    segs: Vec<usize>,
+    ctrl: Vec<[u64; CMSG_ROOM / 8]>,
+    buf_size: usize,
     n: usize,
 }
 
@@ -100,27 +137,43 @@ impl Default for RecvBatch {
 }
 
 impl RecvBatch {
-    /// Allocate the batch (the only allocation of a receive thread).
+    /// [`BATCH`] slots of [`BUF`] bytes (raw ESP and GRE sockets).
     pub fn new() -> Self {
+        Self::with(BATCH, BUF)
+    }
+
+    /// Slots big enough for UDP GRO receives (64 KB each): for a socket on which
+    /// [`enable_udp_gro`] succeeded.
+    pub fn for_gro() -> Self {
+        Self::with(BATCH / 2, 65_536)
+    }
+
+    /// `slots` buffers of `size` bytes (the only allocation of a receive thread).
+    pub fn with(slots: usize, size: usize) -> Self {
+        let slots = slots.clamp(1, BATCH);
         // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
         let zero: libc::sockaddr_storage = unsafe { MaybeUninit::zeroed().assume_init() };
         RecvBatch {
-            bufs: (0..BATCH).map(|_| vec![0u8; BUF]).collect(),
-            addrs: vec![zero; BATCH],
-            lens: vec![0; BATCH],
+            bufs: (0..slots).map(|_| vec![0u8; size]).collect(),
+            addrs: vec![zero; slots],
+            lens: vec![0; slots],
+            segs: vec![0; slots],
+            ctrl: vec![[0; CMSG_ROOM / 8]; slots],
+            buf_size: size,
             n: 0,
         }
     }
 
-    /// Receive up to [`BATCH`] datagrams; blocks until at least one arrives or the
-    /// socket's read timeout passes (then returns `Ok(0)`).
+    /// Receive up to one batch of datagrams; blocks until at least one arrives or
+    /// the socket's read timeout passes (then returns `Ok(0)`).
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        let slots = self.bufs.len();
         let mut iovs: [MaybeUninit<libc::iovec>; BATCH] = [MaybeUninit::uninit(); BATCH];
         let mut hdrs: [MaybeUninit<libc::mmsghdr>; BATCH] = [MaybeUninit::uninit(); BATCH];
-        for i in 0..BATCH {
+        for i in 0..slots {
             iovs[i].write(libc::iovec {
                 iov_base: self.bufs[i].as_mut_ptr().cast(),
-                iov_len: BUF,
+                iov_len: self.buf_size,
             });
             // SAFETY: msghdr is plain old data; we fill the fields we use.
             let mut h: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
@@ -128,18 +181,20 @@ impl RecvBatch {
             h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
             h.msg_iov = iovs[i].as_mut_ptr();
             h.msg_iovlen = 1;
+            h.msg_control = self.ctrl[i].as_mut_ptr().cast();
+            h.msg_controllen = CMSG_ROOM as _;
             hdrs[i].write(libc::mmsghdr {
                 msg_hdr: h,
                 msg_len: 0,
             });
         }
-        // SAFETY: hdrs/iovs point into buffers owned by self that outlive the call;
-        // BATCH entries are initialised above.
+        // SAFETY: hdrs/iovs/ctrl point into buffers owned by self that outlive the
+        // call; `slots` entries are initialised above.
         let r = unsafe {
             libc::recvmmsg(
                 fd,
                 hdrs.as_mut_ptr().cast(),
-                BATCH as u32,
+                slots as u32,
                 libc::MSG_WAITFORONE,
                 std::ptr::null_mut(),
             )
@@ -157,7 +212,9 @@ impl RecvBatch {
         let n = r as usize;
         for (i, h) in hdrs.iter().take(n).enumerate() {
             // SAFETY: the kernel initialised the first n headers.
-            self.lens[i] = unsafe { h.assume_init_ref().msg_len } as usize;
+            let h = unsafe { h.assume_init_ref() };
+            self.lens[i] = h.msg_len as usize;
+            self.segs[i] = gro_segment_size(&h.msg_hdr);
         }
         self.n = n;
         Ok(n)
@@ -185,6 +242,229 @@ impl RecvBatch {
     pub fn slot_mut(&mut self, i: usize) -> (&mut Vec<u8>, usize, Option<SocketAddr>) {
         let from = sockaddr_to_std(&self.addrs[i]);
         (&mut self.bufs[i], self.lens[i], from)
+    }
+
+    /// The datagrams in slot `i` as (offset, length): one, or several when the
+    /// kernel coalesced them (UDP GRO: all `gso_size` bytes but maybe the last).
+    pub fn segments(&self, i: usize) -> Segments {
+        Segments {
+            at: 0,
+            len: self.lens[i],
+            seg: if self.segs[i] == 0 {
+                self.lens[i].max(1)
+            } else {
+                self.segs[i]
+            },
+        }
+    }
+}
+
+/// Iterator over the datagrams of one receive slot.
+pub struct Segments {
+    at: usize,
+    len: usize,
+    seg: usize,
+}
+
+impl Iterator for Segments {
+    type Item = (usize, usize);
+    fn next(&mut self) -> Option<(usize, usize)> {
+        if self.at >= self.len {
+            return None;
+        }
+        let l = self.seg.min(self.len - self.at);
+        let r = (self.at, l);
+        self.at += l;
+        Some(r)
+    }
+}
+
+/// The `UDP_GRO` segment size in a received message's control data, or 0.
+fn gro_segment_size(h: &libc::msghdr) -> usize {
+    if h.msg_control.is_null() || (h.msg_controllen as usize) < std::mem::size_of::<libc::cmsghdr>()
+    {
+        return 0;
+    }
+    // SAFETY: msg_control/msg_controllen describe the control buffer the kernel
+    // filled; the CMSG_* helpers stay within it.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == UDP_GRO {
+                let v: libc::c_int = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                return usize::try_from(v).unwrap_or(0);
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    0
+}
+
+/// ESP-in-UDP datagrams to send, collected during one batch and sent with one
+/// `sendmmsg(2)`: consecutive datagrams to one destination with the same length
+/// (what sealing the segments of one TCP super-packet produces) go out as one UDP
+/// GSO send (`UDP_SEGMENT`), which the kernel carries as one packet as far as it
+/// can and splits into the very same datagrams at the last moment (or never, when
+/// the receiver uses UDP GRO). Each datagram on the wire is exactly the one queued.
+pub struct UdpSendBatch {
+    bufs: Vec<Vec<u8>>,
+    dests: Vec<SocketAddr>,
+    n: usize,
+    /// Cleared for good when the kernel refuses a GSO send (no offload for the
+    /// route's device): every datagram is then sent alone.
+    gso: bool,
+}
+
+impl Default for UdpSendBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// How many datagrams a [`UdpSendBatch`] holds before it sends.
+const UDP_BATCH: usize = 2 * GSO_MAX_SEGMENTS;
+
+impl UdpSendBatch {
+    /// Room for [`UDP_BATCH`] datagrams.
+    pub fn new() -> Self {
+        UdpSendBatch {
+            bufs: (0..UDP_BATCH).map(|_| Vec::with_capacity(2048)).collect(),
+            dests: vec![SocketAddr::from(([0, 0, 0, 0], 0)); UDP_BATCH],
+            n: 0,
+            gso: true,
+        }
+    }
+
+    /// Whether GSO is still in use (false after the kernel refused it once).
+    pub fn gso_enabled(&self) -> bool {
+        self.gso
+    }
+
+    /// Queue a copy of `data` for `to`; sends the batch first when it is full.
+    pub fn push(&mut self, sock: &Socket, data: &[u8], to: SocketAddr) {
+        if self.n == UDP_BATCH {
+            self.flush(sock);
+        }
+        let b = &mut self.bufs[self.n];
+        b.clear();
+        b.extend_from_slice(data);
+        self.dests[self.n] = to;
+        self.n += 1;
+    }
+
+    /// The groups of the queue: (first, count, segment size); a group of more than
+    /// one datagram has equal lengths except perhaps a shorter last one.
+    fn groups(&self) -> Vec<(usize, usize, usize)> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < self.n {
+            let seg = self.bufs[i].len();
+            let mut total = seg;
+            let mut j = i + 1;
+            if self.gso {
+                while j < self.n
+                    && j - i < GSO_MAX_SEGMENTS
+                    && self.dests[j] == self.dests[i]
+                    && self.bufs[j].len() <= seg
+                    && total + self.bufs[j].len() <= GSO_MAX_BYTES
+                {
+                    total += self.bufs[j].len();
+                    j += 1;
+                    if self.bufs[j - 1].len() < seg {
+                        break; // a shorter datagram ends the group
+                    }
+                }
+            }
+            out.push((i, j - i, seg));
+            i = j;
+        }
+        out
+    }
+
+    /// Send what is queued (datagrams the kernel refuses are dropped, as a failed
+    /// `sendto` would drop them).
+    pub fn flush(&mut self, sock: &Socket) {
+        if self.n == 0 {
+            return;
+        }
+        let groups = self.groups();
+        let mut iovs: Vec<libc::iovec> = self
+            .bufs
+            .iter_mut()
+            .take(self.n)
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        let addrs: Vec<SockAddr> = groups.iter().map(|g| self.dests[g.0].into()).collect();
+        let mut ctrl = vec![[0u64; CMSG_ROOM / 8]; groups.len()];
+        let mut hdrs: Vec<libc::mmsghdr> = Vec::with_capacity(groups.len());
+        for (k, &(first, count, seg)) in groups.iter().enumerate() {
+            // SAFETY: msghdr is plain old data; we fill the fields we use.
+            let mut h: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+            h.msg_name = addrs[k].as_ptr() as *mut libc::c_void;
+            h.msg_namelen = addrs[k].len();
+            h.msg_iov = iovs[first..].as_mut_ptr();
+            h.msg_iovlen = count as _;
+            if count > 1 {
+                h.msg_control = ctrl[k].as_mut_ptr().cast();
+                // SAFETY: CMSG_SPACE is a pure size computation.
+                h.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as _;
+                // SAFETY: the control buffer holds CMSG_SPACE(2) bytes (≤ CMSG_ROOM).
+                unsafe {
+                    let c = libc::CMSG_FIRSTHDR(&h);
+                    (*c).cmsg_level = libc::SOL_UDP;
+                    (*c).cmsg_type = UDP_SEGMENT;
+                    (*c).cmsg_len = libc::CMSG_LEN(2) as _;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg as u16);
+                }
+            }
+            hdrs.push(libc::mmsghdr {
+                msg_hdr: h,
+                msg_len: 0,
+            });
+        }
+        let mut done = 0;
+        while done < hdrs.len() {
+            // SAFETY: every header points into iovs/addrs/ctrl/bufs, which outlive
+            // the call.
+            let r = unsafe {
+                libc::sendmmsg(
+                    sock.as_raw_fd(),
+                    hdrs[done..].as_mut_ptr(),
+                    (hdrs.len() - done) as u32,
+                    0,
+                )
+            };
+            if r > 0 {
+                done += r as usize;
+                continue;
+            }
+            let e = io::Error::last_os_error();
+            if r < 0 && e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            let (first, count, _) = groups[done];
+            if count > 1
+                && matches!(
+                    e.raw_os_error(),
+                    Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+                )
+            {
+                // No segmentation offload here: send this group's datagrams one
+                // by one, and never try GSO again on this batch.
+                tracing::info!("UDP GSO refused ({e}); sending ESP-in-UDP datagrams one by one");
+                self.gso = false;
+                for b in &self.bufs[first..first + count] {
+                    let _ = sock.send_to(b, &addrs[done]);
+                }
+            } else {
+                tracing::debug!("sendmmsg: {e}");
+            }
+            done += 1;
+        }
+        self.n = 0;
     }
 }
 
@@ -374,6 +654,97 @@ mod tests {
         for (i, d) in got.iter().enumerate() {
             assert_eq!(d, &vec![i as u8; 7]);
         }
+    }
+
+    /// Receive `count` datagrams on `rx`, splitting coalesced (GRO) receives.
+    fn recv_all(rx: &Socket, b: &mut RecvBatch, count: usize) -> (Vec<Vec<u8>>, usize) {
+        let mut got = Vec::new();
+        let mut coalesced = 0;
+        while got.len() < count {
+            let n = b.recv(fd_of(rx)).unwrap();
+            assert!(n > 0, "timed out after {} datagrams", got.len());
+            for i in 0..n {
+                let segs: Vec<_> = b.segments(i).collect();
+                if segs.len() > 1 {
+                    coalesced += 1;
+                }
+                let (buf, _, _) = b.slot_mut(i);
+                for (at, len) in segs {
+                    got.push(buf[at..at + len].to_vec());
+                }
+            }
+        }
+        (got, coalesced)
+    }
+
+    /// 150 datagrams: runs of equal length (GSO groups), a shorter one ending a
+    /// run, two destinations interleaved, and one bigger than the rest.
+    fn gso_pattern() -> Vec<(u8, Vec<u8>)> {
+        let mut v = Vec::new();
+        for i in 0..150u32 {
+            let len = match i {
+                70 => 300,
+                71..=99 => 1200,
+                120 => 1500,
+                _ => 1400,
+            };
+            let dest = u8::from(i % 50 == 7);
+            let mut d = vec![(i % 251) as u8; len];
+            d[..4].copy_from_slice(&i.to_be_bytes());
+            v.push((dest, d));
+        }
+        v
+    }
+
+    #[test]
+    fn udp_gso_batches_arrive_as_the_same_datagrams_with_and_without_gro() {
+        let rx_gro = udp_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert!(
+            enable_udp_gro(&rx_gro),
+            "UDP_GRO not supported by this kernel"
+        );
+        let rx_plain = udp_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+        let to = [
+            rx_gro.local_addr().unwrap().as_socket().unwrap(),
+            rx_plain.local_addr().unwrap().as_socket().unwrap(),
+        ];
+        let tx = udp_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut sb = UdpSendBatch::new();
+        let pattern = gso_pattern();
+        let groups_before_flush = {
+            for (d, data) in pattern.iter().take(UDP_BATCH) {
+                sb.push(&tx, data, to[usize::from(*d)]);
+            }
+            sb.groups().len()
+        };
+        // Far fewer sends than datagrams: GSO groups formed.
+        assert!(
+            groups_before_flush < UDP_BATCH / 4,
+            "{groups_before_flush} groups"
+        );
+        for (d, data) in pattern.iter().skip(UDP_BATCH) {
+            sb.push(&tx, data, to[usize::from(*d)]);
+        }
+        sb.flush(&tx);
+        assert!(sb.gso_enabled(), "the kernel refused UDP GSO on loopback");
+        let want = |dest: u8| -> Vec<Vec<u8>> {
+            pattern
+                .iter()
+                .filter(|(d, _)| *d == dest)
+                .map(|(_, x)| x.clone())
+                .collect()
+        };
+        let mut b = RecvBatch::for_gro();
+        let (got, coalesced) = recv_all(&rx_gro, &mut b, want(0).len());
+        assert_eq!(got, want(0));
+        assert!(
+            coalesced > 0,
+            "the GRO socket never got a coalesced receive"
+        );
+        let mut b = RecvBatch::new();
+        let (got, coalesced) = recv_all(&rx_plain, &mut b, want(1).len());
+        assert_eq!(got, want(1));
+        assert_eq!(coalesced, 0);
     }
 
     #[test]

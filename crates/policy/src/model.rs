@@ -173,6 +173,8 @@ pub struct Peer {
     pub life_time: Duration,
     /// Dead peer detection interval; `None` = off (default 30 s).
     pub dpd_delay: Option<Duration>,
+    /// How ESP travels to this peer (default `auto`).
+    pub encap: Encap,
     /// Child SAs.
     pub children: Vec<Child>,
 }
@@ -182,6 +184,19 @@ impl Peer {
     pub fn child(&self, name: &str) -> Option<&Child> {
         self.children.iter().find(|c| c.name == name)
     }
+}
+
+/// How ESP to a peer is carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encap {
+    /// Plain ESP (IP protocol 50) unless NAT detection (RFC 7296 §2.23) finds a NAT;
+    /// then ESP in UDP on the NAT-T port (RFC 3948).
+    Auto,
+    /// Always ESP in UDP: when we initiate, IKE starts on the NAT-T port, which
+    /// RFC 7296 §2.23 allows "regardless of whether or not there is a NAT", so both
+    /// ends carry ESP in UDP (strongSwan's `encap = yes`). Lets the gateway batch
+    /// ESP with UDP segmentation offload.
+    Udp,
 }
 
 /// ESP mode.
@@ -522,9 +537,13 @@ fn fmt_peer(f: &mut fmt::Formatter<'_>, p: &Peer) -> fmt::Result {
         p.name, p.remote, p.local_id, p.remote_id
     )?;
     let dpd = p.dpd_delay.map_or("off".into(), fmt_duration);
+    let encap = match p.encap {
+        Encap::Auto => "",
+        Encap::Udp => ", esp in udp",
+    };
     writeln!(
         f,
-        "  ike {}; rekey {}, life {}, dpd {dpd}",
+        "  ike {}; rekey {}, life {}, dpd {dpd}{encap}",
         list(&p.proposals),
         fmt_duration(p.rekey_time),
         fmt_duration(p.life_time)

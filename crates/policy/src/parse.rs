@@ -471,6 +471,13 @@ fn peer(mut t: Table<'_, '_>, cx: &mut Cx, base: &Path) -> Peer {
     let life_time = duration(&mut t, cx, "life_time").unwrap_or(default_life(rekey_time));
     let dpd_delay = duration(&mut t, cx, "dpd_delay").unwrap_or(Duration::from_secs(30));
     let dpd_delay = (!dpd_delay.is_zero()).then_some(dpd_delay);
+    let encap = choice(
+        &mut t,
+        cx,
+        "encap",
+        &[("auto", Encap::Auto), ("udp", Encap::Udp)],
+        Encap::Auto,
+    );
     let mut children = Vec::new();
     let what = t.what.clone();
     for c in t.tables(cx, "child", "[[peer.child]]") {
@@ -492,6 +499,7 @@ fn peer(mut t: Table<'_, '_>, cx: &mut Cx, base: &Path) -> Peer {
             "rekey_time",
             "life_time",
             "dpd_delay",
+            "encap",
             "child",
         ],
     );
@@ -505,6 +513,7 @@ fn peer(mut t: Table<'_, '_>, cx: &mut Cx, base: &Path) -> Peer {
         rekey_time,
         life_time,
         dpd_delay,
+        encap,
         children,
     }
 }

@@ -329,6 +329,14 @@ fn peers(p: &Policy, cx: &mut Cx) {
                 .enumerate()
                 .map(|(j, c)| (c.name.as_str(), format!("{base}.child[{j}].name"))),
         );
+        if peer.encap == Encap::Udp
+            && !matches!(peer.remote, RemoteAddr::Host(_))
+            && cx.spans.ok(&format!("{base}.encap"))
+        {
+            // Only the initiator chooses the port IKE starts on (RFC 7296 §2.23).
+            let span = cx.spans.get(&format!("{base}.encap"));
+            cx.diags.warning(span, format!("encap = \"udp\" in peer \"{}\" has no effect: we never initiate to a peer without a single remote_address, and a responder uses what the initiator chose", peer.name));
+        }
         if peer.proposals.is_empty() && cx.spans.ok(&format!("{base}.proposals")) {
             err(
                 cx,

@@ -382,3 +382,25 @@ child = "c"
         ["t.toml:29:10: warning: SPD rule #2 sends remote 10.3.0.0/24 protocol udp ports 53 to child \"c\", but no single remote_ts of that child covers it; packets outside the child's selectors have no SA"]
     );
 }
+
+#[test]
+fn encap_udp_is_parsed_and_warns_where_we_cannot_initiate() {
+    let text = site(&PEER.replace("auth = \"psk\"", "auth = \"psk\"\nencap = \"udp\""));
+    let c = parse_str(&text, "t.toml", Path::new("/etc/plexgate")).unwrap();
+    assert_eq!(c.policy.peers[0].encap, plexgate_policy::Encap::Udp);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings.short_lines());
+    let default = parse_str(&site(PEER), "t.toml", Path::new("/etc/plexgate")).unwrap();
+    assert_eq!(default.policy.peers[0].encap, plexgate_policy::Encap::Auto);
+    let responder_only = text.replace(
+        "remote_address = \"203.0.113.5\"",
+        "remote_address = \"any\"",
+    );
+    assert_eq!(
+        diags(&responder_only),
+        ["t.toml:15:9: warning: encap = \"udp\" in peer \"p\" has no effect: we never initiate to a peer without a single remote_address, and a responder uses what the initiator chose"]
+    );
+    assert_eq!(
+        diags(&text.replace("encap = \"udp\"", "encap = \"yes\"")),
+        ["t.toml:15:9: error: `encap` in peer \"p\" is \"yes\", but it must be one of \"auto\", \"udp\""]
+    );
+}
