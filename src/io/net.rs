@@ -281,8 +281,7 @@ impl Iterator for Segments {
 
 /// The `UDP_GRO` segment size in a received message's control data, or 0.
 fn gro_segment_size(h: &libc::msghdr) -> usize {
-    if h.msg_control.is_null() || (h.msg_controllen as usize) < std::mem::size_of::<libc::cmsghdr>()
-    {
+    if h.msg_control.is_null() || h.msg_controllen < std::mem::size_of::<libc::cmsghdr>() {
         return 0;
     }
     // SAFETY: msg_control/msg_controllen describe the control buffer the kernel
