@@ -18,8 +18,8 @@ use plexgate_distrib as distrib;
 use socket2::Socket;
 
 use crate::gateway::{config, host_cidr, ip};
-use crate::io::net::{self, RecvBatch};
-use crate::io::tun::Tun;
+use crate::io::net::{self, RecvBatch, SendBatch};
+use crate::io::tun::{self as tun_io, Tun, TunBatch};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -88,7 +88,11 @@ pub fn run(policy_path: &Path, name: &str, ctl: &Path) -> Result<(), BoxError> {
 
     // The DVIPAs this target may serve live on its loopback, unadvertised.
     let tun_name = format!("pgt-{}", name.chars().take(10).collect::<String>());
-    let tun = Tun::open(&tun_name, None, 1500).map_err(|e| format!("TUN {tun_name}: {e}"))?;
+    // With offloads (IFF_VNET_HDR, TSO/GRO): replies are read as TCP super-packets
+    // and split here, and the segments of one GRE batch are written coalesced, so
+    // the kernel sees one big packet instead of dozens (as on the gateway).
+    let tun =
+        Tun::open_with(&tun_name, None, 1500, true).map_err(|e| format!("TUN {tun_name}: {e}"))?;
     sysctl(&format!("net/ipv4/conf/{tun_name}/rp_filter"), "0");
     sysctl("net/ipv4/conf/all/rp_filter", "0");
     sysctl(&format!("net/ipv4/conf/{tun_name}/accept_local"), "1");
@@ -145,10 +149,11 @@ pub fn run(policy_path: &Path, name: &str, ctl: &Path) -> Result<(), BoxError> {
 
     let mut threads = Vec::new();
     {
-        // GRE from the gateway → TUN.
+        // GRE from the gateway → TUN: one coalescing TUN write pass per batch.
         let (stack, io) = (stack.clone(), io.clone());
         threads.push(std::thread::spawn(move || {
             let mut b = RecvBatch::new();
+            let mut to_tun = TunBatch::new();
             loop {
                 let Ok(n) = b.recv(net::fd_of(&io.gre)) else {
                     continue;
@@ -157,51 +162,92 @@ pub fn run(policy_path: &Path, name: &str, ctl: &Path) -> Result<(), BoxError> {
                     continue;
                 }
                 let now = Instant::now();
-                let mut s = stack.lock().unwrap_or_else(|e| e.into_inner());
-                for i in 0..n {
-                    let (buf, len, _) = b.slot_mut(i);
-                    let Some((src, ihl)) = net::ipv4_outer(&buf[..len]) else {
-                        continue;
-                    };
-                    if let Ok(inner) =
-                        s.receive_gre(now, distrib::LinkId(0), src, &mut buf[ihl..len])
-                    {
-                        let _ = io.tun.send(inner);
+                {
+                    let mut s = stack.lock().unwrap_or_else(|e| e.into_inner());
+                    for i in 0..n {
+                        let (buf, len, _) = b.slot_mut(i);
+                        let Some((src, ihl)) = net::ipv4_outer(&buf[..len]) else {
+                            continue;
+                        };
+                        if let Ok(inner) =
+                            s.receive_gre(now, distrib::LinkId(0), src, &mut buf[ihl..len])
+                        {
+                            to_tun.push(&io.tun, inner);
+                        }
                     }
+                    io.flush(&mut s);
                 }
-                io.flush(&mut s);
+                to_tun.flush(&io.tun);
             }
         }));
     }
     {
-        // TUN (packets from the DVIPA) → GRE to the gateway, or straight out.
+        // TUN (packets from the DVIPA) → GRE to the gateway, or straight out; a read
+        // may be a TCP super-packet, split into segments; sends go out with one
+        // sendmmsg per socket per batch.
+        const HEAD: usize = 64;
+        const SLOTS: usize = 2 * tun_io::IDEAL_BATCH_SIZE;
         let (stack, io) = (stack.clone(), io.clone());
         threads.push(std::thread::spawn(move || {
-            let mut buf = vec![0u8; 65536 + 64];
+            let mut scratch = vec![0u8; tun_io::VIRTIO_NET_HDR_LEN + 65536];
+            let mut bufs: Vec<Vec<u8>> = (0..SLOTS).map(|_| vec![0u8; 65536 + HEAD]).collect();
+            let mut sizes = vec![0usize; SLOTS];
+            let (mut gre, mut direct) = (SendBatch::new(), SendBatch::new());
             loop {
-                let n = match io
-                    .tun
-                    .recv_timeout(&mut buf[64..], Duration::from_millis(200))
-                {
+                let mut n = match io.tun.recv_batch(
+                    &mut scratch,
+                    &mut bufs,
+                    &mut sizes,
+                    HEAD,
+                    Duration::from_millis(200),
+                ) {
                     Ok(n) if n > 0 => n,
                     _ => continue,
                 };
+                while n + tun_io::IDEAL_BATCH_SIZE <= SLOTS {
+                    match io.tun.recv_batch(
+                        &mut scratch,
+                        &mut bufs[n..],
+                        &mut sizes[n..],
+                        HEAD,
+                        Duration::ZERO,
+                    ) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => n += k,
+                    }
+                }
                 let now = Instant::now();
-                let mut s = stack.lock().unwrap_or_else(|e| e.into_inner());
-                match s.route_tun(now, &mut buf[64..64 + n]) {
-                    distrib::TunRoute::ToGateway { remote, key, .. } => {
-                        let first = buf[64];
-                        if distrib::gre::write_header(key, first, &mut buf[56..64 + n], n).is_ok() {
-                            let _ =
-                                net::send_to(&io.gre, &buf[56..64 + n], SocketAddr::new(remote, 0));
+                {
+                    let mut s = stack.lock().unwrap_or_else(|e| e.into_inner());
+                    for (buf, &len) in bufs.iter_mut().zip(sizes.iter()).take(n) {
+                        let pkt = HEAD..HEAD + len;
+                        match s.route_tun(now, &mut buf[pkt.clone()]) {
+                            distrib::TunRoute::ToGateway { remote, key, .. } => {
+                                let first = buf[HEAD];
+                                let framed = HEAD - 8..pkt.end;
+                                if distrib::gre::write_header(
+                                    key,
+                                    first,
+                                    &mut buf[framed.clone()],
+                                    len,
+                                )
+                                .is_ok()
+                                {
+                                    gre.push(&io.gre, &buf[framed], SocketAddr::new(remote, 0));
+                                }
+                            }
+                            distrib::TunRoute::Direct => {
+                                if let Some(dst) = net::ipv4_dst(&buf[pkt.clone()]) {
+                                    direct.push(&io.direct, &buf[pkt], SocketAddr::new(dst, 0));
+                                }
+                            }
+                            distrib::TunRoute::Drop(_) => {}
                         }
                     }
-                    distrib::TunRoute::Direct => {
-                        let _ = net::send_raw_ipv4(&io.direct, &buf[64..64 + n]);
-                    }
-                    distrib::TunRoute::Drop(_) => {}
+                    io.flush(&mut s);
                 }
-                io.flush(&mut s);
+                gre.flush(&io.gre);
+                direct.flush(&io.direct);
             }
         }));
     }

@@ -15,9 +15,17 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use plexgate_lab::site::{
-    CLIENT_INNER, CLIENT_NET, CLIENT_OUTER, GATEWAY_OUTER, PSK, TARGET_ADDR, TARGET_NET,
+    CLIENT_INNER, CLIENT_NET, CLIENT_OUTER, DVIPA, GATEWAY_INNER, GATEWAY_OUTER, PSK, TARGET_ADDR,
+    TARGET_NET,
 };
-use plexgate_lab::traffic::IperfServer;
+use plexgate_lab::traffic::{iperf3_client, IperfServer};
+
+use crate::site_template::{DvipaSite, TargetLink};
+
+/// iperf3's port, distributed on the DVIPA in the distributed run.
+const IPERF_PORT: u16 = 5201;
+/// Cluster key of the distributed run's site (bench only).
+const CLUSTER_KEY: &[u8] = b"plexgate-bench-e2e-cluster-key-0123456789";
 use plexgate_lab::{Endpoint, LabDir, Ready, Site, SiteSpec};
 use serde_json::{json, Value};
 
@@ -45,6 +53,9 @@ pub fn e2e(as_json: bool, seconds: u32) -> Result<(), BoxError> {
     let pg = plexgate_both_ends(d, true)?;
     // Plain ESP (IP protocol 50), which has no segmentation offload.
     let pg_esp = plexgate_both_ends(d, false)?;
+    // The product's path: distributed over GRE to a plexgate target (no strongSwan
+    // equivalent; its ratio is to strongSwan's forwarded path above).
+    let (dist_1, dist_8) = plexgate_distributed(d)?;
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
     let rows = [
         ("strongswan", 1, ss.gbps_1, 1.0),
@@ -63,6 +74,8 @@ pub fn e2e(as_json: bool, seconds: u32) -> Result<(), BoxError> {
             pg_esp.gbps_8,
             ratio(pg_esp.gbps_8, ss.gbps_8),
         ),
+        ("plexgate_distributed", 1, dist_1, ratio(dist_1, ss.gbps_1)),
+        ("plexgate_distributed", 8, dist_8, ratio(dist_8, ss.gbps_8)),
     ];
     let pps_rows = [
         ("strongswan", ss.pps_64, 1.0),
@@ -90,6 +103,7 @@ pub fn e2e(as_json: bool, seconds: u32) -> Result<(), BoxError> {
         println!("iperf3 client site (192.168.77.1) → tunnel → gateway → target (10.20.0.2), {} s per run", d.as_secs());
         println!("IKE aes128-sha256-x25519, ESP aes128gcm16; ratio = plexgate / strongSwan (kernel-libipsec)");
         println!("plexgate: ESP in UDP (encap = \"udp\", UDP GSO/GRO), as strongSwan here; plexgate_esp: plain ESP (IP protocol 50)");
+        println!("plexgate_distributed: ESP in UDP to the DVIPA, distributed over GRE to `plexgate target` (iperf3 on the DVIPA)");
         println!(
             "{:<34} {:>7} {:>10} {:>7}",
             "implementation (both tunnel ends)", "streams", "Gbit/s", "ratio"
@@ -187,8 +201,9 @@ fn write_secret(path: &Path, data: &[u8]) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
-/// Policy of the plexgate client-site gateway (initiator); `udp`: ESP in UDP.
-fn client_policy(udp: bool) -> String {
+/// Policy of the plexgate client-site gateway (initiator) protecting traffic to
+/// `remote` (a prefix); `udp`: ESP in UDP.
+fn client_policy(udp: bool, remote: &str) -> String {
     let encap = if udp { "udp" } else { "auto" };
     format!(
         r#"[site]
@@ -212,14 +227,14 @@ encap = "{encap}"
   [[peer.child]]
   name = "site"
   local_ts = ["{CLIENT_INNER}/32"]
-  remote_ts = ["{TARGET_NET}"]
+  remote_ts = ["{remote}"]
   esp_proposals = ["aes128gcm16"]
 
 [[spd]]
 name = "tunnel"
 direction = "both"
 local = "{CLIENT_INNER}"
-remote = "{TARGET_NET}"
+remote = "{remote}"
 action = "protect"
 peer = "gw"
 child = "site"
@@ -280,106 +295,215 @@ fn udp_encap_sas(status: &Value) -> usize {
         .map_or(0, |v| v.iter().filter(|s| s["udp_encap"] == true).count())
 }
 
-/// Build the site with plexgate at both tunnel ends (ESP in UDP when `udp`), bring
-/// the tunnel up and measure.
-fn plexgate_both_ends(d: Duration, udp: bool) -> Result<Figures, BoxError> {
-    let dir = LabDir::new("bench-e2e")?;
+/// `plexgate run` (or `target`) argv for the running binary.
+fn plexgate_argv(args: &[&str]) -> Result<Vec<String>, BoxError> {
     let exe = std::env::current_exe()?;
     let exe = exe.to_str().ok_or("binary path is not UTF-8")?.to_string();
-    write_secret(&dir.join("psk"), PSK.as_bytes())?;
-    let (cpol, gpol) = (dir.join("client.toml"), dir.join("gateway.toml"));
-    std::fs::write(&cpol, client_policy(udp))?;
-    std::fs::write(&gpol, gateway_policy())?;
-    let (cctl, gctl) = (dir.join("client.sock"), dir.join("gateway.sock"));
-    let argv = |pol: &PathBuf, sock: &PathBuf| -> Vec<String> {
-        vec![
-            exe.clone(),
-            "run".into(),
-            "--policy".into(),
-            pol.display().to_string(),
-            "--ctl".into(),
-            sock.display().to_string(),
-        ]
-    };
-    let spec = SiteSpec {
-        client: Endpoint::Command {
-            argv: argv(&cpol, &cctl),
-            ready: Ready::UdpPort(500),
-        },
-        gateway: Endpoint::Command {
-            argv: argv(&gpol, &gctl),
-            ready: Ready::UdpPort(500),
-        },
-        target: Endpoint::Nothing,
-        dvipa_on_target: false,
-    };
-    let site = Site::build(&spec)?;
-    let logs = || {
-        let l = |r: &plexgate_lab::Running| r.process().map(|p| p.log()).unwrap_or_default();
-        format!(
-            "client plexgate log:\n{}\ngateway plexgate log:\n{}",
-            l(&site.client),
-            l(&site.gateway)
-        )
-    };
-    // Decrypted packets enter each kernel through a TUN.
-    site.ns("gateway")?.disable_rp_filter()?;
-    let up = (|| -> Result<(), BoxError> {
-        // Initiate from the client end (the control socket comes up just after
-        // the IKE sockets).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match ctl(
-                &cctl,
-                &json!({"cmd": "initiate", "peer": "gw", "child": "site"}),
-            ) {
-                Ok(v) if v["ok"] == true => break,
-                Ok(v) => return Err(format!("initiate: {v}").into()),
-                Err(e) if Instant::now() > deadline => {
-                    return Err(format!("client control socket: {e}").into())
+    Ok(std::iter::once(exe)
+        .chain(args.iter().map(|s| s.to_string()))
+        .collect())
+}
+
+/// A site with plexgate at both tunnel ends, the tunnel up.
+struct PlexgateSite {
+    site: Site,
+    _dir: LabDir,
+    gctl: PathBuf,
+}
+
+impl PlexgateSite {
+    /// Start the client-site gateway (policy text `client`), the gateway (policy
+    /// file `gateway`) and the target command, initiate from the client and wait
+    /// for the Child SAs at both ends (ESP in UDP when `udp`).
+    fn up(
+        dir: LabDir,
+        client: &str,
+        gateway: &Path,
+        target: Option<Vec<String>>,
+        udp: bool,
+    ) -> Result<PlexgateSite, BoxError> {
+        let cpol = dir.join("client.toml");
+        std::fs::write(&cpol, client)?;
+        let (cctl, gctl) = (dir.join("client.sock"), dir.join("gateway.sock"));
+        let run = |pol: &Path, sock: &Path| {
+            plexgate_argv(&[
+                "run",
+                "--policy",
+                &pol.display().to_string(),
+                "--ctl",
+                &sock.display().to_string(),
+            ])
+        };
+        let spec = SiteSpec {
+            client: Endpoint::Command {
+                argv: run(&cpol, &cctl)?,
+                ready: Ready::UdpPort(500),
+            },
+            gateway: Endpoint::Command {
+                argv: run(gateway, &gctl)?,
+                ready: Ready::UdpPort(500),
+            },
+            target: match target {
+                Some(argv) => Endpoint::Command {
+                    argv,
+                    ready: Ready::Immediately,
+                },
+                None => Endpoint::Nothing,
+            },
+            dvipa_on_target: false,
+        };
+        let site = Site::build(&spec)?;
+        let s = PlexgateSite {
+            site,
+            _dir: dir,
+            gctl,
+        };
+        // Decrypted packets enter each kernel through a TUN.
+        s.site.ns("gateway")?.disable_rp_filter()?;
+        let up = (|| -> Result<(), BoxError> {
+            // Initiate from the client end (the control socket comes up just after
+            // the IKE sockets).
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match ctl(
+                    &cctl,
+                    &json!({"cmd": "initiate", "peer": "gw", "child": "site"}),
+                ) {
+                    Ok(v) if v["ok"] == true => break,
+                    Ok(v) => return Err(format!("initiate: {v}").into()),
+                    Err(e) if Instant::now() > deadline => {
+                        return Err(format!("client control socket: {e}").into())
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
                 }
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
-        }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let c = ctl(&cctl, &json!({"cmd": "status"}))
-                .map(|s| child_sas(&s))
-                .unwrap_or(0);
-            let g = ctl(&gctl, &json!({"cmd": "status"}))
-                .map(|s| child_sas(&s))
-                .unwrap_or(0);
-            if c >= 2 && g >= 2 {
-                // The SAs must carry what this run claims to measure.
-                let encap = ctl(&gctl, &json!({"cmd": "status"})).map(|s| udp_encap_sas(&s))?;
-                if (encap > 0) != udp {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let c = ctl(&cctl, &json!({"cmd": "status"}))
+                    .map(|s| child_sas(&s))
+                    .unwrap_or(0);
+                let g = ctl(&s.gctl, &json!({"cmd": "status"}))
+                    .map(|s| child_sas(&s))
+                    .unwrap_or(0);
+                if c >= 2 && g >= 2 {
+                    // The SAs must carry what this run claims to measure.
+                    let encap =
+                        ctl(&s.gctl, &json!({"cmd": "status"})).map(|s| udp_encap_sas(&s))?;
+                    if (encap > 0) != udp {
+                        return Err(format!(
+                            "wanted {}, but the gateway has {encap} UDP-encapsulated Child SAs",
+                            if udp { "ESP in UDP" } else { "plain ESP" }
+                        )
+                        .into());
+                    }
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
                     return Err(format!(
-                        "wanted {}, but the gateway has {encap} UDP-encapsulated Child SAs",
-                        if udp { "ESP in UDP" } else { "plain ESP" }
+                        "Child SA not installed at both ends after 15 s (client {c}, gateway {g} SAs)"
                     )
                     .into());
                 }
-                break;
+                std::thread::sleep(Duration::from_millis(100));
             }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "Child SA not installed at both ends after 15 s (client {c}, gateway {g} SAs)"
-                )
-                .into());
+        })();
+        match up {
+            Ok(()) => Ok(s),
+            Err(e) => {
+                Err(format!("plexgate at both ends: tunnel not up: {e}\n{}", s.logs()).into())
             }
-            std::thread::sleep(Duration::from_millis(100));
         }
-        site.ns("client")?.wait_ping(
+    }
+
+    fn logs(&self) -> String {
+        let l = |r: &plexgate_lab::Running| r.process().map(|p| p.log()).unwrap_or_default();
+        format!(
+            "client plexgate log:\n{}\ngateway plexgate log:\n{}\ntarget log:\n{}",
+            l(&self.site.client),
+            l(&self.site.gateway),
+            l(&self.site.target)
+        )
+    }
+}
+
+/// plexgate at both tunnel ends (ESP in UDP when `udp`), the gateway forwarding
+/// to the target subnet through its kernel; measure.
+fn plexgate_both_ends(d: Duration, udp: bool) -> Result<Figures, BoxError> {
+    let dir = LabDir::new("bench-e2e")?;
+    write_secret(&dir.join("psk"), PSK.as_bytes())?;
+    let gpol = dir.join("gateway.toml");
+    std::fs::write(&gpol, gateway_policy())?;
+    let s = PlexgateSite::up(dir, &client_policy(udp, TARGET_NET), &gpol, None, udp)?;
+    s.site
+        .ns("client")?
+        .wait_ping(
             &TARGET_ADDR.to_string(),
             Some(&CLIENT_INNER.to_string()),
             Duration::from_secs(10),
-        )?;
-        Ok(())
-    })();
-    if let Err(e) = up {
-        return Err(format!("plexgate at both ends: tunnel not up: {e}\n{}", logs()).into());
+        )
+        .map_err(|e| format!("ping through the tunnel: {e}\n{}", s.logs()))?;
+    measure(&s.site, d).map_err(|e| format!("plexgate at both ends: {e}\n{}", s.logs()).into())
+}
+
+/// The product's own path: the client's tunnel ends at the gateway for the DVIPA,
+/// whose connections the gateway distributes over GRE to `plexgate target` (one
+/// target here), where iperf3 listens on the DVIPA. TCP with 1 and 8 streams.
+fn plexgate_distributed(d: Duration) -> Result<(f64, f64), BoxError> {
+    let dir = LabDir::new("bench-e2e-dist")?;
+    let mut site = DvipaSite::new("e2e-dist", GATEWAY_OUTER, DVIPA);
+    site.gateway_id = "gw@plexgate.lab".into();
+    site.client_id = "client@plexgate.lab".into();
+    site.ike_proposals = vec!["aes128-sha256-x25519".into()];
+    site.client_net = CLIENT_NET.into();
+    site.ports = vec![IPERF_PORT];
+    site.targets = vec![TargetLink::new("t1", "target", GATEWAY_INNER)];
+    let gpol = site.write(dir.path(), PSK.as_bytes(), CLUSTER_KEY)?;
+    let target = plexgate_argv(&[
+        "target",
+        "--policy",
+        &gpol.display().to_string(),
+        "--name",
+        "t1",
+        "--ctl",
+        &dir.join("target.sock").display().to_string(),
+    ])?;
+    let client = client_policy(true, &format!("{DVIPA}/32"));
+    let s = PlexgateSite::up(dir, &client, &gpol, Some(target), true)?;
+    let dvipa = IpAddr::V4(DVIPA);
+    let srv = IperfServer::start(s.site.ns("target")?, dvipa, IPERF_PORT)?;
+    // The target reports the listener (SRVSTAT) before any SYN is sent.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = ctl(&s.gctl, &json!({"cmd": "status"}))?;
+        let listening = st["dpt"].as_array().is_some_and(|rows| {
+            rows.iter()
+                .any(|r| r.to_string().contains("\"listening\":true"))
+        });
+        if listening {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the target's iperf3 listener never reached the DPT: {st}\n{}",
+                s.logs()
+            )
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
-    measure(&site, d).map_err(|e| format!("plexgate at both ends: {e}\n{}", logs()).into())
+    let run = |streams| {
+        iperf3_client(
+            s.site.ns("client")?,
+            dvipa,
+            srv.port,
+            Some(IpAddr::V4(CLIENT_INNER)),
+            streams,
+            d,
+        )
+        .map(|r| r.received_gbps)
+        .map_err(|e| -> BoxError { format!("distributed: {e}\n{}", s.logs()).into() })
+    };
+    Ok((run(1)?, run(8)?))
 }
 
 #[cfg(test)]
@@ -391,8 +515,8 @@ mod tests {
         let dir = LabDir::new("bench-e2e-test").unwrap();
         write_secret(&dir.join("psk"), PSK.as_bytes()).unwrap();
         for (name, text) in [
-            ("c.toml", client_policy(true)),
-            ("c2.toml", client_policy(false)),
+            ("c.toml", client_policy(true, TARGET_NET)),
+            ("c2.toml", client_policy(false, "203.0.113.10/32")),
             ("g.toml", gateway_policy()),
         ] {
             let p = dir.join(name);

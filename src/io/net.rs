@@ -68,16 +68,14 @@ pub fn raw_ip_sender() -> io::Result<Socket> {
     Ok(s)
 }
 
-/// Send a whole IPv4 packet with a raw `IPPROTO_RAW` socket.
-pub fn send_raw_ipv4(sock: &Socket, packet: &[u8]) -> io::Result<usize> {
+/// Destination of an IPv4 packet (for sending it whole on an `IPPROTO_RAW` socket).
+pub fn ipv4_dst(packet: &[u8]) -> Option<IpAddr> {
     if packet.len() < 20 || packet[0] >> 4 != 4 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not an IPv4 packet",
-        ));
+        return None;
     }
-    let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
-    sock.send_to(packet, &SocketAddr::V4(SocketAddrV4::new(dst, 0)).into())
+    Some(IpAddr::V4(Ipv4Addr::new(
+        packet[16], packet[17], packet[18], packet[19],
+    )))
 }
 
 /// Send `data` to `to` on a UDP or raw socket.
