@@ -446,7 +446,13 @@ impl UdpSendBatch {
             if count > 1
                 && matches!(
                     e.raw_os_error(),
-                    Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+                    Some(
+                        libc::EIO
+                            | libc::EINVAL
+                            | libc::EMSGSIZE
+                            | libc::ENOPROTOOPT
+                            | libc::EOPNOTSUPP
+                    )
                 )
             {
                 // No segmentation offload here: send this group's datagrams one
