@@ -8,7 +8,13 @@
 //! packets for the target subnet go into the kernel through its TUN and are
 //! forwarded to the target; replies come back into the TUN by the Child SA's
 //! route). Same IKE (aes128-sha256-x25519) and ESP (aes128gcm16) as the strongSwan
-//! baseline, plain ESP (no UDP encapsulation) on both.
+//! baseline. Measured twice: with ESP in UDP (`encap = "udp"`, which is what
+//! strongSwan's kernel-libipsec always uses here, and what plexgate batches with
+//! UDP GSO/GRO) and with plain ESP (IP protocol 50, raw sockets, no offload).
+//!
+//! A third plexgate run measures the product's own path: the tunnel ends at the
+//! gateway for a DVIPA, and the gateway distributes the connections over GRE to
+//! `plexgate target`, where iperf3 listens on the DVIPA.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
