@@ -258,17 +258,7 @@ pub fn run(
     }
     // Raw ESP receiver: raw IPv4 sockets hand over the IP header too.
     if let Some(sock) = io.esp.clone() {
-        threads.push(receive_thread(
-            "esp",
-            sock,
-            &core,
-            &io,
-            |c, now, buf, len, _, sink| {
-                if let Some((_, ihl)) = net::ipv4_outer(&buf[..len]) {
-                    c.on_esp(now, buf, ihl, len - ihl, sink);
-                }
-            },
-        ));
+        threads.push(esp_receive_thread(sock, &core, &io));
     }
     // GRE receivers, one per link, bound to the link's device.
     for (i, l) in p.links.iter().enumerate() {
@@ -632,6 +622,58 @@ fn receive_thread(
                     let (buf, len, from) = b.slot_mut(i);
                     handle(&mut c, now, buf, len, from, &mut sink);
                 }
+            }
+            out.flush(&io);
+        }
+    })
+}
+
+/// The raw ESP receiver: like [`receive_thread`], but each `recvmmsg` batch goes to
+/// the core in one call ([`GatewayCore::on_esp_batch`]), which decides exactly as
+/// `on_esp` per packet and skips the connection lookups for consecutive packets of
+/// one connection.
+fn esp_receive_thread(
+    sock: Arc<Socket>,
+    core: &Arc<Mutex<GatewayCore>>,
+    io: &Arc<Io>,
+) -> std::thread::JoinHandle<()> {
+    /// One `recvmmsg` batch of raw IPv4 ESP packets: the ESP packet starts after
+    /// the outer IPv4 header.
+    struct RawEsp<'a>(&'a mut RecvBatch, usize);
+    impl self::core::RxBatch for RawEsp<'_> {
+        fn count(&self) -> usize {
+            self.1
+        }
+        fn packet(&mut self, i: usize) -> Option<self::core::RxPacket<'_>> {
+            let (buf, len, _) = self.0.slot_mut(i);
+            let (_, ihl) = net::ipv4_outer(&buf[..len])?;
+            Some(self::core::RxPacket {
+                buf: &mut buf[..],
+                start: ihl,
+                len: len - ihl,
+                remote: None,
+            })
+        }
+    }
+    let (core, io) = (core.clone(), io.clone());
+    spawn("esp", move || {
+        let mut b = RecvBatch::new();
+        let mut out = Out::default();
+        loop {
+            let n = match b.recv(net::fd_of(&sock)) {
+                Ok(0) => continue,
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!("esp: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            let now = Instant::now();
+            {
+                let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
+                let mut sink = IoSink::batched(&io, &mut out);
+                c.on_esp_batch(now, &mut RawEsp(&mut b, n), &mut sink);
             }
             out.flush(&io);
         }
