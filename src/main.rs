@@ -109,6 +109,10 @@ enum BenchCmd {
         /// Only this inner packet size.
         #[arg(long)]
         size: Option<usize>,
+        /// Hand the gateway one packet per call (`on_udp`) instead of batches
+        /// of 32 (`on_udp_batch`, as the daemon's receive threads do).
+        #[arg(long)]
+        per_packet: bool,
     },
     /// IKE SA + Child SA setups per second, memory per SA.
     Ike {
@@ -158,7 +162,8 @@ fn main() -> ExitCode {
                 seconds,
                 transform,
                 size,
-            } => plexgate::bench::datapath(json, seconds, transform.as_deref(), size),
+                per_packet,
+            } => plexgate::bench::datapath(json, seconds, transform.as_deref(), size, per_packet),
             BenchCmd::Ike { json, count } => plexgate::bench::ike(json, count),
             BenchCmd::E2e { json, seconds } => plexgate::bench::e2e(json, seconds),
         },

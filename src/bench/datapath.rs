@@ -20,7 +20,7 @@ use plexgate_ike as ike;
 use plexgate_ipsec::{self as ipsec, Direction, EspCipher, EspTransform, SaParams};
 use serde_json::json;
 
-use crate::gateway::core::{GatewayCore, Sink};
+use crate::gateway::core::{GatewayCore, RxBatch, RxPacket, Sink};
 use crate::site_template::{DvipaSite, TargetLink};
 
 type BoxError = Box<dyn std::error::Error>;
@@ -166,6 +166,35 @@ impl Sink for CountingSink {
     fn cluster(&mut self, _: distrib::Destination, _: &[u8]) {}
 }
 
+/// Packets received in one `recvmmsg` by the daemon (and per clock read).
+pub const BATCH: usize = 32;
+
+/// A batch of templates as the gateway's receive thread would see it: each
+/// packet is copied from its template into the one work buffer when the core
+/// asks for it (as in the per-packet loop and in [`Fixture::raw_round`]).
+struct TemplateBatch<'a> {
+    templates: &'a [Vec<u8>],
+    work: &'a mut [u8],
+}
+
+impl RxBatch for TemplateBatch<'_> {
+    fn count(&self) -> usize {
+        self.templates.len()
+    }
+    #[inline]
+    fn packet(&mut self, i: usize) -> Option<RxPacket<'_>> {
+        let pkt = &self.templates[i];
+        let n = pkt.len();
+        self.work[64..64 + n].copy_from_slice(pkt);
+        Some(RxPacket {
+            buf: &mut self.work[..],
+            start: 64,
+            len: n,
+            remote: Some(SocketAddr::new(IpAddr::V4(PEER), 4500)),
+        })
+    }
+}
+
 /// A gateway with one Child SA, a target listening on the DVIPA and an
 /// established connection, plus `n` sealed ESP packets of `size` bytes for it.
 pub struct Fixture {
@@ -175,6 +204,9 @@ pub struct Fixture {
     work: Vec<u8>,
     sink: CountingSink,
     dir: PathBuf,
+    /// Hand the gateway [`BATCH`] packets per call (`on_udp_batch`, as the
+    /// daemon's receive threads do) instead of one (`on_udp`).
+    pub batched: bool,
 }
 
 impl Drop for Fixture {
@@ -234,6 +266,7 @@ impl Fixture {
             work: vec![0u8; 16384],
             sink,
             dir,
+            batched: true,
         };
         f.core.install_child_sa(now, child_sa(t));
         f.one(0, now);
@@ -265,14 +298,26 @@ impl Fixture {
         self.core.remove_child_sa(SPI_IN, SPI_OUT);
         self.core
             .install_child_sa(Instant::now(), child_sa(self.transform));
-        // One clock read per 32 packets, as the daemon does per recvmmsg batch.
+        // One clock read per batch of 32 packets, as the daemon does per recvmmsg.
         let before = self.sink.gre_packets;
-        let mut now = Instant::now();
-        for i in 1..self.templates.len() {
-            if i % 32 == 1 {
-                now = Instant::now();
+        if self.batched {
+            let local = SocketAddr::new(IpAddr::V4(GW), 4500);
+            for chunk in self.templates[1..].chunks(BATCH) {
+                let mut b = TemplateBatch {
+                    templates: chunk,
+                    work: &mut self.work,
+                };
+                self.core
+                    .on_udp_batch(Instant::now(), local, &mut b, &mut self.sink);
             }
-            self.one(i, now);
+        } else {
+            let mut now = Instant::now();
+            for i in 1..self.templates.len() {
+                if i % BATCH == 1 {
+                    now = Instant::now();
+                }
+                self.one(i, now);
+            }
         }
         let _ = self.core.drain_side_effects();
         self.sink.gre_packets - before
@@ -331,9 +376,10 @@ fn raw_open(c: &EspCipher, t: EspTransform, buf: &mut [u8]) -> bool {
     }
 }
 
-fn measure(t: EspTransform, size: usize, seconds: f64) -> Result<Row, BoxError> {
+fn measure(t: EspTransform, size: usize, seconds: f64, batched: bool) -> Result<Row, BoxError> {
     let n = ((4 << 20) / size.max(64)).clamp(256, 16384);
     let mut f = Fixture::new(t, size, n)?;
+    f.batched = batched;
     let cipher = f.cipher()?;
     let budget = Duration::from_secs_f64(seconds);
     // Alternate the two measurements in slices so that both see the same noise.
@@ -377,7 +423,7 @@ pub fn run_all(seconds: f64) -> Result<Vec<Row>, BoxError> {
     let mut rows = Vec::new();
     for t in EspTransform::ALL {
         for size in SIZES {
-            rows.push(measure(t, size, seconds)?);
+            rows.push(measure(t, size, seconds, true)?);
         }
     }
     Ok(rows)
@@ -389,6 +435,7 @@ pub fn datapath(
     seconds: f64,
     only_transform: Option<&str>,
     only_size: Option<usize>,
+    per_packet: bool,
 ) -> Result<(), BoxError> {
     if !as_json {
         println!(
@@ -421,7 +468,7 @@ pub fn datapath(
             if !(64..=9000).contains(&size) {
                 return Err(format!("size {size}: from 64 to 9000 bytes").into());
             }
-            let r = measure(t, size, seconds)?;
+            let r = measure(t, size, seconds, !per_packet)?;
             if as_json {
                 println!("{}", json!(r));
             } else {
@@ -449,8 +496,12 @@ mod tests {
 
     #[test]
     fn every_transform_reaches_the_target_through_the_real_path() {
-        for t in EspTransform::ALL {
+        for (t, batched) in EspTransform::ALL
+            .into_iter()
+            .flat_map(|t| [(t, true), (t, false)])
+        {
             let mut f = Fixture::new(t, 512, 64).unwrap();
+            f.batched = batched;
             assert_eq!(f.round(), 64, "{t:?}");
             assert_eq!(
                 f.round(),

@@ -43,6 +43,30 @@ pub trait Sink {
     fn cluster(&mut self, to: distrib::Destination, data: &[u8]);
 }
 
+/// One received packet of a batch: the packet (a UDP payload for
+/// [`GatewayCore::on_udp_batch`], an ESP packet from its SPI on for
+/// [`GatewayCore::on_esp_batch`]) is at `buf[start..start + len]`, with room
+/// before it as for [`GatewayCore::on_udp`].
+pub struct RxPacket<'a> {
+    /// The whole receive buffer.
+    pub buf: &'a mut [u8],
+    /// Where the packet starts in `buf`.
+    pub start: usize,
+    /// Its length.
+    pub len: usize,
+    /// The sender (UDP); `None` skips the packet in `on_udp_batch`.
+    pub remote: Option<SocketAddr>,
+}
+
+/// A batch of received packets (one `recvmmsg`), handed to the core in one call.
+/// The core asks for each packet once, in order; `None` skips a slot.
+pub trait RxBatch {
+    /// Number of slots.
+    fn count(&self) -> usize;
+    /// Slot `i` (`i < count()`).
+    fn packet(&mut self, i: usize) -> Option<RxPacket<'_>>;
+}
+
 /// What the runtime must persist or log (drained with [`GatewayCore::drain_side_effects`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SideEffect {
@@ -256,24 +280,7 @@ impl GatewayCore {
         len: usize,
         sink: &mut dyn Sink,
     ) {
-        let Some(payload) = buf.get(start..start + len) else {
-            return;
-        };
-        if local.port() != self.natt_port && remote.port() != self.natt_port {
-            // Port 500 carries only IKE (RFC 7296 §2.23).
-            self.ike.handle(now, local, remote, payload);
-            self.flush(now, sink);
-            return;
-        }
-        match udp_encap::classify(payload) {
-            Ok(UdpEncap::Ike(ike_bytes)) => {
-                self.ike.handle(now, local, remote, ike_bytes);
-                self.flush(now, sink);
-            }
-            Ok(UdpEncap::Keepalive) => self.counters.natt_keepalives += 1,
-            Ok(UdpEncap::Esp(_)) => self.on_esp(now, buf, start, len, sink),
-            Err(_) => self.counters.udp_malformed += 1,
-        }
+        self.udp_in(now, local, remote, buf, start, len, None, sink);
     }
 
     /// An ESP packet (from its SPI on) is at `buf[start..start + len]`.
@@ -283,6 +290,102 @@ impl GatewayCore {
         buf: &mut [u8],
         start: usize,
         len: usize,
+        sink: &mut dyn Sink,
+    ) {
+        self.esp_in(now, buf, start, len, None, sink);
+    }
+
+    /// A batch of ESP packets (raw IP protocol 50, each from its SPI on), all
+    /// received at `now`. Decides exactly as [`GatewayCore::on_esp`] on each
+    /// packet in turn (same outputs in the same order, same counters and state),
+    /// but a packet of the same connection as the one before it skips the
+    /// distributor's lookups (see [`distrib::Distributor::route_inbound_cached`]).
+    pub fn on_esp_batch(&mut self, now: Instant, batch: &mut impl RxBatch, sink: &mut dyn Sink) {
+        let mut cache = distrib::InboundFlowCache::default();
+        for i in 0..batch.count() {
+            if let Some(p) = batch.packet(i) {
+                self.esp_in(now, p.buf, p.start, p.len, Some(&mut cache), sink);
+            }
+        }
+    }
+
+    /// A batch of UDP datagrams received on `local` at `now`: [`GatewayCore::on_udp`]
+    /// on each in turn, with the shortcut of [`GatewayCore::on_esp_batch`] for
+    /// consecutive ESP-in-UDP packets of one connection.
+    pub fn on_udp_batch(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        batch: &mut impl RxBatch,
+        sink: &mut dyn Sink,
+    ) {
+        let mut cache = distrib::InboundFlowCache::default();
+        for i in 0..batch.count() {
+            let Some(p) = batch.packet(i) else { continue };
+            let Some(remote) = p.remote else { continue };
+            if self.udp_in(
+                now,
+                local,
+                remote,
+                p.buf,
+                p.start,
+                p.len,
+                Some(&mut cache),
+                sink,
+            ) {
+                // IKE may have changed anything: start afresh.
+                cache = distrib::InboundFlowCache::default();
+            }
+        }
+    }
+
+    /// [`GatewayCore::on_udp`], with the batch's cache; true when the datagram
+    /// was not ESP.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn udp_in(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        cache: Option<&mut distrib::InboundFlowCache>,
+        sink: &mut dyn Sink,
+    ) -> bool {
+        let Some(payload) = buf.get(start..start + len) else {
+            return true;
+        };
+        if local.port() != self.natt_port && remote.port() != self.natt_port {
+            // Port 500 carries only IKE (RFC 7296 §2.23).
+            self.ike.handle(now, local, remote, payload);
+            self.flush(now, sink);
+            return true;
+        }
+        match udp_encap::classify(payload) {
+            Ok(UdpEncap::Ike(ike_bytes)) => {
+                self.ike.handle(now, local, remote, ike_bytes);
+                self.flush(now, sink);
+            }
+            Ok(UdpEncap::Keepalive) => self.counters.natt_keepalives += 1,
+            Ok(UdpEncap::Esp(_)) => {
+                self.esp_in(now, buf, start, len, cache, sink);
+                return false;
+            }
+            Err(_) => self.counters.udp_malformed += 1,
+        }
+        true
+    }
+
+    #[inline]
+    fn esp_in(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        cache: Option<&mut distrib::InboundFlowCache>,
         sink: &mut dyn Sink,
     ) {
         let Some(esp) = buf.get_mut(start..start + len) else {
@@ -295,10 +398,11 @@ impl GatewayCore {
         // (RFC 4301 §5.2 step 4), which were negotiated from the SPD; the 5-tuple it
         // parsed for that is handed on, so the distributor does not parse it again.
         let inner = start + inb.opened.inner.start..start + inb.opened.inner.end;
-        self.deliver_inbound(now, buf, inner, tuple.as_ref(), true, sink);
+        self.deliver_inbound(now, buf, inner, tuple.as_ref(), true, cache, sink);
     }
 
     /// Send a decrypted (or plain) inbound packet to its target or to the local stack.
+    #[allow(clippy::too_many_arguments)]
     fn deliver_inbound(
         &mut self,
         now: Instant,
@@ -306,13 +410,25 @@ impl GatewayCore {
         inner: std::ops::Range<usize>,
         tuple: Option<&plexgate_wire::ip::FiveTuple>,
         via_ipsec: bool,
+        cache: Option<&mut distrib::InboundFlowCache>,
         sink: &mut dyn Sink,
     ) {
-        let route = match tuple {
-            Some(t) => self
-                .dist
-                .route_inbound_parsed(now, &buf[inner.clone()], t, via_ipsec),
-            None => self.dist.route_inbound(now, &buf[inner.clone()], via_ipsec),
+        let route = match (tuple, cache) {
+            (Some(t), Some(c)) => {
+                self.dist
+                    .route_inbound_cached(now, &buf[inner.clone()], t, via_ipsec, c)
+            }
+            (Some(t), None) => {
+                self.dist
+                    .route_inbound_parsed(now, &buf[inner.clone()], t, via_ipsec)
+            }
+            (None, c) => {
+                // The distributor changes outside the cache's view.
+                if let Some(c) = c {
+                    *c = distrib::InboundFlowCache::default();
+                }
+                self.dist.route_inbound(now, &buf[inner.clone()], via_ipsec)
+            }
         };
         match route {
             distrib::Route::ToTarget { remote, key, .. } => {
@@ -424,7 +540,7 @@ impl GatewayCore {
                 Some(ipsec::SpdAction::Protect { .. } | ipsec::SpdAction::Discard)
             );
             if spd_ok && !self.plain_drop.contains(&t.dst) {
-                self.deliver_inbound(now, buf, start..start + len, None, false, sink);
+                self.deliver_inbound(now, buf, start..start + len, None, false, None, sink);
             } else {
                 self.counters.drop_policy_in += 1;
             }

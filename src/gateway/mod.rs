@@ -16,7 +16,7 @@ use plexgate_distrib as distrib;
 use serde_json::{json, Value};
 use socket2::Socket;
 
-use self::core::{GatewayCore, SideEffect, Sink, HEADROOM};
+use self::core::{GatewayCore, RxBatch, SideEffect, Sink, HEADROOM};
 use crate::io::net::{self, RecvBatch, SendBatch, UdpSendBatch};
 use crate::io::tun::{self as tun_io, Tun, TunBatch};
 use crate::metrics::Exposition;
@@ -261,7 +261,7 @@ pub fn run(
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
 
-    // UDP receivers (IKE on 500, IKE + ESP-in-UDP on 4500).
+    // UDP receivers (IKE on 500, IKE + ESP-in-UDP on 4500), a batch per call.
     for (addr, sock) in io.udp.clone() {
         let name = format!("udp-{}", addr.port());
         // ESP-in-UDP from a peer that sends with UDP GSO arrives coalesced.
@@ -271,12 +271,8 @@ pub fn run(
             sock,
             &core,
             &io,
-            gro,
-            move |c, now, buf, start, len, from, sink| {
-                if let Some(from) = from {
-                    c.on_udp(now, addr, from, buf, start, len, sink);
-                }
-            },
+            Framing::Udp { gro },
+            move |c, now, batch, sink| c.on_udp_batch(now, addr, batch, sink),
         ));
     }
     // Raw ESP receiver: raw IPv4 sockets hand over the IP header too.
@@ -286,12 +282,8 @@ pub fn run(
             sock,
             &core,
             &io,
-            false,
-            |c, now, buf, _, len, _, sink| {
-                if let Some((_, ihl)) = net::ipv4_outer(&buf[..len]) {
-                    c.on_esp(now, buf, ihl, len - ihl, sink);
-                }
-            },
+            Framing::RawIpv4,
+            |c, now, batch, sink| c.on_esp_batch(now, batch, sink),
         ));
     }
     // GRE receivers, one per link, bound to the link's device.
@@ -315,10 +307,14 @@ pub fn run(
             sock,
             &core,
             &io,
-            false,
-            move |c, now, buf, _, len, _, sink| {
-                if let Some((src, ihl)) = net::ipv4_outer(&buf[..len]) {
-                    c.on_gre(now, link, src, buf, ihl, len - ihl, sink);
+            Framing::RawIpv4,
+            move |c, now, batch, sink| {
+                for i in 0..batch.count() {
+                    if let Some(p) = batch.packet(i) {
+                        if let Some(src) = p.remote {
+                            c.on_gre(now, link, src.ip(), p.buf, p.start, p.len, sink);
+                        }
+                    }
                 }
             },
         ));
@@ -623,33 +619,71 @@ fn render_metrics(c: &GatewayCore) -> String {
     e.finish()
 }
 
-/// A receive thread: `recvmmsg` batches from `sock`, every datagram of a batch
-/// handled under one acquisition of the core lock, the outputs written after it.
-/// `handle` gets (core, now, buffer, length, source, sink) for each datagram.
+/// How the datagrams of a socket are framed.
+#[derive(Clone, Copy)]
+enum Framing {
+    /// UDP payloads; with `gro`, a receive may hold several datagrams (UDP GRO).
+    Udp { gro: bool },
+    /// Raw IPv4 sockets: the outer IPv4 header comes first; `remote` is its source.
+    RawIpv4,
+}
+
+/// One receive batch as the core's [`self::core::RxBatch`]: each datagram, or each
+/// segment of a coalesced UDP GRO receive, in the order they arrived.
+struct Received<'a> {
+    b: &'a mut RecvBatch,
+    /// (slot, start, length) of each packet.
+    items: &'a [(usize, usize, usize)],
+    framing: Framing,
+}
+
+impl RxBatch for Received<'_> {
+    fn count(&self) -> usize {
+        self.items.len()
+    }
+    fn packet(&mut self, i: usize) -> Option<self::core::RxPacket<'_>> {
+        let &(slot, start, len) = self.items.get(i)?;
+        let (buf, _, from) = self.b.slot_mut(slot);
+        match self.framing {
+            Framing::Udp { .. } => Some(self::core::RxPacket {
+                buf: &mut buf[..],
+                start,
+                len,
+                remote: from,
+            }),
+            Framing::RawIpv4 => {
+                let (src, ihl) = net::ipv4_outer(buf.get(start..start + len)?)?;
+                Some(self::core::RxPacket {
+                    buf: &mut buf[..],
+                    start: start + ihl,
+                    len: len - ihl,
+                    remote: Some(SocketAddr::new(src, 0)),
+                })
+            }
+        }
+    }
+}
+
+/// A thread that receives batches with `recvmmsg` on `sock` and hands each batch
+/// to `handle` under one acquisition of the core lock; the outputs are written
+/// after the lock is released.
 fn receive_thread(
     name: &str,
     sock: Arc<Socket>,
     core: &Arc<Mutex<GatewayCore>>,
     io: &Arc<Io>,
-    gro: bool,
-    mut handle: impl FnMut(
-            &mut GatewayCore,
-            Instant,
-            &mut [u8],
-            usize,
-            usize,
-            Option<SocketAddr>,
-            &mut IoSink<'_>,
-        ) + Send
+    framing: Framing,
+    mut handle: impl FnMut(&mut GatewayCore, Instant, &mut Received<'_>, &mut IoSink<'_>)
+        + Send
         + 'static,
 ) -> std::thread::JoinHandle<()> {
     let (core, io, label) = (core.clone(), io.clone(), name.to_string());
     spawn(name, move || {
-        let mut b = if gro {
-            RecvBatch::for_gro()
-        } else {
-            RecvBatch::new()
+        let mut b = match framing {
+            Framing::Udp { gro: true } => RecvBatch::for_gro(),
+            _ => RecvBatch::new(),
         };
+        let mut items: Vec<(usize, usize, usize)> = Vec::with_capacity(4 * net::BATCH);
         let mut out = Out::default();
         loop {
             let n = match b.recv(net::fd_of(&sock)) {
@@ -661,19 +695,20 @@ fn receive_thread(
                     continue;
                 }
             };
+            items.clear();
+            for i in 0..n {
+                items.extend(b.segments(i).map(|(start, len)| (i, start, len)));
+            }
             let now = Instant::now();
             {
                 let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
                 let mut sink = IoSink::batched(&io, &mut out);
-                for i in 0..n {
-                    // One datagram, or several that UDP GRO coalesced: each is
-                    // handled on its own, in place.
-                    let segments = b.segments(i);
-                    let (buf, _, from) = b.slot_mut(i);
-                    for (start, len) in segments {
-                        handle(&mut c, now, buf, start, len, from, &mut sink);
-                    }
-                }
+                let mut batch = Received {
+                    b: &mut b,
+                    items: &items,
+                    framing,
+                };
+                handle(&mut c, now, &mut batch, &mut sink);
             }
             out.flush(&io);
         }

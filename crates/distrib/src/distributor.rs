@@ -72,6 +72,21 @@ pub enum FromTarget<'a> {
     Drop(DropReason),
 }
 
+/// The last connection routed in a batch of inbound packets (see
+/// [`Distributor::route_inbound_cached`]); one per batch, then dropped.
+#[derive(Debug, Default)]
+pub struct InboundFlowCache {
+    last: Option<CachedFlow>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CachedFlow {
+    key: FlowKey,
+    now: Instant,
+    via_ipsec: bool,
+    route: Route,
+}
+
 /// Configuration of a gateway's distributor.
 #[derive(Clone, Debug)]
 pub struct DistributorConfig {
@@ -273,7 +288,7 @@ impl Distributor {
     /// advance or end the entry. No allocation unless a CRT entry is added.
     pub fn route_inbound(&mut self, now: Instant, packet: &[u8], via_ipsec: bool) -> Route {
         match flow::parse(packet) {
-            Ok(info) => self.route_info(now, packet, &info, via_ipsec),
+            Ok(info) => self.route_info(now, packet, &info, via_ipsec, None),
             Err(_) => self.drop_route(DropReason::Malformed),
         }
     }
@@ -294,9 +309,52 @@ impl Distributor {
         via_ipsec: bool,
     ) -> Route {
         match flow::parse_with_tuple(packet, tuple) {
-            Ok(info) => self.route_info(now, packet, &info, via_ipsec),
+            Ok(info) => self.route_info(now, packet, &info, via_ipsec, None),
             Err(_) => self.drop_route(DropReason::Malformed),
         }
+    }
+
+    /// [`Distributor::route_inbound_parsed`] for one packet of a batch: `cache`
+    /// remembers the last packet's connection, so that the next packet of the
+    /// same connection, at the same `now`, skips the DVIPA, CRT and link lookups.
+    ///
+    /// The result, the counters and the CRT are exactly those of
+    /// `route_inbound_parsed`: a packet takes the shortcut only when the slow
+    /// path would change nothing but counting it — same flow key, same `now`
+    /// and `via_ipsec` as the packet that filled the cache (which went through
+    /// an existing CRT entry to a target), no SYN, FIN or RST, and the entry
+    /// past its opening state; every other packet takes the slow path and
+    /// empties the cache first. The cache must not outlive the batch: any other
+    /// call on the distributor may change what it remembers (use a fresh
+    /// [`InboundFlowCache`] per batch of received packets).
+    #[inline]
+    pub fn route_inbound_cached(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        tuple: &FiveTuple,
+        via_ipsec: bool,
+        cache: &mut InboundFlowCache,
+    ) -> Route {
+        let info = match flow::parse_with_tuple(packet, tuple) {
+            Ok(info) => info,
+            Err(_) => {
+                cache.last = None;
+                return self.drop_route(DropReason::Malformed);
+            }
+        };
+        if let (Some(c), Some(ports)) = (&cache.last, info.ports) {
+            if c.now == now
+                && c.via_ipsec == via_ipsec
+                && ports.flags.0 & (TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST) == 0
+                && info.inbound_key() == Some(c.key)
+            {
+                self.counters.routed_in += 1;
+                return c.route;
+            }
+        }
+        cache.last = None;
+        self.route_info(now, packet, &info, via_ipsec, Some(cache))
     }
 
     #[inline]
@@ -306,6 +364,7 @@ impl Distributor {
         packet: &[u8],
         info: &PacketInfo,
         via_ipsec: bool,
+        cache: Option<&mut InboundFlowCache>,
     ) -> Route {
         let Some(d) = self.routed_dvipa(info.dst) else {
             self.counters.local += 1;
@@ -343,10 +402,26 @@ impl Distributor {
                 e.uses_ipsec = true;
             }
             let (target, ipsec) = (e.target, e.uses_ipsec);
-            if e.on_packet(ports.flags, true, now) {
+            let closes = e.on_packet(ports.flags, true, now);
+            // The next packet of this connection would find the entry as it is
+            // now and change nothing but its last_seen (already `now`): it may
+            // take the shortcut of `route_inbound_cached`.
+            let steady = !closes
+                && e.state != ConnState::Opening
+                && ports.flags.0 & (TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST) == 0;
+            if closes {
                 self.remove_conn(&key);
             }
-            return self.route_to(target, ipsec);
+            let route = self.route_to(target, ipsec);
+            if let (Some(c), true, Route::ToTarget { .. }) = (cache, steady, route) {
+                c.last = Some(CachedFlow {
+                    key,
+                    now,
+                    via_ipsec,
+                    route,
+                });
+            }
+            return route;
         }
         if !distributed {
             self.counters.local += 1;

@@ -79,7 +79,9 @@ pub mod target;
 pub use cluster::{ClusterError, ClusterKey, Message};
 pub use counters::{Counters, DropReason, Snapshot};
 pub use crt::{ConnState, Crt, CrtEntry, Timeouts};
-pub use distributor::{Distributor, DistributorConfig, FromTarget, Outbound, Route};
+pub use distributor::{
+    Distributor, DistributorConfig, FromTarget, InboundFlowCache, Outbound, Route,
+};
 pub use dpt::{Algorithm, Dpt, PortSet, TargetSet};
 pub use flow::{FlowKey, PacketError, PacketInfo, Proto};
 pub use gre::{GreError, GreKey};
