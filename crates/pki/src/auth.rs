@@ -255,7 +255,7 @@ fn pss_algorithm_identifier(hash_oid: &[u8], salt: u8) -> Vec<u8> {
 
 /// The hash OID inside a `HashAlgorithm` AlgorithmIdentifier (params absent/NULL).
 fn parse_hash_alg_id(alg: &[u8]) -> Option<&[u8]> {
-    let (seq, _) = der::expect(alg, tag::SEQUENCE)?;
+    let seq = der::expect_only(alg, tag::SEQUENCE)?;
     let (oid, params) = der::expect(seq, tag::OID)?;
     (params.is_empty() || params == NULL).then_some(oid)
 }
@@ -263,7 +263,10 @@ fn parse_hash_alg_id(alg: &[u8]) -> Option<&[u8]> {
 fn parse_pss_params(params: &[u8]) -> Result<SignatureScheme, PkiError> {
     let unsupported =
         |why: &str| PkiError::UnsupportedSignatureAlgorithm(format!("RSASSA-PSS: {why}"));
-    let (mut rest, _) = der::expect(params, tag::SEQUENCE).ok_or(PkiError::MalformedAuth(
+    // Every element must fill its enclosing one exactly: the AlgorithmIdentifier is
+    // not covered by the signature, so it is parsed as strict DER (a lenient parse
+    // would accept many encodings of one algorithm).
+    let mut rest = der::expect_only(params, tag::SEQUENCE).ok_or(PkiError::MalformedAuth(
         "RSASSA-PSS parameters do not parse",
     ))?;
     // Defaults per RFC 8017 A.2.3: SHA-1, MGF1-SHA-1, salt 20, trailer 1.
@@ -273,8 +276,8 @@ fn parse_pss_params(params: &[u8]) -> Result<SignatureScheme, PkiError> {
         match t {
             0xa0 => hash = parse_hash_alg_id(contents).ok_or_else(|| unsupported("hash"))?,
             0xa1 => {
-                let (seq, _) =
-                    der::expect(contents, tag::SEQUENCE).ok_or_else(|| unsupported("MGF"))?;
+                let seq =
+                    der::expect_only(contents, tag::SEQUENCE).ok_or_else(|| unsupported("MGF"))?;
                 let (oid, inner) = der::expect(seq, tag::OID).ok_or_else(|| unsupported("MGF"))?;
                 if oid != OID_MGF1 {
                     return Err(unsupported("mask generation function other than MGF1"));
@@ -282,8 +285,8 @@ fn parse_pss_params(params: &[u8]) -> Result<SignatureScheme, PkiError> {
                 mgf_hash = parse_hash_alg_id(inner).ok_or_else(|| unsupported("MGF1 hash"))?;
             }
             0xa2 | 0xa3 => {
-                let (int, _) =
-                    der::expect(contents, tag::INTEGER).ok_or_else(|| unsupported("integer"))?;
+                let int = der::expect_only(contents, tag::INTEGER)
+                    .ok_or_else(|| unsupported("integer"))?;
                 if int.len() > 4 {
                     return Err(unsupported("integer too large"));
                 }
@@ -712,6 +715,30 @@ mod tests {
             SignatureScheme::from_algorithm_identifier(&explicit).expect("ok"),
             SignatureScheme::RsaPssSha256
         );
+        // Strict DER: bytes after an element inside its enclosing tag are refused
+        // (found by the never_panic proptest: hash SEQUENCE shortened so the NULL
+        // trailed inside [0]).
+        let hash_oid_only = der::constructed(tag::SEQUENCE, &[&der::tlv(tag::OID, OID_SHA256)]);
+        let trailing = |inner: &[u8]| [inner, NULL].concat();
+        for fields in [
+            vec![
+                der::tlv(0xa0, &trailing(&hash_oid_only)),
+                der::tlv(0xa1, &mgf),
+                der::tlv(0xa2, &der::tlv(tag::INTEGER, &[32])),
+            ],
+            vec![
+                der::tlv(0xa0, &hash),
+                der::tlv(0xa1, &trailing(&mgf)),
+                der::tlv(0xa2, &der::tlv(tag::INTEGER, &[32])),
+            ],
+            vec![
+                der::tlv(0xa0, &hash),
+                der::tlv(0xa1, &mgf),
+                der::tlv(0xa2, &trailing(&der::tlv(tag::INTEGER, &[32]))),
+            ],
+        ] {
+            assert!(SignatureScheme::from_algorithm_identifier(&build(&fields)).is_err());
+        }
     }
 
     #[test]

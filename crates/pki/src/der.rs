@@ -50,6 +50,13 @@ pub(crate) fn expect(input: &[u8], want: u8) -> Option<(&[u8], &[u8])> {
     (t == want).then_some((c, rest))
 }
 
+/// Reads one TLV with tag `want` that must fill `input` exactly (DER allows no
+/// trailing bytes inside an enclosing element).
+pub(crate) fn expect_only(input: &[u8], want: u8) -> Option<&[u8]> {
+    let (c, rest) = expect(input, want)?;
+    rest.is_empty().then_some(c)
+}
+
 /// Appends a DER length.
 fn push_len(out: &mut Vec<u8>, len: usize) {
     if len < 0x80 {
