@@ -131,6 +131,10 @@ enum BenchCmd {
         /// Seconds per iperf3 run.
         #[arg(long, default_value_t = 5)]
         seconds: u32,
+        /// Only this run: strongswan, plexgate, plexgate_esp or plexgate_distributed
+        /// (ratios need the strongswan run and are then left out).
+        #[arg(long)]
+        only: Option<String>,
     },
 }
 
@@ -165,7 +169,11 @@ fn main() -> ExitCode {
                 per_packet,
             } => plexgate::bench::datapath(json, seconds, transform.as_deref(), size, per_packet),
             BenchCmd::Ike { json, count } => plexgate::bench::ike(json, count),
-            BenchCmd::E2e { json, seconds } => plexgate::bench::e2e(json, seconds),
+            BenchCmd::E2e {
+                json,
+                seconds,
+                only,
+            } => plexgate::bench::e2e(json, seconds, only.as_deref()),
         },
     };
     match r {

@@ -46,63 +46,81 @@ struct Figures {
     pps_64: f64,
 }
 
-/// `plexgate bench e2e`.
-pub fn e2e(as_json: bool, seconds: u32) -> Result<(), BoxError> {
+/// The runs of `plexgate bench e2e`, in order; `--only` picks one.
+pub const RUNS: [&str; 4] = [
+    "strongswan",
+    "plexgate",
+    "plexgate_esp",
+    "plexgate_distributed",
+];
+
+/// `plexgate bench e2e`; `only` restricts it to one of [`RUNS`] (ratios then
+/// need the strongSwan run and are left out).
+pub fn e2e(as_json: bool, seconds: u32, only: Option<&str>) -> Result<(), BoxError> {
+    if let Some(o) = only {
+        if !RUNS.contains(&o) {
+            return Err(format!("--only {o:?}: not one of {}", RUNS.join(", ")).into());
+        }
+    }
     plexgate_lab::check_prerequisites()?;
     let d = Duration::from_secs(u64::from(seconds.max(1)));
-    let ss = {
-        let site = Site::build(&SiteSpec::strongswan())?;
-        site.connect()?;
-        measure(&site, d)?
+    let mut results: Vec<(&str, Figures)> = Vec::new();
+    for run in RUNS {
+        if only.is_some_and(|o| o != run) {
+            continue;
+        }
+        let f = match run {
+            "strongswan" => {
+                let site = Site::build(&SiteSpec::strongswan())?;
+                site.connect()?;
+                measure(&site, d)?
+            }
+            // ESP in UDP, as strongSwan's kernel-libipsec always does: like for like.
+            "plexgate" => plexgate_both_ends(d, true)?,
+            // Plain ESP (IP protocol 50), which has no segmentation offload.
+            "plexgate_esp" => plexgate_both_ends(d, false)?,
+            // The product's path: distributed over GRE to a plexgate target (no
+            // strongSwan equivalent; its ratio is to strongSwan's forwarded path).
+            _ => {
+                let (gbps_1, gbps_8) = plexgate_distributed(d)?;
+                Figures {
+                    gbps_1,
+                    gbps_8,
+                    pps_64: f64::NAN,
+                }
+            }
+        };
+        results.push((run, f));
+    }
+    let base = results
+        .iter()
+        .find(|(r, _)| *r == "strongswan")
+        .map(|(_, f)| *f);
+    let ratio = |a: f64, b: Option<f64>| match b {
+        Some(b) if b > 0.0 && a.is_finite() => Some(round(a / b)),
+        _ => None,
     };
-    // ESP in UDP, as strongSwan's kernel-libipsec always does: the like-for-like row.
-    let pg = plexgate_both_ends(d, true)?;
-    // Plain ESP (IP protocol 50), which has no segmentation offload.
-    let pg_esp = plexgate_both_ends(d, false)?;
-    // The product's path: distributed over GRE to a plexgate target (no strongSwan
-    // equivalent; its ratio is to strongSwan's forwarded path above).
-    let (dist_1, dist_8) = plexgate_distributed(d)?;
-    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
-    let rows = [
-        ("strongswan", 1, ss.gbps_1, 1.0),
-        ("strongswan", 8, ss.gbps_8, 1.0),
-        ("plexgate", 1, pg.gbps_1, ratio(pg.gbps_1, ss.gbps_1)),
-        ("plexgate", 8, pg.gbps_8, ratio(pg.gbps_8, ss.gbps_8)),
-        (
-            "plexgate_esp",
-            1,
-            pg_esp.gbps_1,
-            ratio(pg_esp.gbps_1, ss.gbps_1),
-        ),
-        (
-            "plexgate_esp",
-            8,
-            pg_esp.gbps_8,
-            ratio(pg_esp.gbps_8, ss.gbps_8),
-        ),
-        ("plexgate_distributed", 1, dist_1, ratio(dist_1, ss.gbps_1)),
-        ("plexgate_distributed", 8, dist_8, ratio(dist_8, ss.gbps_8)),
-    ];
-    let pps_rows = [
-        ("strongswan", ss.pps_64, 1.0),
-        ("plexgate", pg.pps_64, ratio(pg.pps_64, ss.pps_64)),
-        (
-            "plexgate_esp",
-            pg_esp.pps_64,
-            ratio(pg_esp.pps_64, ss.pps_64),
-        ),
-    ];
+    let mut rows = Vec::new();
+    let mut pps_rows = Vec::new();
+    for (imp, f) in &results {
+        rows.push((*imp, 1, f.gbps_1, ratio(f.gbps_1, base.map(|b| b.gbps_1))));
+        rows.push((*imp, 8, f.gbps_8, ratio(f.gbps_8, base.map(|b| b.gbps_8))));
+        if f.pps_64.is_finite() {
+            pps_rows.push((*imp, f.pps_64, ratio(f.pps_64, base.map(|b| b.pps_64))));
+        }
+    }
+    let show = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{r:.2}"));
     if as_json {
         for (imp, streams, gbps, r) in rows {
             println!(
                 "{}",
-                json!({"implementation": imp, "test": "tcp", "streams": streams, "gbps": round(gbps), "ratio": round(r), "seconds": d.as_secs()})
+                json!({"implementation": imp, "test": "tcp", "streams": streams, "gbps": round(gbps), "ratio": r, "seconds": d.as_secs()})
             );
         }
         for (imp, pps, r) in pps_rows {
             println!(
                 "{}",
-                json!({"implementation": imp, "test": "udp_64", "streams": 1, "pps": pps.round(), "ratio": round(r), "seconds": d.as_secs()})
+                json!({"implementation": imp, "test": "udp_64", "streams": 1, "pps": pps.round(), "ratio": r, "seconds": d.as_secs()})
             );
         }
     } else {
@@ -115,14 +133,14 @@ pub fn e2e(as_json: bool, seconds: u32) -> Result<(), BoxError> {
             "implementation (both tunnel ends)", "streams", "Gbit/s", "ratio"
         );
         for (imp, streams, gbps, r) in rows {
-            println!("{imp:<34} {streams:>7} {gbps:>10.3} {r:>7.2}");
+            println!("{imp:<34} {streams:>7} {gbps:>10.3} {:>7}", show(r));
         }
         println!(
             "{:<34} {:>7} {:>10} {:>7}",
             "UDP, 64-byte payloads", "", "kpps rx", "ratio"
         );
         for (imp, pps, r) in pps_rows {
-            println!("{imp:<34} {:>7} {:>10.1} {r:>7.2}", 1, pps / 1e3);
+            println!("{imp:<34} {:>7} {:>10.1} {:>7}", 1, pps / 1e3, show(r));
         }
     }
     Ok(())
