@@ -278,21 +278,37 @@ pub fn run(policy_path: &Path, name: &str, ctl: &Path) -> Result<(), BoxError> {
         let (stack, io) = (stack.clone(), io.clone());
         threads.push(std::thread::spawn(move || {
             let mut last_keepalive = Instant::now();
+            // Established connections are scanned less often than listeners: they
+            // only matter for connections the stack does not know yet (after a
+            // restart); connections apps open announce themselves on the data path.
+            let mut last_established: Option<Instant> = None;
             loop {
-                let socks = distrib::listeners::read_listeners().unwrap_or_default();
                 let now = Instant::now();
+                let listeners = tcp_sockets(crate::io::sockdiag::LISTEN);
+                let established = if last_established
+                    .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(2))
+                {
+                    last_established = Some(now);
+                    Some(tcp_sockets(crate::io::sockdiag::ESTABLISHED))
+                } else {
+                    None
+                };
                 {
                     let mut s = stack.lock().unwrap_or_else(|e| e.into_inner());
-                    let changes = s.update_listeners(&socks);
+                    let changes = s.update_listeners(&listeners);
                     if changes > 0 {
                         tracing::info!("{changes} listener change(s) reported (SRVSTAT)");
                     }
                     // Connections on served DVIPA ports that this stack does not know
                     // (after a restart of the daemon, or served before the DVIPA list
                     // arrived) are reported with NEWCONN so the gateway keeps them here.
-                    let learnt = s.learn_established(now, &socks);
-                    if learnt > 0 {
-                        tracing::info!("{learnt} existing DVIPA connection(s) reported (NEWCONN)");
+                    if let Some(est) = &established {
+                        let learnt = s.learn_established(now, est);
+                        if learnt > 0 {
+                            tracing::info!(
+                                "{learnt} existing DVIPA connection(s) reported (NEWCONN)"
+                            );
+                        }
                     }
                     s.handle_timeout(now);
                     if now.duration_since(last_keepalive) >= Duration::from_secs(2) {
@@ -323,6 +339,27 @@ pub fn run(policy_path: &Path, name: &str, ctl: &Path) -> Result<(), BoxError> {
         let _ = t.join();
     }
     Ok(())
+}
+
+/// TCP sockets in `states` from sock_diag, or from `/proc/net/tcp*` when netlink is
+/// refused; an empty list (logged) when neither answers.
+fn tcp_sockets(states: u32) -> Vec<distrib::listeners::ProcSocket> {
+    match crate::io::sockdiag::tcp_sockets(states) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::debug!("sock_diag: {e}; reading /proc/net/tcp instead");
+            match distrib::listeners::read_listeners() {
+                Ok(mut v) => {
+                    v.retain(|s| states & crate::io::sockdiag::state_bit(s.state) != 0);
+                    v
+                }
+                Err(e) => {
+                    tracing::warn!("cannot read the host's TCP sockets: {e}");
+                    Vec::new()
+                }
+            }
+        }
+    }
 }
 
 fn sysctl(key: &str, value: &str) {

@@ -2,4 +2,5 @@
 //! the protocol crates never touch a socket.
 
 pub mod net;
+pub mod sockdiag;
 pub mod tun;
