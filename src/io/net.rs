@@ -307,9 +307,11 @@ pub struct UdpSendBatch {
     bufs: Vec<Vec<u8>>,
     dests: Vec<SocketAddr>,
     n: usize,
-    /// Cleared for good when the kernel refuses a GSO send (no offload for the
-    /// route's device): every datagram is then sent alone.
-    gso: bool,
+    /// Datagrams are grouped only when shorter than this: `usize::MAX` at first,
+    /// lowered to a size the kernel refused for the path (EINVAL/EMSGSIZE: the
+    /// path MTU is below that segment), 0 for good when it refuses GSO as such
+    /// (EIO and friends: no offload for the route's device).
+    gso_below: usize,
 }
 
 impl Default for UdpSendBatch {
@@ -328,13 +330,13 @@ impl UdpSendBatch {
             bufs: (0..UDP_BATCH).map(|_| Vec::with_capacity(2048)).collect(),
             dests: vec![SocketAddr::from(([0, 0, 0, 0], 0)); UDP_BATCH],
             n: 0,
-            gso: true,
+            gso_below: usize::MAX,
         }
     }
 
-    /// Whether GSO is still in use (false after the kernel refused it once).
-    pub fn gso_enabled(&self) -> bool {
-        self.gso
+    /// Whether GSO is still in use for datagrams of `len` bytes.
+    pub fn gso_enabled_for(&self, len: usize) -> bool {
+        len < self.gso_below
     }
 
     /// Queue a copy of `data` for `to`; sends the batch first when it is full.
@@ -358,7 +360,7 @@ impl UdpSendBatch {
             let seg = self.bufs[i].len();
             let mut total = seg;
             let mut j = i + 1;
-            if self.gso {
+            if seg < self.gso_below {
                 while j < self.n
                     && j - i < GSO_MAX_SEGMENTS
                     && self.dests[j] == self.dests[i]
@@ -442,23 +444,21 @@ impl UdpSendBatch {
             if r < 0 && e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
-            let (first, count, _) = groups[done];
-            if count > 1
-                && matches!(
-                    e.raw_os_error(),
-                    Some(
-                        libc::EIO
-                            | libc::EINVAL
-                            | libc::EMSGSIZE
-                            | libc::ENOPROTOOPT
-                            | libc::EOPNOTSUPP
-                    )
-                )
-            {
-                // No segmentation offload here: send this group's datagrams one
-                // by one, and never try GSO again on this batch.
-                tracing::info!("UDP GSO refused ({e}); sending ESP-in-UDP datagrams one by one");
-                self.gso = false;
+            let (first, count, seg) = groups[done];
+            let refused = match e.raw_os_error() {
+                // The path's MTU is below this segment size.
+                Some(libc::EINVAL | libc::EMSGSIZE) => Some(seg),
+                // No segmentation offload at all.
+                Some(libc::EIO | libc::ENOPROTOOPT | libc::EOPNOTSUPP) => Some(0),
+                _ => None,
+            };
+            if let (true, Some(below)) = (count > 1, refused) {
+                // Send this group's datagrams one by one, and do not group such
+                // datagrams again.
+                tracing::info!(
+                    "UDP GSO refused for {seg}-byte datagrams ({e}); sending them one by one"
+                );
+                self.gso_below = self.gso_below.min(below);
                 for b in &self.bufs[first..first + count] {
                     let _ = sock.send_to(b, &addrs[done]);
                 }
@@ -729,7 +729,10 @@ mod tests {
             sb.push(&tx, data, to[usize::from(*d)]);
         }
         sb.flush(&tx);
-        assert!(sb.gso_enabled(), "the kernel refused UDP GSO on loopback");
+        assert!(
+            sb.gso_enabled_for(1500),
+            "the kernel refused UDP GSO on loopback"
+        );
         let want = |dest: u8| -> Vec<Vec<u8>> {
             pattern
                 .iter()
