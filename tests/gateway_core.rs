@@ -344,6 +344,46 @@ fn plain_traffic_is_distributed_when_the_policy_says_so() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The kernel's own IPv6 link-scope packets in the TUN (a router solicitation to
+/// ff02::2 from a link-local address, MLD to ff02::16) are ignored and counted as
+/// such, not as policy drops; a global IPv6 packet with no SPD rule still is one.
+#[test]
+fn link_scope_ipv6_from_the_tun_is_ignored_not_a_policy_drop() {
+    let dir = std::env::temp_dir().join(format!("pg-core-ll-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let now = Instant::now();
+    let mut rec = Recorder::default();
+    let mut gw = gateway(&dir, "distribute");
+    let icmp6 = |src: &str, dst: &str| {
+        let mut p = vec![0u8; 64];
+        let src: std::net::Ipv6Addr = src.parse().unwrap();
+        let dst: std::net::Ipv6Addr = dst.parse().unwrap();
+        let mut ip = vec![0x60, 0, 0, 0, 0, 8, 58, 255];
+        ip.extend_from_slice(&src.octets());
+        ip.extend_from_slice(&dst.octets());
+        ip.extend_from_slice(&[133, 0, 0, 0, 0, 0, 0, 0]); // router solicitation
+        let len = ip.len();
+        p.extend_from_slice(&ip);
+        (p, len)
+    };
+    let before = gw.counters().drop_policy_out;
+    for (src, dst) in [
+        ("fe80::1", "ff02::2"),
+        ("::", "ff02::16"),
+        ("2001:db8::1", "ff02::1"),
+    ] {
+        let (mut p, len) = icmp6(src, dst);
+        gw.on_tun(now, &mut p, 64, len, &mut rec);
+    }
+    assert_eq!(gw.counters().tun_link_local, 3);
+    assert_eq!(gw.counters().drop_policy_out, before);
+    let (mut p, len) = icmp6("2001:db8::1", "2001:db8::2");
+    gw.on_tun(now, &mut p, 64, len, &mut rec);
+    assert_eq!(gw.counters().drop_policy_out, before + 1);
+    assert!(rec.gre.is_empty() && rec.tun.is_empty() && rec.esp.is_empty() && rec.udp.is_empty());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// A batch of ESP packets in their own buffers (ESP at offset 64).
 struct Bufs<'a>(&'a mut [(Vec<u8>, usize)]);
 

@@ -97,6 +97,9 @@ pub struct CoreCounters {
     pub drop_dvipa_not_distributed: u64,
     /// IKE SAs the gateway started because traffic needed one (acquires).
     pub acquires: u64,
+    /// IPv6 link-scope packets the local kernel sent into the TUN (router
+    /// solicitations, MLD): never tunnel traffic (RFC 4291 §2.5.6), ignored.
+    pub tun_link_local: u64,
 }
 
 /// Per-child settings that the IKE engine does not carry.
@@ -525,6 +528,10 @@ impl GatewayCore {
             self.counters.drop_policy_out += 1;
             return;
         };
+        if link_scope(t.src) || link_scope(t.dst) {
+            self.counters.tun_link_local += 1;
+            return;
+        }
         if self
             .dist
             .dvipas()
@@ -1098,6 +1105,21 @@ impl GatewayCore {
             .map_err(|e| e.to_string());
         self.flush(now, sink);
         r
+    }
+}
+
+/// An IPv6 address that never leaves its link: link-local unicast (fe80::/10) or
+/// multicast of interface- or link-local scope (ff01::/16, ff02::/16).
+//= https://www.rfc-editor.org/rfc/rfc4291#section-2.5.6
+//# Routers must not forward any packets with Link-Local source or destination
+//# addresses to other links.
+fn link_scope(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V6(v6) => {
+            let s = v6.segments()[0];
+            (s & 0xffc0) == 0xfe80 || (s & 0xff0f) == 0xff01 || (s & 0xff0f) == 0xff02
+        }
+        IpAddr::V4(_) => false,
     }
 }
 
