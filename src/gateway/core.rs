@@ -394,6 +394,20 @@ impl GatewayCore {
         let Some(esp) = buf.get_mut(start..start + len) else {
             return;
         };
+        if let Some(cache) = cache {
+            // A batch: the SA's selector check keeps no 5-tuple (for IPv4 it works
+            // on integers), and the distributor reads the next packet of the same
+            // connection straight into an integer key (`route_inbound_batch`).
+            let Ok(inb) = self.sad.open_in_place(now, esp) else {
+                return;
+            };
+            let inner = start + inb.opened.inner.start..start + inb.opened.inner.end;
+            let route = self
+                .dist
+                .route_inbound_batch(now, &buf[inner.clone()], true, cache);
+            self.forward(route, buf, inner, sink);
+            return;
+        }
         let Ok((inb, tuple)) = self.sad.open_in_place_tuple(now, esp) else {
             return;
         };
@@ -401,7 +415,7 @@ impl GatewayCore {
         // (RFC 4301 §5.2 step 4), which were negotiated from the SPD; the 5-tuple it
         // parsed for that is handed on, so the distributor does not parse it again.
         let inner = start + inb.opened.inner.start..start + inb.opened.inner.end;
-        self.deliver_inbound(now, buf, inner, tuple.as_ref(), true, cache, sink);
+        self.deliver_inbound(now, buf, inner, tuple.as_ref(), true, None, sink);
     }
 
     /// Send a decrypted (or plain) inbound packet to its target or to the local stack.
@@ -433,6 +447,18 @@ impl GatewayCore {
                 self.dist.route_inbound(now, &buf[inner.clone()], via_ipsec)
             }
         };
+        self.forward(route, buf, inner, sink);
+    }
+
+    /// Carry out the distributor's decision on the inbound packet `buf[inner]`.
+    #[inline]
+    fn forward(
+        &mut self,
+        route: distrib::Route,
+        buf: &mut [u8],
+        inner: std::ops::Range<usize>,
+        sink: &mut dyn Sink,
+    ) {
         match route {
             distrib::Route::ToTarget { remote, key, .. } => {
                 if inner.start >= 8 {

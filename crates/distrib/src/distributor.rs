@@ -82,6 +82,9 @@ pub struct InboundFlowCache {
 #[derive(Debug, Clone, Copy)]
 struct CachedFlow {
     key: FlowKey,
+    /// `key` packed into one integer when both addresses are IPv4
+    /// ([`v4_key`]), for [`Distributor::route_inbound_batch`].
+    v4: Option<u128>,
     now: Instant,
     via_ipsec: bool,
     route: Route,
@@ -343,6 +346,56 @@ impl Distributor {
                 return self.drop_route(DropReason::Malformed);
             }
         };
+        self.route_info_cached(now, packet, &info, via_ipsec, cache)
+    }
+
+    /// [`Distributor::route_inbound_cached`] without a 5-tuple from the caller
+    /// (the SA's selector check of an IPv4 packet keeps none): same result,
+    /// counters and CRT as [`Distributor::route_inbound`] on each packet.
+    ///
+    /// When the cache holds an IPv4 connection, the packet's headers are read
+    /// straight into one integer key ([`steady_v4_key`]: IPv4, header lengths,
+    /// first fragment, TCP data offset / UDP length — every check of
+    /// [`flow::parse`] — and no SYN, FIN or RST); if it equals the cached one
+    /// (same `now` and `via_ipsec`), the packet takes the shortcut without
+    /// building a [`PacketInfo`] or a [`FlowKey`]. Anything else goes through
+    /// [`flow::parse`] and the checks of `route_inbound_cached`.
+    #[inline]
+    pub fn route_inbound_batch(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        via_ipsec: bool,
+        cache: &mut InboundFlowCache,
+    ) -> Route {
+        if let Some(c) = &cache.last {
+            if let Some(k) = c.v4 {
+                if c.now == now && c.via_ipsec == via_ipsec && steady_v4_key(packet) == Some(k) {
+                    self.counters.routed_in += 1;
+                    return c.route;
+                }
+            }
+        }
+        let info = match flow::parse(packet) {
+            Ok(info) => info,
+            Err(_) => {
+                cache.last = None;
+                return self.drop_route(DropReason::Malformed);
+            }
+        };
+        self.route_info_cached(now, packet, &info, via_ipsec, cache)
+    }
+
+    /// The cache check of [`Distributor::route_inbound_cached`] on a parsed packet.
+    #[inline]
+    fn route_info_cached(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        info: &PacketInfo,
+        via_ipsec: bool,
+        cache: &mut InboundFlowCache,
+    ) -> Route {
         if let (Some(c), Some(ports)) = (&cache.last, info.ports) {
             if c.now == now
                 && c.via_ipsec == via_ipsec
@@ -354,7 +407,7 @@ impl Distributor {
             }
         }
         cache.last = None;
-        self.route_info(now, packet, &info, via_ipsec, Some(cache))
+        self.route_info(now, packet, info, via_ipsec, Some(cache))
     }
 
     #[inline]
@@ -416,6 +469,7 @@ impl Distributor {
             if let (Some(c), true, Route::ToTarget { .. }) = (cache, steady, route) {
                 c.last = Some(CachedFlow {
                     key,
+                    v4: v4_key(&key),
                     now,
                     via_ipsec,
                     route,
@@ -805,5 +859,148 @@ pub(crate) fn cluster_drop_reason(e: &ClusterError) -> DropReason {
         ClusterError::AuthFailed => DropReason::AuthFailed,
         ClusterError::Replayed { .. } => DropReason::Replayed,
         _ => DropReason::Malformed,
+    }
+}
+
+/// A flow key with IPv4 addresses packed into one integer: client address,
+/// DVIPA, client port, DVIPA port, protocol number. `None` for IPv6.
+#[inline]
+fn v4_key(k: &FlowKey) -> Option<u128> {
+    match (k.client, k.dvipa) {
+        (IpAddr::V4(c), IpAddr::V4(d)) => Some(pack_v4(
+            u32::from(c),
+            u32::from(d),
+            k.client_port,
+            k.dvipa_port,
+            match k.proto {
+                Proto::Tcp => flow::IPPROTO_TCP,
+                Proto::Udp => flow::IPPROTO_UDP,
+            },
+        )),
+        _ => None,
+    }
+}
+
+#[inline(always)]
+fn pack_v4(client: u32, dvipa: u32, client_port: u16, dvipa_port: u16, protocol: u8) -> u128 {
+    (u128::from(client) << 96)
+        | (u128::from(dvipa) << 64)
+        | (u128::from(client_port) << 48)
+        | (u128::from(dvipa_port) << 32)
+        | u128::from(protocol)
+}
+
+/// The packed inbound key ([`v4_key`] of `flow::parse(packet)?.inbound_key()`)
+/// of a packet that [`flow::parse`] accepts and that could take the shortcut of
+/// [`Distributor::route_inbound_cached`]: IPv4, first fragment, TCP without
+/// SYN, FIN or RST, or UDP. `None` otherwise (the caller takes the full path).
+#[inline]
+fn steady_v4_key(p: &[u8]) -> Option<u128> {
+    if p.len() < 20 || p[0] >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(p[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([p[2], p[3]]));
+    if ihl < 20 || total < ihl || p.len() < total {
+        return None;
+    }
+    if u16::from_be_bytes([p[6], p[7]]) & 0x1fff != 0 {
+        return None;
+    }
+    let protocol = p[9];
+    let l4 = &p[ihl..total];
+    match protocol {
+        flow::IPPROTO_TCP => {
+            if l4.len() < 20 {
+                return None;
+            }
+            let doff = usize::from(l4[12] >> 4) * 4;
+            if doff < 20
+                || l4.len() < doff
+                || l4[13] & (TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST) != 0
+            {
+                return None;
+            }
+        }
+        flow::IPPROTO_UDP => {
+            if l4.len() < 8 {
+                return None;
+            }
+        }
+        _ => return None,
+    }
+    Some(pack_v4(
+        u32::from_be_bytes([p[12], p[13], p[14], p[15]]),
+        u32::from_be_bytes([p[16], p[17], p[18], p[19]]),
+        u16::from_be_bytes([l4[0], l4[1]]),
+        u16::from_be_bytes([l4[2], l4[3]]),
+        protocol,
+    ))
+}
+
+#[cfg(test)]
+mod steady_key_tests {
+    use super::*;
+
+    /// `steady_v4_key` is `Some` exactly for IPv4 TCP/UDP first fragments that
+    /// `flow::parse` accepts, without SYN, FIN or RST, and then equals the
+    /// packed `inbound_key`.
+    #[test]
+    fn steady_v4_key_agrees_with_flow_parse() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mk = |udp: bool, flags: u8| {
+            let mut v = Vec::new();
+            let b = etherparse::PacketBuilder::ipv4([192, 168, 1, 2], [10, 0, 0, 10], 64);
+            if udp {
+                b.udp(5000, 53).write(&mut v, &[1u8; 24]).unwrap();
+            } else {
+                let mut t = b.tcp(40000, 80, 1, 100);
+                if flags & TcpFlags::SYN != 0 {
+                    t = t.syn();
+                }
+                if flags & TcpFlags::FIN != 0 {
+                    t = t.fin();
+                }
+                if flags & TcpFlags::RST != 0 {
+                    t = t.rst();
+                }
+                t.ack(1).write(&mut v, &[1u8; 24]).unwrap();
+            }
+            v
+        };
+        let bases = [
+            mk(true, 0),
+            mk(false, 0),
+            mk(false, TcpFlags::SYN),
+            mk(false, TcpFlags::FIN),
+            mk(false, TcpFlags::RST),
+        ];
+        let mut hits = 0;
+        for i in 0..300_000 {
+            let mut p = bases[i % bases.len()].clone();
+            for _ in 0..(next() % 4) {
+                let at = (next() as usize) % 40;
+                p[at] = next() as u8;
+            }
+            if next() % 4 == 0 {
+                p.truncate((next() as usize) % (p.len() + 1));
+            }
+            let want = flow::parse(&p).ok().and_then(|info| {
+                let ports = info.ports?;
+                if ports.flags.0 & (TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST) != 0 {
+                    return None;
+                }
+                v4_key(&info.inbound_key()?)
+            });
+            assert_eq!(steady_v4_key(&p), want, "{p:02x?}");
+            hits += usize::from(want.is_some());
+        }
+        assert!(hits > 10_000, "{hits}");
     }
 }

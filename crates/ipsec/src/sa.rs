@@ -12,7 +12,7 @@ use crate::selector::{inbound_matches, outbound_matches, InboundSelectors, Traff
 use crate::transform::{constant_time_eq, EspCipher, EspTransform, ICV_LEN};
 use core::net::IpAddr;
 use core::ops::Range;
-use plexgate_wire::ip::{self, proto, FiveTuple};
+use plexgate_wire::ip::{self, proto, FiveTuple, TupleV4};
 use std::time::{Duration, Instant};
 
 /// Length of the ESP header (SPI + sequence number).
@@ -610,8 +610,9 @@ impl SecurityAssociation {
     /// length, replay window (before the ICV), ICV, then updates the window,
     /// checks padding, next header, and in tunnel mode the inner packet
     /// against the SA's traffic selectors.
+    #[inline]
     pub fn open_in_place(&mut self, now: Instant, buf: &mut [u8]) -> Result<Opened, EspError> {
-        self.open_in_place_tuple(now, buf).map(|(o, _)| o)
+        self.open_impl::<false>(now, buf).map(|(o, _)| o)
     }
 
     /// [`SecurityAssociation::open_in_place`], also returning the inner packet's
@@ -620,6 +621,18 @@ impl SecurityAssociation {
     /// The tuple is that of `buf[opened.inner]`; every check is the same.
     #[inline]
     pub fn open_in_place_tuple(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Result<(Opened, Option<FiveTuple>), EspError> {
+        self.open_impl::<true>(now, buf)
+    }
+
+    /// Both of the above: with `TUPLE` false, the selector check of an IPv4
+    /// inner packet works on a [`TupleV4`] (same decision, see
+    /// [`InboundSelectors::matches_v4`]) and no [`FiveTuple`] is built.
+    #[inline(always)]
+    fn open_impl<const TUPLE: bool>(
         &mut self,
         now: Instant,
         buf: &mut [u8],
@@ -731,7 +744,12 @@ impl SecurityAssociation {
             inner.end = inner.start + ilen;
             //= https://www.rfc-editor.org/rfc/rfc4301#section-5.2
             //# 4. ... check that the packet ... matches the selectors of the SA
-            if !self.selectors_in.is_any() {
+            if !self.selectors_in.is_any() && !TUPLE && want == 4 {
+                match TupleV4::parse(&buf[inner.clone()]) {
+                    Ok(tuple) if self.selectors_in.matches_v4(tuple) => {}
+                    _ => return Err(EspError::SelectorMismatch),
+                }
+            } else if !self.selectors_in.is_any() {
                 match FiveTuple::parse(&buf[inner.clone()]) {
                     Ok(tuple) if self.selectors_in.matches(&tuple) => parsed = Some(tuple),
                     _ => return Err(EspError::SelectorMismatch),

@@ -177,8 +177,20 @@ impl Sad {
 
     /// Opens an ESP packet (starting with its SPI) in place with the inbound
     /// SA its SPI names. Counts the packet or its drop reason.
+    ///
+    /// The inner packet's selector check (RFC 4301 §5.2) is the same as in
+    /// [`Sad::open_in_place_tuple`]; for IPv4 it builds no [`FiveTuple`].
+    #[inline]
     pub fn open_in_place(&mut self, now: Instant, buf: &mut [u8]) -> Result<Inbound, EspError> {
-        self.open_in_place_tuple(now, buf).map(|(i, _)| i)
+        let r = self.open_inner::<false>(now, buf).map(|(i, _)| i);
+        match &r {
+            Ok(i) => {
+                self.counters.rx_packets += 1;
+                self.counters.rx_bytes += i.opened.inner.len() as u64;
+            }
+            Err(e) => self.counters.record_drop(e),
+        }
+        r
     }
 
     /// [`Sad::open_in_place`], also returning the inner 5-tuple that the SA's
@@ -189,7 +201,7 @@ impl Sad {
         now: Instant,
         buf: &mut [u8],
     ) -> Result<(Inbound, Option<FiveTuple>), EspError> {
-        let r = self.open_inner(now, buf);
+        let r = self.open_inner::<true>(now, buf);
         match &r {
             Ok((i, _)) => {
                 self.counters.rx_packets += 1;
@@ -200,8 +212,8 @@ impl Sad {
         r
     }
 
-    #[inline]
-    fn open_inner(
+    #[inline(always)]
+    fn open_inner<const TUPLE: bool>(
         &mut self,
         now: Instant,
         buf: &mut [u8],
@@ -214,7 +226,11 @@ impl Sad {
             .inbound
             .get_mut(&spi)
             .ok_or(EspError::UnknownSpi(spi))?;
-        let r = sa.open_in_place_tuple(now, buf);
+        let r = if TUPLE {
+            sa.open_in_place_tuple(now, buf)
+        } else {
+            sa.open_in_place(now, buf).map(|o| (o, None))
+        };
         if sa.pending != Pending::None {
             self.collect(Direction::Inbound, spi);
         }

@@ -9,7 +9,7 @@
 
 use core::net::IpAddr;
 use ipnet::IpNet;
-use plexgate_wire::ip::FiveTuple;
+use plexgate_wire::ip::{FiveTuple, TupleV4};
 
 /// One traffic selector: `start_addr..=end_addr`, `protocol`,
 /// `start_port..=end_port`.
@@ -220,6 +220,23 @@ impl InboundSelectors {
                     .iter()
                     .any(|s| s.matches(src, t.protocol, t.src_port)))
     }
+
+    /// [`InboundSelectors::matches`] for an IPv4 packet's tuple in integer form:
+    /// `matches_v4(t) == matches(&t.to_five())`.
+    #[inline]
+    pub fn matches_v4(&self, t: TupleV4) -> bool {
+        let (src, dst) = ((false, u128::from(t.src)), (false, u128::from(t.dst)));
+        (self.local.is_empty()
+            || self
+                .local
+                .iter()
+                .any(|s| s.matches(dst, t.protocol, t.dst_port)))
+            && (self.remote.is_empty()
+                || self
+                    .remote
+                    .iter()
+                    .any(|s| s.matches(src, t.protocol, t.src_port)))
+    }
 }
 
 #[cfg(test)]
@@ -285,6 +302,16 @@ mod tests {
         ) {
             let c = InboundSelectors::new(&local, &remote);
             prop_assert_eq!(c.matches(&t), inbound_matches(&local, &remote, &t));
+            if let (IpAddr::V4(src), IpAddr::V4(dst)) = (t.src, t.dst) {
+                let v4 = TupleV4 {
+                    src: u32::from(src),
+                    dst: u32::from(dst),
+                    protocol: t.protocol,
+                    src_port: t.src_port,
+                    dst_port: t.dst_port,
+                };
+                prop_assert_eq!(c.matches_v4(v4), c.matches(&t));
+            }
             prop_assert_eq!(c.is_any(), local.is_empty() && remote.is_empty());
         }
     }

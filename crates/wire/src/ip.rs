@@ -172,6 +172,75 @@ impl FiveTuple {
     }
 }
 
+/// The 5-tuple of an IPv4 packet as integers (addresses as host-order `u32`):
+/// small, aligned and `Copy`, so that the per-packet checks can keep it in
+/// registers instead of moving two 17-byte [`IpAddr`]s through memory.
+/// [`TupleV4::parse`] accepts and rejects exactly what [`FiveTuple::parse`]
+/// does on an IPv4 packet, and [`TupleV4::to_five`] gives the same tuple.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TupleV4 {
+    /// Source address.
+    pub src: u32,
+    /// Destination address.
+    pub dst: u32,
+    /// Protocol.
+    pub protocol: u8,
+    /// Source port, ICMP type/code, or `None` (see [`FiveTuple::src_port`]).
+    pub src_port: Option<u16>,
+    /// Destination port, ICMP type/code, or `None`.
+    pub dst_port: Option<u16>,
+}
+
+impl TupleV4 {
+    /// [`FiveTuple::parse`] for an IPv4 packet; an error for anything else
+    /// (IPv6 included: use [`FiveTuple::parse`] for those).
+    #[inline]
+    pub fn parse(p: &[u8]) -> Result<Self> {
+        match p.first() {
+            Some(b) if b >> 4 == 4 => {}
+            _ => return Err(WireError::BadIp("not IPv4")),
+        }
+        need(p.len(), 20)?;
+        let ihl = usize::from(p[0] & 0x0f) * 4;
+        if ihl < 20 {
+            return Err(WireError::BadIp("IPv4 header length below 20"));
+        }
+        let total = usize::from(u16::from_be_bytes([p[2], p[3]]));
+        if total < ihl {
+            return Err(WireError::BadIp("IPv4 total length below header length"));
+        }
+        need(p.len(), total)?;
+        let frag_offset = u16::from_be_bytes([p[6], p[7]]) & 0x1fff;
+        let protocol = p[9];
+        let src = u32::from_be_bytes([p[12], p[13], p[14], p[15]]);
+        let dst = u32::from_be_bytes([p[16], p[17], p[18], p[19]]);
+        let (src_port, dst_port) = if frag_offset != 0 {
+            (None, None)
+        } else {
+            ports(protocol, &p[ihl..total])
+        };
+        Ok(TupleV4 {
+            src,
+            dst,
+            protocol,
+            src_port,
+            dst_port,
+        })
+    }
+
+    /// The same tuple as a [`FiveTuple`].
+    #[inline]
+    pub fn to_five(self) -> FiveTuple {
+        FiveTuple {
+            src: IpAddr::V4(Ipv4Addr::from(self.src)),
+            dst: IpAddr::V4(Ipv4Addr::from(self.dst)),
+            protocol: self.protocol,
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+        }
+    }
+}
+
 #[inline]
 fn ports(protocol: u8, l4: &[u8]) -> (Option<u16>, Option<u16>) {
     match (protocol, l4) {
@@ -199,6 +268,52 @@ mod tests {
         let mut v = Vec::new();
         b.write(&mut v, &[0u8; 8]).unwrap();
         v
+    }
+
+    #[test]
+    fn tuple_v4_parses_like_five_tuple() {
+        let mut rng = 0x1234_5678_9abc_def0u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let base = {
+            let b = etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+                .tcp(40000, 80, 1, 100);
+            let mut v = Vec::new();
+            b.write(&mut v, &[7u8; 30]).unwrap();
+            v
+        };
+        let mut seen_ok = 0;
+        for i in 0..200_000 {
+            let mut p = base.clone();
+            // Mutate a few header bytes and the length.
+            for _ in 0..(next() % 4) {
+                let at = (next() as usize) % 28;
+                p[at] = next() as u8;
+            }
+            p.truncate((next() as usize) % (p.len() + 1));
+            if i % 3 == 0 && !p.is_empty() {
+                p[0] = 0x40 | (p[0] & 0x0f);
+            }
+            let a = TupleV4::parse(&p).map(TupleV4::to_five).ok();
+            let is_v4 = p.first().is_some_and(|b| b >> 4 == 4);
+            let b = if is_v4 {
+                FiveTuple::parse(&p).ok()
+            } else {
+                None
+            };
+            assert_eq!(a, b, "{p:02x?}");
+            seen_ok += usize::from(a.is_some());
+        }
+        assert!(seen_ok > 1000);
+        assert!(TupleV4::parse(&icmp_v4()).is_ok());
+        assert_eq!(
+            TupleV4::parse(&icmp_v4()).unwrap().to_five(),
+            FiveTuple::parse(&icmp_v4()).unwrap()
+        );
     }
 
     #[test]
