@@ -521,6 +521,36 @@ for _ in range(5):
     drop(l.dir);
 }
 
+/// In the client namespace: listen on the client's inner address and accept one
+/// connection within 10 s (blocking mode).
+fn accept_one(port: u16) -> std::io::Result<(std::net::TcpStream, SocketAddr)> {
+    let ls = std::net::TcpListener::bind((CLIENT_IN, port))?;
+    ls.set_nonblocking(true)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (c, from) = loop {
+        match ls.accept() {
+            Ok(x) => break x,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    c.set_nonblocking(false)?;
+    Ok((c, from))
+}
+
+/// On a target: an app connecting out from the DVIPA to the client's `port`.
+fn connect_from_dvipa(port: u16) -> std::io::Result<std::net::TcpStream> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    s.bind(&SocketAddr::new(DVIPA.parse::<IpAddr>().unwrap(), 0).into())?;
+    s.connect_timeout(
+        &SocketAddr::new(CLIENT_IN.parse::<IpAddr>().unwrap(), port).into(),
+        Duration::from_secs(5),
+    )?;
+    Ok(s.into())
+}
+
 #[test]
 fn target_app_connects_out_to_the_client_through_the_tunnel() {
     use std::io::{Read, Write};
@@ -528,19 +558,7 @@ fn target_app_connects_out_to_the_client_through_the_tunnel() {
     let server = l
         .ns("client")
         .spawn_thread(|| -> std::io::Result<String> {
-            let ls = std::net::TcpListener::bind((CLIENT_IN, 7000))?;
-            ls.set_nonblocking(true)?;
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            let (mut c, from) = loop {
-                match ls.accept() {
-                    Ok(x) => break x,
-                    Err(_) if std::time::Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(10))
-                    }
-                    Err(e) => return Err(e),
-                }
-            };
-            c.set_nonblocking(false)?;
+            let (mut c, from) = accept_one(7000)?;
             c.set_read_timeout(Some(Duration::from_secs(5)))?;
             let mut b = [0u8; 5];
             c.read_exact(&mut b)?;
@@ -552,13 +570,7 @@ fn target_app_connects_out_to_the_client_through_the_tunnel() {
     let answer = l
         .ns(&host(1))
         .run_in(|| -> std::io::Result<String> {
-            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-            s.bind(&SocketAddr::new(DVIPA.parse::<IpAddr>().unwrap(), 0).into())?;
-            s.connect_timeout(
-                &SocketAddr::new(CLIENT_IN.parse::<IpAddr>().unwrap(), 7000).into(),
-                Duration::from_secs(5),
-            )?;
-            let mut s: std::net::TcpStream = s.into();
+            let mut s = connect_from_dvipa(7000)?;
             s.set_read_timeout(Some(Duration::from_secs(5)))?;
             s.write_all(b"hello")?;
             let mut b = [0u8; 5];
@@ -634,19 +646,7 @@ fn bulk_transfers_over_gre_are_byte_exact_both_ways() {
     let server = l
         .ns("client")
         .spawn_thread(|| -> std::io::Result<Vec<u8>> {
-            let ls = std::net::TcpListener::bind((CLIENT_IN, 7001))?;
-            ls.set_nonblocking(true)?;
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            let (mut c, _) = loop {
-                match ls.accept() {
-                    Ok(x) => break x,
-                    Err(_) if std::time::Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(10))
-                    }
-                    Err(e) => return Err(e),
-                }
-            };
-            c.set_nonblocking(false)?;
+            let (mut c, _) = accept_one(7001)?;
             c.set_read_timeout(Some(Duration::from_secs(20)))?;
             let mut got = Vec::with_capacity(LEN);
             c.read_to_end(&mut got)?;
@@ -657,13 +657,7 @@ fn bulk_transfers_over_gre_are_byte_exact_both_ways() {
     let sent = l
         .ns(&host(0))
         .run_in(|| -> std::io::Result<()> {
-            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-            s.bind(&SocketAddr::new(DVIPA.parse::<IpAddr>().unwrap(), 0).into())?;
-            s.connect_timeout(
-                &SocketAddr::new(CLIENT_IN.parse::<IpAddr>().unwrap(), 7001).into(),
-                Duration::from_secs(5),
-            )?;
-            let mut s: std::net::TcpStream = s.into();
+            let mut s = connect_from_dvipa(7001)?;
             s.set_write_timeout(Some(Duration::from_secs(20)))?;
             let mut p = Pattern::new(12);
             let mut chunk = vec![0u8; 256 << 10];
