@@ -19,7 +19,7 @@ use socket2::Socket;
 
 use crate::gateway::{config, host_cidr, ip};
 use crate::io::net::{self, RecvBatch, SendBatch};
-use crate::io::tun::{self as tun_io, Tun, TunBatch};
+use crate::io::tun::{Tun, TunBatch, TunReader};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -186,40 +186,18 @@ pub fn run(policy_path: &Path, name: &str, ctl: &Path) -> Result<(), BoxError> {
         // may be a TCP super-packet, split into segments; sends go out with one
         // sendmmsg per socket per batch.
         const HEAD: usize = 64;
-        const SLOTS: usize = 2 * tun_io::IDEAL_BATCH_SIZE;
         let (stack, io) = (stack.clone(), io.clone());
         threads.push(std::thread::spawn(move || {
-            let mut scratch = vec![0u8; tun_io::VIRTIO_NET_HDR_LEN + 65536];
-            let mut bufs: Vec<Vec<u8>> = (0..SLOTS).map(|_| vec![0u8; 65536 + HEAD]).collect();
-            let mut sizes = vec![0usize; SLOTS];
+            let mut reader = TunReader::new(HEAD);
             let (mut gre, mut direct) = (SendBatch::new(), SendBatch::new());
             loop {
-                let mut n = match io.tun.recv_batch(
-                    &mut scratch,
-                    &mut bufs,
-                    &mut sizes,
-                    HEAD,
-                    Duration::from_millis(200),
-                ) {
-                    Ok(n) if n > 0 => n,
-                    _ => continue,
-                };
-                while n + tun_io::IDEAL_BATCH_SIZE <= SLOTS {
-                    match io.tun.recv_batch(
-                        &mut scratch,
-                        &mut bufs[n..],
-                        &mut sizes[n..],
-                        HEAD,
-                        Duration::ZERO,
-                    ) {
-                        Ok(0) | Err(_) => break,
-                        Ok(k) => n += k,
-                    }
+                if reader.read(&io.tun, Duration::from_millis(200)) == 0 {
+                    continue;
                 }
                 let now = Instant::now();
                 {
                     let mut s = stack.lock().unwrap_or_else(|e| e.into_inner());
-                    for (buf, &len) in bufs.iter_mut().zip(sizes.iter()).take(n) {
+                    for (buf, len) in reader.packets_mut() {
                         let pkt = HEAD..HEAD + len;
                         match s.route_tun(now, &mut buf[pkt.clone()]) {
                             distrib::TunRoute::ToGateway { remote, key, .. } => {

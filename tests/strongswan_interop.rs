@@ -160,6 +160,28 @@ impl Lab {
         self.client.as_ref().unwrap()
     }
 
+    /// plexgate initiates (control socket), strongSwan's SA comes up, the client
+    /// routes the gateway's inner address into the tunnel and plexgate has both
+    /// Child SAs installed. Returns strongSwan's view of the IKE SA.
+    fn initiate_from_gateway(&self) -> plexgate_lab::IkeSa {
+        let r = self
+            .gw
+            .ctl(serde_json::json!({"cmd": "initiate", "peer": "client"}));
+        assert_eq!(r["ok"], true, "initiate: {r}");
+        let sa = self
+            .client()
+            .wait_established("net", Duration::from_secs(15))
+            .unwrap_or_else(|e| panic!("{}", self.fail(&e.to_string())));
+        self.client()
+            .route_ipsec0(&format!("{GW_IN}/32"), CLIENT_IN)
+            .unwrap();
+        self.gw
+            .wait_status("Child SA installed", Duration::from_secs(5), |s| {
+                child_sa_count(s) >= 2
+            });
+        sa
+    }
+
     fn connect(&self) {
         let c = self.client();
         if let Err(e) = c.initiate("net") {
@@ -318,20 +340,8 @@ fn plexgate_initiates_psk_ping_and_tcp() {
         "\"aes128gcm16\"",
         default_client,
     );
-    let r =
-        l.gw.ctl(serde_json::json!({"cmd": "initiate", "peer": "client"}));
-    assert_eq!(r["ok"], true, "initiate: {r}");
-    let sa = l
-        .client()
-        .wait_established("net", Duration::from_secs(15))
-        .unwrap_or_else(|e| panic!("{}", l.fail(&e.to_string())));
+    let sa = l.initiate_from_gateway();
     assert!(!sa.initiator, "strongSwan must be the responder: {sa:?}");
-    l.client()
-        .route_ipsec0(&format!("{GW_IN}/32"), CLIENT_IN)
-        .unwrap();
-    l.gw.wait_status("Child SA installed", Duration::from_secs(5), |s| {
-        child_sa_count(s) >= 2
-    });
     let s = l.gw.status();
     assert_eq!(s["ike_sas"][0]["initiator"], true, "{s}");
     l.ping_and_transfer(4);
@@ -352,18 +362,7 @@ fn plexgate_initiates_on_the_natt_port_with_encap_udp() {
         "",
         default_client,
     );
-    let r =
-        l.gw.ctl(serde_json::json!({"cmd": "initiate", "peer": "client"}));
-    assert_eq!(r["ok"], true, "initiate: {r}");
-    l.client()
-        .wait_established("net", Duration::from_secs(15))
-        .unwrap_or_else(|e| panic!("{}", l.fail(&e.to_string())));
-    l.client()
-        .route_ipsec0(&format!("{GW_IN}/32"), CLIENT_IN)
-        .unwrap();
-    l.gw.wait_status("Child SA installed", Duration::from_secs(5), |s| {
-        child_sa_count(s) >= 2
-    });
+    l.initiate_from_gateway();
     let s = l.gw.status();
     let ike = &s["ike_sas"][0];
     assert_eq!(ike["initiator"], true, "{s}");
@@ -824,20 +823,8 @@ fn certificates_plexgate_initiates() {
         "",
         cert_client("x509/client.pem", "private/client.pem"),
     );
-    let r =
-        l.gw.ctl(serde_json::json!({"cmd": "initiate", "peer": "client"}));
-    assert_eq!(r["ok"], true, "initiate: {r}");
-    let sa = l
-        .client()
-        .wait_established("net", Duration::from_secs(15))
-        .unwrap_or_else(|e| panic!("{}", l.fail(&e.to_string())));
+    let sa = l.initiate_from_gateway();
     assert!(!sa.initiator);
-    l.client()
-        .route_ipsec0(&format!("{GW_IN}/32"), CLIENT_IN)
-        .unwrap();
-    l.gw.wait_status("Child SA installed", Duration::from_secs(5), |s| {
-        child_sa_count(s) >= 2
-    });
     l.ping_and_transfer(2);
 }
 

@@ -18,7 +18,7 @@ use socket2::Socket;
 
 use self::core::{GatewayCore, RxBatch, SideEffect, Sink, HEADROOM};
 use crate::io::net::{self, RecvBatch, SendBatch, UdpSendBatch};
-use crate::io::tun::{self as tun_io, Tun, TunBatch};
+use crate::io::tun::{Tun, TunBatch, TunReader};
 use crate::metrics::Exposition;
 use crate::store::{FileStore, RecordWriter};
 
@@ -324,46 +324,18 @@ pub fn run(
     {
         let (core, io, tun) = (core.clone(), io.clone(), tun.clone());
         threads.push(spawn("tun", move || {
-            const SLOTS: usize = 2 * tun_io::IDEAL_BATCH_SIZE;
-            let mut scratch = vec![0u8; tun_io::VIRTIO_NET_HDR_LEN + 65536];
-            let mut bufs: Vec<Vec<u8>> = (0..SLOTS)
-                .map(|_| vec![0u8; 65536 + 2 * HEADROOM])
-                .collect();
-            let mut sizes = vec![0usize; SLOTS];
+            let mut reader = TunReader::new(HEADROOM);
             let mut out = Out::default();
             loop {
-                let mut n = match tun.recv_batch(
-                    &mut scratch,
-                    &mut bufs,
-                    &mut sizes,
-                    HEADROOM,
-                    Duration::from_millis(200),
-                ) {
-                    Ok(n) => n,
-                    Err(_) => continue,
-                };
-                if n == 0 {
+                if reader.read(&tun, Duration::from_millis(200)) == 0 {
                     continue;
-                }
-                // Drain more while a whole super-packet still fits.
-                while n + tun_io::IDEAL_BATCH_SIZE <= SLOTS {
-                    match tun.recv_batch(
-                        &mut scratch,
-                        &mut bufs[n..],
-                        &mut sizes[n..],
-                        HEADROOM,
-                        Duration::ZERO,
-                    ) {
-                        Ok(0) | Err(_) => break,
-                        Ok(k) => n += k,
-                    }
                 }
                 let now = Instant::now();
                 {
                     let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
                     let mut sink = IoSink::batched(&io, &mut out);
-                    for (buf, len) in bufs.iter_mut().zip(sizes.iter()).take(n) {
-                        c.on_tun(now, buf, HEADROOM, *len, &mut sink);
+                    for (buf, len) in reader.packets_mut() {
+                        c.on_tun(now, buf, HEADROOM, len, &mut sink);
                     }
                 }
                 out.flush(&io);

@@ -312,6 +312,9 @@ pub struct UdpSendBatch {
     /// path MTU is below that segment), 0 for good when it refuses GSO as such
     /// (EIO and friends: no offload for the route's device).
     gso_below: usize,
+    /// Scratch of `flush`: the groups and their destinations.
+    groups: Vec<(usize, usize, usize)>,
+    addrs: Vec<SockAddr>,
 }
 
 impl Default for UdpSendBatch {
@@ -331,6 +334,8 @@ impl UdpSendBatch {
             dests: vec![SocketAddr::from(([0, 0, 0, 0], 0)); UDP_BATCH],
             n: 0,
             gso_below: usize::MAX,
+            groups: Vec::with_capacity(UDP_BATCH),
+            addrs: Vec::with_capacity(UDP_BATCH),
         }
     }
 
@@ -353,8 +358,8 @@ impl UdpSendBatch {
 
     /// The groups of the queue: (first, count, segment size); a group of more than
     /// one datagram has equal lengths except perhaps a shorter last one.
-    fn groups(&self) -> Vec<(usize, usize, usize)> {
-        let mut out = Vec::new();
+    fn groups(&self, out: &mut Vec<(usize, usize, usize)>) {
+        out.clear();
         let mut i = 0;
         while i < self.n {
             let seg = self.bufs[i].len();
@@ -377,7 +382,6 @@ impl UdpSendBatch {
             out.push((i, j - i, seg));
             i = j;
         }
-        out
     }
 
     /// Send what is queued (datagrams the kernel refuses are dropped, as a failed
@@ -386,19 +390,24 @@ impl UdpSendBatch {
         if self.n == 0 {
             return;
         }
-        let groups = self.groups();
-        let mut iovs: Vec<libc::iovec> = self
-            .bufs
-            .iter_mut()
-            .take(self.n)
-            .map(|b| libc::iovec {
+        // Scratch reused from flush to flush: no allocation once warm.
+        let mut groups = std::mem::take(&mut self.groups);
+        self.groups(&mut groups);
+        let mut addrs = std::mem::take(&mut self.addrs);
+        addrs.clear();
+        addrs.extend(groups.iter().map(|g| SockAddr::from(self.dests[g.0])));
+        let mut iovs = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; UDP_BATCH];
+        for (v, b) in iovs.iter_mut().zip(self.bufs.iter_mut().take(self.n)) {
+            *v = libc::iovec {
                 iov_base: b.as_mut_ptr().cast(),
                 iov_len: b.len(),
-            })
-            .collect();
-        let addrs: Vec<SockAddr> = groups.iter().map(|g| self.dests[g.0].into()).collect();
-        let mut ctrl = vec![[0u64; CMSG_ROOM / 8]; groups.len()];
-        let mut hdrs: Vec<libc::mmsghdr> = Vec::with_capacity(groups.len());
+            };
+        }
+        let mut ctrl = [[0u64; CMSG_ROOM / 8]; UDP_BATCH];
+        let mut hdrs: [MaybeUninit<libc::mmsghdr>; UDP_BATCH] = [MaybeUninit::uninit(); UDP_BATCH];
         for (k, &(first, count, seg)) in groups.iter().enumerate() {
             // SAFETY: msghdr is plain old data; we fill the fields we use.
             let mut h: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
@@ -419,20 +428,20 @@ impl UdpSendBatch {
                     std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg as u16);
                 }
             }
-            hdrs.push(libc::mmsghdr {
+            hdrs[k].write(libc::mmsghdr {
                 msg_hdr: h,
                 msg_len: 0,
             });
         }
         let mut done = 0;
-        while done < hdrs.len() {
+        while done < groups.len() {
             // SAFETY: every header points into iovs/addrs/ctrl/bufs, which outlive
             // the call.
             let r = unsafe {
                 libc::sendmmsg(
                     sock.as_raw_fd(),
-                    hdrs[done..].as_mut_ptr(),
-                    (hdrs.len() - done) as u32,
+                    hdrs[done..].as_mut_ptr().cast(),
+                    (groups.len() - done) as u32,
                     0,
                 )
             };
@@ -468,6 +477,8 @@ impl UdpSendBatch {
             done += 1;
         }
         self.n = 0;
+        self.groups = groups;
+        self.addrs = addrs;
     }
 }
 
@@ -718,7 +729,9 @@ mod tests {
             for (d, data) in pattern.iter().take(UDP_BATCH) {
                 sb.push(&tx, data, to[usize::from(*d)]);
             }
-            sb.groups().len()
+            let mut g = Vec::new();
+            sb.groups(&mut g);
+            g.len()
         };
         // Far fewer sends than datagrams: GSO groups formed.
         assert!(

@@ -167,6 +167,72 @@ impl Tun {
     }
 }
 
+/// Buffers for reading bursts from an offload TUN: each read may be a TCP
+/// super-packet split into segments, and one [`TunReader::read`] drains reads
+/// while a whole super-packet still fits. Packets start `headroom` bytes into
+/// their buffer (room for headers written in place).
+pub struct TunReader {
+    scratch: Vec<u8>,
+    bufs: Vec<Vec<u8>>,
+    sizes: Vec<usize>,
+    headroom: usize,
+    n: usize,
+}
+
+impl TunReader {
+    /// Room for two super-packets' worth of segments.
+    pub fn new(headroom: usize) -> TunReader {
+        let slots = 2 * IDEAL_BATCH_SIZE;
+        TunReader {
+            scratch: vec![0u8; VIRTIO_NET_HDR_LEN + 65536],
+            bufs: (0..slots)
+                .map(|_| vec![0u8; 65536 + 2 * headroom])
+                .collect(),
+            sizes: vec![0; slots],
+            headroom,
+            n: 0,
+        }
+    }
+
+    /// Wait up to `timeout` for a packet, then drain what else is queued; returns
+    /// how many packets are ready (0 on timeout or error).
+    pub fn read(&mut self, tun: &Tun, timeout: Duration) -> usize {
+        let (h, slots) = (self.headroom, self.bufs.len());
+        self.n = tun
+            .recv_batch(
+                &mut self.scratch,
+                &mut self.bufs,
+                &mut self.sizes,
+                h,
+                timeout,
+            )
+            .unwrap_or(0);
+        while self.n > 0 && self.n + IDEAL_BATCH_SIZE <= slots {
+            let n = self.n;
+            match tun.recv_batch(
+                &mut self.scratch,
+                &mut self.bufs[n..],
+                &mut self.sizes[n..],
+                h,
+                Duration::ZERO,
+            ) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => self.n += k,
+            }
+        }
+        self.n
+    }
+
+    /// The packets of the last read: (buffer, length); each packet is at
+    /// `buffer[headroom..headroom + length]`.
+    pub fn packets_mut(&mut self) -> impl Iterator<Item = (&mut Vec<u8>, usize)> {
+        self.bufs
+            .iter_mut()
+            .zip(self.sizes.iter().copied())
+            .take(self.n)
+    }
+}
+
 /// TUN writes collected during one batch of received packets, written (and
 /// coalesced) at once with [`Tun::send_batch`].
 pub struct TunBatch {
