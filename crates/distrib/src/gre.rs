@@ -68,6 +68,7 @@ pub enum GreError {
 /// Write the 8-byte header for `inner` (IPv4 or IPv6, chosen by its version
 /// nibble) with `key` into `out[..8]`; `out[8..8 + inner_len]` is expected to
 /// hold the inner packet already (in-place encapsulation with headroom).
+#[inline]
 pub fn write_header(
     key: GreKey,
     inner_first_byte: u8,

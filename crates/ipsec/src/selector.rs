@@ -169,7 +169,7 @@ impl Flat {
     }
 
     /// Exactly [`TrafficSelector::matches`].
-    #[inline]
+    #[inline(always)]
     fn matches(&self, (v6, a): (bool, u128), protocol: u8, port: Option<u16>) -> bool {
         self.v6 == v6
             && self.lo <= a
@@ -223,7 +223,7 @@ impl InboundSelectors {
 
     /// [`InboundSelectors::matches`] for an IPv4 packet's tuple in integer form:
     /// `matches_v4(t) == matches(&t.to_five())`.
-    #[inline]
+    #[inline(always)]
     pub fn matches_v4(&self, t: TupleV4) -> bool {
         let (src, dst) = ((false, u128::from(t.src)), (false, u128::from(t.dst)));
         (self.local.is_empty()

@@ -205,6 +205,7 @@ impl GreRepr {
     /// header_len() + payload_len]` already holds the payload (so a packet can be
     /// encapsulated in place, in a buffer with headroom). Computes the checksum
     /// over header and payload when `checksum` is set. Returns the total length.
+    #[inline]
     pub fn emit(&self, buf: &mut [u8], payload_len: usize) -> Result<usize> {
         let h = self.header_len();
         let total = h + payload_len;

@@ -194,7 +194,7 @@ pub struct TupleV4 {
 impl TupleV4 {
     /// [`FiveTuple::parse`] for an IPv4 packet; an error for anything else
     /// (IPv6 included: use [`FiveTuple::parse`] for those).
-    #[inline]
+    #[inline(always)]
     pub fn parse(p: &[u8]) -> Result<Self> {
         match p.first() {
             Some(b) if b >> 4 == 4 => {}
@@ -241,7 +241,7 @@ impl TupleV4 {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn ports(protocol: u8, l4: &[u8]) -> (Option<u16>, Option<u16>) {
     match (protocol, l4) {
         (proto::TCP | proto::UDP | proto::SCTP | proto::UDPLITE, [a, b, c, d, ..]) => (
