@@ -4,8 +4,9 @@
 //! in, drives [`Sad::handle_timeout`] at [`Sad::next_timeout`], and drains
 //! [`Sad::poll_event`].
 //!
-//! The hot path ([`Sad::open_in_place`], [`Sad::seal`]) does one hash lookup
-//! (a multiplicative hash on the SPI) and never allocates.
+//! The hot path ([`Sad::open_in_place`], [`Sad::seal`]) does at most one hash
+//! lookup (a multiplicative hash on the SPI; none when the SPI is the one of
+//! the previous packet) and never allocates.
 
 use crate::error::{Counters, EspError, SaError};
 use crate::sa::{Direction, Opened, Pending, SaParams, SecurityAssociation};
@@ -40,6 +41,76 @@ impl Hasher for SpiHasher {
 
 type SpiMap<V> = HashMap<u32, V, BuildHasherDefault<SpiHasher>>;
 
+/// SAs of one direction by SPI: a dense vector with a hash index, and a memo
+/// of the last SPI looked up mutably. Consecutive packets of one SA (a bulk
+/// transfer, a receive batch) then skip the hash probe: one compare and one
+/// indexed load.
+#[derive(Debug)]
+struct SpiTable<V> {
+    slots: Vec<(u32, V)>,
+    index: SpiMap<usize>,
+    /// (SPI, slot) of the last `get_mut` hit; cleared when slots move.
+    last: Option<(u32, usize)>,
+}
+
+impl<V> Default for SpiTable<V> {
+    fn default() -> Self {
+        SpiTable {
+            slots: Vec::new(),
+            index: SpiMap::default(),
+            last: None,
+        }
+    }
+}
+
+impl<V> SpiTable<V> {
+    fn contains_key(&self, spi: u32) -> bool {
+        self.index.contains_key(&spi)
+    }
+
+    /// Insert `v` under a SPI that is not in the table yet.
+    fn insert(&mut self, spi: u32, v: V) {
+        debug_assert!(!self.index.contains_key(&spi));
+        self.index.insert(spi, self.slots.len());
+        self.slots.push((spi, v));
+    }
+
+    fn remove(&mut self, spi: u32) -> Option<V> {
+        let i = self.index.remove(&spi)?;
+        self.last = None;
+        let (_, v) = self.slots.swap_remove(i);
+        if let Some((moved, _)) = self.slots.get(i) {
+            self.index.insert(*moved, i);
+        }
+        Some(v)
+    }
+
+    fn get(&self, spi: u32) -> Option<&V> {
+        self.index.get(&spi).map(|&i| &self.slots[i].1)
+    }
+
+    #[inline(always)]
+    fn get_mut(&mut self, spi: u32) -> Option<&mut V> {
+        let i = match self.last {
+            Some((s, i)) if s == spi => i,
+            _ => {
+                let i = *self.index.get(&spi)?;
+                self.last = Some((spi, i));
+                i
+            }
+        };
+        self.slots.get_mut(i).map(|(_, v)| v)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &V> {
+        self.slots.iter().map(|(_, v)| v)
+    }
+
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+}
+
 /// Why an event was raised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SadEvent {
@@ -73,8 +144,8 @@ pub struct Inbound {
 /// The security association database.
 #[derive(Debug, Default)]
 pub struct Sad {
-    inbound: SpiMap<SecurityAssociation>,
-    outbound: SpiMap<SecurityAssociation>,
+    inbound: SpiTable<SecurityAssociation>,
+    outbound: SpiTable<SecurityAssociation>,
     by_child: HashMap<String, HashMap<String, u32>>,
     timers: BinaryHeap<Reverse<(Instant, Direction, u32)>>,
     events: VecDeque<SadEvent>,
@@ -93,7 +164,7 @@ impl Sad {
     pub fn insert(&mut self, params: SaParams, now: Instant) -> Result<(), SaError> {
         let dir = params.direction;
         let spi = params.spi;
-        if self.map(dir).contains_key(&spi) {
+        if self.map(dir).contains_key(spi) {
             return Err(SaError::DuplicateSpi(spi));
         }
         let sa = SecurityAssociation::new(params, now)?;
@@ -114,7 +185,7 @@ impl Sad {
 
     /// Removes an SA (e.g. on a DELETE from the peer or after a rekey).
     pub fn remove(&mut self, direction: Direction, spi: u32) -> Option<SecurityAssociation> {
-        let sa = self.map_mut(direction).remove(&spi)?;
+        let sa = self.map_mut(direction).remove(spi)?;
         if direction == Direction::Outbound {
             let p = sa.params();
             if let Some(children) = self.by_child.get_mut(&p.peer) {
@@ -129,14 +200,14 @@ impl Sad {
         Some(sa)
     }
 
-    fn map(&self, d: Direction) -> &SpiMap<SecurityAssociation> {
+    fn map(&self, d: Direction) -> &SpiTable<SecurityAssociation> {
         match d {
             Direction::Inbound => &self.inbound,
             Direction::Outbound => &self.outbound,
         }
     }
 
-    fn map_mut(&mut self, d: Direction) -> &mut SpiMap<SecurityAssociation> {
+    fn map_mut(&mut self, d: Direction) -> &mut SpiTable<SecurityAssociation> {
         match d {
             Direction::Inbound => &mut self.inbound,
             Direction::Outbound => &mut self.outbound,
@@ -145,12 +216,12 @@ impl Sad {
 
     /// The inbound SA with this SPI.
     pub fn inbound(&self, spi: u32) -> Option<&SecurityAssociation> {
-        self.inbound.get(&spi)
+        self.inbound.get(spi)
     }
 
     /// The outbound SA with this SPI.
     pub fn outbound(&self, spi: u32) -> Option<&SecurityAssociation> {
-        self.outbound.get(&spi)
+        self.outbound.get(spi)
     }
 
     /// The SPI of the newest outbound SA for a (peer, child) — what an SPD
@@ -222,10 +293,7 @@ impl Sad {
             Some(s) => u32::from_be_bytes([s[0], s[1], s[2], s[3]]),
             None => return Err(EspError::Truncated { len: buf.len() }),
         };
-        let sa = self
-            .inbound
-            .get_mut(&spi)
-            .ok_or(EspError::UnknownSpi(spi))?;
+        let sa = self.inbound.get_mut(spi).ok_or(EspError::UnknownSpi(spi))?;
         let r = if TUPLE {
             sa.open_in_place_tuple(now, buf)
         } else {
@@ -247,7 +315,7 @@ impl Sad {
         next_header: u8,
         out: &mut [u8],
     ) -> Result<usize, EspError> {
-        let r = match self.outbound.get_mut(&spi) {
+        let r = match self.outbound.get_mut(spi) {
             None => Err(EspError::UnknownSpi(spi)),
             Some(sa) => {
                 let r = sa.seal(now, inner, next_header, out);
@@ -271,7 +339,7 @@ impl Sad {
         inner_len: usize,
         next_header: u8,
     ) -> Result<usize, EspError> {
-        let r = match self.outbound.get_mut(&spi) {
+        let r = match self.outbound.get_mut(spi) {
             None => Err(EspError::UnknownSpi(spi)),
             Some(sa) => {
                 let r = sa.seal_in_place(now, buf, inner_len, next_header);
@@ -300,7 +368,7 @@ impl Sad {
     /// expired.
     #[cold]
     fn collect(&mut self, direction: Direction, spi: u32) {
-        let Some(sa) = self.map_mut(direction).get_mut(&spi) else {
+        let Some(sa) = self.map_mut(direction).get_mut(spi) else {
             return;
         };
         let p = core::mem::replace(&mut sa.pending, Pending::None);
@@ -333,10 +401,71 @@ impl Sad {
                 break;
             }
             self.timers.pop();
-            if let Some(sa) = self.map_mut(dir).get_mut(&spi) {
+            if let Some(sa) = self.map_mut(dir).get_mut(spi) {
                 if sa.handle_time(now) {
                     self.collect(dir, spi);
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod spi_table_tests {
+    use super::SpiTable;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u32),
+        Remove(u32),
+        GetMut(u32),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        // Few SPIs, so that operations meet the same entries often.
+        prop_oneof![
+            (0u32..6).prop_map(Op::Insert),
+            (0u32..6).prop_map(Op::Remove),
+            (0u32..6).prop_map(Op::GetMut),
+        ]
+    }
+
+    proptest! {
+        /// The table (with its memo and swap-removal) behaves as a map.
+        #[test]
+        fn spi_table_behaves_as_a_map(ops in proptest::collection::vec(op(), 0..64)) {
+            let mut t: SpiTable<u64> = SpiTable::default();
+            let mut m: HashMap<u32, u64> = HashMap::new();
+            for (n, o) in ops.into_iter().enumerate() {
+                match o {
+                    Op::Insert(s) if !m.contains_key(&s) => {
+                        t.insert(s, n as u64);
+                        m.insert(s, n as u64);
+                    }
+                    Op::Insert(_) => {}
+                    Op::Remove(s) => prop_assert_eq!(t.remove(s), m.remove(&s)),
+                    Op::GetMut(s) => {
+                        // Write through both, so that a stale memo would show.
+                        if let Some(v) = t.get_mut(s) {
+                            *v += 1000;
+                        }
+                        if let Some(v) = m.get_mut(&s) {
+                            *v += 1000;
+                        }
+                    }
+                }
+                prop_assert_eq!(t.len(), m.len());
+                for (s, v) in &m {
+                    prop_assert_eq!(t.get(*s), Some(v));
+                    prop_assert!(t.contains_key(*s));
+                }
+                let mut vals: Vec<u64> = t.values().copied().collect();
+                let mut want: Vec<u64> = m.values().copied().collect();
+                vals.sort_unstable();
+                want.sort_unstable();
+                prop_assert_eq!(vals, want);
             }
         }
     }

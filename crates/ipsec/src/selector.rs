@@ -179,6 +179,50 @@ impl Flat {
     }
 }
 
+/// [`Flat`] for IPv4 addresses only, half a cache line smaller: what the check
+/// of every IPv4 inbound packet walks ([`InboundSelectors::matches_v4`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FlatV4 {
+    lo: u32,
+    hi: u32,
+    protocol: u8,
+    any_port: bool,
+    start_port: u16,
+    end_port: u16,
+}
+
+impl FlatV4 {
+    /// The IPv4 selector of `f`, or `None` for an IPv6 one (which no IPv4
+    /// address matches).
+    fn of(f: &Flat) -> Option<FlatV4> {
+        if f.v6 {
+            return None;
+        }
+        // An empty range (lo > hi) stays empty; IPv4 ends fit in 32 bits.
+        let (lo, hi) = match (u32::try_from(f.lo), u32::try_from(f.hi)) {
+            (Ok(lo), Ok(hi)) => (lo, hi),
+            _ => (1, 0),
+        };
+        Some(FlatV4 {
+            lo,
+            hi,
+            protocol: f.protocol,
+            any_port: f.any_port,
+            start_port: f.start_port,
+            end_port: f.end_port,
+        })
+    }
+
+    /// Exactly [`Flat::matches`] for an IPv4 address.
+    #[inline(always)]
+    fn matches(&self, a: u32, protocol: u8, port: Option<u16>) -> bool {
+        self.lo <= a
+            && a <= self.hi
+            && (self.protocol == 0 || self.protocol == protocol)
+            && (self.any_port || port.is_some_and(|p| self.start_port <= p && p <= self.end_port))
+    }
+}
+
 /// An SA's selectors prepared once, when the SA is installed, for the check of
 /// every inbound packet (RFC 4301 §5.2 step 4): addresses as integers, "any
 /// port" decided up front. [`InboundSelectors::matches`] gives exactly what
@@ -187,14 +231,21 @@ impl Flat {
 pub struct InboundSelectors {
     local: Vec<Flat>,
     remote: Vec<Flat>,
+    /// The IPv4 entries of `local` and `remote`, in order.
+    local_v4: Vec<FlatV4>,
+    remote_v4: Vec<FlatV4>,
 }
 
 impl InboundSelectors {
     /// Prepare an SA's `local` and `remote` selectors.
     pub fn new(local: &[TrafficSelector], remote: &[TrafficSelector]) -> Self {
+        let local: Vec<Flat> = local.iter().map(Flat::new).collect();
+        let remote: Vec<Flat> = remote.iter().map(Flat::new).collect();
         InboundSelectors {
-            local: local.iter().map(Flat::new).collect(),
-            remote: remote.iter().map(Flat::new).collect(),
+            local_v4: local.iter().filter_map(FlatV4::of).collect(),
+            remote_v4: remote.iter().filter_map(FlatV4::of).collect(),
+            local,
+            remote,
         }
     }
 
@@ -225,17 +276,18 @@ impl InboundSelectors {
     /// `matches_v4(t) == matches(&t.to_five())`.
     #[inline(always)]
     pub fn matches_v4(&self, t: TupleV4) -> bool {
-        let (src, dst) = ((false, u128::from(t.src)), (false, u128::from(t.dst)));
+        // An empty list matches anything; an IPv6-only list matches no IPv4
+        // packet (its `_v4` list is empty while the list itself is not).
         (self.local.is_empty()
             || self
-                .local
+                .local_v4
                 .iter()
-                .any(|s| s.matches(dst, t.protocol, t.dst_port)))
+                .any(|s| s.matches(t.dst, t.protocol, t.dst_port)))
             && (self.remote.is_empty()
                 || self
-                    .remote
+                    .remote_v4
                     .iter()
-                    .any(|s| s.matches(src, t.protocol, t.src_port)))
+                    .any(|s| s.matches(t.src, t.protocol, t.src_port)))
     }
 }
 
