@@ -223,6 +223,18 @@ impl FlatV4 {
     }
 }
 
+/// Whether any of `list` matches (a plain loop: `Iterator::any` with a
+/// closure was left out of line, a call per list per packet).
+#[inline(always)]
+fn any_v4(list: &[FlatV4], a: u32, protocol: u8, port: Option<u16>) -> bool {
+    for s in list {
+        if s.matches(a, protocol, port) {
+            return true;
+        }
+    }
+    false
+}
+
 /// An SA's selectors prepared once, when the SA is installed, for the check of
 /// every inbound packet (RFC 4301 §5.2 step 4): addresses as integers, "any
 /// port" decided up front. [`InboundSelectors::matches`] gives exactly what
@@ -278,16 +290,8 @@ impl InboundSelectors {
     pub fn matches_v4(&self, t: TupleV4) -> bool {
         // An empty list matches anything; an IPv6-only list matches no IPv4
         // packet (its `_v4` list is empty while the list itself is not).
-        (self.local.is_empty()
-            || self
-                .local_v4
-                .iter()
-                .any(|s| s.matches(t.dst, t.protocol, t.dst_port)))
-            && (self.remote.is_empty()
-                || self
-                    .remote_v4
-                    .iter()
-                    .any(|s| s.matches(t.src, t.protocol, t.src_port)))
+        (self.local.is_empty() || any_v4(&self.local_v4, t.dst, t.protocol, t.dst_port))
+            && (self.remote.is_empty() || any_v4(&self.remote_v4, t.src, t.protocol, t.src_port))
     }
 }
 
