@@ -51,13 +51,13 @@ pub struct Row {
     pub aead_gbps: f64,
     /// Whole inbound path throughput, inner Gbit/s.
     pub path_gbps: f64,
-    /// path / aead.
+    /// aead_ns / path_ns: the median over pairs of rounds measured back to back.
     pub ratio: f64,
-    /// Nanoseconds per packet, raw open.
+    /// Nanoseconds per packet, raw open (median over rounds; also below).
     pub aead_ns: f64,
     /// Nanoseconds per packet, whole path.
     pub path_ns: f64,
-    /// path_ns - aead_ns: what the gateway adds around the crypto.
+    /// What the gateway adds around the crypto (median of path - raw per pair).
     pub non_crypto_ns: f64,
     /// Packets per second through the whole path.
     pub path_pps: f64,
@@ -67,6 +67,11 @@ pub struct Row {
     /// The ratio if that copy were counted in both loops (the convention of
     /// the figures recorded before 2026-11-23 afternoon).
     pub ratio_with_copy: f64,
+    /// Total raw time over total path time (the mean, where `ratio` is the
+    /// median of the per-pair ratios).
+    pub ratio_mean: f64,
+    /// Number of (raw, path) round pairs measured.
+    pub pairs: usize,
 }
 
 fn keys(t: EspTransform) -> (Vec<u8>, Vec<u8>) {
@@ -456,43 +461,74 @@ fn measure(t: EspTransform, size: usize, seconds: f64, batched: bool) -> Result<
     f.batched = batched;
     let cipher = f.cipher()?;
     let budget = Duration::from_secs_f64(seconds);
-    // Alternate the two measurements in slices so that both see the same noise.
-    let (mut raw_t, mut raw_n, mut path_t, mut path_n) =
-        (Duration::ZERO, 0u64, Duration::ZERO, 0u64);
-    let (mut fill_t, mut fill_n) = (Duration::ZERO, 0u64);
-    while raw_t + path_t < 2 * budget {
-        raw_t += f
-            .timed_raw_round(&cipher)
-            .ok_or_else(|| format!("{t:?}: raw open failed"))?;
-        raw_n += f.packets() as u64;
-        let (got, spent) = f.timed_round();
-        path_t += spent;
-        if got != f.packets() as u64 {
-            return Err(
-                format!("{t:?}: {got} of {} packets reached the target", f.packets()).into(),
-            );
-        }
-        path_n += got;
-        fill_t += f.fill_round();
-        fill_n += f.packets() as u64;
+    // Alternate the two measurements round by round (~1 ms each), in both
+    // orders, so that both see the same noise; each pair gives one ratio. The
+    // figures are medians over the pairs: a burst of load from a neighbour
+    // slows both rounds of a pair and moves its ratio little, and the median
+    // ignores the pairs it hit unevenly. The means are kept as `ratio_mean`.
+    let pkts = f.packets() as f64;
+    let ns = |d: Duration| d.as_nanos() as f64 / pkts;
+    let (mut raw, mut path, mut fill) = (Vec::new(), Vec::new(), Vec::new());
+    let mut total = Duration::ZERO;
+    while total < 2 * budget {
+        let raw_round = |f: &mut Fixture| {
+            f.timed_raw_round(&cipher)
+                .ok_or_else(|| format!("{t:?}: raw open failed"))
+        };
+        let path_round = |f: &mut Fixture| {
+            let (got, spent) = f.timed_round();
+            if got != f.packets() as u64 {
+                return Err(format!(
+                    "{t:?}: {got} of {} packets reached the target",
+                    f.packets()
+                ));
+            }
+            Ok(spent)
+        };
+        let (r, p) = if raw.len() % 2 == 0 {
+            let r = raw_round(&mut f)?;
+            (r, path_round(&mut f)?)
+        } else {
+            let p = path_round(&mut f)?;
+            (raw_round(&mut f)?, p)
+        };
+        total += r + p;
+        raw.push(ns(r));
+        path.push(ns(p));
+        fill.push(ns(f.fill_round()));
     }
-    let aead_ns = raw_t.as_nanos() as f64 / raw_n as f64;
-    let path_ns = path_t.as_nanos() as f64 / path_n as f64;
-    let copy_ns = fill_t.as_nanos() as f64 / fill_n as f64;
+    let ratios: Vec<f64> = raw.iter().zip(&path).map(|(r, p)| r / p).collect();
+    let extra: Vec<f64> = raw.iter().zip(&path).map(|(r, p)| p - r).collect();
+    let ratio_mean = raw.iter().sum::<f64>() / path.iter().sum::<f64>();
+    let (aead_ns, path_ns, copy_ns) = (median(&raw), median(&path), median(&fill));
     let gbps = |ns: f64| size as f64 * 8.0 / ns;
     Ok(Row {
         transform: format!("{t:?}"),
         size,
         aead_gbps: gbps(aead_ns),
         path_gbps: gbps(path_ns),
-        ratio: aead_ns / path_ns,
+        ratio: median(&ratios),
         aead_ns,
         path_ns,
-        non_crypto_ns: path_ns - aead_ns,
+        non_crypto_ns: median(&extra),
         path_pps: 1e9 / path_ns,
         copy_ns,
         ratio_with_copy: (aead_ns + copy_ns) / (path_ns + copy_ns),
+        ratio_mean,
+        pairs: raw.len(),
     })
+}
+
+/// The median of `v` (not empty).
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// Run the benchmark for every transform and size.

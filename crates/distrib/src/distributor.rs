@@ -368,13 +368,8 @@ impl Distributor {
         via_ipsec: bool,
         cache: &mut InboundFlowCache,
     ) -> Route {
-        if let Some(c) = &cache.last {
-            if let Some(k) = c.v4 {
-                if c.now == now && c.via_ipsec == via_ipsec && steady_v4_key(packet) == Some(k) {
-                    self.counters.routed_in += 1;
-                    return c.route;
-                }
-            }
+        if let Some(r) = self.cached_inbound(now, packet, via_ipsec, cache) {
+            return *r;
         }
         let info = match flow::parse(packet) {
             Ok(info) => info,
@@ -384,6 +379,27 @@ impl Distributor {
             }
         };
         self.route_info_cached(now, packet, &info, via_ipsec, cache)
+    }
+
+    /// The shortcut of [`Distributor::route_inbound_batch`] alone: the cached
+    /// route (counted as routed) if `packet` continues the cached IPv4
+    /// connection, else `None` and nothing changes. The route is returned by
+    /// reference so that the caller reads it in place.
+    #[inline(always)]
+    pub fn cached_inbound<'c>(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        via_ipsec: bool,
+        cache: &'c InboundFlowCache,
+    ) -> Option<&'c Route> {
+        let c = cache.last.as_ref()?;
+        let k = c.v4?;
+        if c.now == now && c.via_ipsec == via_ipsec && steady_v4_key(packet) == Some(k) {
+            self.counters.routed_in += 1;
+            return Some(&c.route);
+        }
+        None
     }
 
     /// The cache check of [`Distributor::route_inbound_cached`] on a parsed packet.
