@@ -2,6 +2,10 @@
 //! classify, SAD lookup, open + anti-replay, selectors, CRT lookup, GRE in place)
 //! against the raw open of the same packets, per transform and size.
 //! `cargo bench --bench datapath`; `plexgate bench datapath` prints the ratios.
+//! Under criterion each iteration is a whole round, so both figures include the
+//! copy of the packets into the receive slots, and the path's also the SA
+//! re-install that lets the replay window take the packets again;
+//! `plexgate bench datapath` times the processing alone (see its module docs).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use plexgate::bench::datapath::{Fixture, SIZES};
