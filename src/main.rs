@@ -131,7 +131,7 @@ enum BenchCmd {
         /// Seconds per iperf3 run.
         #[arg(long, default_value_t = 5)]
         seconds: u32,
-        /// Only this run: strongswan, plexgate, plexgate_esp or plexgate_distributed
+        /// Only this run: strongswan, plexgate, plexgate_esp, plexgate_distributed or no_tunnel
         /// (ratios need the strongswan run and are then left out).
         #[arg(long)]
         only: Option<String>,

@@ -15,6 +15,10 @@
 //! A third plexgate run measures the product's own path: the tunnel ends at the
 //! gateway for a DVIPA, and the gateway distributes the connections over GRE to
 //! `plexgate target`, where iperf3 listens on the DVIPA.
+//!
+//! The last run, `no_tunnel`, is the reference: the same topology with plain
+//! kernel forwarding and no IPsec at all, i.e. what this machine can carry
+//! through three namespaces; every run is also shown as a share of it.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -47,11 +51,12 @@ struct Figures {
 }
 
 /// The runs of `plexgate bench e2e`, in order; `--only` picks one.
-pub const RUNS: [&str; 4] = [
+pub const RUNS: [&str; 5] = [
     "strongswan",
     "plexgate",
     "plexgate_esp",
     "plexgate_distributed",
+    "no_tunnel",
 ];
 
 /// `plexgate bench e2e`; `only` restricts it to one of [`RUNS`] (ratios then
@@ -79,6 +84,20 @@ pub fn e2e(as_json: bool, seconds: u32, only: Option<&str>) -> Result<(), BoxErr
             "plexgate" => plexgate_both_ends(d, true)?,
             // Plain ESP (IP protocol 50), which has no segmentation offload.
             "plexgate_esp" => plexgate_both_ends(d, false)?,
+            // The ceiling: the same namespaces, kernel forwarding, no tunnel.
+            "no_tunnel" => {
+                let site = Site::build(&SiteSpec {
+                    client: Endpoint::Nothing,
+                    gateway: Endpoint::Nothing,
+                    target: Endpoint::Nothing,
+                    dvipa_on_target: false,
+                })?;
+                site.ns("client")?
+                    .route_via(TARGET_NET, &GATEWAY_OUTER.to_string())?;
+                site.ns("gateway")?
+                    .route_via(CLIENT_NET, &CLIENT_OUTER.to_string())?;
+                measure(&site, d)?
+            }
             // The product's path: distributed over GRE to a plexgate target (no
             // strongSwan equivalent; its ratio is to strongSwan's forwarded path).
             _ => {
@@ -100,27 +119,50 @@ pub fn e2e(as_json: bool, seconds: u32, only: Option<&str>) -> Result<(), BoxErr
         Some(b) if b > 0.0 && a.is_finite() => Some(round(a / b)),
         _ => None,
     };
+    let ceiling = results
+        .iter()
+        .find(|(r, _)| *r == "no_tunnel")
+        .map(|(_, f)| *f);
     let mut rows = Vec::new();
     let mut pps_rows = Vec::new();
     for (imp, f) in &results {
-        rows.push((*imp, 1, f.gbps_1, ratio(f.gbps_1, base.map(|b| b.gbps_1))));
-        rows.push((*imp, 8, f.gbps_8, ratio(f.gbps_8, base.map(|b| b.gbps_8))));
+        for (streams, v, b, c) in [
+            (
+                1,
+                f.gbps_1,
+                base.map(|b| b.gbps_1),
+                ceiling.map(|c| c.gbps_1),
+            ),
+            (
+                8,
+                f.gbps_8,
+                base.map(|b| b.gbps_8),
+                ceiling.map(|c| c.gbps_8),
+            ),
+        ] {
+            rows.push((*imp, streams, v, ratio(v, b), ratio(v, c)));
+        }
         if f.pps_64.is_finite() {
-            pps_rows.push((*imp, f.pps_64, ratio(f.pps_64, base.map(|b| b.pps_64))));
+            pps_rows.push((
+                *imp,
+                f.pps_64,
+                ratio(f.pps_64, base.map(|b| b.pps_64)),
+                ratio(f.pps_64, ceiling.map(|c| c.pps_64)),
+            ));
         }
     }
     let show = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{r:.2}"));
     if as_json {
-        for (imp, streams, gbps, r) in rows {
+        for (imp, streams, gbps, r, c) in rows {
             println!(
                 "{}",
-                json!({"implementation": imp, "test": "tcp", "streams": streams, "gbps": round(gbps), "ratio": r, "seconds": d.as_secs()})
+                json!({"implementation": imp, "test": "tcp", "streams": streams, "gbps": round(gbps), "ratio": r, "of_no_tunnel": c, "seconds": d.as_secs()})
             );
         }
-        for (imp, pps, r) in pps_rows {
+        for (imp, pps, r, c) in pps_rows {
             println!(
                 "{}",
-                json!({"implementation": imp, "test": "udp_64", "streams": 1, "pps": pps.round(), "ratio": r, "seconds": d.as_secs()})
+                json!({"implementation": imp, "test": "udp_64", "streams": 1, "pps": pps.round(), "ratio": r, "of_no_tunnel": c, "seconds": d.as_secs()})
             );
         }
     } else {
@@ -128,19 +170,30 @@ pub fn e2e(as_json: bool, seconds: u32, only: Option<&str>) -> Result<(), BoxErr
         println!("IKE aes128-sha256-x25519, ESP aes128gcm16; ratio = plexgate / strongSwan (kernel-libipsec)");
         println!("plexgate: ESP in UDP (encap = \"udp\", UDP GSO/GRO), as strongSwan here; plexgate_esp: plain ESP (IP protocol 50)");
         println!("plexgate_distributed: ESP in UDP to the DVIPA, distributed over GRE to `plexgate target` (iperf3 on the DVIPA)");
+        println!("no_tunnel: the same namespaces with kernel forwarding and no IPsec (the ceiling; \"of no_tunnel\" = share of it)");
         println!(
-            "{:<34} {:>7} {:>10} {:>7}",
-            "implementation (both tunnel ends)", "streams", "Gbit/s", "ratio"
+            "{:<34} {:>7} {:>10} {:>7} {:>12}",
+            "implementation (both tunnel ends)", "streams", "Gbit/s", "ratio", "of no_tunnel"
         );
-        for (imp, streams, gbps, r) in rows {
-            println!("{imp:<34} {streams:>7} {gbps:>10.3} {:>7}", show(r));
+        for (imp, streams, gbps, r, c) in rows {
+            println!(
+                "{imp:<34} {streams:>7} {gbps:>10.3} {:>7} {:>12}",
+                show(r),
+                show(c)
+            );
         }
         println!(
-            "{:<34} {:>7} {:>10} {:>7}",
-            "UDP, 64-byte payloads", "", "kpps rx", "ratio"
+            "{:<34} {:>7} {:>10} {:>7} {:>12}",
+            "UDP, 64-byte payloads", "", "kpps rx", "ratio", "of no_tunnel"
         );
-        for (imp, pps, r) in pps_rows {
-            println!("{imp:<34} {:>7} {:>10.1} {:>7}", 1, pps / 1e3, show(r));
+        for (imp, pps, r, c) in pps_rows {
+            println!(
+                "{imp:<34} {:>7} {:>10.1} {:>7} {:>12}",
+                1,
+                pps / 1e3,
+                show(r),
+                show(c)
+            );
         }
     }
     Ok(())
