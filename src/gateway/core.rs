@@ -414,7 +414,7 @@ impl GatewayCore {
             }
             let route = self
                 .dist
-                .route_inbound_batch(now, &buf[inner.clone()], true, cache);
+                .route_inbound_uncached(now, &buf[inner.clone()], true, cache);
             self.forward(&route, buf, inner, sink);
             return;
         }

@@ -371,6 +371,19 @@ impl Distributor {
         if let Some(r) = self.cached_inbound(now, packet, via_ipsec, cache) {
             return *r;
         }
+        self.route_inbound_uncached(now, packet, via_ipsec, cache)
+    }
+
+    /// [`Distributor::route_inbound_batch`] after [`Distributor::cached_inbound`]
+    /// said no: parse the packet, route it, and remember it in `cache`.
+    #[inline]
+    pub fn route_inbound_uncached(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        via_ipsec: bool,
+        cache: &mut InboundFlowCache,
+    ) -> Route {
         let info = match flow::parse(packet) {
             Ok(info) => info,
             Err(_) => {
