@@ -397,7 +397,7 @@ impl GatewayCore {
         if let Some(cache) = cache {
             // A batch: the SA's selector check keeps no 5-tuple (for IPv4 it works
             // on integers), and the distributor reads the next packet of the same
-            // connection straight into an integer key (`route_inbound_batch`).
+            // connection straight into an integer key (`cached_inbound`).
             let Ok(inb) = self.sad.open_in_place(now, esp) else {
                 return;
             };

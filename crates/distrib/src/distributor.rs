@@ -83,7 +83,7 @@ pub struct InboundFlowCache {
 struct CachedFlow {
     key: FlowKey,
     /// `key` packed into one integer when both addresses are IPv4
-    /// ([`v4_key`]), for [`Distributor::route_inbound_batch`].
+    /// ([`v4_key`]), for [`Distributor::cached_inbound`].
     v4: Option<u128>,
     now: Instant,
     via_ipsec: bool,
@@ -349,33 +349,38 @@ impl Distributor {
         self.route_info_cached(now, packet, &info, via_ipsec, cache)
     }
 
-    /// [`Distributor::route_inbound_cached`] without a 5-tuple from the caller
-    /// (the SA's selector check of an IPv4 packet keeps none): same result,
-    /// counters and CRT as [`Distributor::route_inbound`] on each packet.
-    ///
-    /// When the cache holds an IPv4 connection, the packet's headers are read
-    /// straight into one integer key ([`steady_v4_key`]: IPv4, header lengths,
-    /// first fragment, TCP data offset / UDP length — every check of
-    /// [`flow::parse`] — and no SYN, FIN or RST); if it equals the cached one
-    /// (same `now` and `via_ipsec`), the packet takes the shortcut without
-    /// building a [`PacketInfo`] or a [`FlowKey`]. Anything else goes through
-    /// [`flow::parse`] and the checks of `route_inbound_cached`.
-    #[inline]
-    pub fn route_inbound_batch(
+    /// The batch path's shortcut, for [`Distributor::route_inbound_cached`]
+    /// without a 5-tuple from the caller (the SA's selector check of an IPv4
+    /// packet keeps none). When the cache holds an IPv4 connection, the
+    /// packet's headers are read straight into one integer key
+    /// (`steady_v4_key`: IPv4, header lengths, first fragment, TCP data
+    /// offset / UDP length — every check of [`flow::parse`] — and no SYN, FIN
+    /// or RST); if it equals the cached one (same `now` and `via_ipsec`), the
+    /// cached route is returned (counted as routed) without building a
+    /// [`PacketInfo`] or a [`FlowKey`], by reference so that the caller reads it
+    /// in place. Otherwise `None`, and nothing changes: call
+    /// [`Distributor::route_inbound_uncached`]. Together the two give the same
+    /// result, counters and CRT as [`Distributor::route_inbound`] per packet.
+    #[inline(always)]
+    pub fn cached_inbound<'c>(
         &mut self,
         now: Instant,
         packet: &[u8],
         via_ipsec: bool,
-        cache: &mut InboundFlowCache,
-    ) -> Route {
-        if let Some(r) = self.cached_inbound(now, packet, via_ipsec, cache) {
-            return *r;
+        cache: &'c InboundFlowCache,
+    ) -> Option<&'c Route> {
+        let c = cache.last.as_ref()?;
+        let k = c.v4?;
+        if c.now == now && c.via_ipsec == via_ipsec && steady_v4_key(packet) == Some(k) {
+            self.counters.routed_in += 1;
+            return Some(&c.route);
         }
-        self.route_inbound_uncached(now, packet, via_ipsec, cache)
+        None
     }
 
-    /// [`Distributor::route_inbound_batch`] after [`Distributor::cached_inbound`]
-    /// said no: parse the packet, route it, and remember it in `cache`.
+    /// The rest of the batch path after [`Distributor::cached_inbound`] said
+    /// no: [`flow::parse`] and the checks of `route_inbound_cached`; the
+    /// packet's connection is remembered in `cache`.
     #[inline]
     pub fn route_inbound_uncached(
         &mut self,
@@ -392,27 +397,6 @@ impl Distributor {
             }
         };
         self.route_info_cached(now, packet, &info, via_ipsec, cache)
-    }
-
-    /// The shortcut of [`Distributor::route_inbound_batch`] alone: the cached
-    /// route (counted as routed) if `packet` continues the cached IPv4
-    /// connection, else `None` and nothing changes. The route is returned by
-    /// reference so that the caller reads it in place.
-    #[inline(always)]
-    pub fn cached_inbound<'c>(
-        &mut self,
-        now: Instant,
-        packet: &[u8],
-        via_ipsec: bool,
-        cache: &'c InboundFlowCache,
-    ) -> Option<&'c Route> {
-        let c = cache.last.as_ref()?;
-        let k = c.v4?;
-        if c.now == now && c.via_ipsec == via_ipsec && steady_v4_key(packet) == Some(k) {
-            self.counters.routed_in += 1;
-            return Some(&c.route);
-        }
-        None
     }
 
     /// The cache check of [`Distributor::route_inbound_cached`] on a parsed packet.
