@@ -472,8 +472,8 @@ fn esp_batches_decide_like_single_packets() {
             remote: gw_side.local,
             ..gw_side.clone()
         };
-        a.install_child_sa(t0, gw_side.clone());
-        b.install_child_sa(t0, gw_side);
+        a.install_child_sa(t0, plexgate_ike::IkeSaId(1), gw_side.clone());
+        b.install_child_sa(t0, plexgate_ike::IkeSaId(1), gw_side);
         srvstat_listening(&mut a, t0, &mut rec_a);
         srvstat_listening(&mut b, t0, &mut rec_b);
         let (mut c_out, _) = client_sas(&client_side);

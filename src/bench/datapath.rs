@@ -314,7 +314,8 @@ impl Fixture {
             dir,
             batched: true,
         };
-        f.core.install_child_sa(now, child_sa(t));
+        f.core
+            .install_child_sa(now, plexgate_ike::IkeSaId(1), child_sa(t));
         f.one(0, now);
         if f.sink.gre_packets != 1 {
             return Err(format!(
@@ -354,9 +355,12 @@ impl Fixture {
     /// re-install and the copy of each batch into the receive slots are not in
     /// it; [`Fixture::fill_round`] measures the copy on its own.
     pub fn timed_round(&mut self) -> (u64, Duration) {
-        self.core.remove_child_sa(SPI_IN, SPI_OUT);
-        self.core
-            .install_child_sa(Instant::now(), child_sa(self.transform));
+        self.core.remove_child_sa(SPI_IN);
+        self.core.install_child_sa(
+            Instant::now(),
+            plexgate_ike::IkeSaId(1),
+            child_sa(self.transform),
+        );
         let before = self.sink.gre_packets;
         let local = SocketAddr::new(IpAddr::V4(GW), 4500);
         let mut spent = Duration::ZERO;

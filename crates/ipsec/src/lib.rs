@@ -6,8 +6,8 @@
 //!   Appendix A2);
 //! - [`sa`]: [`SaParams`] (a serializable recovery record) and
 //!   [`SecurityAssociation`] with zero-allocation `seal` / `open_in_place`;
-//! - [`sad`]: the security association database (SAD): SAs by SPI, lifetimes,
-//!   events; [`spd`]: the security policy database (SPD, RFC 4301 §4.4.1);
+//! - [`sad`]: the security association database (SAD): inbound SAs by SPI,
+//!   outbound SAs chosen by SPD rule and selectors, lifetimes, events; [`spd`]: the security policy database (SPD, RFC 4301 §4.4.1);
 //! - [`selector`]: traffic selectors (RFC 7296 §3.13.1);
 //! - [`keylog`]: Wireshark `esp_sa` lines; [`error`]: [`EspError`] and
 //!   per-reason [`Counters`].
@@ -40,14 +40,14 @@
 //! let keymat = vec![7u8; 2 * cfg.transform.keymat_len()];
 //! let (inbound, outbound) = SaParams::pair_from_keymat(&cfg, &keymat, false, 0xc391_0a43, 0x634a_93ee)?;
 //! let mut sad = Sad::new();
-//! sad.insert(inbound, now)?;
-//! sad.insert(outbound, now)?;
+//! sad.insert_child(inbound, outbound, "client@example", now)?;
 //!
 //! // Outbound: SPD says Protect { peer: "c", child: "net" } -> SA -> seal.
 //! let reply = [0x45, 0, 0, 20, 0, 0, 0, 0, 64, 1, 0, 0, 203, 0, 113, 250, 192, 168, 250, 1];
-//! let spi = sad.outbound_spi("c", "net").unwrap();
+//! let t = plexgate_wire::ip::FiveTuple::parse(&reply)?;
+//! let out = sad.outbound_for("c", "net", &t).unwrap();
 //! let mut datagram = [0u8; 2048]; // UDP/4500 payload to send
-//! let n = sad.seal(now, spi, &reply, 4, &mut datagram)?;
+//! let n = sad.seal(now, out, &reply, 4, &mut datagram)?;
 //! assert_eq!(n, 8 + 8 + 20 + 2 + 2 + 16);
 //!
 //! // Inbound: a UDP/4500 payload classified as ESP is opened in place.
@@ -87,7 +87,7 @@ pub use sa::{
     ChildSaConfig, Direction, Lifetime, Limits, Mode, Opened, SaParams, SaStats,
     SecurityAssociation, UdpEncapPorts,
 };
-pub use sad::{Inbound, Sad, SadEvent};
+pub use sad::{ChildKey, ChildRef, Inbound, OutHandle, SaKey, Sad, SadEvent};
 pub use selector::TrafficSelector;
 pub use spd::{Spd, SpdAction, SpdRule};
 pub use transform::{ChildKeys, EspCipher, EspTransform};

@@ -8,8 +8,8 @@ mod common;
 
 use plexgate_ipsec::replay::DEFAULT_WINDOW;
 use plexgate_ipsec::{
-    ChildSaConfig, Direction, EspError, EspTransform, Lifetime, Limits, Mode, SaError, SaParams,
-    Sad, SadEvent, SecurityAssociation, TrafficSelector,
+    ChildSaConfig, EspError, EspTransform, Lifetime, Limits, Mode, SaError, SaKey, SaParams, Sad,
+    SadEvent, SecurityAssociation, TrafficSelector,
 };
 use proptest::prelude::*;
 use std::time::{Duration, Instant};
@@ -145,40 +145,39 @@ fn outbound_sequence_exhaustion_and_soft_limit() {
     let (mut out_p, _) = pair(EspTransform::AesGcm128, false);
     out_p.initial_seq = u64::from(u32::MAX) - 2;
     let mut sad = Sad::new();
-    sad.insert(out_p, now).unwrap();
+    let Ok(SaKey::Outbound(h)) = sad.insert(out_p, now) else {
+        panic!("outbound SA not installed")
+    };
     let inner = client_packet(40);
     let mut buf = vec![0u8; 200];
-    sad.seal(now, 0x1111, &inner, 4, &mut buf).unwrap();
+    sad.seal(now, h, &inner, 4, &mut buf).unwrap();
     // Past 15/16 of the space: a rekey is requested once.
     assert_eq!(
         sad.poll_event(),
         Some(SadEvent::RekeyNeeded {
-            spi: 0x1111,
-            direction: Direction::Outbound
+            sa: SaKey::Outbound(h),
+            child: None
         })
     );
-    sad.seal(now, 0x1111, &inner, 4, &mut buf).unwrap();
+    sad.seal(now, h, &inner, 4, &mut buf).unwrap();
     assert_eq!(sad.poll_event(), None);
-    assert_eq!(
-        sad.outbound(0x1111).unwrap().last_seq(),
-        u64::from(u32::MAX)
-    );
+    assert_eq!(sad.outbound(h).unwrap().last_seq(), u64::from(u32::MAX));
     // 2^32 - 1 used: the SA refuses and is removed.
     assert_eq!(
-        sad.seal(now, 0x1111, &inner, 4, &mut buf),
+        sad.seal(now, h, &inner, 4, &mut buf),
         Err(EspError::SeqExhausted)
     );
     assert_eq!(
         sad.poll_event(),
         Some(SadEvent::Expired {
-            spi: 0x1111,
-            direction: Direction::Outbound
+            sa: SaKey::Outbound(h),
+            child: None
         })
     );
-    assert_eq!(sad.outbound_spi("peer", "child"), None);
+    assert_eq!(sad.newest_outbound("peer", "child"), None);
     assert_eq!(
-        sad.seal(now, 0x1111, &inner, 4, &mut buf),
-        Err(EspError::UnknownSpi(0x1111))
+        sad.seal(now, h, &inner, 4, &mut buf),
+        Err(EspError::UnknownSpi(h.0))
     );
     assert_eq!(sad.counters.drop_seq_exhausted, 1);
     assert_eq!(sad.counters.tx_packets, 2);
@@ -209,9 +208,11 @@ fn lifetimes_by_time_packets_and_bytes() {
         },
     };
     let mut sad = Sad::new();
-    sad.insert(out_p.clone(), t0).unwrap();
-    sad.insert(in_p.clone(), t0).unwrap();
-    assert_eq!(sad.outbound_spi("peer", "child"), Some(0x1111));
+    let child = sad
+        .insert_child(in_p.clone(), out_p.clone(), "peer@example", t0)
+        .unwrap();
+    assert_eq!(sad.newest_outbound("peer", "child"), Some(child.out));
+    assert_eq!(sad.outbound(child.out).unwrap().spi(), 0x1111);
     assert_eq!(sad.next_timeout(), Some(t0 + Duration::from_secs(10)));
     sad.handle_timeout(t0 + Duration::from_secs(9));
     assert_eq!(sad.poll_event(), None);
@@ -219,8 +220,8 @@ fn lifetimes_by_time_packets_and_bytes() {
     assert_eq!(
         sad.poll_event(),
         Some(SadEvent::RekeyNeeded {
-            spi: 0x1111,
-            direction: Direction::Outbound
+            sa: SaKey::Outbound(child.out),
+            child: Some(0x1111)
         })
     );
     assert_eq!(sad.next_timeout(), Some(t0 + Duration::from_secs(20)));
@@ -228,11 +229,11 @@ fn lifetimes_by_time_packets_and_bytes() {
     assert_eq!(
         sad.poll_event(),
         Some(SadEvent::Expired {
-            spi: 0x1111,
-            direction: Direction::Outbound
+            sa: SaKey::Outbound(child.out),
+            child: Some(0x1111)
         })
     );
-    assert!(sad.outbound(0x1111).is_none());
+    assert!(sad.outbound(child.out).is_none());
     assert_eq!(sad.next_timeout(), None);
 
     // Inbound: packets 1 and 2 (soft at 2), then bytes cross 250 (hard).
@@ -262,15 +263,15 @@ fn lifetimes_by_time_packets_and_bytes() {
             (
                 1,
                 SadEvent::RekeyNeeded {
-                    spi: 0x1111,
-                    direction: Direction::Inbound
+                    sa: SaKey::Inbound(0x1111),
+                    child: None
                 }
             ),
             (
                 2,
                 SadEvent::Expired {
-                    spi: 0x1111,
-                    direction: Direction::Inbound
+                    sa: SaKey::Inbound(0x1111),
+                    child: None
                 }
             ),
         ]
@@ -442,10 +443,10 @@ fn params_validation() {
     let mut sad = Sad::new();
     sad.insert(in_p.clone(), now).unwrap();
     assert_eq!(sad.insert(in_p, now), Err(SaError::DuplicateSpi(0x1111)));
-    sad.insert(out_p, now).unwrap();
+    let out = sad.insert(out_p, now).unwrap();
     assert_eq!(sad.len(), 2);
-    assert!(sad.remove(Direction::Outbound, 0x1111).is_some());
-    assert_eq!(sad.outbound_spi("peer", "child"), None);
+    assert!(sad.remove(out).is_some());
+    assert_eq!(sad.newest_outbound("peer", "child"), None);
 }
 
 #[test]

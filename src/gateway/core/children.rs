@@ -2,7 +2,6 @@
 //! routes of the peers' selectors, acquires for traffic with no SA yet, and SAD
 //! lifetime events turned into rekeys and deletes.
 
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use plexgate_ike as ike;
@@ -10,7 +9,6 @@ use plexgate_ipsec as ipsec;
 
 use super::*;
 use serde_json::json;
-use std::collections::HashMap;
 
 impl GatewayCore {
     pub(super) fn acquire(&mut self, now: Instant, peer: &str, child: &str, sink: &mut dyn Sink) {
@@ -43,33 +41,25 @@ impl GatewayCore {
         while let Some(ev) = self.sad.poll_event() {
             any = true;
             match ev {
-                ipsec::SadEvent::RekeyNeeded { spi, direction } => {
-                    let spi_in = match direction {
-                        ipsec::Direction::Inbound => spi,
-                        ipsec::Direction::Outbound => match self.pair_of_out.get(&spi) {
-                            Some(s) => *s,
-                            None => continue,
-                        },
-                    };
+                ipsec::SadEvent::RekeyNeeded {
+                    child: Some(spi_in),
+                    ..
+                } => {
                     if let Err(e) = self.ike.rekey_child(now, spi_in) {
                         tracing::debug!("rekey of child {spi_in:08x} not started: {e}");
                     }
                 }
-                ipsec::SadEvent::Expired { spi, direction } => {
+                ipsec::SadEvent::Expired {
+                    child: Some(spi_in),
+                    ..
+                } => {
                     // A hard lifetime ended the SA (RFC 4301 §4.4.2.1): the IKE engine
                     // deletes the Child SA and tells the peer (INFORMATIONAL DELETE).
-                    let spi_in = match direction {
-                        ipsec::Direction::Outbound => {
-                            self.out_index.remove(spi);
-                            self.pair_of_out.get(&spi).copied()
-                        }
-                        ipsec::Direction::Inbound => Some(spi),
-                    };
-                    if let Some(spi_in) = spi_in {
-                        tracing::info!("Child SA {spi_in:08x}: hard lifetime reached, deleting");
-                        let _ = self.ike.delete_child(now, spi_in);
-                    }
+                    tracing::info!("Child SA {spi_in:08x}: hard lifetime reached, deleting");
+                    let _ = self.ike.delete_child(now, spi_in);
                 }
+                // SAs not installed as a pair have no Child SA to rekey or delete.
+                _ => {}
             }
         }
         if any {
@@ -88,6 +78,13 @@ impl GatewayCore {
                     self.site, record.spi_i, record.spi_r
                 );
                 tracing::info!(peer = %record.peer, remote = %record.remote, "IKE SA {:016x}_i {:016x}_r established", record.spi_i, record.spi_r);
+                self.ike_peers.insert(
+                    id,
+                    IkePeer {
+                        peer: record.peer.clone(),
+                        owner: record.remote_id.to_string(),
+                    },
+                );
                 if let Ok(v) = serde_json::to_vec_pretty(&record) {
                     self.side.push(SideEffect::PutRecord(key.clone(), v));
                 }
@@ -95,22 +92,23 @@ impl GatewayCore {
             }
             ike::Event::IkeSaDeleted { id, reason } => {
                 tracing::info!("IKE SA {} deleted: {reason}", id.0);
+                self.ike_peers.remove(&id);
                 if let Some(k) = self.ike_records.remove(&id) {
                     self.side.push(SideEffect::DeleteRecord(k));
                 }
             }
-            ike::Event::ChildSaUp { child, .. } => self.install_child(now, child, None),
+            ike::Event::ChildSaUp { ike, child } => self.install_child(now, ike, child, None),
             ike::Event::ChildSaRekeyed {
+                ike,
                 old_spi_in,
-                old_spi_out,
                 new,
                 ..
-            } => self.install_child(now, new, Some((old_spi_in, old_spi_out))),
+            } => self.install_child(now, ike, new, Some(old_spi_in)),
             ike::Event::ChildSaDeleted {
                 spi_in, spi_out, ..
             } => {
                 tracing::info!("Child SA {spi_in:08x}_i {spi_out:08x}_o deleted");
-                self.remove_child_sa(spi_in, spi_out);
+                self.remove_child_sa(spi_in);
             }
             ike::Event::ChildSaFailed { name, reason, .. } => {
                 tracing::warn!(child = %name, "Child SA failed: {reason}");
@@ -127,23 +125,23 @@ impl GatewayCore {
         }
     }
 
-    /// Install both SAs of a negotiated Child SA into the SAD (what `ChildSaUp`
-    /// does; public for benchmarks and for re-creating SAs from records).
-    pub fn install_child_sa(&mut self, now: Instant, c: ike::ChildSa) {
-        self.install_child(now, c, None);
+    /// Install both SAs of a negotiated Child SA of the IKE SA `ike` into the SAD
+    /// (what `ChildSaUp` does; public for benchmarks and for re-creating SAs
+    /// from records).
+    pub fn install_child_sa(&mut self, now: Instant, ike: ike::IkeSaId, c: ike::ChildSa) {
+        self.install_child(now, ike, c, None);
     }
 
-    /// Remove both SAs of a Child SA, its outbound index entry and, with the last SA
-    /// of a selector, its route; the recovery record goes too.
-    pub fn remove_child_sa(&mut self, spi_in: u32, spi_out: u32) {
-        self.sad.remove(ipsec::Direction::Inbound, spi_in);
-        if let Some(sa) = self.sad.remove(ipsec::Direction::Outbound, spi_out) {
+    /// Remove both SAs of the Child SA with inbound SPI `spi_in` and, with the
+    /// last SA of a selector, its route; the recovery record goes too.
+    pub fn remove_child_sa(&mut self, spi_in: u32) {
+        if let Some(sa) = self.sad.remove_child(spi_in) {
             // Only the last SA of a selector takes its route away (a rekeyed
             // SA's replacement inherited it).
-            let still = self.sad.iter().any(|o| {
-                o.params().direction == ipsec::Direction::Outbound
-                    && o.params().remote_ts == sa.params().remote_ts
-            });
+            let still = self
+                .sad
+                .outbound_sas()
+                .any(|(_, o)| o.params().remote_ts == sa.params().remote_ts);
             if !still {
                 for cidr in sa.params().remote_ts.iter().filter_map(ts_cidr) {
                     if let Some(n) = self.routes.get_mut(&cidr) {
@@ -156,32 +154,22 @@ impl GatewayCore {
                 }
             }
         }
-        self.out_index.remove(spi_out);
-        self.pair_of_out.remove(&spi_out);
         self.side.push(SideEffect::DeleteRecord(format!(
             "{}/child/{spi_in:08x}",
             self.site
         )));
     }
 
-    pub(super) fn install_child(
-        &mut self,
-        now: Instant,
-        c: ike::ChildSa,
-        replaces: Option<(u32, u32)>,
-    ) {
-        let Some(transform) = esp_transform(&c) else {
-            tracing::warn!(
-                "Child SA {}: transform {} not supported by the data plane",
-                c.name,
-                c.encr
-            );
-            return;
-        };
-        let peer = self.peer_of_child(&c.name);
+    /// The data-plane parameters of both directions of a negotiated Child SA.
+    fn sa_params(
+        &self,
+        c: &ike::ChildSa,
+        peer: &str,
+        transform: ipsec::EspTransform,
+    ) -> (ipsec::SaParams, ipsec::SaParams) {
         let pol = self
             .children
-            .get(&(peer.clone(), c.name.clone()))
+            .get(&(peer.to_string(), c.name.clone()))
             .cloned()
             .unwrap_or(ChildPolicy {
                 replay_window: 1024,
@@ -212,48 +200,67 @@ impl GatewayCore {
             remote_addr: c.remote.ip(),
             encap,
             initial_seq: 0,
-            peer: peer.clone(),
+            peer: peer.to_string(),
             child: c.name.clone(),
         };
-        let pin = mk(c.spi_in, ipsec::Direction::Inbound, &c.keys_in);
-        let pout = mk(c.spi_out, ipsec::Direction::Outbound, &c.keys_out);
-        if self.keylog {
-            self.side
-                .push(SideEffect::KeyLog(ipsec::keylog::esp_sa_line(&pin)));
-            self.side
-                .push(SideEffect::KeyLog(ipsec::keylog::esp_sa_line(&pout)));
-        }
-        let rec = json!({
-            "peer": peer, "child": c.name, "spi_in": format!("{:08x}", c.spi_in), "spi_out": format!("{:08x}", c.spi_out),
-            "protocol": c.protocol, "transform": format!("{transform:?}"), "esn": c.esn,
-            "local_ts": local_ts, "remote_ts": remote_ts, "local": c.local, "remote": c.remote, "udp_encap": c.udp_encap,
-            "replaces": replaces.map(|(i, o)| json!({"spi_in": format!("{i:08x}"), "spi_out": format!("{o:08x}")})),
-        });
-        if let Err(e) = self.sad.insert(pin, now) {
-            tracing::warn!("inbound SA {:08x} not installed: {e}", c.spi_in);
-            return;
-        }
-        if let Err(e) = self.sad.insert(pout, now) {
-            tracing::warn!("outbound SA {:08x} not installed: {e}", c.spi_out);
-            self.sad.remove(ipsec::Direction::Inbound, c.spi_in);
-            return;
-        }
-        if let Some((_, old_out)) = replaces {
+        (
+            mk(c.spi_in, ipsec::Direction::Inbound, &c.keys_in),
+            mk(c.spi_out, ipsec::Direction::Outbound, &c.keys_out),
+        )
+    }
+
+    /// Install a Child SA; `replaces`: the inbound SPI of the Child SA it rekeys.
+    /// A Child SA the data plane refuses is deleted with the peer at once, so
+    /// that the peer never believes in an SA whose traffic would vanish.
+    pub(super) fn install_child(
+        &mut self,
+        now: Instant,
+        ike_sa: ike::IkeSaId,
+        c: ike::ChildSa,
+        replaces: Option<u32>,
+    ) {
+        // The IKE SA's peer config and proven identity (a Child SA's name alone is
+        // not unique across peers; the identity keeps peers apart in the SAD).
+        let (peer, owner) = match self.ike_peers.get(&ike_sa) {
+            Some(p) => (p.peer.clone(), p.owner.clone()),
+            None => (String::new(), format!("IKE SA #{}", ike_sa.0)),
+        };
+        let installed = esp_transform(&c)
+            .ok_or_else(|| format!("transform {} is not supported by the data plane", c.encr))
+            .and_then(|transform| {
+                let (pin, pout) = self.sa_params(&c, &peer, transform);
+                if self.keylog {
+                    for p in [&pin, &pout] {
+                        self.side
+                            .push(SideEffect::KeyLog(ipsec::keylog::esp_sa_line(p)));
+                    }
+                }
+                let rec = child_record(&c, &peer, transform, &pin, replaces);
+                self.sad
+                    .insert_child(pin, pout, &owner, now)
+                    .map(|r| (r, transform, rec))
+                    .map_err(|e| e.to_string())
+            });
+        let (child_ref, transform, rec) = match installed {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(
+                    peer = %peer, child = %c.name,
+                    "Child SA {:08x}_i {:08x}_o refused by the data plane: {e}; deleting it with the peer",
+                    c.spi_in, c.spi_out
+                );
+                if let Err(e) = self.ike.delete_child(now, c.spi_in) {
+                    tracing::debug!("delete of refused child {:08x}: {e}", c.spi_in);
+                }
+                return;
+            }
+        };
+        match replaces.and_then(|old_in| self.sad.outbound_of_child(old_in)) {
             // New traffic goes out on the new SA at once; the old inbound SA stays
             // until the peer's DELETE (RFC 7296 §2.8).
-            self.out_index.remove(old_out);
+            Some(old_out) => self.sad.retire_outbound(old_out),
+            None => self.add_routes(child_ref.out),
         }
-        self.out_index.insert(&remote_ts, c.spi_out);
-        if replaces.is_none() {
-            for cidr in remote_ts.iter().filter_map(ts_cidr) {
-                let n = self.routes.entry(cidr.clone()).or_insert(0);
-                *n += 1;
-                if *n == 1 {
-                    self.route_changes.push((true, cidr));
-                }
-            }
-        }
-        self.pair_of_out.insert(c.spi_out, c.spi_in);
         self.acquiring.remove(&(peer.clone(), c.name.clone()));
         tracing::info!(
             peer = %peer, child = %c.name, "Child SA {:08x}_i {:08x}_o installed ({transform:?}{}{})",
@@ -267,50 +274,33 @@ impl GatewayCore {
         }
     }
 
-    pub(super) fn peer_of_child(&self, child: &str) -> String {
-        let mut v: Vec<&String> = self
-            .children
-            .keys()
-            .filter(|(_, c)| c == child)
-            .map(|(p, _)| p)
-            .collect();
-        v.sort();
-        v.first().map(|s| s.to_string()).unwrap_or_default()
-    }
-}
-
-/// Which outbound SA carries a packet to a given inner destination.
-#[derive(Debug, Default)]
-pub(super) struct OutboundIndex {
-    hosts: HashMap<IpAddr, u32>,
-    ranges: Vec<(ipsec::TrafficSelector, u32)>,
-}
-
-impl OutboundIndex {
-    pub(super) fn insert(&mut self, ts: &[ipsec::TrafficSelector], spi: u32) {
-        for t in ts {
-            if t.start_addr == t.end_addr {
-                self.hosts.insert(t.start_addr, spi);
-            } else {
-                self.ranges.push((*t, spi));
+    /// Routes into the TUN for the remote selectors of a new outbound SA.
+    fn add_routes(&mut self, out: ipsec::OutHandle) {
+        let Some(sa) = self.sad.outbound(out) else {
+            return;
+        };
+        for cidr in sa.params().remote_ts.iter().filter_map(ts_cidr) {
+            let n = self.routes.entry(cidr.clone()).or_insert(0);
+            *n += 1;
+            if *n == 1 {
+                self.route_changes.push((true, cidr));
             }
         }
     }
+}
 
-    pub(super) fn remove(&mut self, spi: u32) {
-        self.hosts.retain(|_, s| *s != spi);
-        self.ranges.retain(|(_, s)| *s != spi);
-    }
-
-    #[inline]
-    pub(super) fn lookup(&self, dst: IpAddr) -> Option<u32> {
-        if let Some(s) = self.hosts.get(&dst) {
-            return Some(*s);
-        }
-        self.ranges
-            .iter()
-            .rev()
-            .find(|(t, _)| t.contains_addr(dst))
-            .map(|(_, s)| *s)
-    }
+/// The recovery record of a Child SA (the shape becomes the store's typed record).
+fn child_record(
+    c: &ike::ChildSa,
+    peer: &str,
+    transform: ipsec::EspTransform,
+    pin: &ipsec::SaParams,
+    replaces: Option<u32>,
+) -> serde_json::Value {
+    json!({
+        "peer": peer, "child": c.name, "spi_in": format!("{:08x}", c.spi_in), "spi_out": format!("{:08x}", c.spi_out),
+        "protocol": c.protocol, "transform": format!("{transform:?}"), "esn": c.esn,
+        "local_ts": pin.local_ts, "remote_ts": pin.remote_ts, "local": c.local, "remote": c.remote, "udp_encap": c.udp_encap,
+        "replaces": replaces.map(|i| format!("{i:08x}")),
+    })
 }

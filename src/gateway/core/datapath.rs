@@ -334,7 +334,8 @@ impl GatewayCore {
         self.protect(now, buf, start, len, t, sink);
     }
 
-    /// Outbound SPD, then seal with the SA for the destination, or start an acquire.
+    /// Outbound SPD, then seal with the SA its PROTECT rule names whose
+    /// selectors fit the packet (RFC 4301 §5.1), or start an acquire.
     pub(super) fn protect(
         &mut self,
         now: Instant,
@@ -344,17 +345,17 @@ impl GatewayCore {
         t: plexgate_wire::ip::FiveTuple,
         sink: &mut dyn Sink,
     ) {
-        let Some(rule) = self.spd.lookup(ipsec::Direction::Outbound, &t) else {
+        let Some((i, rule)) = self.spd.lookup_indexed(ipsec::Direction::Outbound, &t) else {
             self.counters.drop_policy_out += 1;
             return;
         };
         // BYPASS cannot apply here: the packet came from the TUN (or a target) and
         // cannot go back; bypass traffic should not be routed into plexgate.
-        if !matches!(rule.action, ipsec::SpdAction::Protect { .. }) {
+        let Some(key) = self.out_rule_keys.get(i).copied().flatten() else {
             self.counters.drop_policy_out += 1;
             return;
-        }
-        let Some(spi) = self.out_index.lookup(t.dst) else {
+        };
+        let Some(spi) = self.sad.select_outbound(key, &t) else {
             self.counters.drop_no_sa += 1;
             if let ipsec::SpdAction::Protect { peer, child, .. } = &rule.action {
                 let (peer, child) = (peer.clone(), child.clone());
@@ -363,7 +364,6 @@ impl GatewayCore {
             return;
         };
         let Some(sa) = self.sad.outbound(spi) else {
-            self.out_index.remove(spi);
             self.counters.drop_no_sa += 1;
             return;
         };

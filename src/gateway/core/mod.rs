@@ -27,8 +27,6 @@ mod control;
 mod datapath;
 mod status;
 
-use children::OutboundIndex;
-
 /// Bytes kept free in front of a packet for headers written in place
 /// (ESP header + IV ≤ 24, GRE 8, IPv4 20).
 pub const HEADROOM: usize = 64;
@@ -114,6 +112,15 @@ struct ChildPolicy {
     lifetime: ipsec::Lifetime,
 }
 
+/// Who an IKE SA belongs to.
+#[derive(Debug, Clone)]
+struct IkePeer {
+    /// Peer config name.
+    peer: String,
+    /// The remote identity it authenticated as.
+    owner: String,
+}
+
 /// The gateway's protocol state.
 pub struct GatewayCore {
     ike: ike::Endpoint,
@@ -121,9 +128,12 @@ pub struct GatewayCore {
     spd: ipsec::Spd,
     dist: distrib::Distributor,
     children: HashMap<(String, String), ChildPolicy>,
-    out_index: OutboundIndex,
-    /// outbound SPI → inbound SPI of the same Child SA (rekeys are asked by spi_in).
-    pair_of_out: HashMap<u32, u32>,
+    /// Per outbound SPD rule (by position): the SAD key of its (peer, child)
+    /// for PROTECT rules, `None` for the others.
+    out_rule_keys: Vec<Option<ipsec::ChildKey>>,
+    /// The peer config and proven identity of each IKE SA (its Child SAs are
+    /// installed under them).
+    ike_peers: HashMap<ike::IkeSaId, IkePeer>,
     /// Acquires under way or recently failed: no new one before the instant.
     acquiring: HashMap<(String, String), Instant>,
     ike_records: HashMap<ike::IkeSaId, String>,
@@ -201,14 +211,26 @@ impl GatewayCore {
         }
         let mut local_addrs = p.site.gateway_vipas.clone();
         local_addrs.extend(p.links.iter().map(|l| l.local));
+        let spd = config::spd(p);
+        let mut sad = ipsec::Sad::new();
+        let out_rule_keys = spd
+            .outbound
+            .iter()
+            .map(|r| match &r.action {
+                ipsec::SpdAction::Protect { peer, child, .. } => {
+                    Some(sad.intern_child(peer, child))
+                }
+                _ => None,
+            })
+            .collect();
         Ok(GatewayCore {
             ike: ike::Endpoint::new(Arc::new(ike_cfg), rng),
-            sad: ipsec::Sad::new(),
-            spd: config::spd(p),
+            sad,
+            spd,
             dist,
             children,
-            out_index: OutboundIndex::default(),
-            pair_of_out: HashMap::new(),
+            out_rule_keys,
+            ike_peers: HashMap::new(),
             acquiring: HashMap::new(),
             ike_records: HashMap::new(),
             keylog: p.log.keylog.is_some(),
