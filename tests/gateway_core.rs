@@ -64,7 +64,14 @@ fn gateway(dir: &Path, plain: &str) -> GatewayCore {
     site.write(dir, PSK, CLUSTER_KEY).unwrap();
     let checked =
         plexgate_policy::parse_str(&site.toml(), "mem.toml", dir).unwrap_or_else(|d| panic!("{d}"));
-    GatewayCore::new(&checked.policy, Box::new(ike::SeededRng::new(7))).unwrap()
+    let setup = plexgate::gateway::core::CoreSetup::load(&checked.policy).unwrap();
+    GatewayCore::new(
+        &checked.policy,
+        setup,
+        Box::new(ike::SeededRng::new(7)),
+        Instant::now(),
+    )
+    .unwrap()
 }
 
 fn client() -> ike::Endpoint {

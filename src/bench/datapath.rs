@@ -279,7 +279,13 @@ impl Fixture {
         site.write(&dir, b"bench-psk-0123456789", CLUSTER_KEY)?;
         let checked = plexgate_policy::parse_str(&site.toml(), "bench.toml", &dir)
             .map_err(|d| format!("{d}"))?;
-        let mut core = GatewayCore::new(&checked.policy, Box::new(ike::SeededRng::new(1)))?;
+        let setup = crate::gateway::core::CoreSetup::load(&checked.policy)?;
+        let mut core = GatewayCore::new(
+            &checked.policy,
+            setup,
+            Box::new(ike::SeededRng::new(1)),
+            Instant::now(),
+        )?;
         let mut sink = CountingSink::default();
         let now = Instant::now();
         let node = distrib::NodeId(1000);

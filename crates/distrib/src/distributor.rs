@@ -144,7 +144,12 @@ pub struct Distributor {
     last_heard: HashMap<NodeId, Instant>,
     outbox: VecDeque<ClusterTransmit>,
     counters: Counters,
+    /// When the CRT was last swept for idle entries.
+    swept_at: Option<Instant>,
 }
+
+/// How often idle CRT entries are swept and silent nodes marked down.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 impl Distributor {
     /// A gateway with no DVIPA yet.
@@ -162,6 +167,7 @@ impl Distributor {
             last_heard: HashMap::new(),
             outbox: VecDeque::new(),
             counters: Counters::default(),
+            swept_at: None,
         }
     }
 
@@ -800,9 +806,20 @@ impl Distributor {
         }
     }
 
-    /// Expire idle CRT entries and mark silent nodes down. Call about once a
-    /// second; returns the number of CRT entries removed.
+    /// When [`Distributor::handle_timeout`] must run next: [`SWEEP_EVERY`]
+    /// after the last sweep (`None` before the first one: run it at once).
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.swept_at.map(|t| t + SWEEP_EVERY)
+    }
+
+    /// Expire idle CRT entries and mark silent nodes down; does the sweep when
+    /// it is due ([`Distributor::next_timeout`]). Returns the number of CRT
+    /// entries removed.
     pub fn handle_timeout(&mut self, now: Instant) -> usize {
+        if self.swept_at.is_some_and(|t| now < t + SWEEP_EVERY) {
+            return 0;
+        }
+        self.swept_at = Some(now);
         let mut gone: Vec<(FlowKey, NodeId)> = Vec::new();
         self.crt
             .expire(now, &self.timeouts, |k, e| gone.push((*k, e.target)));

@@ -245,6 +245,24 @@ impl GatewayCore {
         }
     }
 
+    /// A batch of GRE packets received on link `link` (each packet's `remote`
+    /// is its outer source): [`GatewayCore::on_gre`] on each in turn.
+    pub fn on_gre_batch(
+        &mut self,
+        now: Instant,
+        link: distrib::LinkId,
+        batch: &mut impl RxBatch,
+        sink: &mut dyn Sink,
+    ) {
+        for i in 0..batch.count() {
+            if let Some(p) = batch.packet(i) {
+                if let Some(src) = p.remote {
+                    self.on_gre(now, link, src.ip(), p.buf, p.start, p.len, sink);
+                }
+            }
+        }
+    }
+
     /// A GRE packet (the IP protocol 47 payload) arrived on link `link` from
     /// `outer_src`: a target's reply, or a packet of a connection its app opened.
     #[allow(clippy::too_many_arguments)] // in-place API: buffer, offset and length travel together

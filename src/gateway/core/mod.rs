@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use plexgate_distrib as distrib;
 use plexgate_ike as ike;
@@ -151,15 +151,66 @@ pub struct GatewayCore {
     plain_drop: Vec<IpAddr>,
     /// Target names by cluster node id (for status).
     target_names: HashMap<u32, String>,
+    /// When the DVIPA list goes to the targets next.
+    announce_at: Instant,
+    /// When NAT-T keepalives go out next.
+    keepalive_at: Instant,
 }
 
+/// What the core needs beside the policy: everything read from files or the
+/// clock, so that the core itself touches neither ([`CoreSetup::load`] reads them).
+pub struct CoreSetup {
+    /// The IKE engine's configuration, credentials loaded.
+    pub ike: ike::Config,
+    /// The cluster channel key (HMAC-SHA-256).
+    pub cluster_key: Vec<u8>,
+    /// The first sequence number of our cluster messages: above any this node
+    /// may have used before a restart (the runtime takes the wall clock in µs).
+    pub first_seq: u64,
+}
+
+impl CoreSetup {
+    /// Read the key files the policy names and the wall clock.
+    pub fn load(p: &policy::Policy) -> Result<CoreSetup, config::ConfigError> {
+        let cluster_key = match &p.cluster {
+            Some(c) => std::fs::read(&c.key_file).map_err(|err| config::ConfigError::KeyFile {
+                path: c.key_file.display().to_string(),
+                err,
+            })?,
+            None => b"plexgate-no-cluster".to_vec(),
+        };
+        let first_seq = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(1);
+        Ok(CoreSetup {
+            ike: config::ike_config(p)?,
+            cluster_key,
+            first_seq,
+        })
+    }
+}
+
+/// How often the DVIPA list is sent to the targets (they answer with SRVSTAT
+/// and NEWCONN; a target that restarted learns the DVIPAs within this time).
+pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(5);
+/// How often NAT-T keepalives go to peers behind a NAT (RFC 3948 §2.3 suggests 20 s).
+pub const NAT_KEEPALIVE_EVERY: Duration = Duration::from_secs(20);
+
 impl GatewayCore {
-    /// Build the core from a checked site policy.
+    /// Build the core from a checked site policy, what [`CoreSetup::load`]
+    /// read, and the time now. Touches no file, clock or socket.
     pub fn new(
         p: &policy::Policy,
+        setup: CoreSetup,
         rng: Box<dyn ike::Rng>,
+        now: Instant,
     ) -> Result<GatewayCore, config::ConfigError> {
-        let ike_cfg = config::ike_config(p)?;
+        let CoreSetup {
+            ike: ike_cfg,
+            cluster_key: key,
+            first_seq,
+        } = setup;
         let mut children = HashMap::new();
         for peer in &p.peers {
             for c in &peer.children {
@@ -185,17 +236,6 @@ impl GatewayCore {
                 );
             }
         }
-        let key = match &p.cluster {
-            Some(c) => std::fs::read(&c.key_file).map_err(|err| config::ConfigError::KeyFile {
-                path: c.key_file.display().to_string(),
-                err,
-            })?,
-            None => b"plexgate-no-cluster".to_vec(),
-        };
-        let first_seq = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(1);
         let mut dist = distrib::Distributor::new(distrib::DistributorConfig::new(
             config::gateway_node(p),
             distrib::ClusterKey::new(&key),
@@ -253,6 +293,8 @@ impl GatewayCore {
                 .iter()
                 .filter_map(|t| config::target_node(p, &t.name).map(|n| (n.0, t.name.clone())))
                 .collect(),
+            announce_at: now,
+            keepalive_at: now + NAT_KEEPALIVE_EVERY,
         })
     }
 
@@ -269,26 +311,41 @@ impl GatewayCore {
         self.flush(now, sink);
     }
 
-    /// When [`GatewayCore::on_timeout`] must run next.
-    pub fn next_timeout(&self) -> Option<Instant> {
-        match (self.ike.poll_timeout(), self.sad.next_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+    /// When [`GatewayCore::on_timeout`] must run next: the earliest of the IKE
+    /// engine's, the SAD's and the distributor's deadlines and the core's own
+    /// periodic duties. The runtime sleeps until then (or until a packet).
+    pub fn next_timeout(&self) -> Instant {
+        [
+            self.ike.poll_timeout(),
+            self.sad.next_timeout(),
+            self.dist.next_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(self.announce_at.min(self.keepalive_at), Instant::min)
     }
 
-    /// Timers: IKE retransmissions and rekeys, SA lifetimes, CRT idle entries.
+    /// Timers: IKE retransmissions and rekeys, SA lifetimes, CRT idle entries,
+    /// the DVIPA list to targets, NAT-T keepalives.
     pub fn on_timeout(&mut self, now: Instant, sink: &mut dyn Sink) {
         self.ike.handle_timeout(now);
         self.sad.handle_timeout(now);
         self.dist.handle_timeout(now);
+        if now >= self.keepalive_at {
+            self.send_nat_keepalives(sink);
+            self.keepalive_at = now + NAT_KEEPALIVE_EVERY;
+        }
+        if now >= self.announce_at {
+            self.dist.announce();
+            self.announce_at = now + ANNOUNCE_EVERY;
+        }
         self.after_sad(now, sink);
         self.flush(now, sink);
     }
 
     /// NAT-T keepalives (RFC 3948 §2.3): one 0xFF byte to every peer behind a NAT,
-    /// so that the NAT keeps its mapping; the runtime calls this every 20 s.
-    pub fn send_nat_keepalives(&mut self, sink: &mut dyn Sink) {
+    /// so that the NAT keeps its mapping ([`NAT_KEEPALIVE_EVERY`]).
+    fn send_nat_keepalives(&mut self, sink: &mut dyn Sink) {
         for (local, remote) in self.ike.nat_keepalives() {
             sink.udp(local, remote, &[0xff]);
         }
@@ -318,6 +375,11 @@ impl GatewayCore {
         while let Some(t) = self.dist.poll_transmit() {
             sink.cluster(t.to, &t.bytes);
         }
+    }
+
+    /// Whether records, key-log lines or routes wait to be drained.
+    pub fn has_side_effects(&self) -> bool {
+        !self.side.is_empty() || !self.route_changes.is_empty()
     }
 
     /// Records to write and key-log lines to append since the last call.
