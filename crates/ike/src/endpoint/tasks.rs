@@ -288,45 +288,4 @@ impl Endpoint {
             Ok(())
         })
     }
-
-    /// Status of every IKE SA (for `plexgate status`).
-    pub fn sas(&self, now: Instant) -> Vec<IkeSaInfo> {
-        let secs = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(now).as_secs());
-        let mut v: Vec<IkeSaInfo> = self
-            .sas
-            .values()
-            .map(|sa| IkeSaInfo {
-                id: sa.id,
-                peer: sa.peer.as_ref().map(|p| p.name.clone()),
-                state: sa.state,
-                initiator: sa.initiator,
-                spi_i: sa.spi_i,
-                spi_r: sa.spi_r,
-                local: sa.local,
-                remote: sa.remote,
-                local_id: sa.local_id.as_ref().map(|i| i.to_string()),
-                remote_id: sa.remote_id.as_ref().map(|i| i.to_string()),
-                algorithms: sa.proposal.map(|p| p.name()),
-                nat: sa.nat_local || sa.nat_remote,
-                rekey_in_secs: secs(sa.rekey_at),
-                children: sa
-                    .children
-                    .iter()
-                    .map(|c| ChildInfo {
-                        name: c.sa.name.clone(),
-                        spi_in: c.sa.spi_in,
-                        spi_out: c.sa.spi_out,
-                        algorithms: esp_name(&c.proposal),
-                        ts_local: c.sa.ts_local.iter().map(|t| t.to_string()).collect(),
-                        ts_remote: c.sa.ts_remote.iter().map(|t| t.to_string()).collect(),
-                        mode: c.sa.mode,
-                        udp_encap: c.sa.udp_encap,
-                        rekey_in_secs: secs(c.rekey_at),
-                    })
-                    .collect(),
-            })
-            .collect();
-        v.sort_by_key(|i| i.id);
-        v
-    }
 }
