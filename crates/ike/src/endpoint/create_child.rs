@@ -3,6 +3,18 @@
 
 use super::*;
 
+/// The peer rekeyed `old_in` while our own rekey of it is in flight (§2.8.1): remember
+/// the SA its exchange created and the lowest nonce of that exchange.
+fn note_collision(sa: &mut IkeSa, old_in: u32, spi_in: u32, ni: &[u8], nr: &[u8]) {
+    let ours_in_flight = matches!(&sa.outstanding, Some(Outstanding { pending: Pending::CreateChild { child, .. }, .. }) if child.rekey_of == Some(old_in));
+    if ours_in_flight {
+        let low = if ni <= nr { ni } else { nr };
+        if let Some(x) = sa.children.iter_mut().find(|x| x.sa.spi_in == old_in) {
+            x.collision = Some((spi_in, low.to_vec()));
+        }
+    }
+}
+
 impl Endpoint {
     /// Responder: CREATE_CHILD_SA (§1.3).
     pub(super) fn handle_create_child_request(
@@ -14,117 +26,41 @@ impl Endpoint {
     ) {
         let Some(pc) = sa.peer.clone() else { return };
         let Some(ni) = nonce_of(p).cloned() else {
-            return self.send_response(
-                sa,
-                exchange::CREATE_CHILD_SA,
-                mid,
-                &[Payload::notify(notify::INVALID_SYNTAX, vec![])],
-            );
+            return self.answer_notify(sa, exchange::CREATE_CHILD_SA, mid, notify::INVALID_SYNTAX);
         };
         let is_ike = sa_of(p).is_some_and(|v| v.iter().any(|x| x.protocol == protocol::IKE));
         if is_ike {
             return self.handle_rekey_ike_request(now, sa, mid, p, ni, &pc);
         }
-        let rekey = find_notify(p, notify::REKEY_SA).and_then(|n| {
-            n.spi
-                .get(..4)
-                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        });
-        if rekey.is_none() && sa.children.len() >= self.config.limits.max_child_sas {
-            //= https://www.rfc-editor.org/rfc/rfc7296#section-3.10.1
-            //# NO_ADDITIONAL_SAS [...] indicates that the CREATE_CHILD_SA request
-            //# is unacceptable because the responder is unwilling to accept any
-            //# more Child SAs on this IKE SA.
-            let n = Payload::notify(notify::NO_ADDITIONAL_SAS, vec![]);
-            return self.send_response(sa, exchange::CREATE_CHILD_SA, mid, &[n]);
-        }
-        // REKEY_SA names the SPI the requester receives on: our outbound SPI.
-        let old = match rekey {
-            Some(spi_out) => match sa.children.iter().find(|c| c.sa.spi_out == spi_out) {
-                Some(c) if c.rekeyed => {
-                    //= https://www.rfc-editor.org/rfc/rfc7296#section-2.25
-                    //# A peer that receives a request to rekey a Child SA that it is
-                    //# currently trying to close SHOULD reply with TEMPORARY_FAILURE.
-                    return self.send_response(
-                        sa,
-                        exchange::CREATE_CHILD_SA,
-                        mid,
-                        &[Payload::notify(notify::TEMPORARY_FAILURE, vec![])],
-                    );
-                }
-                Some(c) => Some((c.sa.spi_in, c.sa.name.clone())),
-                None => {
-                    //= https://www.rfc-editor.org/rfc/rfc7296#section-2.25
-                    //# the responder [...] replies with CHILD_SA_NOT_FOUND
-                    let n = Payload::Notify(Notify {
-                        protocol: protocol::ESP,
-                        spi: spi_out.to_be_bytes().to_vec(),
-                        kind: notify::CHILD_SA_NOT_FOUND,
-                        data: vec![],
-                    });
-                    return self.send_response(sa, exchange::CREATE_CHILD_SA, mid, &[n]);
-                }
-            },
-            None => None,
+        let old = match self.rekey_target(sa, p) {
+            Ok(old) => old,
+            Err(n) => return self.send_response(sa, exchange::CREATE_CHILD_SA, mid, &[n]),
         };
         let ke = ke_of(p);
-        let sel = select_child(&pc, p, ke.map(|k| k.0), old.as_ref().map(|o| o.1.as_str()));
-        let sel = match sel {
+        let only = old.as_ref().map(|o| o.1.as_str());
+        let sel = match select_child(&pc, p, ke.map(|k| k.0), only) {
             Ok(s) => s,
-            Err(n) => {
-                return self.send_response(
-                    sa,
-                    exchange::CREATE_CHILD_SA,
-                    mid,
-                    &[Payload::notify(n, vec![])],
-                )
-            }
+            Err(n) => return self.answer_notify(sa, exchange::CREATE_CHILD_SA, mid, n),
         };
-        let mut shared = None;
-        let mut ke_out = None;
-        if let (Some(g), Some((kg, kd))) = (sel.esp.dh, ke) {
-            if g != kg {
-                let n = Payload::notify(notify::INVALID_KE_PAYLOAD, g.to_be_bytes().to_vec());
-                return self.send_response(sa, exchange::CREATE_CHILD_SA, mid, &[n]);
-            }
-            let Ok((dh, pubv)) = crypto::dh_generate(g, self.rng.as_mut()) else {
-                return;
-            };
-            let Ok(s) = crypto::dh_agree(dh, kd) else {
-                return self.send_response(
-                    sa,
-                    exchange::CREATE_CHILD_SA,
-                    mid,
-                    &[Payload::notify(notify::INVALID_SYNTAX, vec![])],
-                );
-            };
-            shared = Some(s);
-            ke_out = Some(Payload::Ke {
-                group: g,
-                data: pubv,
-            });
-        }
+        let (shared, ke_out) = match self.child_key_exchange(&sel, ke) {
+            Ok(x) => x,
+            Err(Some(n)) => return self.send_response(sa, exchange::CREATE_CHILD_SA, mid, &[n]),
+            Err(None) => return,
+        };
         let nr = self.nonce();
         let spi_in = self.new_child_spi();
-        let Some(c) = self.make_child(
-            sa,
-            &sel.cfg,
-            sel.esp,
-            spi_in,
-            sel.spi_out,
-            sel.ts_local.clone(),
-            sel.ts_remote.clone(),
-            sel.mode,
-            &ni,
-            &nr,
-            shared.as_deref(),
-            false,
-        ) else {
-            return self.send_response(
+        let keying = ChildKeying {
+            ni: &ni,
+            nr: &nr,
+            shared: shared.as_deref(),
+            initiator: false,
+        };
+        let Some(c) = self.make_child(sa, &sel, spi_in, keying) else {
+            return self.answer_notify(
                 sa,
                 exchange::CREATE_CHILD_SA,
                 mid,
-                &[Payload::notify(notify::NO_PROPOSAL_CHOSEN, vec![])],
+                notify::NO_PROPOSAL_CHOSEN,
             );
         };
         let mut out = vec![chosen_esp_payload(&sel, spi_in), Payload::Nonce(nr.clone())];
@@ -136,24 +72,74 @@ impl Endpoint {
         }
         self.send_response(sa, exchange::CREATE_CHILD_SA, mid, &out);
         if let Some((old_in, _)) = &old {
-            let ours_in_flight = matches!(&sa.outstanding, Some(Outstanding { pending: Pending::CreateChild { child, .. }, .. }) if child.rekey_of == Some(*old_in));
-            if ours_in_flight {
-                let low = if ni <= nr { ni.clone() } else { nr.clone() };
-                if let Some(x) = sa.children.iter_mut().find(|x| x.sa.spi_in == *old_in) {
-                    x.collision = Some((spi_in, low));
-                }
-            }
+            note_collision(sa, *old_in, spi_in, &ni, &nr);
         }
-        self.install_child(
-            now,
-            sa,
-            c,
-            sel.esp,
-            sel.cfg.rekey_time,
-            old.map(|o| o.0),
-            false,
-        );
+        let rekey_time = sel.cfg.rekey_time;
+        self.install_child(now, sa, c, sel.esp, rekey_time, old.map(|o| o.0), false);
         self.emit_record(sa);
+    }
+
+    /// The Child SA a CREATE_CHILD_SA request rekeys (REKEY_SA, §1.3.3): its inbound SPI
+    /// and config name, None for a new Child SA. The error is the notify to answer.
+    fn rekey_target(&self, sa: &IkeSa, p: &[Payload]) -> Result<Option<(u32, String)>, Payload> {
+        let rekey = find_notify(p, notify::REKEY_SA).and_then(|n| {
+            n.spi
+                .get(..4)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        });
+        let Some(spi_out) = rekey else {
+            if sa.children.len() >= self.config.limits.max_child_sas {
+                //= https://www.rfc-editor.org/rfc/rfc7296#section-3.10.1
+                //# NO_ADDITIONAL_SAS [...] indicates that the CREATE_CHILD_SA request
+                //# is unacceptable because the responder is unwilling to accept any
+                //# more Child SAs on this IKE SA.
+                return Err(Payload::notify(notify::NO_ADDITIONAL_SAS, vec![]));
+            }
+            return Ok(None);
+        };
+        // REKEY_SA names the SPI the requester receives on: our outbound SPI.
+        match sa.children.iter().find(|c| c.sa.spi_out == spi_out) {
+            //= https://www.rfc-editor.org/rfc/rfc7296#section-2.25
+            //# A peer that receives a request to rekey a Child SA that it is
+            //# currently trying to close SHOULD reply with TEMPORARY_FAILURE.
+            Some(c) if c.rekeyed => Err(Payload::notify(notify::TEMPORARY_FAILURE, vec![])),
+            Some(c) => Ok(Some((c.sa.spi_in, c.sa.name.clone()))),
+            //= https://www.rfc-editor.org/rfc/rfc7296#section-2.25
+            //# the responder [...] replies with CHILD_SA_NOT_FOUND
+            None => Err(Payload::Notify(Notify {
+                protocol: protocol::ESP,
+                spi: spi_out.to_be_bytes().to_vec(),
+                kind: notify::CHILD_SA_NOT_FOUND,
+                data: vec![],
+            })),
+        }
+    }
+
+    /// The responder's side of a PFS key exchange: (g^ir, our KE payload), or the
+    /// notify to answer (None: drop the request).
+    #[allow(clippy::type_complexity)]
+    fn child_key_exchange(
+        &mut self,
+        sel: &Selected,
+        ke: Option<(u16, &Vec<u8>)>,
+    ) -> Result<(Option<Vec<u8>>, Option<Payload>), Option<Payload>> {
+        let (Some(g), Some((kg, kd))) = (sel.esp.dh, ke) else {
+            return Ok((None, None));
+        };
+        if g != kg {
+            let data = g.to_be_bytes().to_vec();
+            return Err(Some(Payload::notify(notify::INVALID_KE_PAYLOAD, data)));
+        }
+        let (dh, pubv) = crypto::dh_generate(g, self.rng.as_mut()).map_err(|_| None)?;
+        let shared = crypto::dh_agree(dh, kd)
+            .map_err(|_| Some(Payload::notify(notify::INVALID_SYNTAX, vec![])))?;
+        Ok((
+            Some(shared),
+            Some(Payload::Ke {
+                group: g,
+                data: pubv,
+            }),
+        ))
     }
 
     /// Initiator: CREATE_CHILD_SA response for a new or rekeyed Child SA.
@@ -198,7 +184,13 @@ impl Endpoint {
         };
         let before = sa.children.len();
         let rekey_of = child.rekey_of;
-        self.finish_child_initiator(now, sa, p, child, spi_in, &ni, &nr, shared.as_deref());
+        let keying = ChildKeying {
+            ni: &ni,
+            nr: &nr,
+            shared: shared.as_deref(),
+            initiator: true,
+        };
+        self.finish_child_initiator(now, sa, p, child, spi_in, keying);
         if sa.children.len() == before {
             return self.after_failed_rekey(sa, rekey_of);
         }

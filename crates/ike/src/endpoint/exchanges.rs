@@ -129,42 +129,48 @@ impl Endpoint {
             Pending::RekeyIke { new_spi, ni, dh } => {
                 self.handle_rekey_ike_response(now, sa, &p, new_spi, ni, dh)
             }
-            Pending::DeleteChild { spi_in } => {
-                if let Some(i) = sa.children.iter().position(|c| c.sa.spi_in == spi_in) {
-                    let c = sa.children.remove(i);
-                    self.child_index.remove(&spi_in);
-                    self.events.push_back(Event::ChildSaDeleted {
-                        ike: sa.id,
-                        spi_in,
-                        spi_out: c.sa.spi_out,
-                    });
-                    self.emit_record(sa);
-                }
-            }
+            Pending::DeleteChild { spi_in } => self.child_delete_confirmed(sa, spi_in),
             Pending::DeleteIke if sa.state == SaState::Deleting => {
                 // The DELETE of an SA we rekeyed: IkeSaRekeyed already said it all.
             }
-            Pending::DeleteIke => {
-                sa.state = SaState::Deleting;
-                let id = sa.id;
-                for c in sa.children.drain(..) {
-                    self.child_index.remove(&c.sa.spi_in);
-                    self.events.push_back(Event::ChildSaDeleted {
-                        ike: id,
-                        spi_in: c.sa.spi_in,
-                        spi_out: c.sa.spi_out,
-                    });
-                }
-                if sa.record().is_some() || sa.peer.is_some() {
-                    self.events.push_back(Event::RecordRemoved { id });
-                }
-                self.events.push_back(Event::IkeSaDeleted {
-                    id,
-                    reason: "deleted by us".into(),
-                });
-            }
+            Pending::DeleteIke => self.ike_delete_confirmed(sa),
             Pending::Dpd => {}
         }
+    }
+
+    /// The peer answered our DELETE of a Child SA (§1.4.1).
+    fn child_delete_confirmed(&mut self, sa: &mut IkeSa, spi_in: u32) {
+        if let Some(i) = sa.children.iter().position(|c| c.sa.spi_in == spi_in) {
+            let c = sa.children.remove(i);
+            self.child_index.remove(&spi_in);
+            self.events.push_back(Event::ChildSaDeleted {
+                ike: sa.id,
+                spi_in,
+                spi_out: c.sa.spi_out,
+            });
+            self.emit_record(sa);
+        }
+    }
+
+    /// The peer answered our DELETE of the IKE SA: its Child SAs and record go.
+    fn ike_delete_confirmed(&mut self, sa: &mut IkeSa) {
+        sa.state = SaState::Deleting;
+        let id = sa.id;
+        for c in sa.children.drain(..) {
+            self.child_index.remove(&c.sa.spi_in);
+            self.events.push_back(Event::ChildSaDeleted {
+                ike: id,
+                spi_in: c.sa.spi_in,
+                spi_out: c.sa.spi_out,
+            });
+        }
+        if sa.record().is_some() || sa.peer.is_some() {
+            self.events.push_back(Event::RecordRemoved { id });
+        }
+        self.events.push_back(Event::IkeSaDeleted {
+            id,
+            reason: "deleted by us".into(),
+        });
     }
 
     pub(super) fn handle_informational_request(&mut self, sa: &mut IkeSa, mid: u32, p: &[Payload]) {

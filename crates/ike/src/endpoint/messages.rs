@@ -93,6 +93,11 @@ impl Endpoint {
         sa.last_response = Some((mid, bytes));
     }
 
+    /// A response holding one notify without data (an error, usually).
+    pub(super) fn answer_notify(&mut self, sa: &mut IkeSa, exch: u8, mid: u32, kind: u16) {
+        self.send_response(sa, exch, mid, &[Payload::notify(kind, vec![])]);
+    }
+
     /// An unencrypted, stateless reply to an IKE_SA_INIT request (§2.6, §1.2).
     pub(super) fn reply_plain(
         &mut self,

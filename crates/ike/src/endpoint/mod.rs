@@ -11,10 +11,13 @@
 
 mod auth;
 mod authn;
+mod child;
+mod cookie;
 mod create_child;
 mod events;
 mod exchanges;
 mod init;
+mod init_responder;
 mod messages;
 mod payloads;
 mod rekey_ike;
@@ -38,22 +41,14 @@ use crate::message::{
 use crate::record::IkeRecord;
 
 use authn::*;
+use child::ChildKeying;
+use cookie::CookieState;
 use payloads::*;
 use sa::*;
 use select::*;
 
 pub use events::{ChildSa, Error, Event, IkeSaId, Transmit};
 pub use status::{ChildInfo, IkeSaInfo, SaState};
-
-/// Cookie secrets (§2.6), rotated every few minutes; the previous one still verifies.
-struct CookieState {
-    secret: [u8; 32],
-    prev: [u8; 32],
-    version: u8,
-    rotate_at: Option<Instant>,
-}
-
-const COOKIE_ROTATE: Duration = Duration::from_secs(300);
 
 /// All IKE SAs of one gateway.
 pub struct Endpoint {
@@ -107,12 +102,7 @@ impl Endpoint {
             timers: BTreeSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            cookie: CookieState {
-                secret,
-                prev: secret,
-                version: 0,
-                rotate_at: None,
-            },
+            cookie: CookieState::new(secret),
             wall: (Instant::now(), SystemTime::now()),
         }
     }

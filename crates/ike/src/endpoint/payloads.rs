@@ -38,6 +38,14 @@ pub(super) fn ts_of(
     (tsi, tsr)
 }
 
+/// A Child SA SPI from a proposal or notify SPI field (0 when it is not 4 bytes).
+pub(super) fn spi_of(b: &[u8]) -> u32 {
+    match b {
+        [a, b, c, d] => u32::from_be_bytes([*a, *b, *c, *d]),
+        _ => 0,
+    }
+}
+
 /// The first error notify (type < 16384) of a chain.
 pub(super) fn error_notify(p: &[Payload]) -> Option<&Notify> {
     crate::message::notifies(p).find(|n| n.kind < 16384)

@@ -64,11 +64,7 @@ pub(super) fn select_child(
                 if !with {
                     esp.dh = None;
                 }
-                let spi_out = pr
-                    .spi
-                    .get(..4)
-                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-                    .unwrap_or(0);
+                let spi_out = spi_of(&pr.spi);
                 return Ok(Selected {
                     cfg: cfg.clone(),
                     esp,

@@ -11,49 +11,7 @@ impl Endpoint {
             };
             match task {
                 Task::CreateChild(req) => self.start_create_child(now, sa, req),
-                Task::RekeyChild(spi_in) => {
-                    let Some(c) = sa
-                        .children
-                        .iter()
-                        .find(|c| c.sa.spi_in == spi_in && !c.rekeyed)
-                    else {
-                        continue;
-                    };
-                    let Some(pc) = sa.peer.clone() else { continue };
-                    let mut cfg = pc
-                        .children
-                        .iter()
-                        .find(|x| x.name == c.sa.name)
-                        .cloned()
-                        .unwrap_or_else(|| ChildConfig::new(&c.sa.name, vec![], vec![], vec![]));
-                    // Rekey with the same selectors, mode and (first) proposal.
-                    cfg.local_ts = c.sa.ts_local.clone();
-                    cfg.remote_ts = c.sa.ts_remote.clone();
-                    cfg.mode = c.sa.mode;
-                    let mut p = c.proposal;
-                    p.dh = cfg
-                        .esp_proposals
-                        .iter()
-                        .find(|e| {
-                            e.encr == p.encr && e.encr_bits == p.encr_bits && e.integ == p.integ
-                        })
-                        .and_then(|e| e.dh);
-                    cfg.esp_proposals.retain(|e| {
-                        e.encr != p.encr
-                            || e.encr_bits != p.encr_bits
-                            || e.integ != p.integ
-                            || e.esn != p.esn
-                    });
-                    cfg.esp_proposals.insert(0, p);
-                    self.start_create_child(
-                        now,
-                        sa,
-                        ChildReq {
-                            cfg,
-                            rekey_of: Some(spi_in),
-                        },
-                    );
-                }
+                Task::RekeyChild(spi_in) => self.start_rekey_child(now, sa, spi_in),
                 Task::RekeyIke => self.start_rekey_ike(now, sa),
                 Task::DeleteChild(spi_in) => {
                     if !sa.children.iter().any(|c| c.sa.spi_in == spi_in) {
@@ -87,6 +45,43 @@ impl Endpoint {
                 }
             }
         }
+    }
+
+    /// Rekey a Child SA with the same selectors, mode and (first) proposal; nothing
+    /// when it is gone or already rekeyed.
+    fn start_rekey_child(&mut self, now: Instant, sa: &mut IkeSa, spi_in: u32) {
+        let Some(c) = sa
+            .children
+            .iter()
+            .find(|c| c.sa.spi_in == spi_in && !c.rekeyed)
+        else {
+            return;
+        };
+        let Some(pc) = sa.peer.clone() else { return };
+        let mut cfg = pc
+            .children
+            .iter()
+            .find(|x| x.name == c.sa.name)
+            .cloned()
+            .unwrap_or_else(|| ChildConfig::new(&c.sa.name, vec![], vec![], vec![]));
+        cfg.local_ts = c.sa.ts_local.clone();
+        cfg.remote_ts = c.sa.ts_remote.clone();
+        cfg.mode = c.sa.mode;
+        let mut p = c.proposal;
+        p.dh = cfg
+            .esp_proposals
+            .iter()
+            .find(|e| e.encr == p.encr && e.encr_bits == p.encr_bits && e.integ == p.integ)
+            .and_then(|e| e.dh);
+        cfg.esp_proposals.retain(|e| {
+            e.encr != p.encr || e.encr_bits != p.encr_bits || e.integ != p.integ || e.esn != p.esn
+        });
+        cfg.esp_proposals.insert(0, p);
+        let req = ChildReq {
+            cfg,
+            rekey_of: Some(spi_in),
+        };
+        self.start_create_child(now, sa, req);
     }
 
     pub(super) fn start_create_child(&mut self, now: Instant, sa: &mut IkeSa, req: ChildReq) {

@@ -60,15 +60,6 @@ impl Endpoint {
         self.finish(now, sa);
     }
 
-    //= https://www.rfc-editor.org/rfc/rfc7296#section-2.6
-    //# the responder should change the value of <secret> frequently
-    pub(super) fn rotate_cookie_secret(&mut self, now: Instant) {
-        self.cookie.prev = self.cookie.secret;
-        self.rng.fill(&mut self.cookie.secret);
-        self.cookie.version = self.cookie.version.wrapping_add(1);
-        self.cookie.rotate_at = Some(now + COOKIE_ROTATE);
-    }
-
     /// Timers: retransmissions, rekeys, liveness checks, half-open expiry.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.cookie.rotate_at.is_some_and(|t| t <= now) {

@@ -90,19 +90,8 @@ fn parse_body(kind: u8, body: &[u8]) -> Result<Option<Payload>, ParseError> {
             }
             Payload::Nonce(body.to_vec())
         }
-        t::IDI | t::IDR => {
-            let id_type = r.u8()?;
-            r.take(3)?;
-            let id = Identification {
-                id_type,
-                data: r.rest().to_vec(),
-            };
-            if kind == t::IDI {
-                Payload::IdI(id)
-            } else {
-                Payload::IdR(id)
-            }
-        }
+        t::IDI => Payload::IdI(parse_id(body)?),
+        t::IDR => Payload::IdR(parse_id(body)?),
         t::CERT | t::CERTREQ => {
             let encoding = r.u8()?;
             let data = r.rest().to_vec();
@@ -120,60 +109,11 @@ fn parse_body(kind: u8, body: &[u8]) -> Result<Option<Payload>, ParseError> {
                 data: r.rest().to_vec(),
             }
         }
-        t::NOTIFY => {
-            let protocol = r.u8()?;
-            let spi_size = r.u8()? as usize;
-            let kind = r.u16()?;
-            let spi = r.take(spi_size)?.to_vec();
-            Payload::Notify(Notify {
-                protocol,
-                spi,
-                kind,
-                data: r.rest().to_vec(),
-            })
-        }
-        t::DELETE => {
-            let protocol = r.u8()?;
-            let spi_size = r.u8()? as usize;
-            let n = r.u16()? as usize;
-            let mut spis = Vec::new();
-            match (protocol, spi_size) {
-                (protocol::IKE, 0) => {}
-                (protocol::ESP | protocol::AH, 4) => {
-                    for _ in 0..n {
-                        spis.push(r.u32()?);
-                    }
-                }
-                _ => return Err(ParseError::Invalid("delete payload SPI size")),
-            }
-            if !r.is_empty() {
-                return Err(ParseError::BadLength {
-                    what: "delete payload",
-                    len: body.len(),
-                });
-            }
-            Payload::Delete(Delete { protocol, spis })
-        }
+        t::NOTIFY => Payload::Notify(parse_notify(body)?),
+        t::DELETE => Payload::Delete(parse_delete(body)?),
         t::VENDOR => Payload::Vendor(body.to_vec()),
-        t::TSI | t::TSR => {
-            let n = r.u8()? as usize;
-            r.take(3)?;
-            let mut ts = Vec::with_capacity(n.min(16));
-            for _ in 0..n {
-                ts.push(parse_ts(&mut r)?);
-            }
-            if !r.is_empty() {
-                return Err(ParseError::BadLength {
-                    what: "traffic selector payload",
-                    len: body.len(),
-                });
-            }
-            if kind == t::TSI {
-                Payload::TsI(ts)
-            } else {
-                Payload::TsR(ts)
-            }
-        }
+        t::TSI => Payload::TsI(parse_ts_payload(body)?),
+        t::TSR => Payload::TsR(parse_ts_payload(body)?),
         t::CP => {
             let cfg_type = r.u8()?;
             r.take(3)?;
@@ -186,6 +126,71 @@ fn parse_body(kind: u8, body: &[u8]) -> Result<Option<Payload>, ParseError> {
         _ => return Ok(None),
     };
     Ok(Some(p))
+}
+
+fn parse_id(body: &[u8]) -> Result<Identification, ParseError> {
+    let mut r = Reader::new(body, "payload body");
+    let id_type = r.u8()?;
+    r.take(3)?;
+    Ok(Identification {
+        id_type,
+        data: r.rest().to_vec(),
+    })
+}
+
+fn parse_notify(body: &[u8]) -> Result<Notify, ParseError> {
+    let mut r = Reader::new(body, "payload body");
+    let protocol = r.u8()?;
+    let spi_size = r.u8()? as usize;
+    let kind = r.u16()?;
+    let spi = r.take(spi_size)?.to_vec();
+    Ok(Notify {
+        protocol,
+        spi,
+        kind,
+        data: r.rest().to_vec(),
+    })
+}
+
+fn parse_delete(body: &[u8]) -> Result<Delete, ParseError> {
+    let mut r = Reader::new(body, "payload body");
+    let protocol = r.u8()?;
+    let spi_size = r.u8()? as usize;
+    let n = r.u16()? as usize;
+    let mut spis = Vec::new();
+    match (protocol, spi_size) {
+        (protocol::IKE, 0) => {}
+        (protocol::ESP | protocol::AH, 4) => {
+            for _ in 0..n {
+                spis.push(r.u32()?);
+            }
+        }
+        _ => return Err(ParseError::Invalid("delete payload SPI size")),
+    }
+    if !r.is_empty() {
+        return Err(ParseError::BadLength {
+            what: "delete payload",
+            len: body.len(),
+        });
+    }
+    Ok(Delete { protocol, spis })
+}
+
+fn parse_ts_payload(body: &[u8]) -> Result<Vec<TrafficSelector>, ParseError> {
+    let mut r = Reader::new(body, "payload body");
+    let n = r.u8()? as usize;
+    r.take(3)?;
+    let mut ts = Vec::with_capacity(n.min(16));
+    for _ in 0..n {
+        ts.push(parse_ts(&mut r)?);
+    }
+    if !r.is_empty() {
+        return Err(ParseError::BadLength {
+            what: "traffic selector payload",
+            len: body.len(),
+        });
+    }
+    Ok(ts)
 }
 
 fn parse_ts(r: &mut Reader<'_>) -> Result<TrafficSelector, ParseError> {
