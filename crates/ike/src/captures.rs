@@ -1,5 +1,5 @@
 //! Known-answer tests against real strongSwan 5.9.8 exchanges
-//! (`/work/shared/captures/*`, PSK `capture-secret-0123456789`): parse every IKE
+//! (`crates/ike/testdata/captures/*`, PSK `capture-secret-0123456789`): parse every IKE
 //! message, derive SKEYSEED and SK_* from the logged DH secret and the nonces on the
 //! wire, open the IKE_AUTH SK payloads, recompute both AUTH values and derive the Child
 //! SA keys, comparing each value with what charon logged.

@@ -8,7 +8,7 @@
 //! Modules: [`message`] (codec), [`crypto`] (PRF, keys, SK payload, DH),
 //! [`config`] (what the daemon maps the site policy onto), [`endpoint`] (the state
 //! machine) and [`record`] (recovery records for takeover).
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod bench;
 pub mod config;

@@ -11,49 +11,7 @@ impl Endpoint {
             };
             match task {
                 Task::CreateChild(req) => self.start_create_child(now, sa, req),
-                Task::RekeyChild(spi_in) => {
-                    let Some(c) = sa
-                        .children
-                        .iter()
-                        .find(|c| c.sa.spi_in == spi_in && !c.rekeyed)
-                    else {
-                        continue;
-                    };
-                    let Some(pc) = sa.peer.clone() else { continue };
-                    let mut cfg = pc
-                        .children
-                        .iter()
-                        .find(|x| x.name == c.sa.name)
-                        .cloned()
-                        .unwrap_or_else(|| ChildConfig::new(&c.sa.name, vec![], vec![], vec![]));
-                    // Rekey with the same selectors, mode and (first) proposal.
-                    cfg.local_ts = c.sa.ts_local.clone();
-                    cfg.remote_ts = c.sa.ts_remote.clone();
-                    cfg.mode = c.sa.mode;
-                    let mut p = c.proposal;
-                    p.dh = cfg
-                        .esp_proposals
-                        .iter()
-                        .find(|e| {
-                            e.encr == p.encr && e.encr_bits == p.encr_bits && e.integ == p.integ
-                        })
-                        .and_then(|e| e.dh);
-                    cfg.esp_proposals.retain(|e| {
-                        e.encr != p.encr
-                            || e.encr_bits != p.encr_bits
-                            || e.integ != p.integ
-                            || e.esn != p.esn
-                    });
-                    cfg.esp_proposals.insert(0, p);
-                    self.start_create_child(
-                        now,
-                        sa,
-                        ChildReq {
-                            cfg,
-                            rekey_of: Some(spi_in),
-                        },
-                    );
-                }
+                Task::RekeyChild(spi_in) => self.start_rekey_child(now, sa, spi_in),
                 Task::RekeyIke => self.start_rekey_ike(now, sa),
                 Task::DeleteChild(spi_in) => {
                     if !sa.children.iter().any(|c| c.sa.spi_in == spi_in) {
@@ -87,6 +45,43 @@ impl Endpoint {
                 }
             }
         }
+    }
+
+    /// Rekey a Child SA with the same selectors, mode and (first) proposal; nothing
+    /// when it is gone or already rekeyed.
+    fn start_rekey_child(&mut self, now: Instant, sa: &mut IkeSa, spi_in: u32) {
+        let Some(c) = sa
+            .children
+            .iter()
+            .find(|c| c.sa.spi_in == spi_in && !c.rekeyed)
+        else {
+            return;
+        };
+        let Some(pc) = sa.peer.clone() else { return };
+        let mut cfg = pc
+            .children
+            .iter()
+            .find(|x| x.name == c.sa.name)
+            .cloned()
+            .unwrap_or_else(|| ChildConfig::new(&c.sa.name, vec![], vec![], vec![]));
+        cfg.local_ts = c.sa.ts_local.clone();
+        cfg.remote_ts = c.sa.ts_remote.clone();
+        cfg.mode = c.sa.mode;
+        let mut p = c.proposal;
+        p.dh = cfg
+            .esp_proposals
+            .iter()
+            .find(|e| e.encr == p.encr && e.encr_bits == p.encr_bits && e.integ == p.integ)
+            .and_then(|e| e.dh);
+        cfg.esp_proposals.retain(|e| {
+            e.encr != p.encr || e.encr_bits != p.encr_bits || e.integ != p.integ || e.esn != p.esn
+        });
+        cfg.esp_proposals.insert(0, p);
+        let req = ChildReq {
+            cfg,
+            rekey_of: Some(spi_in),
+        };
+        self.start_create_child(now, sa, req);
     }
 
     pub(super) fn start_create_child(&mut self, now: Instant, sa: &mut IkeSa, req: ChildReq) {
@@ -287,46 +282,5 @@ impl Endpoint {
             sa.queue.push_back(Task::Dpd);
             Ok(())
         })
-    }
-
-    /// Status of every IKE SA (for `plexgate status`).
-    pub fn sas(&self, now: Instant) -> Vec<IkeSaInfo> {
-        let secs = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(now).as_secs());
-        let mut v: Vec<IkeSaInfo> = self
-            .sas
-            .values()
-            .map(|sa| IkeSaInfo {
-                id: sa.id,
-                peer: sa.peer.as_ref().map(|p| p.name.clone()),
-                state: sa.state,
-                initiator: sa.initiator,
-                spi_i: sa.spi_i,
-                spi_r: sa.spi_r,
-                local: sa.local,
-                remote: sa.remote,
-                local_id: sa.local_id.as_ref().map(|i| i.to_string()),
-                remote_id: sa.remote_id.as_ref().map(|i| i.to_string()),
-                algorithms: sa.proposal.map(|p| p.name()),
-                nat: sa.nat_local || sa.nat_remote,
-                rekey_in_secs: secs(sa.rekey_at),
-                children: sa
-                    .children
-                    .iter()
-                    .map(|c| ChildInfo {
-                        name: c.sa.name.clone(),
-                        spi_in: c.sa.spi_in,
-                        spi_out: c.sa.spi_out,
-                        algorithms: esp_name(&c.proposal),
-                        ts_local: c.sa.ts_local.iter().map(|t| t.to_string()).collect(),
-                        ts_remote: c.sa.ts_remote.iter().map(|t| t.to_string()).collect(),
-                        mode: c.sa.mode,
-                        udp_encap: c.sa.udp_encap,
-                        rekey_in_secs: secs(c.rekey_at),
-                    })
-                    .collect(),
-            })
-            .collect();
-        v.sort_by_key(|i| i.id);
-        v
     }
 }
