@@ -30,7 +30,7 @@
 //!
 //! The crate does no I/O except in [`load`] and [`check`] (reading the policy file
 //! and inspecting the key files it names).
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod addr;
 pub mod diag;

@@ -1,0 +1,236 @@
+//! A normalized listing of a policy for `plexgate policy check -v` and logs:
+//! defaults filled in, proposals spelled out.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::*;
+
+/// A duration as `4h24m`, `30s`, `1d`, `0s`.
+pub fn fmt_duration(d: Duration) -> String {
+    let mut s = d.as_secs();
+    if s == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, len) in [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if s >= len {
+            out.push_str(&format!("{}{unit}", s / len));
+            s %= len;
+        }
+    }
+    out
+}
+
+impl fmt::Display for Identity {
+    /// In a form that parses back to the same identity.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Identity::Any => f.write_str("%any"),
+            Identity::Fqdn(s) => write!(f, "@{s}"),
+            Identity::Email(s) if s.contains('@') && !s.contains('=') => f.write_str(s),
+            Identity::Email(s) => write!(f, "email:{s}"),
+            Identity::Ip(a) => write!(f, "{a}"),
+            Identity::Dn(s) if s.contains('=') => f.write_str(s),
+            Identity::Dn(s) => write!(f, "dn:{s}"),
+        }
+    }
+}
+
+impl fmt::Display for RemoteAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RemoteAddr::Any => f.write_str("any"),
+            RemoteAddr::Host(a) => write!(f, "{a}"),
+            RemoteAddr::Subnet(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+fn list<T: fmt::Display>(v: &[T]) -> String {
+    v.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn fmt_peer(f: &mut fmt::Formatter<'_>, p: &Peer) -> fmt::Result {
+    let auth = match &p.auth {
+        Auth::Psk { psk_file } => format!("psk {}", psk_file.display()),
+        Auth::Cert { cert, .. } => format!("cert {}", cert.display()),
+    };
+    writeln!(
+        f,
+        "peer {}: remote {}, {} <-> {}, auth {auth}",
+        p.name, p.remote, p.local_id, p.remote_id
+    )?;
+    let dpd = p.dpd_delay.map_or("off".into(), fmt_duration);
+    let encap = match p.encap {
+        Encap::Auto => "",
+        Encap::Udp => ", esp in udp",
+    };
+    writeln!(
+        f,
+        "  ike {}; rekey {}, life {}, dpd {dpd}{encap}",
+        list(&p.proposals),
+        fmt_duration(p.rekey_time),
+        fmt_duration(p.life_time)
+    )?;
+    for c in &p.children {
+        let mode = if c.mode == Mode::Tunnel {
+            "tunnel"
+        } else {
+            "transport"
+        };
+        writeln!(
+            f,
+            "  child {}: {} === {} ({mode})",
+            c.name,
+            list(&c.local_ts),
+            list(&c.remote_ts)
+        )?;
+        writeln!(
+            f,
+            "    esp {}; rekey {}, life {}; replay {}; start {:?}",
+            list(&c.esp_proposals),
+            fmt_duration(c.lifetime.rekey_time),
+            fmt_duration(c.lifetime.life_time),
+            c.replay_window,
+            c.start_action
+        )?;
+    }
+    Ok(())
+}
+
+fn fmt_spd(f: &mut fmt::Formatter<'_>, i: usize, r: &SpdRule) -> fmt::Result {
+    let name = r.name.as_deref().map_or(String::new(), |n| format!(" {n}"));
+    let proto = crate::addr::proto_name(r.protocol);
+    let action = match &r.action {
+        SpdAction::Protect { peer, child } => format!("protect {peer}/{child}"),
+        SpdAction::Bypass => "bypass".into(),
+        SpdAction::Discard => "discard".into(),
+    };
+    writeln!(
+        f,
+        "  #{}{name}: {:?} {proto} local {} port {} remote {} port {} -> {action}",
+        i + 1,
+        r.direction,
+        r.local,
+        r.local_ports,
+        r.remote,
+        r.remote_ports
+    )
+}
+
+fn fmt_dvipa(f: &mut fmt::Formatter<'_>, p: &Policy, d: &Dvipa) -> fmt::Result {
+    writeln!(
+        f,
+        "dvipa {} ports {}: {:?}, plain traffic {:?}",
+        d.address,
+        list(&d.ports),
+        d.method,
+        d.plain_traffic
+    )?;
+    for (t, w) in p.dvipa_targets(d) {
+        writeln!(
+            f,
+            "  target {} {} via link {} weight {w}",
+            t.name, t.address, t.link
+        )?;
+    }
+    if let Some(g) = &d.routing_gateway {
+        let backups: Vec<String> = d
+            .backups
+            .iter()
+            .map(|b| format!("{} (rank {})", b.gateway, b.rank))
+            .collect();
+        writeln!(
+            f,
+            "  routed by {g}, backups: {}",
+            if backups.is_empty() {
+                "none".into()
+            } else {
+                backups.join(", ")
+            }
+        )?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for Policy {
+    /// A normalized listing of the whole policy, for `plexgate policy check -v`
+    /// and logs: defaults filled in, proposals spelled out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.site;
+        writeln!(
+            f,
+            "site {}: gateway VIPAs {} (IKE {}, NAT-T {})",
+            s.name,
+            list(&s.gateway_vipas),
+            s.ike_port,
+            s.natt_port
+        )?;
+        for i in &s.interfaces {
+            writeln!(f, "  interface {} {}", i.name, i.address)?;
+        }
+        for p in &self.peers {
+            fmt_peer(f, p)?;
+        }
+        if !self.spd.is_empty() {
+            writeln!(f, "spd (first match wins):")?;
+        }
+        for (i, r) in self.spd.iter().enumerate() {
+            fmt_spd(f, i, r)?;
+        }
+        for d in &self.dvipas {
+            fmt_dvipa(f, self, d)?;
+        }
+        for l in &self.links {
+            writeln!(
+                f,
+                "link {}: {} {} in {} <-> {}",
+                l.name, l.interface, l.local, l.subnet, l.remote
+            )?;
+        }
+        if let Some(c) = &self.cluster {
+            writeln!(
+                f,
+                "cluster: gateway id {}, port {}, key {}",
+                c.gateway_id,
+                c.port,
+                c.key_file.display()
+            )?;
+        }
+        if let Some(ha) = &self.ha {
+            let peers: Vec<String> = ha
+                .peers
+                .iter()
+                .map(|p| format!("{} {} (rank {})", p.name, p.address, p.rank))
+                .collect();
+            writeln!(
+                f,
+                "ha: this gateway {} (rank {}), peers: {}",
+                ha.name,
+                ha.rank,
+                peers.join(", ")
+            )?;
+            match &ha.store {
+                Store::Embedded { path } => writeln!(f, "  store embedded {}", path.display())?,
+                Store::Etcd {
+                    endpoints,
+                    prefix,
+                    lease,
+                } => writeln!(
+                    f,
+                    "  store etcd {} prefix {prefix} lease {}",
+                    endpoints.join(", "),
+                    fmt_duration(*lease)
+                )?,
+            }
+        }
+        if let Some(k) = &self.log.keylog {
+            writeln!(f, "KEY LOG ON: {}", k.display())?;
+        }
+        Ok(())
+    }
+}

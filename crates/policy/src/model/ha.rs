@@ -1,0 +1,67 @@
+//! `[cluster]`, `[ha]` with its peers and shared store, and `[log]`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `[cluster]`: the control channel between gateways and targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    /// Key file for the control channel (mode 0600).
+    pub key_file: PathBuf,
+    /// This gateway's id, carried in the GRE key to name the sender (1..=2^32-1).
+    pub gateway_id: u32,
+    /// UDP port of the control channel (default 7600).
+    pub port: u16,
+}
+
+/// `[ha.store]`: where recovery records and liveness live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Store {
+    /// A file store on this host.
+    Embedded {
+        /// Directory or file of the store.
+        path: PathBuf,
+    },
+    /// etcd v3.
+    Etcd {
+        /// Client URLs, e.g. `http://10.0.0.50:2379`.
+        endpoints: Vec<String>,
+        /// Key prefix (default `/plexgate/<site name>/`).
+        prefix: String,
+        /// Liveness lease; a gateway whose lease expires is considered dead.
+        lease: Duration,
+    },
+}
+
+/// `[[ha.peer]]`: another gateway of the site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaPeer {
+    /// Gateway name.
+    pub name: String,
+    /// Its control-channel address.
+    pub address: IpAddr,
+    /// Its default rank 1-254.
+    pub rank: u8,
+}
+
+/// `[ha]`: high availability.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ha {
+    /// This gateway's name.
+    pub name: String,
+    /// This gateway's default rank 1-254 (higher takes over first).
+    pub rank: u8,
+    /// The other gateways.
+    pub peers: Vec<HaPeer>,
+    /// The shared store.
+    pub store: Store,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Log {
+    /// If set, IKE and ESP keys are written here in Wireshark's format. Off by
+    /// default; the checker warns when it is on.
+    pub keylog: Option<PathBuf>,
+}

@@ -1,0 +1,96 @@
+//! The server pool: `[[dvipa]]` with its targets, method, weights and backups,
+//! `[[target]]` and `[[link]]`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::addr::PortRange;
+
+/// How a DVIPA picks a target for a new connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Each target in turn.
+    RoundRobin,
+    /// In proportion to the weights.
+    WeightedRoundRobin,
+    /// The target with the fewest open connections (weights break ties).
+    LeastConnections,
+}
+
+/// Which targets serve a DVIPA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetSet {
+    /// Every `[[target]]` of the site.
+    All,
+    /// The named targets.
+    Named(Vec<String>),
+}
+
+/// What to do with plain (non-IPsec) traffic to a DVIPA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlainTraffic {
+    /// Distribute it like IPsec traffic.
+    Distribute,
+    /// Drop it (default): only IPsec-protected traffic reaches the pool.
+    Drop,
+}
+
+/// A backup gateway for a DVIPA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backup {
+    /// Gateway name (`ha.name` or an `ha.peer` name).
+    pub gateway: String,
+    /// Rank 1-254; higher takes over first. Unique within one DVIPA.
+    pub rank: u8,
+}
+
+/// `[[dvipa]]`: a distributed virtual IP address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dvipa {
+    /// The address (unique).
+    pub address: IpAddr,
+    /// Ports distributed (other ports are not accepted).
+    pub ports: Vec<PortRange>,
+    /// Candidate targets.
+    pub targets: TargetSet,
+    /// Distribution method.
+    pub method: Method,
+    /// Per-target weight overrides (0 = drain: no new connections).
+    pub weights: BTreeMap<String, u32>,
+    /// The gateway that owns the DVIPA (required when `[ha]` is present).
+    pub routing_gateway: Option<String>,
+    /// Backups, sorted by rank, highest first.
+    pub backups: Vec<Backup>,
+    /// Plain traffic handling.
+    pub plain_traffic: PlainTraffic,
+}
+
+/// `[[target]]`: a server that runs `plexgate target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Unique name.
+    pub name: String,
+    /// The target's address on its link (in the link's subnet).
+    pub address: IpAddr,
+    /// The link it sits on (exactly one target per link).
+    pub link: String,
+    /// Default weight (default 1; 0 = drained).
+    pub weight: u32,
+}
+
+/// `[[link]]`: the point-to-point path from this gateway to one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// Unique name.
+    pub name: String,
+    /// Local interface name.
+    pub interface: String,
+    /// Our address on the link (in `subnet`).
+    pub local: IpAddr,
+    /// The link subnet (host bits zero; link subnets do not overlap).
+    pub subnet: IpNet,
+    /// The address GRE on this link must come from: the target's address.
+    pub remote: IpAddr,
+}
