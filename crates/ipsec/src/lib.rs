@@ -1,7 +1,8 @@
 //! plexgate-ipsec: the ESP data plane, sans I/O.
 //!
 //! - [`transform`]: AES-GCM (RFC 4106), ChaCha20-Poly1305 (RFC 7634) and
-//!   AES-CBC + HMAC-SHA-256-128 (RFC 3602, RFC 4868), keyed once per SA;
+//!   AES-CBC + HMAC-SHA-256/384/512 (RFC 3602, RFC 4868): ids, sizes and the
+//!   list of installable transforms; [`cipher`]: their primitives, keyed once per SA;
 //! - [`replay`]: the anti-replay window and ESN inference (RFC 4303 §3.4.3,
 //!   Appendix A2);
 //! - [`sa`]: [`SaParams`] (a serializable recovery record) and
@@ -73,6 +74,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod cipher;
 pub mod error;
 pub mod keylog;
 pub mod replay;

@@ -9,7 +9,7 @@
 use crate::error::{EspError, SaError};
 use crate::replay::{ReplayWindow, MIN_WINDOW};
 use crate::selector::{inbound_matches, outbound_matches, InboundSelectors, TrafficSelector};
-use crate::transform::{constant_time_eq, EspCipher, EspTransform, ICV_LEN};
+use crate::transform::{constant_time_eq, EspCipher, EspTransform, Icv};
 use core::net::IpAddr;
 use core::ops::Range;
 use plexgate_wire::ip::{self, proto, FiveTuple, TupleV4};
@@ -513,7 +513,7 @@ impl SecurityAssociation {
             return Err(EspError::SeqExhausted);
         }
         let seq = self.last_seq + 1;
-        let ct_end = total - ICV_LEN;
+        let ct_end = total - t.icv_len();
         // Trailer: padding 1, 2, 3, ..., pad length, next header (RFC 4303 §2.4).
         //= https://www.rfc-editor.org/rfc/rfc4303#section-2.4
         //# the Padding bytes are initialized with a series of (unsigned, 1-byte)
@@ -555,7 +555,7 @@ impl SecurityAssociation {
                 .cbc_encrypt(&iv, &mut buf[h..ct_end])
                 .ok_or(EspError::BadIcv)?;
             let icv = self.icv(&buf[..ct_end], &seq_hi).ok_or(EspError::BadIcv)?;
-            buf[ct_end..].copy_from_slice(&icv);
+            buf[ct_end..].copy_from_slice(icv.as_slice());
         }
         self.last_seq = seq;
         self.account(inner_len);
@@ -583,7 +583,7 @@ impl SecurityAssociation {
     //= https://www.rfc-editor.org/rfc/rfc4303#section-2.2.1
     //# the high-order 32 bits are ... included in the ICV computation
     #[inline]
-    fn icv(&self, covered: &[u8], seq_hi: &[u8; 4]) -> Option<[u8; ICV_LEN]> {
+    fn icv(&self, covered: &[u8], seq_hi: &[u8; 4]) -> Option<Icv> {
         if self.params.esn {
             self.cipher.hmac_icv(&[covered, seq_hi])
         } else {
@@ -645,10 +645,11 @@ impl SecurityAssociation {
         let h = self.header_len();
         let len = buf.len();
         let truncated = EspError::Truncated { len };
-        if len < h + 2 + ICV_LEN {
+        let icv_len = t.icv_len();
+        if len < h + 2 + icv_len {
             return Err(truncated);
         }
-        let ct_end = len - ICV_LEN;
+        let ct_end = len - icv_len;
         if !t.is_aead() && !(ct_end - h).is_multiple_of(16) {
             return Err(truncated);
         }
