@@ -69,6 +69,20 @@ enum CipherInner {
     CbcHmac(Box<CbcHmac>),
 }
 
+impl Drop for CipherInner {
+    fn drop(&mut self) {
+        // The AES key schedules (ours, and the IV generator's) zeroize
+        // themselves (`aes` with its `zeroize` feature), but only the half of
+        // their AES-NI/software union in use: the other half can hold stack
+        // residue of the key expansion, raw key bytes included
+        // (`crates/ipsec/tests/zeroize.rs` sees it). ring's AEAD and HMAC keys
+        // live in ring's own types, which offer no way to wipe them.
+        if let CipherInner::Aead { salt, .. } = self {
+            zeroize::Zeroize::zeroize(salt);
+        }
+    }
+}
+
 struct CbcHmac {
     aes: AesKey,
     hmac: hmac::Key,
@@ -134,27 +148,16 @@ impl EspCipher {
         integ: Integ,
         integ_key: &[u8],
     ) -> Result<CipherInner, SaError> {
-        let aes = match enc_key.len() {
-            16 => {
-                AesKey::Aes128(aes::Aes128::new_from_slice(enc_key).map_err(|_| bad_key(enc_key))?)
-            }
-            _ => {
-                AesKey::Aes256(aes::Aes256::new_from_slice(enc_key).map_err(|_| bad_key(enc_key))?)
-            }
-        };
         let alg = match integ {
             Integ::HmacSha256_128 => hmac::HMAC_SHA256,
             Integ::HmacSha384_192 => hmac::HMAC_SHA384,
             Integ::HmacSha512_256 => hmac::HMAC_SHA512,
         };
-        let mut r = [0u8; 16];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut r)
-            .map_err(|_| SaError::Rng)?;
         Ok(CipherInner::CbcHmac(Box::new(CbcHmac {
-            aes,
+            aes: aes_key(enc_key)?,
             hmac: hmac::Key::new(alg, integ_key),
             icv_len: integ.icv_len(),
-            iv_gen: aes::Aes128::new(&r.into()),
+            iv_gen: iv_key()?,
         })))
     }
 
@@ -284,4 +287,22 @@ fn bad_key(k: &[u8]) -> SaError {
         needed: 16,
         have: k.len(),
     }
+}
+
+/// The AES key schedule of an SA.
+fn aes_key(enc_key: &[u8]) -> Result<AesKey, SaError> {
+    Ok(match enc_key.len() {
+        16 => AesKey::Aes128(aes::Aes128::new_from_slice(enc_key).map_err(|_| bad_key(enc_key))?),
+        _ => AesKey::Aes256(aes::Aes256::new_from_slice(enc_key).map_err(|_| bad_key(enc_key))?),
+    })
+}
+
+/// A random AES-128 key for the CBC IV generator.
+fn iv_key() -> Result<aes::Aes128, SaError> {
+    let mut r = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut r)
+        .map_err(|_| SaError::Rng)?;
+    let k = aes::Aes128::new(&r.into());
+    zeroize::Zeroize::zeroize(&mut r);
+    Ok(k)
 }

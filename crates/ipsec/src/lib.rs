@@ -52,8 +52,9 @@
 //! assert_eq!(n, 8 + 8 + 20 + 2 + 2 + 16);
 //!
 //! // Inbound: a UDP/4500 payload classified as ESP is opened in place.
-//! # let mut peer = SecurityAssociation::new(SaParams { spi: 0xc391_0a43,
-//! #     direction: Direction::Outbound, ..sad.inbound(0xc391_0a43).unwrap().params().clone() }, now)?;
+//! # let mut peer_p = sad.inbound(0xc391_0a43).unwrap().params().clone();
+//! # peer_p.direction = Direction::Outbound;
+//! # let mut peer = SecurityAssociation::new(peer_p, now)?;
 //! # let ping = [0x45, 0, 0, 20, 0, 0, 0, 0, 64, 1, 0, 0, 192, 168, 250, 1, 203, 0, 113, 250];
 //! # let mut buf = [0u8; 2048];
 //! # let len = peer.seal(now, &ping, 4, &mut buf)?;

@@ -72,6 +72,7 @@ pub struct UdpEncapPorts {
 /// Everything needed to (re)create one direction of a Child SA.
 ///
 /// Serializable so that it can go into a recovery record; keys are hex strings.
+/// The keys are zeroized when a value is dropped.
 /// Build both directions from IKE KEYMAT with [`SaParams::pair_from_keymat`].
 #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SaParams {
@@ -118,6 +119,15 @@ pub struct SaParams {
     pub peer: String,
     /// Name of the Child SA configuration.
     pub child: String,
+}
+
+impl Drop for SaParams {
+    /// Keys are zeroized when the parameters go: when an SA is removed from the
+    /// SAD, and for every copy (recovery records, key log) when it is dropped.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.enc_key);
+        zeroize::Zeroize::zeroize(&mut self.integ_key);
+    }
 }
 
 impl core::fmt::Debug for SaParams {
@@ -200,12 +210,12 @@ impl SaParams {
         } else {
             (i2r, r2i)
         };
-        let mk = |spi, direction, k: crate::transform::ChildKeys| SaParams {
+        let mk = |spi, direction, mut k: crate::transform::ChildKeys| SaParams {
             spi,
             direction,
             transform: cfg.transform,
-            enc_key: k.enc,
-            integ_key: k.integ,
+            enc_key: core::mem::take(&mut k.enc),
+            integ_key: core::mem::take(&mut k.integ),
             esn: cfg.esn,
             mode: cfg.mode,
             replay_window: cfg.replay_window,

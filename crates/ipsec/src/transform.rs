@@ -378,13 +378,20 @@ impl core::fmt::Display for EspTransform {
     }
 }
 
-/// The keys of one direction of a Child SA.
+/// The keys of one direction of a Child SA; zeroized when dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ChildKeys {
     /// Encryption key (with the salt last for AEAD).
     pub enc: Vec<u8>,
     /// Integrity key (empty for AEAD).
     pub integ: Vec<u8>,
+}
+
+impl Drop for ChildKeys {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.enc);
+        zeroize::Zeroize::zeroize(&mut self.integ);
+    }
 }
 
 impl core::fmt::Debug for ChildKeys {
