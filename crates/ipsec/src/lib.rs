@@ -9,7 +9,8 @@
 //!   [`SecurityAssociation`] with zero-allocation `seal` / `open_in_place`;
 //! - [`sad`]: the security association database (SAD): SAs by SPI, lifetimes,
 //!   events; [`spd`]: the security policy database (SPD, RFC 4301 §4.4.1);
-//! - [`selector`]: traffic selectors (RFC 7296 §3.13.1);
+//! - [`selector`]: traffic selectors (RFC 7296 §3.13.1); [`transport`]: what
+//!   an inbound transport-mode SA hands on (outer addresses, protocol, payload);
 //! - [`keylog`]: Wireshark `esp_sa` lines; [`error`]: [`EspError`] and
 //!   per-reason [`Counters`].
 //!
@@ -84,6 +85,7 @@ pub mod sad;
 pub mod selector;
 pub mod spd;
 pub mod transform;
+pub mod transport;
 
 pub use error::{Counters, EspError, SaError};
 pub use sa::{
@@ -93,4 +95,5 @@ pub use sa::{
 pub use sad::{Inbound, Sad, SadEvent};
 pub use selector::TrafficSelector;
 pub use spd::{Spd, SpdAction, SpdRule};
-pub use transform::{ChildKeys, EspCipher, EspTransform};
+pub use transform::{ChildKeys, EspCipher, EspTransform, Integ};
+pub use transport::TransportPacket;

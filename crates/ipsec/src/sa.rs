@@ -10,6 +10,7 @@ use crate::error::{EspError, SaError};
 use crate::replay::{ReplayWindow, MIN_WINDOW};
 use crate::selector::{inbound_matches, outbound_matches, InboundSelectors, TrafficSelector};
 use crate::transform::{constant_time_eq, EspCipher, EspTransform, Icv};
+use crate::transport::{tuple_of, TransportPacket};
 use core::net::IpAddr;
 use core::ops::Range;
 use plexgate_wire::ip::{self, proto, FiveTuple, TupleV4};
@@ -618,8 +619,9 @@ impl SecurityAssociation {
     /// Opens an ESP packet in place (`buf` starts with the SPI). On success the
     /// inner packet is at `buf[opened.inner]`. Checks, in order: lifetime,
     /// length, replay window (before the ICV), ICV, then updates the window,
-    /// checks padding, next header, and in tunnel mode the inner packet
-    /// against the SA's traffic selectors.
+    /// checks padding, next header, and the SA's traffic selectors: in tunnel
+    /// mode against the inner packet, in transport mode against the packet
+    /// the payload belongs to ([`SecurityAssociation::transport_packet`]).
     #[inline]
     pub fn open_in_place(&mut self, now: Instant, buf: &mut [u8]) -> Result<Opened, EspError> {
         self.open_impl::<false>(now, buf).map(|(o, _)| o)
@@ -766,6 +768,15 @@ impl SecurityAssociation {
                     _ => return Err(EspError::SelectorMismatch),
                 }
             }
+        } else if !self.selectors_in.is_any() {
+            // Transport mode: the same check (RFC 4301 §5.2 makes no exception
+            // for it) on the packet the payload belongs to: the SA's outer
+            // addresses, the next header as protocol, ports from the payload.
+            let (src, dst) = self.params.outer_src_dst();
+            let tuple = tuple_of(src, dst, next_header, &buf[inner.clone()]);
+            if !self.selectors_in.matches(&tuple) {
+                return Err(EspError::SelectorMismatch);
+            }
         }
         self.account(inner.len());
         Ok((
@@ -776,6 +787,23 @@ impl SecurityAssociation {
             },
             parsed,
         ))
+    }
+
+    /// For an SA in transport mode, the packet `opened` (a result of this
+    /// inbound SA's open) belongs to: outer addresses, protocol and payload,
+    /// to check again or to rebuild the IP packet around the payload. `None`
+    /// in tunnel mode, where `buf[opened.inner]` is the whole inner packet.
+    pub fn transport_packet(&self, opened: &Opened) -> Option<TransportPacket> {
+        if self.params.mode != Mode::Transport {
+            return None;
+        }
+        let (src, dst) = self.params.outer_src_dst();
+        Some(TransportPacket {
+            src,
+            dst,
+            protocol: opened.next_header,
+            payload: opened.inner.clone(),
+        })
     }
 
     /// Whether an inner packet may be sent on (outbound) or was allowed to

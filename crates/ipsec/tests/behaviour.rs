@@ -341,6 +341,9 @@ fn drop_reasons_after_decryption() {
     let mut t_in = in_p.clone();
     t_in.mode = Mode::Transport;
     t_in.spi = 0x3333;
+    // Transport mode: the selectors name the outer addresses.
+    t_in.local_ts = vec![TrafficSelector::host(t_in.local_addr)];
+    t_in.remote_ts = vec![TrafficSelector::host(t_in.remote_addr)];
     let mut ttx = SecurityAssociation::new(t_out, now).unwrap();
     sad.insert(t_in, now).unwrap();
     let n = ttx.seal(now, b"transport payload", 17, &mut buf).unwrap();
@@ -704,6 +707,9 @@ proptest! {
         let (inner, nh) = if transport {
             out_p.mode = Mode::Transport;
             in_p.mode = Mode::Transport;
+            // The selectors name the outer hosts (any protocol and port).
+            in_p.local_ts = vec![TrafficSelector::host(in_p.local_addr)];
+            in_p.remote_ts = vec![TrafficSelector::host(in_p.remote_addr)];
             ((0..len).map(|i| i as u8).collect::<Vec<u8>>(), if nh == 59 { 17 } else { nh })
         } else {
             (client_packet(len.max(28)), 4)
