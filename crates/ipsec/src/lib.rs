@@ -11,7 +11,8 @@
 //!   events; [`spd`]: the security policy database (SPD, RFC 4301 §4.4.1);
 //! - [`selector`]: traffic selectors (RFC 7296 §3.13.1); [`transport`]: what
 //!   an inbound transport-mode SA hands on (outer addresses, protocol, payload);
-//! - [`keylog`]: Wireshark `esp_sa` lines; [`error`]: [`EspError`] and
+//! - [`keylog`]: Wireshark `esp_sa` and `ikev2_decryption_table` lines;
+//!   [`error`]: [`EspError`] and
 //!   per-reason [`Counters`].
 //!
 //! Time is passed in as `std::time::Instant`; nothing here reads a clock,
