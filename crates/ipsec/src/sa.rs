@@ -9,7 +9,8 @@
 use crate::error::{EspError, SaError};
 use crate::replay::{ReplayWindow, MIN_WINDOW};
 use crate::selector::{inbound_matches, outbound_matches, InboundSelectors, TrafficSelector};
-use crate::transform::{constant_time_eq, EspCipher, EspTransform, ICV_LEN};
+use crate::transform::{constant_time_eq, EspCipher, EspTransform, Icv};
+use crate::transport::{tuple_of, TransportPacket};
 use core::net::IpAddr;
 use core::ops::Range;
 use plexgate_wire::ip::{self, proto, FiveTuple, TupleV4};
@@ -72,6 +73,7 @@ pub struct UdpEncapPorts {
 /// Everything needed to (re)create one direction of a Child SA.
 ///
 /// Serializable so that it can go into a recovery record; keys are hex strings.
+/// The keys are zeroized when a value is dropped.
 /// Build both directions from IKE KEYMAT with [`SaParams::pair_from_keymat`].
 #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SaParams {
@@ -118,6 +120,15 @@ pub struct SaParams {
     pub peer: String,
     /// Name of the Child SA configuration.
     pub child: String,
+}
+
+impl Drop for SaParams {
+    /// Keys are zeroized when the parameters go: when an SA is removed from the
+    /// SAD, and for every copy (recovery records, key log) when it is dropped.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.enc_key);
+        zeroize::Zeroize::zeroize(&mut self.integ_key);
+    }
 }
 
 impl core::fmt::Debug for SaParams {
@@ -200,12 +211,12 @@ impl SaParams {
         } else {
             (i2r, r2i)
         };
-        let mk = |spi, direction, k: crate::transform::ChildKeys| SaParams {
+        let mk = |spi, direction, mut k: crate::transform::ChildKeys| SaParams {
             spi,
             direction,
             transform: cfg.transform,
-            enc_key: k.enc,
-            integ_key: k.integ,
+            enc_key: core::mem::take(&mut k.enc),
+            integ_key: core::mem::take(&mut k.integ),
             esn: cfg.esn,
             mode: cfg.mode,
             replay_window: cfg.replay_window,
@@ -513,7 +524,7 @@ impl SecurityAssociation {
             return Err(EspError::SeqExhausted);
         }
         let seq = self.last_seq + 1;
-        let ct_end = total - ICV_LEN;
+        let ct_end = total - t.icv_len();
         // Trailer: padding 1, 2, 3, ..., pad length, next header (RFC 4303 §2.4).
         //= https://www.rfc-editor.org/rfc/rfc4303#section-2.4
         //# the Padding bytes are initialized with a series of (unsigned, 1-byte)
@@ -555,7 +566,7 @@ impl SecurityAssociation {
                 .cbc_encrypt(&iv, &mut buf[h..ct_end])
                 .ok_or(EspError::BadIcv)?;
             let icv = self.icv(&buf[..ct_end], &seq_hi).ok_or(EspError::BadIcv)?;
-            buf[ct_end..].copy_from_slice(&icv);
+            buf[ct_end..].copy_from_slice(icv.as_slice());
         }
         self.last_seq = seq;
         self.account(inner_len);
@@ -583,7 +594,7 @@ impl SecurityAssociation {
     //= https://www.rfc-editor.org/rfc/rfc4303#section-2.2.1
     //# the high-order 32 bits are ... included in the ICV computation
     #[inline]
-    fn icv(&self, covered: &[u8], seq_hi: &[u8; 4]) -> Option<[u8; ICV_LEN]> {
+    fn icv(&self, covered: &[u8], seq_hi: &[u8; 4]) -> Option<Icv> {
         if self.params.esn {
             self.cipher.hmac_icv(&[covered, seq_hi])
         } else {
@@ -608,8 +619,9 @@ impl SecurityAssociation {
     /// Opens an ESP packet in place (`buf` starts with the SPI). On success the
     /// inner packet is at `buf[opened.inner]`. Checks, in order: lifetime,
     /// length, replay window (before the ICV), ICV, then updates the window,
-    /// checks padding, next header, and in tunnel mode the inner packet
-    /// against the SA's traffic selectors.
+    /// checks padding, next header, and the SA's traffic selectors: in tunnel
+    /// mode against the inner packet, in transport mode against the packet
+    /// the payload belongs to ([`SecurityAssociation::transport_packet`]).
     #[inline]
     pub fn open_in_place(&mut self, now: Instant, buf: &mut [u8]) -> Result<Opened, EspError> {
         self.open_impl::<false>(now, buf).map(|(o, _)| o)
@@ -645,10 +657,11 @@ impl SecurityAssociation {
         let h = self.header_len();
         let len = buf.len();
         let truncated = EspError::Truncated { len };
-        if len < h + 2 + ICV_LEN {
+        let icv_len = t.icv_len();
+        if len < h + 2 + icv_len {
             return Err(truncated);
         }
-        let ct_end = len - ICV_LEN;
+        let ct_end = len - icv_len;
         if !t.is_aead() && !(ct_end - h).is_multiple_of(16) {
             return Err(truncated);
         }
@@ -755,6 +768,15 @@ impl SecurityAssociation {
                     _ => return Err(EspError::SelectorMismatch),
                 }
             }
+        } else if !self.selectors_in.is_any() {
+            // Transport mode: the same check (RFC 4301 §5.2 makes no exception
+            // for it) on the packet the payload belongs to: the SA's outer
+            // addresses, the next header as protocol, ports from the payload.
+            let (src, dst) = self.params.outer_src_dst();
+            let tuple = tuple_of(src, dst, next_header, &buf[inner.clone()]);
+            if !self.selectors_in.matches(&tuple) {
+                return Err(EspError::SelectorMismatch);
+            }
         }
         self.account(inner.len());
         Ok((
@@ -765,6 +787,23 @@ impl SecurityAssociation {
             },
             parsed,
         ))
+    }
+
+    /// For an SA in transport mode, the packet `opened` (a result of this
+    /// inbound SA's open) belongs to: outer addresses, protocol and payload,
+    /// to check again or to rebuild the IP packet around the payload. `None`
+    /// in tunnel mode, where `buf[opened.inner]` is the whole inner packet.
+    pub fn transport_packet(&self, opened: &Opened) -> Option<TransportPacket> {
+        if self.params.mode != Mode::Transport {
+            return None;
+        }
+        let (src, dst) = self.params.outer_src_dst();
+        Some(TransportPacket {
+            src,
+            dst,
+            protocol: opened.next_header,
+            payload: opened.inner.clone(),
+        })
     }
 
     /// Whether an inner packet may be sent on (outbound) or was allowed to

@@ -241,6 +241,67 @@ impl TupleV4 {
     }
 }
 
+/// The ports of a transport header as the SPD sees them (RFC 4301 §4.4.1.1):
+/// `(source, destination)` for TCP, UDP, SCTP and UDP-Lite, the ICMP type and
+/// code as one 16-bit value for both with ICMP and ICMPv6, `None` for other
+/// protocols or a header too short to hold them. `l4` starts at the transport
+/// header (an ESP transport-mode payload, or the bytes after an IP header).
+#[inline(always)]
+pub fn transport_ports(protocol: u8, l4: &[u8]) -> (Option<u16>, Option<u16>) {
+    ports(protocol, l4)
+}
+
+/// Writes a minimal IP header for a payload of `payload_len` bytes of
+/// `protocol` from `src` to `dst` at the start of `out` and returns its length
+/// (20 for IPv4, with its checksum; 40 for IPv6). TTL / hop limit 64, no
+/// options, DSCP 0, IPv4 identification 0 with DF set. For rebuilding the IP
+/// packet around an ESP transport-mode payload (RFC 4301 §4.1).
+pub fn write_header(
+    src: IpAddr,
+    dst: IpAddr,
+    protocol: u8,
+    payload_len: usize,
+    out: &mut [u8],
+) -> Result<usize> {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let total = u16::try_from(20 + payload_len)
+                .map_err(|_| WireError::BadIp("IPv4 packet longer than 65535 bytes"))?;
+            let have = out.len();
+            let h = out
+                .get_mut(..20)
+                .ok_or(WireError::BufferTooSmall { needed: 20, have })?;
+            h.copy_from_slice(&[
+                0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, protocol, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ]);
+            h[2..4].copy_from_slice(&total.to_be_bytes());
+            h[12..16].copy_from_slice(&s.octets());
+            h[16..20].copy_from_slice(&d.octets());
+            let c = crate::ones_complement_checksum(h);
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+            Ok(20)
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let plen = u16::try_from(payload_len)
+                .map_err(|_| WireError::BadIp("IPv6 payload longer than 65535 bytes"))?;
+            let have = out.len();
+            let h = out
+                .get_mut(..40)
+                .ok_or(WireError::BufferTooSmall { needed: 40, have })?;
+            h[..4].copy_from_slice(&[0x60, 0, 0, 0]);
+            h[4..6].copy_from_slice(&plen.to_be_bytes());
+            h[6] = protocol;
+            h[7] = 64;
+            h[8..24].copy_from_slice(&s.octets());
+            h[24..40].copy_from_slice(&d.octets());
+            Ok(40)
+        }
+        _ => Err(WireError::BadIp(
+            "source and destination of different families",
+        )),
+    }
+}
+
 #[inline(always)]
 fn ports(protocol: u8, l4: &[u8]) -> (Option<u16>, Option<u16>) {
     match (protocol, l4) {
@@ -394,6 +455,73 @@ mod tests {
             Err(WireError::BadIp(_))
         ));
         assert!(total_len(&[0x60; 39]).is_err());
+    }
+
+    #[test]
+    fn written_headers_parse_back() {
+        let mut buf = [0u8; 64];
+        let n = write_header(
+            "192.0.2.1".parse().unwrap(),
+            "198.51.100.7".parse().unwrap(),
+            proto::UDP,
+            12,
+            &mut buf,
+        )
+        .unwrap();
+        assert_eq!(n, 20);
+        buf[20..24].copy_from_slice(&[0x11, 0x94, 0x00, 0x35]);
+        let t = FiveTuple::parse(&buf[..32]).unwrap();
+        assert_eq!(t.src, IpAddr::from([192, 0, 2, 1]));
+        assert_eq!(
+            (t.protocol, t.src_port, t.dst_port),
+            (17, Some(4500), Some(53))
+        );
+        assert_eq!(total_len(&buf).unwrap(), 32);
+        // The checksum verifies: the sum over the header is 0xffff.
+        assert_eq!(crate::ones_complement_checksum(&buf[..20]), 0);
+        let v4 = etherparse::Ipv4HeaderSlice::from_slice(&buf[..20]).unwrap();
+        assert_eq!(v4.header_checksum(), v4.to_header().calc_header_checksum());
+        let n = write_header(
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+            proto::TCP,
+            4,
+            &mut buf,
+        )
+        .unwrap();
+        assert_eq!(n, 40);
+        buf[40..44].copy_from_slice(&[0, 80, 0x1f, 0x90]);
+        let t = FiveTuple::parse(&buf[..44]).unwrap();
+        assert_eq!(
+            (t.protocol, t.src_port, t.dst_port),
+            (6, Some(80), Some(8080))
+        );
+        assert!(write_header(
+            "192.0.2.1".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+            6,
+            0,
+            &mut buf
+        )
+        .is_err());
+        assert!(matches!(
+            write_header(
+                "192.0.2.1".parse().unwrap(),
+                "192.0.2.2".parse().unwrap(),
+                6,
+                0,
+                &mut buf[..19]
+            ),
+            Err(WireError::BufferTooSmall { .. })
+        ));
+        assert!(write_header(
+            "192.0.2.1".parse().unwrap(),
+            "192.0.2.2".parse().unwrap(),
+            6,
+            65516,
+            &mut buf
+        )
+        .is_err());
     }
 
     proptest::proptest! {
