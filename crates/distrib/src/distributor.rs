@@ -104,6 +104,8 @@ pub struct DistributorConfig {
     pub timeouts: Timeouts,
     /// CRT capacity reserved up front (no rehash below it).
     pub crt_capacity: usize,
+    /// Most connections in the CRT (see [`crate::crt`] for what happens at it).
+    pub crt_max: usize,
     /// A target silent for this long is considered down.
     pub node_timeout: Duration,
 }
@@ -117,6 +119,7 @@ impl DistributorConfig {
             first_seq,
             timeouts: Timeouts::default(),
             crt_capacity: 65_536,
+            crt_max: crate::crt::DEFAULT_MAX,
             node_timeout: Duration::from_secs(30),
         }
     }
@@ -161,7 +164,7 @@ impl Distributor {
             dvipas: Vec::new(),
             guard: AnnounceGuard::default(),
             dpt: Dpt::new(),
-            crt: Crt::with_capacity(cfg.crt_capacity),
+            crt: Crt::with_capacity(cfg.crt_capacity, cfg.crt_max),
             timeouts: cfg.timeouts,
             node_timeout: cfg.node_timeout,
             last_heard: HashMap::new(),
@@ -514,10 +517,22 @@ impl Distributor {
         let Some(target) = target else {
             return self.drop_route(DropReason::NoListener);
         };
-        self.add_conn(
-            key,
-            CrtEntry::new(target, key.proto, via_ipsec, Origin::Selected, now),
-        );
+        let e = CrtEntry::new(target, key.proto, via_ipsec, Origin::Selected, now);
+        match self.crt.insert_new(key, e) {
+            Ok(evicted) => {
+                if let Some((k, old)) = evicted {
+                    if let Some(row) = self.dpt.get_mut(k.dvipa, k.dvipa_port) {
+                        row.closed(old.target);
+                    }
+                    self.counters.conns_evicted += 1;
+                }
+                self.counters.conns_opened += 1;
+                if let Some(row) = self.dpt.get_mut(key.dvipa, key.dvipa_port) {
+                    row.opened(target);
+                }
+            }
+            Err(_) => return self.drop_route(DropReason::CrtFull),
+        }
         self.route_to(target, via_ipsec)
     }
 
