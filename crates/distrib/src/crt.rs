@@ -416,7 +416,7 @@ mod tests {
     fn expiry_by_state() {
         let t = Timeouts::default();
         let now = Instant::now();
-        let mut crt = Crt::with_capacity(4);
+        let mut crt = Crt::with_capacity(4, DEFAULT_MAX);
         let key = |p| FlowKey {
             client: "192.0.2.1".parse().unwrap(),
             client_port: p,
