@@ -37,9 +37,14 @@ impl Cx<'_> {
         }));
     }
 
-    /// Our store view is current: we may claim and route.
+    /// Our store view is current: we may claim and resume routing.
     pub(crate) fn store_live(&self) -> bool {
         self.own.live(self.now, self.timing.fence_after)
+    }
+
+    /// Our last acknowledged heartbeat is recent enough to keep routing.
+    pub(crate) fn store_fresh(&self) -> bool {
+        self.own.fresh(self.now, self.timing.fence_after)
     }
 
     /// Whether `gateway` is dead for us now (we ourselves are alive).
@@ -432,14 +437,13 @@ impl Group {
         let State::Owning { epoch, phase } = self.state.clone() else {
             return;
         };
-        let live = cx.store_live();
         match phase {
             Phase::Fenced { handing_to } => {
-                if live && self.retry_at.is_none_or_past(cx.now) {
+                if cx.store_live() && self.retry_at.is_none_or_past(cx.now) {
                     self.resume_after_fence(cx, epoch, handing_to);
                 }
             }
-            _ if !live => self.fence(cx),
+            _ if !cx.store_fresh() => self.fence(cx),
             Phase::TakingOver { until } => {
                 if cx.shutting_down {
                     self.tick_routing(cx);

@@ -128,11 +128,17 @@ impl OwnStore {
         self.last_ok_sent.map(|s| s + fence_after)
     }
 
-    /// Whether our view of the store is current at `now`: the store is reachable
-    /// and a heartbeat sent less than `fence_after` ago was acknowledged. Only then
-    /// may we claim, route, or judge others dead.
+    /// Whether a heartbeat sent less than `fence_after` before `now` was
+    /// acknowledged: an owner keeps routing exactly as long as this holds.
+    pub(crate) fn fresh(&self, now: Instant, fence_after: Duration) -> bool {
+        self.fence_at(fence_after).is_some_and(|t| now < t)
+    }
+
+    /// Whether our view of the store is current at `now`: fresh, and the daemon
+    /// has not reported the store unreachable. Only then may we claim, resume
+    /// after fencing, or judge others dead.
     pub(crate) fn live(&self, now: Instant, fence_after: Duration) -> bool {
-        self.reachable && self.fence_at(fence_after).is_some_and(|t| now < t)
+        self.reachable && self.fresh(now, fence_after)
     }
 
     /// Since when we have been live without a single failed heartbeat.
