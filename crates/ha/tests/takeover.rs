@@ -608,3 +608,31 @@ fn restarted_owner_with_its_old_record_reclaims_with_a_new_epoch() {
     );
     assert_clean(&sim);
 }
+
+#[test]
+fn a_backup_with_a_lagging_watch_cannot_depose_a_live_owner() {
+    // gw-2's watch stalls for 1.5 s: it sees no heartbeat of gw-1 and judges it
+    // dead, but its claim carries the revision of the last heartbeat it saw, and
+    // gw-1 renewed since, so the store refuses the claim.
+    let mut sim = site_b();
+    let grp = group(G1);
+    let e1 = started(&mut sim, grp, "gw-1");
+    sim.run_for(Duration::from_secs(1));
+    sim.set_watch_delay(&g("gw-2"), Duration::from_millis(1500));
+    sim.run_for(Duration::from_secs(1));
+    sim.set_watch_delay(&g("gw-2"), Duration::ZERO);
+    sim.run_for(Duration::from_secs(3));
+    assert!(
+        sim.log()
+            .iter()
+            .any(|l| l.contains("gw-2") && l.contains("claiming: owner gw-1 is dead")),
+        "the lagging backup did try"
+    );
+    assert_eq!(
+        forwarder(&sim, grp),
+        Some((g("gw-1"), e1)),
+        "and nothing moved"
+    );
+    assert_eq!(sim.ownership_history().len(), 1);
+    assert_clean(&sim);
+}

@@ -16,7 +16,7 @@
 //! operator's move (pinned).
 
 use super::config::Takeback;
-use super::event::{Action, Epoch, Level, OwnerRecord};
+use super::event::{Action, Epoch, HeartbeatGuard, Level, OwnerRecord};
 use super::group::{ClaimKind, Cx, Group, NotBefore, State};
 use super::GatewayName;
 use std::time::Instant;
@@ -30,6 +30,7 @@ pub(crate) struct Plan {
     wake: Option<Instant>,
     expected: Option<Epoch>,
     kind: ClaimKind,
+    guard: Option<HeartbeatGuard>,
 }
 
 impl Group {
@@ -47,6 +48,7 @@ impl Group {
             wake: None,
             expected,
             kind,
+            guard: None,
         };
         let (base, first, owner) = match record {
             OwnerRecord::Owned { gateway, .. } if gateway == cx.me => {
@@ -72,11 +74,16 @@ impl Group {
         };
         let (above, wake) = self.live_above(cx, first, owner);
         let at = (base + cx.timing.rank_delay * above).max(not_before);
+        let guard = owner.map(|o| HeartbeatGuard {
+            gateway: o.clone(),
+            revision: cx.peers.revision(o),
+        });
         Some(Plan {
             at,
             wake,
             expected,
             kind: ClaimKind::Takeover,
+            guard,
         })
     }
 
@@ -173,6 +180,7 @@ impl Group {
             group: self.cfg.id(),
             expected: plan.expected,
             pinned,
+            owner_heartbeat: plan.guard,
         });
         let why = match (&self.record, &plan.kind) {
             (_, ClaimKind::Successor { .. }) => "named successor of a hand-over".to_string(),

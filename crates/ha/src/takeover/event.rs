@@ -67,6 +67,18 @@ impl OwnerRecord {
     }
 }
 
+/// A condition on a claim: `gateway`'s heartbeat key still has store revision
+/// `revision` (`None`: the key does not exist, its lease is gone). A backup whose
+/// view of the store lags can therefore never depose an owner that is still
+/// renewing: the owner's newer heartbeat makes the claim fail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeartbeatGuard {
+    /// The owner we take over from.
+    pub gateway: GatewayName,
+    /// The revision of its heartbeat we last saw.
+    pub revision: Option<u64>,
+}
+
 /// The store's answer to a compare-and-swap on an owner record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CasOutcome {
@@ -101,10 +113,13 @@ pub enum Input {
     RenewFailed,
     /// The store connection went down (`false`) or came back (`true`).
     StoreReachable(bool),
-    /// The store watch shows a new heartbeat of another gateway.
+    /// The store watch (or a read) shows a heartbeat of another gateway.
     PeerHeartbeat {
         /// Whose heartbeat.
         gateway: GatewayName,
+        /// The store revision of that heartbeat write (etcd: the heartbeat key's
+        /// `mod_revision`); claims are guarded by it ([`HeartbeatGuard`]).
+        revision: u64,
     },
     /// A gateway's store lease ended (process gone, lease expired or revoked).
     LeaseGone {
@@ -229,8 +244,10 @@ pub enum Action {
     /// answer [`Input::RenewOk`] with the send instant, or [`Input::RenewFailed`].
     RenewHeartbeat,
     /// Compare-and-swap the group's owner record to `Owned { us, new epoch, pinned }`
-    /// if its epoch is `expected` (`None`: only if there is no record); answer
-    /// [`Input::ClaimResult`].
+    /// if its epoch is `expected` (`None`: only if there is no record) **and** the
+    /// `owner_heartbeat` guard holds (one transaction); answer
+    /// [`Input::ClaimResult`] (a failed guard is a `Conflict` with the unchanged
+    /// record).
     Claim {
         /// The group.
         group: GroupId,
@@ -238,6 +255,9 @@ pub enum Action {
         expected: Option<Epoch>,
         /// Store `pinned` in the record (we claim as target of a planned move).
         pinned: bool,
+        /// When we take over from an owner we judged dead: its heartbeat must not
+        /// have been written since the one we saw.
+        owner_heartbeat: Option<HeartbeatGuard>,
     },
     /// Compare-and-swap the owner record from `Owned { us, epoch }` to
     /// `Released { new epoch, successor, pinned }`; answer [`Input::ReleaseResult`].

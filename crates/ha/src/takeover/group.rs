@@ -238,6 +238,21 @@ impl Group {
                 self.claim_applied(cx, epoch, kind);
             }
             CasOutcome::Conflict { current } => {
+                let State::Claiming { expected, .. } = self.state else {
+                    return;
+                };
+                if current.epoch() == expected {
+                    // The record was as expected, so the owner-heartbeat guard
+                    // failed: the owner renewed after the heartbeat we judged
+                    // stale. Our view lags; give it time before trying again.
+                    let wait = cx.timing.rank_delay.max(cx.timing.heartbeat);
+                    self.retry_at = Some(cx.now + wait);
+                    self.lose(
+                        cx,
+                        "claim refused: the owner's heartbeat is newer than we saw",
+                    );
+                    return;
+                }
                 self.on_record(cx, current.clone(), true);
                 if matches!(self.state, State::Claiming { .. }) {
                     self.lose(cx, &format!("claim refused: {}", describe(&current)));
@@ -498,6 +513,7 @@ impl Group {
             group: self.cfg.id(),
             expected: Some(epoch),
             pinned,
+            owner_heartbeat: None,
         });
         self.state = State::Claiming {
             expected: Some(epoch),

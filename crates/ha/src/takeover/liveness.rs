@@ -17,6 +17,9 @@ struct Peer {
     last_seen: Instant,
     /// When the store told us its lease ended (cleared by a new heartbeat).
     gone_at: Option<Instant>,
+    /// Store revision of the latest heartbeat we saw (`None`: none seen, or the
+    /// lease ended since).
+    revision: Option<u64>,
 }
 
 /// The other gateways' liveness.
@@ -35,6 +38,7 @@ impl Peers {
                     Peer {
                         last_seen: now,
                         gone_at: None,
+                        revision: None,
                     },
                 )
             })
@@ -47,29 +51,45 @@ impl Peers {
         self.peers.contains_key(gateway)
     }
 
-    /// A heartbeat of `gateway` seen at `now`.
-    pub(crate) fn heartbeat(&mut self, gateway: &GatewayName, now: Instant) {
+    /// A heartbeat of `gateway` with store revision `revision`, seen at `now`.
+    /// A heartbeat older than one already seen is a late event and ignored.
+    pub(crate) fn heartbeat(&mut self, gateway: &GatewayName, revision: u64, now: Instant) {
         if let Some(p) = self.peers.get_mut(gateway) {
+            if p.revision.is_some_and(|r| revision < r) {
+                return;
+            }
+            p.revision = Some(revision);
             p.last_seen = p.last_seen.max(now);
             p.gone_at = None;
         }
     }
 
-    /// The lease of `gateway` ended.
+    /// The lease of `gateway` ended (its heartbeat key is gone).
     pub(crate) fn lease_gone(&mut self, gateway: &GatewayName, now: Instant) {
         if let Some(p) = self.peers.get_mut(gateway) {
             p.gone_at.get_or_insert(now);
+            p.revision = None;
         }
     }
 
-    /// Our view of the store was stale (we were cut off) and is current again:
-    /// heartbeats we missed meanwhile do not make anyone dead, so every gateway
-    /// whose lease has not ended counts as seen now.
-    pub(crate) fn refresh_all(&mut self, now: Instant) {
+    /// The revision of `gateway`'s latest heartbeat as far as we know.
+    pub(crate) fn revision(&self, gateway: &GatewayName) -> Option<u64> {
+        self.peers.get(gateway).and_then(|p| p.revision)
+    }
+
+    /// Our view of the store was stale since `stale_since` (we were cut off, or
+    /// had not started) and is current again. What we did not see meanwhile must
+    /// not make anyone dead: every gateway counts as seen `now`, and lease ends we
+    /// learned before `stale_since` are forgotten (the gateway may have restarted
+    /// meanwhile); lease ends learned since (from the store read on reconnection)
+    /// stand.
+    pub(crate) fn refresh_all(&mut self, now: Instant, stale_since: Instant) {
         for p in self.peers.values_mut() {
-            if p.gone_at.is_none() {
-                p.last_seen = p.last_seen.max(now);
+            match p.gone_at {
+                Some(g) if g >= stale_since => continue,
+                _ => p.gone_at = None,
             }
+            p.last_seen = p.last_seen.max(now);
         }
     }
 
@@ -112,6 +132,8 @@ pub(crate) struct OwnStore {
     pub(crate) view_live: bool,
     /// Since when our store view is current.
     pub(crate) live_since: Option<Instant>,
+    /// Since when our store view is not current (start, or when it was lost).
+    pub(crate) stale_since: Option<Instant>,
 }
 
 impl OwnStore {
@@ -166,16 +188,26 @@ mod tests {
         let mut p = Peers::new([a.clone()].iter(), t0);
         assert!(!p.is_dead(&a, d, t0 + Duration::from_millis(599)));
         assert!(p.is_dead(&a, d, t0 + d));
-        p.heartbeat(&a, t0 + Duration::from_millis(500));
+        p.heartbeat(&a, 7, t0 + Duration::from_millis(500));
+        assert_eq!(p.revision(&a), Some(7));
+        p.heartbeat(&a, 6, t0 + Duration::from_millis(550));
+        assert_eq!(p.revision(&a), Some(7), "a late event changes nothing");
         assert_eq!(p.dead_at(&a, d), Some(t0 + Duration::from_millis(1100)));
         p.lease_gone(&a, t0 + Duration::from_millis(700));
         assert!(p.is_dead(&a, d, t0 + Duration::from_millis(700)));
-        p.refresh_all(t0 + Duration::from_secs(5));
+        assert_eq!(p.revision(&a), None, "the heartbeat key is gone");
+        p.refresh_all(t0 + Duration::from_secs(5), t0 + Duration::from_millis(700));
         assert!(
             p.is_dead(&a, d, t0 + Duration::from_secs(5)),
-            "a gone lease stays gone"
+            "a lease end learned while stale (the store read) stands"
         );
-        p.heartbeat(&a, t0 + Duration::from_secs(6));
+        p.refresh_all(t0 + Duration::from_secs(5), t0 + Duration::from_millis(800));
+        assert!(
+            !p.is_dead(&a, d, t0 + Duration::from_secs(5)),
+            "a lease end learned before we were cut off is forgotten"
+        );
+        assert!(p.is_dead(&a, d, t0 + Duration::from_millis(5600)));
+        p.heartbeat(&a, 9, t0 + Duration::from_secs(6));
         assert!(!p.is_dead(&a, d, t0 + Duration::from_secs(6)));
         assert!(p.is_dead(&GatewayName::from("zz"), d, t0));
     }

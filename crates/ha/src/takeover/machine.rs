@@ -77,10 +77,10 @@ impl HaMachine {
             }
             Input::RenewFailed => self.own.last_failure = Some(now),
             Input::StoreReachable(up) => self.store_reachable(now, up),
-            Input::PeerHeartbeat { gateway } if gateway == me => {}
-            Input::PeerHeartbeat { gateway } => {
+            Input::PeerHeartbeat { gateway, .. } if gateway == me => {}
+            Input::PeerHeartbeat { gateway, revision } => {
                 self.known(&gateway)?;
-                self.peers.heartbeat(&gateway, now);
+                self.peers.heartbeat(&gateway, revision, now);
             }
             Input::LeaseGone { gateway } if gateway == me => {
                 // The store counts us dead: nothing we sent before counts any more.
@@ -222,6 +222,7 @@ impl HaMachine {
             .map(|g| Group::new(g.clone(), now))
             .collect();
         self.own.next_renew = Some(now);
+        self.own.stale_since = Some(now);
         self.log(Level::Info, &format!("HA started as {me}"));
     }
 
@@ -263,10 +264,12 @@ impl HaMachine {
             self.own.view_live = live;
             if live {
                 // Heartbeats we could not see meanwhile do not make anyone dead.
-                self.peers.refresh_all(now);
+                let stale_since = self.own.stale_since.unwrap_or(now);
+                self.peers.refresh_all(now, stale_since);
                 self.own.live_since = Some(now);
                 self.log(Level::Info, "store view current");
             } else {
+                self.own.stale_since = Some(now);
                 self.log(
                     Level::Warn,
                     "store view lost: no heartbeat acknowledged in time",

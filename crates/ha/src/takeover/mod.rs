@@ -33,8 +33,8 @@ pub use config::{
     GroupId, HaConfig, Rank, Takeback, Timing,
 };
 pub use event::{
-    Action, CasOutcome, ConnMark, Distribution, DvipaRoute, Epoch, Input, InputError, Level,
-    LogLine, OwnerRecord,
+    Action, CasOutcome, ConnMark, Distribution, DvipaRoute, Epoch, HeartbeatGuard, Input,
+    InputError, Level, LogLine, OwnerRecord,
 };
 pub use machine::{GroupStatus, HaMachine};
 

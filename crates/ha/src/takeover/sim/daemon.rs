@@ -33,12 +33,14 @@ impl Sim {
                 group,
                 expected,
                 pinned,
+                owner_heartbeat,
             } => self.request(
                 gw,
                 Request::Claim {
                     group,
                     expected,
                     pinned,
+                    guard: owner_heartbeat,
                 },
             ),
             Action::Release {

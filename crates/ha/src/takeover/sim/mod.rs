@@ -14,7 +14,7 @@ mod store;
 
 pub use store::StoreModel;
 
-use super::{CasOutcome, DvipaRoute, Epoch};
+use super::{CasOutcome, DvipaRoute, Epoch, HeartbeatGuard};
 use super::{GatewayName, GroupId, HaConfig, HaMachine, Input, InputError, OwnerRecord, Role};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -62,6 +62,7 @@ enum Request {
         group: GroupId,
         expected: Option<Epoch>,
         pinned: bool,
+        guard: Option<HeartbeatGuard>,
     },
     Release {
         group: GroupId,
@@ -111,6 +112,8 @@ struct Node {
     link: bool,
     forwarding: BTreeMap<GroupId, Epoch>,
     routes: BTreeMap<GroupId, Vec<DvipaRoute>>,
+    watch_delay: Duration,
+    last_watch_at: Instant,
     vipas: BTreeSet<GroupId>,
     records: BTreeSet<GroupId>,
     handing_over: BTreeSet<GroupId>,
@@ -165,6 +168,8 @@ impl Sim {
                     link: true,
                     forwarding: BTreeMap::new(),
                     routes: BTreeMap::new(),
+                    watch_delay: Duration::ZERO,
+                    last_watch_at: origin,
                     vipas: BTreeSet::new(),
                     records: BTreeSet::new(),
                     handing_over: BTreeSet::new(),
@@ -252,6 +257,14 @@ impl Sim {
             node.link = up;
         }
         self.link_changed(gw, before);
+    }
+
+    /// Delays every watch event to one gateway by `extra` (a lagging watch: its
+    /// requests and their answers still go through at once).
+    pub fn set_watch_delay(&mut self, gw: &GatewayName, extra: Duration) {
+        if let Some(node) = self.nodes.get_mut(gw) {
+            node.watch_delay = extra;
+        }
     }
 
     /// Stops (`false`) or restarts the whole store.
@@ -507,9 +520,10 @@ impl Sim {
         }
         let reply = match request {
             Request::Renew { sent_at } => {
-                self.store.renew(&from, self.now);
+                let revision = self.store.renew(&from, self.now);
                 self.notify_all(Input::PeerHeartbeat {
                     gateway: from.clone(),
+                    revision,
                 });
                 Some(Input::RenewOk { sent_at })
             }
@@ -517,8 +531,11 @@ impl Sim {
                 group,
                 expected,
                 pinned,
+                guard,
             } => {
-                let outcome = self.store.claim(&from, group, expected, pinned);
+                let outcome = self
+                    .store
+                    .claim(&from, group, expected, pinned, guard.as_ref());
                 self.after_cas(group, &outcome);
                 Some(Input::ClaimResult { group, outcome })
             }
@@ -571,19 +588,30 @@ impl Sim {
             .map(|(g, n)| (g.clone(), n.incarnation))
             .collect();
         for (to, incarnation) in targets {
-            let delivery = Delivery::FromStore {
-                input: input.clone(),
-                if_cut: None,
-            };
-            self.push_event(
-                self.timing.store_latency,
-                Event::AtNode {
-                    to,
-                    incarnation,
-                    delivery,
-                },
-            );
+            self.watch_event(&to, incarnation, input.clone());
         }
+    }
+
+    /// A watch event (or store read) for one gateway: after the store latency
+    /// plus the gateway's watch delay, never before an earlier one (FIFO).
+    fn watch_event(&mut self, to: &GatewayName, incarnation: u32, input: Input) {
+        let Some(node) = self.nodes.get_mut(to) else {
+            return;
+        };
+        let at = (self.now + self.timing.store_latency + node.watch_delay).max(node.last_watch_at);
+        node.last_watch_at = at;
+        let delivery = Delivery::FromStore {
+            input,
+            if_cut: None,
+        };
+        self.push_event(
+            at - self.now,
+            Event::AtNode {
+                to: to.clone(),
+                incarnation,
+                delivery,
+            },
+        );
     }
 
     /// A gateway's link came up: the daemon reads every owner record again and
@@ -604,23 +632,20 @@ impl Sim {
             })
             .collect();
         for g in self.nodes.keys() {
-            if g != gw && self.store.lease_expired(g) {
+            if g == gw {
+                continue;
+            }
+            if self.store.lease_expired(g) {
                 inputs.push(Input::LeaseGone { gateway: g.clone() });
+            } else if let Some(revision) = self.store.heartbeat_revision(g) {
+                inputs.push(Input::PeerHeartbeat {
+                    gateway: g.clone(),
+                    revision,
+                });
             }
         }
         for input in inputs {
-            let delivery = Delivery::FromStore {
-                input,
-                if_cut: None,
-            };
-            self.push_event(
-                2 * self.timing.store_latency,
-                Event::AtNode {
-                    to: gw.clone(),
-                    incarnation,
-                    delivery,
-                },
-            );
+            self.watch_event(gw, incarnation, input);
         }
     }
 

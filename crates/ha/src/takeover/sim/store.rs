@@ -5,7 +5,7 @@
 //! and [`Action::Release`](super::super::Action::Release) document, so the lead can
 //! use it as the reference for the store adapters.
 
-use super::super::{CasOutcome, Epoch, GatewayName, GroupId, OwnerRecord};
+use super::super::{CasOutcome, Epoch, GatewayName, GroupId, HeartbeatGuard, OwnerRecord};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,7 @@ pub struct StoreModel {
     revision: u64,
     owners: BTreeMap<GroupId, OwnerRecord>,
     leases: BTreeMap<GatewayName, Instant>,
+    heartbeats: BTreeMap<GatewayName, u64>,
     expired: std::collections::BTreeSet<GatewayName>,
     moves: BTreeMap<GroupId, (GatewayName, Epoch)>,
 }
@@ -43,16 +44,23 @@ impl StoreModel {
         Epoch(self.revision)
     }
 
-    /// `Claim`: the record becomes `Owned { by }` if its epoch is `expected`.
+    /// `Claim`: the record becomes `Owned { by }` if its epoch is `expected` and
+    /// the guard holds (the guarded gateway's heartbeat key has that revision, or
+    /// is absent for `None`).
     pub fn claim(
         &mut self,
         by: &GatewayName,
         group: GroupId,
         expected: Option<Epoch>,
         pinned: bool,
+        guard: Option<&HeartbeatGuard>,
     ) -> CasOutcome {
         let current = self.record(group);
-        if current.epoch() != expected {
+        let guard_holds = match guard {
+            Some(g) => self.heartbeat_revision(&g.gateway) == g.revision,
+            None => true,
+        };
+        if current.epoch() != expected || !guard_holds {
             return CasOutcome::Conflict { current };
         }
         let epoch = self.next_epoch();
@@ -94,10 +102,25 @@ impl StoreModel {
         CasOutcome::Applied { epoch }
     }
 
-    /// A heartbeat: (re)creates and renews `by`'s lease.
-    pub fn renew(&mut self, by: &GatewayName, now: Instant) {
+    /// A heartbeat: (re)creates and renews `by`'s lease and writes its heartbeat
+    /// key (on the lease).
+    /// Returns the store revision of the heartbeat write.
+    pub fn renew(&mut self, by: &GatewayName, now: Instant) -> u64 {
         self.leases.insert(by.clone(), now);
         self.expired.remove(by);
+        let revision = self.next_epoch().0;
+        self.heartbeats.insert(by.clone(), revision);
+        revision
+    }
+
+    /// The revision of a gateway's heartbeat key (`None`: absent, lease gone).
+    pub fn heartbeat_revision(&self, gateway: &GatewayName) -> Option<u64> {
+        self.heartbeats.get(gateway).copied()
+    }
+
+    /// Whether `gateway` holds a lease.
+    pub fn has_lease(&self, gateway: &GatewayName) -> bool {
+        self.leases.contains_key(gateway)
     }
 
     /// Whether `gateway`'s lease expired (and was not renewed since). A gateway
@@ -121,6 +144,7 @@ impl StoreModel {
             .collect();
         for g in &gone {
             self.leases.remove(g);
+            self.heartbeats.remove(g);
             self.expired.insert(g.clone());
         }
         gone
@@ -156,11 +180,11 @@ mod tests {
         let b = GatewayName::from("b");
         let mut s = StoreModel::new();
         assert_eq!(
-            s.claim(&a, g, None, false),
+            s.claim(&a, g, None, false, None),
             CasOutcome::Applied { epoch: Epoch(1) }
         );
         assert!(matches!(
-            s.claim(&b, g, None, false),
+            s.claim(&b, g, None, false, None),
             CasOutcome::Conflict { .. }
         ));
         assert!(matches!(
@@ -172,9 +196,25 @@ mod tests {
             CasOutcome::Applied { epoch: Epoch(2) }
         );
         assert_eq!(
-            s.claim(&b, g, Some(Epoch(2)), false),
+            s.claim(&b, g, Some(Epoch(2)), false, None),
             CasOutcome::Applied { epoch: Epoch(3) }
         );
         assert_eq!(s.record(g).owner(), Some(&b));
+        // A takeover guarded by b's heartbeat: fails once b renewed again.
+        let t = Instant::now();
+        let seen = s.renew(&b, t);
+        s.renew(&b, t);
+        let stale = HeartbeatGuard {
+            gateway: b.clone(),
+            revision: Some(seen),
+        };
+        let r = s.claim(&a, g, Some(Epoch(3)), false, Some(&stale));
+        assert!(matches!(r, CasOutcome::Conflict { .. }));
+        let fresh = HeartbeatGuard {
+            gateway: b.clone(),
+            revision: s.heartbeat_revision(&b),
+        };
+        let r = s.claim(&a, g, Some(Epoch(3)), false, Some(&fresh));
+        assert!(matches!(r, CasOutcome::Applied { .. }));
     }
 }
