@@ -25,41 +25,10 @@ impl Sim {
 
     fn apply(&mut self, gw: &GatewayName, action: Action) {
         match action {
-            Action::RenewHeartbeat => {
-                let sent_at = self.now;
-                self.request(gw, Request::Renew { sent_at });
-            }
-            Action::Claim {
-                group,
-                expected,
-                pinned,
-                owner_heartbeat,
-            } => self.request(
-                gw,
-                Request::Claim {
-                    group,
-                    expected,
-                    pinned,
-                    guard: owner_heartbeat,
-                },
-            ),
-            Action::Release {
-                group,
-                epoch,
-                successor,
-                pinned,
-            } => self.request(
-                gw,
-                Request::Release {
-                    group,
-                    epoch,
-                    successor,
-                    pinned,
-                },
-            ),
-            Action::RequestMove { group, to, epoch } => {
-                self.request(gw, Request::Move { group, to, epoch })
-            }
+            Action::RenewHeartbeat
+            | Action::Claim { .. }
+            | Action::Release { .. }
+            | Action::RequestMove { .. } => self.store_action(gw, action),
             Action::AddVipa { group } => self.add_vipa(gw, group),
             Action::RemoveVipa { group } => {
                 self.held(gw, |n| n.vipas.remove(&group));
@@ -108,6 +77,38 @@ impl Sim {
         }
     }
 
+    /// Actions that are requests to the store.
+    fn store_action(&mut self, gw: &GatewayName, action: Action) {
+        let request = match action {
+            Action::RenewHeartbeat => Request::Renew { sent_at: self.now },
+            Action::Claim {
+                group,
+                expected,
+                pinned,
+                owner_heartbeat,
+            } => Request::Claim {
+                group,
+                expected,
+                pinned,
+                guard: owner_heartbeat,
+            },
+            Action::Release {
+                group,
+                epoch,
+                successor,
+                pinned,
+            } => Request::Release {
+                group,
+                epoch,
+                successor,
+                pinned,
+            },
+            Action::RequestMove { group, to, epoch } => Request::Move { group, to, epoch },
+            _ => return,
+        };
+        self.request(gw, request);
+    }
+
     /// A request to the store: over the link, or failing after the timeout.
     fn request(&mut self, gw: &GatewayName, request: Request) {
         let Some(incarnation) = self.nodes.get(gw).map(|n| n.incarnation) else {
@@ -122,7 +123,7 @@ impl Sim {
                     request,
                 },
             );
-        } else if let Some(fail) = super::failure_for(&request) {
+        } else if let Some(fail) = super::world::failure_for(&request) {
             self.send_local_at(gw, incarnation, fail, self.timing.request_timeout);
         }
     }
