@@ -636,3 +636,53 @@ fn a_backup_with_a_lagging_watch_cannot_depose_a_live_owner() {
     assert_eq!(sim.ownership_history().len(), 1);
     assert_clean(&sim);
 }
+
+/// Time with nobody forwarding `grp`, from now until `gw` forwards it.
+fn forwarding_gap(sim: &mut Sim, grp: GroupId, gw: &str, limit: Duration) -> Duration {
+    let mut gone: Option<Instant> = None;
+    sim.run_until(limit, |s| {
+        if gone.is_none() && forwarder(s, grp).is_none() {
+            gone = Some(s.now());
+        }
+        forwarded_by(s, grp, gw)
+    })
+    .unwrap_or_else(|| panic!("{gw} never forwarded {grp}"));
+    gone.map_or(Duration::ZERO, |t| sim.now() - t)
+}
+
+#[test]
+fn takeover_and_move_times_over_the_heartbeat_phase() {
+    // Crash the primary at every 10 ms of a heartbeat period; the gap until the
+    // backup forwards is bounded by dead_after + heartbeat + the store round trips.
+    let (mut lo, mut hi) = (Duration::MAX, Duration::ZERO);
+    for phase in 0..15u64 {
+        let mut sim = site_b();
+        let grp = group(G1);
+        started(&mut sim, grp, "gw-1");
+        sim.run_for(Duration::from_secs(1) + ms(10 * phase));
+        sim.crash(&g("gw-1"));
+        let gap = forwarding_gap(&mut sim, grp, "gw-2", Duration::from_secs(3));
+        lo = lo.min(gap);
+        hi = hi.max(gap);
+        assert_clean(&sim);
+    }
+    assert!(hi <= ms(600 + 150 + 4 * 2), "worst takeover {hi:?}");
+    assert!(lo >= ms(600 - 150), "best takeover {lo:?}");
+    // Planned move and takeback: the gap is the hand-over (20 ms here) plus
+    // a release and a claim round trip (4 x 2 ms store latency).
+    let mut sim = site_b();
+    let grp = group(G1);
+    started(&mut sim, grp, "gw-1");
+    sim.run_for(Duration::from_secs(1));
+    sim.command_move(&g("gw-1"), ip(DVA1), &g("gw-2")).unwrap();
+    let moved = forwarding_gap(&mut sim, grp, "gw-2", Duration::from_secs(2));
+    assert!(
+        moved <= ms(4 * 2 + 4),
+        "no-forwarder time of a planned move {moved:?}"
+    );
+    println!(
+        "virtual time, store latency 2 ms: takeover after SIGKILL {lo:?}..{hi:?}; \
+         planned move: nobody forwards for {moved:?}"
+    );
+    assert_clean(&sim);
+}

@@ -818,3 +818,32 @@ fn standby_never_claims() {
     assert!(actions(&mut m).is_empty());
     assert_eq!(m.role(grp()), Some(Role::Standby));
 }
+
+#[test]
+fn the_fence_instant_is_a_timeout_even_when_the_store_is_reported_down() {
+    let mut m = machine("gw-1");
+    let t0 = Instant::now();
+    owner_at_5(&mut m, t0);
+    let group = grp();
+    let sent = t0 + ms(120);
+    m.handle(sent + ms(5), Input::RenewOk { sent_at: sent })
+        .unwrap();
+    m.handle(sent + ms(10), Input::StoreReachable(false))
+        .unwrap();
+    actions(&mut m);
+    assert_eq!(
+        m.role(group),
+        Some(Role::TakingOver),
+        "still routing: fresh"
+    );
+    // Heartbeat timer at t0 + 150, 300, 450; the fence instant is t0 + 470.
+    for t in [150, 300, 450] {
+        assert_eq!(m.poll_timeout(), Some(t0 + ms(t)));
+        m.handle_timeout(t0 + ms(t));
+    }
+    assert_eq!(m.role(group), Some(Role::TakingOver));
+    assert_eq!(m.poll_timeout(), Some(sent + ms(350)));
+    m.handle_timeout(sent + ms(350));
+    assert_eq!(m.role(group), Some(Role::Fenced));
+    assert!(actions(&mut m).contains(&Action::StopForwarding { group }));
+}

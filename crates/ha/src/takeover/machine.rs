@@ -156,9 +156,10 @@ impl HaMachine {
             return None;
         }
         let mut next = self.own.next_renew;
-        if self.own.view_live {
-            next = min_opt(next, self.own.fence_at(self.cfg.timing().fence_after));
-        }
+        // When our last acknowledged heartbeat gets too old: owners fence then,
+        // whether or not the store was reported unreachable before.
+        let fence_at = self.own.fence_at(self.cfg.timing().fence_after);
+        next = min_opt(next, fence_at.filter(|t| *t > now));
         let mut out = VecDeque::new();
         let cx = self.cx(now, &mut out);
         for g in &self.groups {

@@ -7,7 +7,8 @@
 //! invariants (at most one gateway forwards, holds the address or writes records
 //! for a group at any instant; forwarding epochs only grow and are the store's
 //! current epoch; nobody renegotiates while a hand-over's DELETEs are still going
-//! out) and records any breach in [`Sim::violations`].
+//! out; nobody forwards past its fence) and records any breach in
+//! [`Sim::violations`].
 
 mod daemon;
 mod store;
@@ -115,6 +116,7 @@ struct Node {
     routes: BTreeMap<GroupId, Vec<DvipaRoute>>,
     watch_delay: Duration,
     last_watch_at: Instant,
+    last_ok_sent: Option<Instant>,
     vipas: BTreeSet<GroupId>,
     records: BTreeSet<GroupId>,
     handing_over: BTreeSet<GroupId>,
@@ -171,6 +173,7 @@ impl Sim {
                     routes: BTreeMap::new(),
                     watch_delay: Duration::ZERO,
                     last_watch_at: origin,
+                    last_ok_sent: None,
                     vipas: BTreeSet::new(),
                     records: BTreeSet::new(),
                     handing_over: BTreeSet::new(),
@@ -243,6 +246,7 @@ impl Sim {
             if node.machine.take().is_some() {
                 node.forwarding.clear();
                 node.routes.clear();
+                node.last_ok_sent = None;
                 node.vipas.clear();
                 node.records.clear();
                 node.handing_over.clear();
@@ -414,9 +418,38 @@ impl Sim {
         let Some(m) = self.nodes.get_mut(gw).and_then(|n| n.machine.as_mut()) else {
             return;
         };
+        let acked = match &input {
+            Input::RenewOk { sent_at } => Some(*sent_at),
+            _ => None,
+        };
         let r = m.handle(now, input);
+        if let (Some(sent_at), Some(node)) = (acked, self.nodes.get_mut(gw)) {
+            node.last_ok_sent = Some(node.last_ok_sent.map_or(sent_at, |t| t.max(sent_at)));
+        }
         self.count_error(gw, r);
         self.drain(gw);
+    }
+
+    /// Every forwarding gateway must have had a heartbeat acknowledged that was
+    /// sent less than its `fence_after` ago (checked whenever time moves on).
+    fn check_fences(&mut self) {
+        let now = self.now;
+        let late: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.machine.is_some() && !n.forwarding.is_empty())
+            .filter(|(_, n)| {
+                let fence_after = n.cfg.timing().fence_after;
+                match n.last_ok_sent {
+                    Some(s) => now > s + fence_after,
+                    None => true,
+                }
+            })
+            .map(|(g, n)| format!("{g} still forwards {:?} past its fence", n.forwarding))
+            .collect();
+        for v in late {
+            self.violation(v);
+        }
     }
 
     fn count_error(&mut self, gw: &GatewayName, r: Result<(), InputError>) {

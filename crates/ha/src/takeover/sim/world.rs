@@ -28,7 +28,10 @@ impl Sim {
         if t > end {
             return false;
         }
-        self.now = self.now.max(t);
+        if t > self.now {
+            self.now = t;
+            self.check_fences();
+        }
         if t_event == Some(t) {
             let Reverse((_, seq)) = self.queue.pop().expect("peeked");
             let event = self.events.remove(&seq).expect("queued event");
