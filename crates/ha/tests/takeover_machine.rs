@@ -847,3 +847,91 @@ fn the_fence_instant_is_a_timeout_even_when_the_store_is_reported_down() {
     assert_eq!(m.role(group), Some(Role::Fenced));
     assert!(actions(&mut m).contains(&Action::StopForwarding { group }));
 }
+
+#[test]
+fn a_takeover_claim_applied_while_our_view_is_stale_renegotiates_after_the_reclaim() {
+    let mut m = machine("gw-1");
+    let t0 = Instant::now();
+    started(&mut m, t0, OwnerRecord::Absent);
+    actions(&mut m);
+    let group = grp();
+    // The answer comes after our last acknowledged heartbeat is too old.
+    let late = t0 + ms(400);
+    m.handle(
+        late,
+        Input::ClaimResult {
+            group,
+            outcome: CasOutcome::Applied { epoch: Epoch(5) },
+        },
+    )
+    .unwrap();
+    assert_eq!(m.role(group), Some(Role::Fenced));
+    assert!(
+        actions(&mut m).is_empty(),
+        "no routing on a claim we cannot keep"
+    );
+    let back = t0 + ms(500);
+    m.handle(back, Input::RenewOk { sent_at: back }).unwrap();
+    assert_eq!(
+        actions(&mut m),
+        vec![Action::Claim {
+            group,
+            expected: Some(Epoch(5)),
+            pinned: false,
+            owner_heartbeat: None
+        }]
+    );
+    // The answer is lost, but the watch shows the reclaim went through.
+    m.handle(
+        back + ms(2),
+        Input::ClaimResult {
+            group,
+            outcome: CasOutcome::Unreachable,
+        },
+    )
+    .unwrap();
+    assert_eq!(m.role(group), Some(Role::Fenced));
+    let rec = OwnerRecord::Owned {
+        gateway: g("gw-1"),
+        epoch: Epoch(6),
+        pinned: false,
+    };
+    m.handle(back + ms(3), Input::OwnerChanged { group, record: rec })
+        .unwrap();
+    assert_eq!(
+        m.role(group),
+        Some(Role::Fenced),
+        "ours, still fenced, nothing dropped"
+    );
+    assert!(actions(&mut m).is_empty());
+    // The retry (a heartbeat after the failure) reclaims at epoch 6 and, never
+    // having held SAs, renegotiates.
+    let t = back + ms(160);
+    m.handle(t, Input::RenewOk { sent_at: t }).unwrap();
+    assert_eq!(
+        actions(&mut m),
+        vec![Action::Claim {
+            group,
+            expected: Some(Epoch(6)),
+            pinned: false,
+            owner_heartbeat: None
+        }]
+    );
+    m.handle(
+        t + ms(2),
+        Input::ClaimResult {
+            group,
+            outcome: CasOutcome::Applied { epoch: Epoch(7) },
+        },
+    )
+    .unwrap();
+    let a = actions(&mut m);
+    assert!(
+        a.contains(&Action::Renegotiate {
+            group,
+            epoch: Epoch(7)
+        }),
+        "{a:?}"
+    );
+    assert_eq!(m.role(group), Some(Role::TakingOver));
+}

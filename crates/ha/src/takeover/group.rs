@@ -196,11 +196,24 @@ impl Group {
         self.record = Some(record.clone());
         self.record_since = cx.now;
         match self.state.clone() {
-            State::Owning { epoch, .. } => {
-                let still_ours = matches!(&record, OwnerRecord::Owned { gateway, epoch: e, .. }
-                    if gateway == cx.me && *e == epoch);
-                if !still_ours {
-                    self.lose(cx, &format!("owner record is now {}", describe(&record)));
+            State::Owning { epoch, phase } => {
+                let ours_at = match &record {
+                    OwnerRecord::Owned {
+                        gateway, epoch: e, ..
+                    } if gateway == cx.me => Some(*e),
+                    _ => None,
+                };
+                match (ours_at, phase) {
+                    (Some(e), _) if e == epoch => {}
+                    (Some(e), Phase::Fenced { handing_to }) => {
+                        // A reclaim of ours went through although we were told
+                        // the store was unreachable: still fenced, at the new epoch.
+                        self.state = State::Owning {
+                            epoch: e,
+                            phase: Phase::Fenced { handing_to },
+                        };
+                    }
+                    _ => self.lose(cx, &format!("owner record is now {}", describe(&record))),
                 }
             }
             State::Claiming { expected, kind, .. } => {
@@ -301,7 +314,9 @@ impl Group {
             };
             return;
         }
-        let renegotiate = !matches!(kind, ClaimKind::Reclaim { .. });
+        // A reclaim keeps the SAs we still hold; if we never got to hold any
+        // (fenced right after a takeover claim), they are still to renegotiate.
+        let renegotiate = !matches!(kind, ClaimKind::Reclaim { .. }) || !self.held.sas;
         self.bring_up(cx, epoch, renegotiate);
     }
 
