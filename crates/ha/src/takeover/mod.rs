@@ -18,6 +18,38 @@
 //! answers onto [`Input`]s and carries out [`Action`]s. [`sim`] runs a whole
 //! cluster of machines over a model of the store on virtual time.
 //! `docs/failover.md` has the timelines and what each action means for the daemon.
+//!
+//! ```
+//! use plexgate_ha::takeover::*;
+//! use std::time::Instant;
+//!
+//! let rank = |r| Rank::new(r).unwrap();
+//! let cfg = HaConfig::new(
+//!     GatewaySpec { name: "gw-1".into(), rank: rank(250) },
+//!     vec![GatewaySpec { name: "gw-2".into(), rank: rank(200) }],
+//!     vec![DvipaSpec {
+//!         dvipa: "10.200.0.20".parse().unwrap(),
+//!         gateway_vipa: "192.0.2.10".parse().unwrap(),
+//!         routing_gateway: "gw-1".into(),
+//!         backups: vec![BackupSpec { gateway: "gw-2".into(), rank: None, distribution: None }],
+//!     }],
+//!     Timing::default(),
+//!     Takeback::Automatic,
+//! )?;
+//! let group = cfg.group_of("10.200.0.20".parse().unwrap()).unwrap();
+//! let mut ha = HaMachine::new(cfg);
+//! let t0 = Instant::now();
+//! ha.handle(t0, Input::Start)?;
+//! // The daemon writes our heartbeat, then reads the owner records.
+//! ha.handle(t0, Input::RenewOk { sent_at: t0 })?;
+//! ha.handle(t0, Input::OwnerChanged { group, record: OwnerRecord::Absent })?;
+//! let claims: Vec<Action> = std::iter::from_fn(|| ha.poll_action())
+//!     .filter(|a| matches!(a, Action::Claim { .. }))
+//!     .collect();
+//! assert_eq!(claims, vec![Action::Claim { group, expected: None, pinned: false, owner_heartbeat: None }]);
+//! assert!(ha.poll_timeout().is_some());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod claim;
 mod config;
