@@ -770,10 +770,20 @@ fn wrong_psk_refused_while_right_psk_connects() {
     drop(bad);
 }
 
+/// A test key or certificate, from a scratch copy of `keys/test` with the modes
+/// `plexgate policy check` wants (git keeps none; the checkout stays as it is).
 fn key(rel: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("keys/test")
-        .join(rel)
+    static KEYS: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let dir = plexgate_lab::fixture::scratch(
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+            "interop-keys",
+        );
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("keys/test");
+        plexgate_lab::fixture::copy_with_secret_modes(&src, &dir).unwrap();
+        dir
+    })
+    .join(rel)
 }
 
 /// The gateway's side of certificate auth (ECDSA P-256 test PKI).

@@ -26,6 +26,7 @@ pub mod capture;
 pub mod charon;
 pub mod cmd;
 pub mod error;
+pub mod fixture;
 pub mod labdir;
 pub mod netns;
 pub mod prereq;
