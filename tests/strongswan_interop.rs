@@ -459,6 +459,42 @@ fn proposal_sets_interoperate() {
     }
 }
 
+/// Issue #17: a strongSwan client offering ESP with AES-CBC-256 and
+/// HMAC-SHA-384-192, then HMAC-SHA-512-256 (RFC 4868; OpenIKED's defaults),
+/// gets exactly that Child SA, and traffic crosses it byte-exact.
+#[test]
+fn cbc_with_sha384_and_sha512_carry_exact_bytes() {
+    for (esp, integ) in [
+        ("aes256-sha384", "HMAC_SHA2_384_192"),
+        ("aes256-sha512", "HMAC_SHA2_512_256"),
+    ] {
+        eprintln!("--- ESP {esp}");
+        let l = lab_with(
+            &format!("ss-{esp}"),
+            "any",
+            "\"aes256-sha384-ecp384\"",
+            &format!("\"{esp}\""),
+            |mut cc| {
+                cc.ike_proposals = vec!["aes256-sha384-ecp384".to_string()];
+                cc.child(
+                    ChildConfig::new("net", &format!("{CLIENT_IN}/32"), &format!("{GW_IN}/32"))
+                        .esp(&[esp]),
+                )
+            },
+        );
+        l.connect();
+        let sa = l
+            .client()
+            .wait_established("net", Duration::from_secs(5))
+            .unwrap();
+        let child = sa.child("net").unwrap();
+        assert_eq!(child.encr_alg.as_deref(), Some("AES_CBC"), "{child:?}");
+        assert_eq!(child.encr_keysize, Some(256), "{child:?}");
+        assert_eq!(child.integ_alg.as_deref(), Some(integ), "{child:?}");
+        l.ping_and_transfer(2);
+    }
+}
+
 /// Both sides can delete: strongSwan's DELETE clears plexgate's SAs; plexgate's
 /// `delete-ike` clears strongSwan's.
 #[test]
