@@ -26,7 +26,10 @@ use plexgate_ipsec::{self as ipsec, Direction, EspCipher, EspTransform, SaParams
 use serde_json::json;
 
 use crate::gateway::core::{GatewayCore, RxBatch, RxPacket, Sink};
+
+mod flood;
 use crate::site_template::{DvipaSite, TargetLink};
+pub use flood::{measure_flood, FloodRow};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -545,14 +548,18 @@ pub fn run_all(seconds: f64) -> Result<Vec<Row>, BoxError> {
 }
 
 /// `plexgate bench datapath`, optionally for one transform and/or size.
+///
+/// With `flood`, the rows of [`measure_flood`] instead: the cost of
+/// unknown-SPI and bad-ICV packets next to legitimate ones.
 pub fn datapath(
     as_json: bool,
     seconds: f64,
     only_transform: Option<&str>,
     only_size: Option<usize>,
     per_packet: bool,
+    flood: bool,
 ) -> Result<(), BoxError> {
-    if !as_json {
+    if !as_json && !flood {
         println!(
             "{:<22} {:>6} {:>10} {:>10} {:>7} {:>9} {:>9} {:>10} {:>11} {:>8} {:>10}",
             "transform",
@@ -580,6 +587,12 @@ pub fn datapath(
         .into());
     }
     let sizes: Vec<usize> = only_size.map(|s| vec![s]).unwrap_or_else(|| SIZES.to_vec());
+    if let Some(s) = sizes.iter().find(|s| !(64..=9000).contains(*s)) {
+        return Err(format!("size {s}: from 64 to 9000 bytes").into());
+    }
+    if flood {
+        return flood::print_flood(as_json, seconds, &transforms, &sizes);
+    }
     for &t in &transforms {
         for &size in &sizes {
             if !(64..=9000).contains(&size) {
