@@ -253,6 +253,11 @@ fn ike_child(
         },
         rekey_time: c.lifetime.rekey_time,
         life_time: c.lifetime.life_time,
+        start_action: match c.start_action {
+            policy::StartAction::None => ike::StartAction::None,
+            policy::StartAction::Trap => ike::StartAction::Trap,
+            policy::StartAction::Start => ike::StartAction::Start,
+        },
     })
 }
 

@@ -36,7 +36,11 @@ impl Endpoint {
             p.push(Payload::IdR(pc.remote_id.to_wire()));
         }
         p.push(auth);
-        let child = sa.first_child.take().map(|req| {
+        let child = sa
+            .first_child
+            .take()
+            .and_then(|req| self.installable_req(sa, req));
+        let child = child.map(|req| {
             let spi_in = self.new_child_spi();
             p.push(esp_sa_payload(&req.cfg, spi_in, false));
             p.push(Payload::TsI(req.cfg.local_ts.clone()));
@@ -104,7 +108,7 @@ impl Endpoint {
                 ike: sa.id,
                 child: c.clone(),
             });
-            self.add_child(now, sa, c, esp, rt);
+            self.add_child(now, sa, c, esp, rt, None);
         }
         self.emit_record(sa);
     }
@@ -163,7 +167,7 @@ impl Endpoint {
         out: &mut Vec<Payload>,
     ) -> Option<(ChildSa, EspProposal, Duration)> {
         sa_of(p)?;
-        let sel = match select_child(pc, p, None, None) {
+        let sel = match select_child(pc, p, None, None, &self.esp_support) {
             Ok(sel) => sel,
             Err(n) => {
                 out.push(Payload::notify(n, vec![]));

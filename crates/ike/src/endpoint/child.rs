@@ -69,6 +69,7 @@ impl Endpoint {
         child: ChildSa,
         esp: EspProposal,
         rekey_time: Duration,
+        replaces: Option<u32>,
     ) {
         let jitter = sa
             .peer
@@ -81,6 +82,7 @@ impl Endpoint {
             proposal: esp,
             rekey_at,
             rekeyed: false,
+            replaces,
             collision: None,
         });
     }
@@ -148,7 +150,7 @@ impl Endpoint {
                 child: c.clone(),
             }),
         }
-        self.add_child(now, sa, c, esp, rekey_time);
+        self.add_child(now, sa, c, esp, rekey_time, rekey_of);
     }
 }
 

@@ -38,7 +38,7 @@ impl Endpoint {
         };
         let ke = ke_of(p);
         let only = old.as_ref().map(|o| o.1.as_str());
-        let sel = match select_child(&pc, p, ke.map(|k| k.0), only) {
+        let sel = match select_child(&pc, p, ke.map(|k| k.0), only, &self.esp_support) {
             Ok(s) => s,
             Err(n) => return self.answer_notify(sa, exchange::CREATE_CHILD_SA, mid, n),
         };
@@ -102,7 +102,9 @@ impl Endpoint {
             //= https://www.rfc-editor.org/rfc/rfc7296#section-2.25
             //# A peer that receives a request to rekey a Child SA that it is
             //# currently trying to close SHOULD reply with TEMPORARY_FAILURE.
-            Some(c) if c.rekeyed => Err(Payload::notify(notify::TEMPORARY_FAILURE, vec![])),
+            Some(c) if c.rekeyed || sa.deleting_child(c.sa.spi_in) => {
+                Err(Payload::notify(notify::TEMPORARY_FAILURE, vec![]))
+            }
             Some(c) => Ok(Some((c.sa.spi_in, c.sa.name.clone()))),
             //= https://www.rfc-editor.org/rfc/rfc7296#section-2.25
             //# the responder [...] replies with CHILD_SA_NOT_FOUND
@@ -164,6 +166,9 @@ impl Endpoint {
                 return self.start_create_child(now, sa, c);
             }
         }
+        if let (Some(old), Some(_)) = (child.rekey_of, find_notify(p, notify::CHILD_SA_NOT_FOUND)) {
+            return self.child_not_found(sa, old, &child.cfg.name);
+        }
         let Some(nr) = nonce_of(p).cloned() else {
             let reason = error_notify(p)
                 .map(|n| format!("peer sent {}", notify_name(n.kind)))
@@ -196,6 +201,41 @@ impl Endpoint {
         }
         self.resolve_collision(sa, rekey_of, &ni, &nr);
         self.emit_record(sa);
+    }
+
+    /// The peer does not know the Child SA we tried to rekey.
+    //= https://www.rfc-editor.org/rfc/rfc7296#section-2.25
+    //# A peer that receives a CHILD_SA_NOT_FOUND notification SHOULD silently
+    //# delete the Child SA (if it still exists) and send a request to create
+    //# a new Child SA from scratch (if the Child SA does not yet exist).
+    fn child_not_found(&mut self, sa: &mut IkeSa, old_in: u32, name: &str) {
+        if let Some(i) = sa.children.iter().position(|c| c.sa.spi_in == old_in) {
+            let c = sa.children.remove(i);
+            self.child_index.remove(&old_in);
+            sa.queue.retain(
+                |t| !matches!(t, Task::DeleteChild(s) | Task::RekeyChild(s) if *s == old_in),
+            );
+            self.events.push_back(Event::ChildSaDeleted {
+                ike: sa.id,
+                spi_in: old_in,
+                spi_out: c.sa.spi_out,
+            });
+            self.emit_record(sa);
+        }
+        let wanted = sa.peer.as_ref().and_then(|pc| {
+            pc.children
+                .iter()
+                .find(|c| c.name == name && c.start_action != StartAction::None)
+                .cloned()
+        });
+        // Another Child SA of that config (e.g. made by the peer meanwhile) will do.
+        let exists = sa.children.iter().any(|c| c.sa.name == name && !c.rekeyed);
+        if let (Some(cfg), false) = (wanted, exists) {
+            sa.queue.push_back(Task::CreateChild(ChildReq {
+                cfg,
+                rekey_of: None,
+            }));
+        }
     }
 
     pub(super) fn after_failed_rekey(&mut self, sa: &mut IkeSa, rekey_of: Option<u32>) {

@@ -223,6 +223,14 @@ pub enum Error {
     /// The peer config has no IKE proposal.
     #[error("peer {0:?} has no usable IKE proposal")]
     NoProposal(String),
+    /// None of the child's ESP proposals can be installed by the data plane.
+    #[error("none of the ESP proposals of child {child:?} of peer {peer:?} can be installed by the data plane")]
+    NotInstallable {
+        /// Peer.
+        peer: String,
+        /// Child.
+        child: String,
+    },
     /// Crypto failure (e.g. DH keygen).
     #[error("crypto: {0}")]
     Crypto(#[from] CryptoError),

@@ -37,16 +37,17 @@ impl Endpoint {
             Opened::Payloads(p) => p,
             Opened::Drop => return,
             Opened::Critical(t) => {
-                sa.peer_mid = sa.peer_mid.wrapping_add(1);
-                return self.send_response(
-                    sa,
-                    header.exchange,
-                    mid,
-                    &[Payload::notify(
-                        notify::UNSUPPORTED_CRITICAL_PAYLOAD,
-                        vec![t],
-                    )],
-                );
+                let n = Payload::notify(notify::UNSUPPORTED_CRITICAL_PAYLOAD, vec![t]);
+                let reason = format!("unsupported critical payload {t}");
+                return self.refuse_request(sa, header, n, &reason);
+            }
+            //= https://www.rfc-editor.org/rfc/rfc7296#section-3.10.1
+            //# To avoid a DoS attack using forged messages, this status may only be
+            //# returned for and in an encrypted packet if the Message ID and
+            //# cryptographic checksum were valid.
+            Opened::Invalid(e) => {
+                let n = Payload::notify(notify::INVALID_SYNTAX, vec![]);
+                return self.refuse_request(sa, header, n, &format!("malformed request: {e}"));
             }
         };
         sa.peer_mid = sa.peer_mid.wrapping_add(1);
@@ -80,6 +81,22 @@ impl Endpoint {
                 mid,
                 &[Payload::notify(notify::INVALID_SYNTAX, vec![])],
             ),
+        }
+    }
+
+    /// Answer an authenticated request we cannot process with the error notify `n`. A
+    /// half-open SA (the request was its IKE_AUTH) is freed: nothing can follow.
+    fn refuse_request(&mut self, sa: &mut IkeSa, header: &Header, n: Payload, reason: &str) {
+        sa.peer_mid = sa.peer_mid.wrapping_add(1);
+        self.send_response(sa, header.exchange, header.message_id, &[n]);
+        if sa.state == SaState::HalfOpen {
+            self.events.push_back(Event::AuthFailed {
+                remote: sa.remote,
+                peer_id: None,
+                reason: format!("IKE_AUTH refused: {reason}"),
+            });
+            sa.state = SaState::Deleting;
+            sa.outstanding = None;
         }
     }
 

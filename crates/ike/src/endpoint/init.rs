@@ -22,6 +22,10 @@ impl Endpoint {
                 peer: peer.into(),
                 child: child.into(),
             })?;
+        installable(&cfg, &self.esp_support).map_err(|_| Error::NotInstallable {
+            peer: peer.into(),
+            child: child.into(),
+        })?;
         let (Some(remote), Some(local)) = (pc.remote_addr, pc.local_addr) else {
             return Err(Error::NoAddress(peer.into()));
         };

@@ -42,7 +42,7 @@ impl Endpoint {
         match crate::message::parse_payloads(first, &inner) {
             Ok(p) => Opened::Payloads(p),
             Err(ParseError::UnsupportedCritical(t)) => Opened::Critical(t),
-            Err(_) => Opened::Drop,
+            Err(e) => Opened::Invalid(e),
         }
     }
 

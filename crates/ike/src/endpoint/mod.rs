@@ -32,7 +32,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::{AuthConfig, ChildConfig, Config, EspProposal, IkeProposal, Mode, PeerConfig};
+use crate::config::{
+    AuthConfig, ChildConfig, Config, EspProposal, EspSupport, IkeProposal, Mode, PeerConfig,
+    StartAction,
+};
 use crate::crypto::{self, DhPrivate, IkeKeys, IkeSuite, Prf, Rng, SkCipher};
 use crate::message::{
     exchange, find_notify, flags, notify, protocol, Delete, Header, Identification, Message,
@@ -66,6 +69,8 @@ pub struct Endpoint {
     cookie: CookieState,
     /// Maps the caller's `Instant`s to wall-clock time for certificate validity.
     wall: (Instant, SystemTime),
+    /// The ESP transforms the data plane can install: nothing else is negotiated.
+    esp_support: EspSupport,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -81,6 +86,8 @@ enum Opened {
     Payloads(Vec<Payload>),
     /// Decrypted but the inner chain had an unknown critical payload.
     Critical(u8),
+    /// Decrypted (the ICV verified) but the inner chain is malformed.
+    Invalid(ParseError),
     /// Integrity failure or garbage: drop silently (§2.21.1).
     Drop,
 }
@@ -104,6 +111,7 @@ impl Endpoint {
             events: VecDeque::new(),
             cookie: CookieState::new(secret),
             wall: (Instant::now(), SystemTime::now()),
+            esp_support: EspSupport::default(),
         }
     }
 
@@ -118,6 +126,13 @@ impl Endpoint {
             Some(d) => self.wall.1 + d,
             None => self.wall.1 - self.wall.0.duration_since(now),
         }
+    }
+
+    /// Tell the engine which ESP transforms the data plane can install (by default
+    /// [`EspSupport::default`], what `plexgate-ipsec` implements). From then on no
+    /// Child SA is proposed or accepted with another transform; established ones stay.
+    pub fn set_esp_support(&mut self, support: EspSupport) {
+        self.esp_support = support;
     }
 
     /// Replace the configuration (reload). Established SAs keep the peer config they

@@ -15,8 +15,11 @@ pub(super) struct Child {
     pub(super) sa: ChildSa,
     pub(super) proposal: EspProposal,
     pub(super) rekey_at: Option<Instant>,
-    /// Set once a rekey replaced this SA (by either side): no further rekeys.
+    /// Set once a rekey replaced this SA (by either side) or it is being deleted: no
+    /// further rekeys.
     pub(super) rekeyed: bool,
+    /// The inbound SPI of the SA this one replaced (a rekey).
+    pub(super) replaces: Option<u32>,
     /// The peer rekeyed this SA while our own rekey of it was in flight (§2.8.1):
     /// (inbound SPI of the SA the peer's exchange created, lowest nonce of it).
     pub(super) collision: Option<(u32, Vec<u8>)>,
@@ -61,6 +64,18 @@ pub(super) enum Task {
     DeleteChild(u32),
     DeleteIke,
     Dpd,
+}
+
+impl IkeSa {
+    /// Is a DELETE of this Child SA queued or in flight?
+    pub(super) fn deleting_child(&self, spi_in: u32) -> bool {
+        let queued = self
+            .queue
+            .iter()
+            .any(|t| matches!(t, Task::DeleteChild(s) if *s == spi_in));
+        let sent = matches!(&self.outstanding, Some(Outstanding { pending: Pending::DeleteChild { spi_in: s }, .. }) if *s == spi_in);
+        queued || sent
+    }
 }
 
 pub(super) struct IkeSa {

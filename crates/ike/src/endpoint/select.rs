@@ -33,12 +33,14 @@ pub(super) fn narrow(theirs: &[TrafficSelector], ours: &[TrafficSelector]) -> Ve
     out
 }
 
-/// Responder: pick a child config, an ESP proposal and the narrowed selectors.
+/// Responder: pick a child config, an ESP proposal the data plane can install
+/// (`support`) and the narrowed selectors.
 pub(super) fn select_child(
     pc: &PeerConfig,
     p: &[Payload],
     with_dh: Option<u16>,
     only: Option<&str>,
+    support: &EspSupport,
 ) -> Result<Selected, u16> {
     let (Some(props), (Some(tsi), Some(tsr))) = (sa_of(p), ts_of(p)) else {
         return Err(notify::INVALID_SYNTAX);
@@ -57,7 +59,7 @@ pub(super) fn select_child(
             continue;
         }
         ts_ok = true;
-        for esp in &cfg.esp_proposals {
+        for esp in cfg.esp_proposals.iter().filter(|e| support.allows(e)) {
             let with = with_dh.is_some() && esp.dh.is_some() && esp.dh == with_dh;
             if let Some(pr) = props.iter().find(|pr| esp.offered_by(pr, with)) {
                 let mut esp = *esp;
@@ -86,6 +88,20 @@ pub(super) fn select_child(
     } else {
         notify::TS_UNACCEPTABLE
     })
+}
+
+/// `cfg` with only the ESP proposals the data plane can install; the error is why
+/// none is left (a log line).
+pub(super) fn installable(cfg: &ChildConfig, support: &EspSupport) -> Result<ChildConfig, String> {
+    let mut cfg = cfg.clone();
+    cfg.esp_proposals.retain(|e| support.allows(e));
+    if cfg.esp_proposals.is_empty() {
+        return Err(format!(
+            "none of the ESP proposals of child '{}' can be installed by the data plane",
+            cfg.name
+        ));
+    }
+    Ok(cfg)
 }
 
 pub(super) fn esp_sa_payload(cfg: &ChildConfig, spi_in: u32, with_dh: bool) -> Payload {
