@@ -110,6 +110,13 @@ pub struct ChildConfig {
     pub local_ts: Vec<TrafficSelector>,
     /// Remote traffic selectors.
     pub remote_ts: Vec<TrafficSelector>,
+    /// Remote selectors that stand for the peer's own address (strongSwan
+    /// `dynamic`): each is used with the peer's IKE address (its virtual IP once
+    /// those exist) in place of its address range, keeping its protocol and ports;
+    /// they come in addition to `remote_ts`. A peer can then never claim inner
+    /// addresses other than its own.
+    #[serde(default)]
+    pub remote_dynamic: Vec<TrafficSelector>,
     /// ESP proposals, preferred first.
     pub esp_proposals: Vec<EspProposal>,
     /// Tunnel or transport.
@@ -202,6 +209,7 @@ impl ChildConfig {
             name: name.into(),
             local_ts,
             remote_ts,
+            remote_dynamic: Vec::new(),
             esp_proposals: esp,
             mode: Mode::Tunnel,
             rekey_time: Duration::from_secs(3600),
@@ -224,9 +232,18 @@ pub struct Limits {
     pub retransmit_tries: u32,
     /// A half-open SA that does not complete within this is dropped.
     pub half_open_timeout: Duration,
+    /// Largest IKE_SA_INIT request accepted, in bytes: a half-open SA keeps its
+    /// request (for the AUTH check) and its response (for retransmissions), so
+    /// this bounds the memory of each (RFC 7296 §2 asks for 3000 bytes at least).
+    #[serde(default = "default_max_init_request")]
+    pub max_init_request: usize,
     /// Child SAs per IKE SA a peer may create (rekeys excepted); beyond it
     /// CREATE_CHILD_SA gets NO_ADDITIONAL_SAS.
     pub max_child_sas: usize,
+}
+
+fn default_max_init_request() -> usize {
+    8192
 }
 
 impl Default for Limits {
@@ -237,6 +254,7 @@ impl Default for Limits {
             retransmit_base: Duration::from_millis(500),
             retransmit_tries: 5,
             half_open_timeout: Duration::from_secs(30),
+            max_init_request: default_max_init_request(),
             max_child_sas: 64,
         }
     }

@@ -17,7 +17,53 @@ pub(super) struct ChildKeying<'a> {
     pub(super) initiator: bool,
 }
 
+impl IkeSa {
+    /// The name of its peer config (empty while half-open).
+    pub(super) fn peer_name(&self) -> String {
+        self.peer
+            .as_ref()
+            .map(|p| p.name.clone())
+            .unwrap_or_default()
+    }
+}
+
 impl Endpoint {
+    /// Report that a Child SA of config `name` could not be created.
+    pub(super) fn child_failed(&mut self, sa: &IkeSa, name: &str, reason: String) {
+        self.events.push_back(Event::ChildSaFailed {
+            ike: sa.id,
+            peer: sa.peer_name(),
+            name: name.to_string(),
+            reason,
+        });
+    }
+
+    /// Forget all Child SAs of `sa`, reporting each for the SAD.
+    pub(super) fn remove_children(&mut self, sa: &mut IkeSa) {
+        let peer = sa.peer_name();
+        for c in std::mem::take(&mut sa.children) {
+            self.child_removed(sa.id, &peer, &c);
+        }
+    }
+
+    /// Forget the Child SA with inbound SPI `spi_in` of `sa`, reporting it.
+    pub(super) fn remove_child(&mut self, sa: &mut IkeSa, spi_in: u32) -> Option<Child> {
+        let i = sa.children.iter().position(|c| c.sa.spi_in == spi_in)?;
+        let c = sa.children.remove(i);
+        self.child_removed(sa.id, &sa.peer_name(), &c);
+        Some(c)
+    }
+
+    fn child_removed(&mut self, ike: IkeSaId, peer: &str, c: &Child) {
+        self.child_index.remove(&c.sa.spi_in);
+        self.events.push_back(Event::ChildSaDeleted {
+            ike,
+            peer: peer.to_string(),
+            spi_in: c.sa.spi_in,
+            spi_out: c.sa.spi_out,
+        });
+    }
+
     /// Build a Child SA from the negotiated parameters `sel` and our inbound SPI.
     pub(super) fn make_child(
         &mut self,
@@ -99,20 +145,11 @@ impl Endpoint {
     ) {
         let sel = match read_chosen_child(p, &req, k.shared.is_some()) {
             Ok(sel) => sel,
-            Err(reason) => {
-                return self.events.push_back(Event::ChildSaFailed {
-                    ike: sa.id,
-                    name: req.cfg.name.clone(),
-                    reason,
-                })
-            }
+            Err(reason) => return self.child_failed(sa, &req.cfg.name, reason),
         };
         let Some(c) = self.make_child(sa, &sel, spi_in, k) else {
-            return self.events.push_back(Event::ChildSaFailed {
-                ike: sa.id,
-                name: req.cfg.name.clone(),
-                reason: "unsupported ESP transform".into(),
-            });
+            let reason = "unsupported ESP transform".to_string();
+            return self.child_failed(sa, &req.cfg.name, reason);
         };
         self.install_child(now, sa, c, sel.esp, req.cfg.rekey_time, req.rekey_of, true);
     }
@@ -137,6 +174,7 @@ impl Endpoint {
                 old.rekey_at = None;
                 self.events.push_back(Event::ChildSaRekeyed {
                     ike: sa.id,
+                    peer: sa.peer.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
                     old_spi_in: old.sa.spi_in,
                     old_spi_out: old.sa.spi_out,
                     new: c.clone(),
@@ -147,6 +185,7 @@ impl Endpoint {
             }
             None => self.events.push_back(Event::ChildSaUp {
                 ike: sa.id,
+                peer: sa.peer_name(),
                 child: c.clone(),
             }),
         }

@@ -121,6 +121,8 @@ pub enum Event {
     ChildSaUp {
         /// Parent IKE SA.
         ike: IkeSaId,
+        /// Peer config name of the parent IKE SA.
+        peer: String,
         /// The Child SA.
         child: ChildSa,
     },
@@ -129,6 +131,8 @@ pub enum Event {
     ChildSaRekeyed {
         /// Parent IKE SA.
         ike: IkeSaId,
+        /// Peer config name of the parent IKE SA.
+        peer: String,
         /// Old inbound SPI.
         old_spi_in: u32,
         /// Old outbound SPI.
@@ -140,6 +144,8 @@ pub enum Event {
     ChildSaDeleted {
         /// Parent IKE SA.
         ike: IkeSaId,
+        /// Peer config name of the parent IKE SA.
+        peer: String,
         /// Inbound SPI.
         spi_in: u32,
         /// Outbound SPI.
@@ -149,6 +155,8 @@ pub enum Event {
     ChildSaFailed {
         /// Parent IKE SA.
         ike: IkeSaId,
+        /// Peer config name of the parent IKE SA.
+        peer: String,
         /// Child config name.
         name: String,
         /// Why (e.g. the notify the peer sent).

@@ -25,6 +25,10 @@ impl Endpoint {
         if header.message_id != 0 || self.init_retransmit(local, remote, header, data) {
             return;
         }
+        // Memory bound: a half-open SA keeps the request (its AUTH signs it).
+        if data.len() > self.config.limits.max_init_request {
+            return;
+        }
         let msg = match Message::parse(data) {
             Ok(m) => m,
             Err(ParseError::UnsupportedCritical(t)) => {
@@ -49,6 +53,10 @@ impl Endpoint {
             Ok(c) => c,
             Err(n) => return self.reply_plain(local, remote, header, vec![n]),
         };
+        if !nonce_ok(choice.suite.prf, ni) {
+            let n = Payload::notify(notify::INVALID_SYNTAX, vec![]);
+            return self.reply_plain(local, remote, header, vec![n]);
+        }
         let Ok((dh, ke_r)) = crypto::dh_generate(group, self.rng.as_mut()) else {
             return;
         };
@@ -91,6 +99,7 @@ impl Endpoint {
             payload: bytes,
         });
         self.init_index.insert((remote, sa.spi_i), sa.id);
+        sa.init_key = Some((remote, sa.spi_i));
         self.put(sa);
     }
 

@@ -85,9 +85,10 @@ impl Endpoint {
         let Some(bytes) = self.seal(sa, &header, payloads) else {
             return;
         };
+        let (local, remote) = sa.reply_to;
         self.transmits.push_back(Transmit {
-            local: sa.local,
-            remote: sa.remote,
+            local,
+            remote,
             payload: bytes.clone(),
         });
         sa.last_response = Some((mid, bytes));

@@ -18,7 +18,9 @@ mod events;
 mod exchanges;
 mod init;
 mod init_responder;
+mod isolation;
 mod messages;
+mod names;
 mod payloads;
 mod rekey_ike;
 mod sa;
@@ -46,6 +48,7 @@ use crate::record::IkeRecord;
 use authn::*;
 use child::ChildKeying;
 use cookie::CookieState;
+use names::{describe_proposals, esp_name};
 use payloads::*;
 use sa::*;
 use select::*;
@@ -279,19 +282,10 @@ impl Endpoint {
         if let Some(d) = sa.deadline.take() {
             self.timers.remove(&(d, sa.id));
         }
-        self.init_index.remove(&(sa.remote, sa.spi_i));
-        if sa.state == SaState::HalfOpen {
-            // Also by the address it was created from (it may have floated).
-            self.init_index.retain(|_, v| *v != sa.id);
+        if let Some(k) = sa.init_key.take() {
+            self.init_index.remove(&k);
         }
-        for c in sa.children.drain(..) {
-            self.child_index.remove(&c.sa.spi_in);
-            self.events.push_back(Event::ChildSaDeleted {
-                ike: sa.id,
-                spi_in: c.sa.spi_in,
-                spi_out: c.sa.spi_out,
-            });
-        }
+        self.remove_children(&mut sa);
         if report {
             if sa.peer.is_some() && sa.keys.is_some() && sa.state != SaState::HalfOpen {
                 self.events.push_back(Event::RecordRemoved { id: sa.id });

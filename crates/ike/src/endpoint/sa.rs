@@ -115,6 +115,11 @@ pub(super) struct IkeSa {
     pub(super) dpd_at: Option<Instant>,
     pub(super) expire_at: Option<Instant>,
     pub(super) deadline: Option<Instant>,
+    /// Our address and the peer's of the request being answered: a response goes
+    /// back where its request came from (§2.11), wherever the SA's addresses are.
+    pub(super) reply_to: (SocketAddr, SocketAddr),
+    /// Its key in the index of half-open SAs (peer address of the IKE_SA_INIT, SPIi).
+    pub(super) init_key: Option<(SocketAddr, u64)>,
 }
 
 impl IkeSa {
@@ -159,6 +164,8 @@ impl IkeSa {
             dpd_at: None,
             expire_at: None,
             deadline: None,
+            reply_to: (local, remote),
+            init_key: None,
         }
     }
 

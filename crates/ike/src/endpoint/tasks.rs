@@ -101,11 +101,7 @@ impl Endpoint {
         match installable(&req.cfg, &self.esp_support) {
             Ok(cfg) => Some(ChildReq { cfg, ..req }),
             Err(reason) => {
-                self.events.push_back(Event::ChildSaFailed {
-                    ike: sa.id,
-                    name: req.cfg.name.clone(),
-                    reason,
-                });
+                self.child_failed(sa, &req.cfg.name, reason);
                 None
             }
         }
