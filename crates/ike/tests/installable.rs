@@ -7,10 +7,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::rogue::{notify_kinds, Rogue};
+use common::rogue::{auth_with_child, notify_kinds, Rogue};
 use common::*;
 use plexgate_ike::config::{EspProposal, EspSupport, EspTransformId, IkeProposal, StartAction};
-use plexgate_ike::message::{exchange, notify, protocol, Payload, Proposal};
+use plexgate_ike::message::{exchange, notify, protocol, Payload};
 use plexgate_ike::{Endpoint, Error, Event, SeededRng, TrafficSelector};
 
 /// AES-CBC-256 with HMAC-SHA2-384-192 (strongSwan `aes256-sha384`).
@@ -297,26 +297,16 @@ fn rogue_with_child(gw: &mut Endpoint, now: Instant) -> (Rogue, Vec<Payload>) {
         1,
     )
     .unwrap();
-    let mut p = r.psk_auth("client@example", b"secret");
-    p.push(esp_sa(0x1111_2222, EspProposal::AES128GCM16));
-    p.push(Payload::TsI(vec![TrafficSelector::host(
-        "192.168.250.1".parse().unwrap(),
-    )]));
-    p.push(Payload::TsR(vec![TrafficSelector::host(
-        "203.0.113.250".parse().unwrap(),
-    )]));
+    let p = auth_with_child(
+        &r,
+        "client@example",
+        b"secret",
+        TrafficSelector::host("192.168.250.1".parse().unwrap()),
+        TrafficSelector::host("203.0.113.250".parse().unwrap()),
+        vec![],
+    );
     let answer = r.request(gw, now, exchange::IKE_AUTH, &p).unwrap();
     (r, answer)
-}
-
-fn esp_sa(spi: u32, e: EspProposal) -> Payload {
-    Payload::Sa(vec![Proposal {
-        num: 1,
-        protocol: protocol::ESP,
-        spi: spi.to_be_bytes().to_vec(),
-        transforms: e.transforms(false),
-        unknown_attribute: false,
-    }])
 }
 
 fn gw_endpoint(start: StartAction) -> Endpoint {

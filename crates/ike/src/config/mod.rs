@@ -48,6 +48,15 @@ pub enum AuthConfig {
     },
 }
 
+/// The PSK (every copy of it) is wiped on drop.
+impl Drop for AuthConfig {
+    fn drop(&mut self) {
+        if let AuthConfig::Psk(k) = self {
+            zeroize::Zeroize::zeroize(k);
+        }
+    }
+}
+
 impl PartialEq for AuthConfig {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {

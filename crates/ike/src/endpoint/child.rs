@@ -77,11 +77,15 @@ impl Endpoint {
         let keys = sa.keys.as_ref()?;
         let el = crypto::esp_encr_key_len(esp.encr, esp.encr_bits)?;
         let il = crypto::esp_integ_key_len(esp.integ)?;
-        let ck = crypto::derive_child_keys(suite.prf, &keys.sk_d, k.shared, k.ni, k.nr, el, il);
+        let mut ck = crypto::derive_child_keys(suite.prf, &keys.sk_d, k.shared, k.ni, k.nr, el, il);
+        let (i_to_r, r_to_i) = (
+            std::mem::take(&mut ck.i_to_r),
+            std::mem::take(&mut ck.r_to_i),
+        );
         let (keys_in, keys_out) = if k.initiator {
-            (ck.r_to_i, ck.i_to_r)
+            (r_to_i, i_to_r)
         } else {
-            (ck.i_to_r, ck.r_to_i)
+            (i_to_r, r_to_i)
         };
         Some(ChildSa {
             name: sel.cfg.name.clone(),

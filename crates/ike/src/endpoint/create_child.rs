@@ -66,7 +66,7 @@ impl Endpoint {
         let keying = ChildKeying {
             ni: &ni,
             nr: &nr,
-            shared: shared.as_deref(),
+            shared: shared.as_ref().map(|s| s.as_slice()),
             initiator: false,
         };
         let Some(c) = self.make_child(sa, &sel, spi_in, keying) else {
@@ -147,7 +147,7 @@ impl Endpoint {
         &mut self,
         sel: &Selected,
         ke: Option<(u16, &Vec<u8>)>,
-    ) -> Result<(Option<Vec<u8>>, Option<Payload>), Option<Payload>> {
+    ) -> Result<(Option<Zeroizing<Vec<u8>>>, Option<Payload>), Option<Payload>> {
         let (Some(g), Some((kg, kd))) = (sel.esp.dh, ke) else {
             return Ok((None, None));
         };
@@ -213,7 +213,7 @@ impl Endpoint {
         let keying = ChildKeying {
             ni: &ni,
             nr: &nr,
-            shared: shared.as_deref(),
+            shared: shared.as_ref().map(|s| s.as_slice()),
             initiator: true,
         };
         self.finish_child_initiator(now, sa, p, child, spi_in, keying);

@@ -92,6 +92,21 @@ impl std::fmt::Debug for ChildSa {
     }
 }
 
+/// The keys handed out are wiped when the Child SA (and every clone) is dropped.
+impl Drop for ChildSa {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for k in [
+            &mut self.keys_in.0,
+            &mut self.keys_in.1,
+            &mut self.keys_out.0,
+            &mut self.keys_out.1,
+        ] {
+            k.zeroize();
+        }
+    }
+}
+
 impl ChildSa {
     pub(super) fn record(&self, proposal: EspProposal) -> ChildRecord {
         ChildRecord {

@@ -44,6 +44,7 @@ use crate::message::{
     Notify, ParseError, Payload, Proposal, TrafficSelector,
 };
 use crate::record::IkeRecord;
+use zeroize::Zeroizing;
 
 use authn::*;
 use child::ChildKeying;

@@ -68,6 +68,21 @@ impl Rogue {
         nonce_len: usize,
         seed: u64,
     ) -> Result<Rogue, Vec<Payload>> {
+        Self::init_with(gw, now, local, remote, prop, nonce_len, seed, Vec::new())
+    }
+
+    /// [`Rogue::init`] with `extra` payloads at the end of the request.
+    #[allow(clippy::too_many_arguments)]
+    pub fn init_with(
+        gw: &mut Endpoint,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        prop: IkeProposal,
+        nonce_len: usize,
+        seed: u64,
+        extra: Vec<Payload>,
+    ) -> Result<Rogue, Vec<Payload>> {
         let mut rng = SeededRng::new(seed);
         let mut spi = [0u8; 8];
         rng.fill(&mut spi);
@@ -86,7 +101,7 @@ impl Rogue {
                 message_id: 0,
                 length: 0,
             },
-            payloads: init_payloads(&prop, &ni, ke),
+            payloads: [init_payloads(&prop, &ni, ke), extra].concat(),
         }
         .emit();
         gw.handle(now, remote, local, &req);
@@ -258,6 +273,41 @@ impl Rogue {
         gw.handle(now, self.remote, self.local, &bytes);
         std::iter::from_fn(|| gw.poll_transmit()).collect()
     }
+}
+
+/// An ESP SA payload with one proposal of `e` (with its DH group when `pfs`).
+pub fn esp_sa(spi: u32, e: plexgate_ike::EspProposal, pfs: bool) -> Payload {
+    Payload::Sa(vec![Proposal {
+        num: 1,
+        protocol: protocol::ESP,
+        spi: spi.to_be_bytes().to_vec(),
+        transforms: e.transforms(pfs),
+        unknown_attribute: false,
+    }])
+}
+
+/// The IKE_AUTH payloads of a PSK initiator `id` with one Child SA (AES-GCM-128)
+/// between `tsi` (ours) and `tsr`, plus `extra` payloads before AUTH.
+pub fn auth_with_child(
+    r: &Rogue,
+    id: &str,
+    psk: &[u8],
+    tsi: plexgate_ike::TrafficSelector,
+    tsr: plexgate_ike::TrafficSelector,
+    extra: Vec<Payload>,
+) -> Vec<Payload> {
+    let mut p = r.psk_auth(id, psk);
+    let auth = p.pop().unwrap();
+    p.extend(extra);
+    p.push(auth);
+    p.push(esp_sa(
+        0x1111_2222,
+        plexgate_ike::EspProposal::AES128GCM16,
+        false,
+    ));
+    p.push(Payload::TsI(vec![tsi]));
+    p.push(Payload::TsR(vec![tsr]));
+    p
 }
 
 /// The notify types in a chain of payloads.
