@@ -69,29 +69,31 @@ impl Endpoint {
         if let Some(pc) = &sa.peer {
             sa.dpd_at = pc.dpd.map(|d| now + d);
         }
-        match (header.exchange, sa.state) {
-            (exchange::IKE_AUTH, SaState::HalfOpen) => self.handle_auth_request(now, sa, mid, &p),
+        self.dispatch_request(now, sa, header.exchange, mid, &p);
+    }
+
+    /// An authenticated request to the handler of its exchange in this SA's state.
+    fn dispatch_request(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        exch: u8,
+        mid: u32,
+        p: &[Payload],
+    ) {
+        match (exch, sa.state) {
+            (exchange::IKE_AUTH, SaState::HalfOpen) => self.handle_auth_request(now, sa, mid, p),
             (exchange::CREATE_CHILD_SA, SaState::Established) => {
-                self.handle_create_child_request(now, sa, mid, &p)
+                self.handle_create_child_request(now, sa, mid, p)
             }
             (
                 exchange::INFORMATIONAL,
                 SaState::Established | SaState::Deleting | SaState::Rekeyed | SaState::AuthSent,
-            ) => self.handle_informational_request(sa, mid, &p),
+            ) => self.handle_informational_request(sa, mid, p),
             (exchange::CREATE_CHILD_SA, SaState::Deleting | SaState::Rekeyed) => {
-                self.send_response(
-                    sa,
-                    header.exchange,
-                    mid,
-                    &[Payload::notify(notify::TEMPORARY_FAILURE, vec![])],
-                );
+                self.answer_notify(sa, exch, mid, notify::TEMPORARY_FAILURE)
             }
-            _ => self.send_response(
-                sa,
-                header.exchange,
-                mid,
-                &[Payload::notify(notify::INVALID_SYNTAX, vec![])],
-            ),
+            _ => self.answer_notify(sa, exch, mid, notify::INVALID_SYNTAX),
         }
     }
 

@@ -72,17 +72,7 @@ impl Endpoint {
             sa.nat_remote = r;
         }
         sa.peer_hashes = peer_hashes(p);
-        let mut out = vec![
-            Payload::Sa(vec![Proposal {
-                num: choice.num,
-                protocol: protocol::IKE,
-                spi: Vec::new(),
-                transforms: choice.proposal.transforms(),
-                unknown_attribute: false,
-            }]),
-            Payload::Ke { group, data: ke_r },
-            Payload::Nonce(sa.nr.clone()),
-        ];
+        let mut out = init_response_payloads(&sa, &choice, group, ke_r);
         if nat.is_some() {
             out.extend(natd_payloads(sa.spi_i, sa.spi_r, local, remote));
         }
@@ -233,4 +223,24 @@ impl Endpoint {
             },
         ]
     }
+}
+
+/// SA (the chosen proposal), KE and Nr of our IKE_SA_INIT response.
+fn init_response_payloads(
+    sa: &IkeSa,
+    choice: &InitChoice,
+    group: u16,
+    ke: Vec<u8>,
+) -> Vec<Payload> {
+    vec![
+        Payload::Sa(vec![Proposal {
+            num: choice.num,
+            protocol: protocol::IKE,
+            spi: Vec::new(),
+            transforms: choice.proposal.transforms(),
+            unknown_attribute: false,
+        }]),
+        Payload::Ke { group, data: ke },
+        Payload::Nonce(sa.nr.clone()),
+    ]
 }
