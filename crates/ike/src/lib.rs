@@ -23,7 +23,8 @@ mod captures;
 mod testutil;
 
 pub use config::{
-    AuthConfig, ChildConfig, Config, EspProposal, IkeProposal, Limits, Mode, PeerConfig,
+    AuthConfig, ChildConfig, Config, EspProposal, EspSupport, EspTransformId, IkeProposal, Limits,
+    Mode, PeerConfig, StartAction,
 };
 pub use crypto::{Rng, SeededRng, SystemRng};
 pub use endpoint::{ChildSa, Endpoint, Error, Event, IkeSaId, IkeSaInfo, Transmit};

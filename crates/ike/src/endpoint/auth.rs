@@ -36,7 +36,11 @@ impl Endpoint {
             p.push(Payload::IdR(pc.remote_id.to_wire()));
         }
         p.push(auth);
-        let child = sa.first_child.take().map(|req| {
+        let child = sa
+            .first_child
+            .take()
+            .and_then(|req| self.installable_req(sa, req));
+        let child = child.map(|req| {
             let spi_in = self.new_child_spi();
             p.push(esp_sa_payload(&req.cfg, spi_in, false));
             p.push(Payload::TsI(req.cfg.local_ts.clone()));
@@ -102,9 +106,10 @@ impl Endpoint {
         if let Some((c, esp, rt)) = up_child {
             self.events.push_back(Event::ChildSaUp {
                 ike: sa.id,
+                peer: sa.peer_name(),
                 child: c.clone(),
             });
-            self.add_child(now, sa, c, esp, rt);
+            self.add_child(now, sa, c, esp, rt, None);
         }
         self.emit_record(sa);
     }
@@ -125,7 +130,7 @@ impl Endpoint {
             _ => None,
         });
         let remote_ip = sa.remote.ip();
-        let candidates: Vec<Arc<PeerConfig>> = self
+        let matching: Vec<Arc<PeerConfig>> = self
             .peers
             .iter()
             .filter(|pc| {
@@ -135,8 +140,26 @@ impl Endpoint {
             })
             .cloned()
             .collect();
-        if candidates.is_empty() {
+        if matching.is_empty() {
             return Err(format!("no peer config matches identity '{idi}'"));
+        }
+        // The IKE proposal was chosen before the peer was known, among all configs
+        // the address allowed: the config that authenticates must accept it too.
+        let Some(chosen) = sa.proposal else {
+            return Err("no IKE proposal".into());
+        };
+        let candidates: Vec<Arc<PeerConfig>> = matching
+            .iter()
+            .filter(|pc| pc.ike_proposals.contains(&chosen))
+            .cloned()
+            .collect();
+        if candidates.is_empty() {
+            let names: Vec<&str> = matching.iter().map(|pc| pc.name.as_str()).collect();
+            return Err(format!(
+                "peer config '{}' of identity '{idi}' does not accept the IKE proposal {} chosen in IKE_SA_INIT",
+                names.join("', '"),
+                chosen.name()
+            ));
         }
         let Some(suite) = sa.suite else {
             return Err("no IKE suite".into());
@@ -163,15 +186,18 @@ impl Endpoint {
         out: &mut Vec<Payload>,
     ) -> Option<(ChildSa, EspProposal, Duration)> {
         sa_of(p)?;
-        let sel = match select_child(pc, p, None, None) {
+        let ctx = SelectCtx {
+            pfs: Pfs::Auth,
+            only: None,
+            support: &self.esp_support,
+            peer_ip: sa.remote.ip(),
+        };
+        let sel = select_child(pc, p, &ctx).and_then(|sel| self.check_ts_conflict(sa, sel));
+        let sel = match sel {
             Ok(sel) => sel,
-            Err(n) => {
-                out.push(Payload::notify(n, vec![]));
-                self.events.push_back(Event::ChildSaFailed {
-                    ike: sa.id,
-                    name: String::new(),
-                    reason: format!("we answered {}", notify_name(n)),
-                });
+            Err(r) => {
+                out.push(r.payload());
+                self.child_failed(sa, "", format!("refused: {}", r.reason));
                 return None;
             }
         };
@@ -223,7 +249,9 @@ impl Endpoint {
         sa.expire_at = None;
         sa.init_req = Vec::new();
         sa.init_resp = Vec::new();
-        self.init_index.retain(|_, v| *v != sa.id);
+        if let Some(k) = sa.init_key.take() {
+            self.init_index.remove(&k);
+        }
         let Some(pc) = sa.peer.clone() else { return };
         let jitter = pc.rand_time.min(pc.rekey_time / 2);
         sa.rekey_at = Some(self.jittered(now, pc.rekey_time, jitter));
@@ -232,25 +260,7 @@ impl Endpoint {
             self.events.push_back(Event::IkeSaUp { id: sa.id, record });
         }
         if initial_contact {
-            //= https://www.rfc-editor.org/rfc/rfc7296#section-2.4
-            //# the receiver MAY delete any other IKE SAs it has with the same
-            //# authenticated identities
-            let ids: Vec<IkeSaId> = self
-                .sas
-                .values()
-                .filter(|o| {
-                    o.id != sa.id
-                        && o.state == SaState::Established
-                        && o.remote_id == sa.remote_id
-                        && o.local_id == sa.local_id
-                })
-                .map(|o| o.id)
-                .collect();
-            for id in ids {
-                if let Some(old) = self.take(id) {
-                    self.destroy(old, "replaced by a new IKE SA (INITIAL_CONTACT)", true);
-                }
-            }
+            self.initial_contact(sa);
         }
     }
 

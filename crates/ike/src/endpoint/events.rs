@@ -92,6 +92,21 @@ impl std::fmt::Debug for ChildSa {
     }
 }
 
+/// The keys handed out are wiped when the Child SA (and every clone) is dropped.
+impl Drop for ChildSa {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for k in [
+            &mut self.keys_in.0,
+            &mut self.keys_in.1,
+            &mut self.keys_out.0,
+            &mut self.keys_out.1,
+        ] {
+            k.zeroize();
+        }
+    }
+}
+
 impl ChildSa {
     pub(super) fn record(&self, proposal: EspProposal) -> ChildRecord {
         ChildRecord {
@@ -121,6 +136,8 @@ pub enum Event {
     ChildSaUp {
         /// Parent IKE SA.
         ike: IkeSaId,
+        /// Peer config name of the parent IKE SA.
+        peer: String,
         /// The Child SA.
         child: ChildSa,
     },
@@ -129,6 +146,8 @@ pub enum Event {
     ChildSaRekeyed {
         /// Parent IKE SA.
         ike: IkeSaId,
+        /// Peer config name of the parent IKE SA.
+        peer: String,
         /// Old inbound SPI.
         old_spi_in: u32,
         /// Old outbound SPI.
@@ -140,6 +159,8 @@ pub enum Event {
     ChildSaDeleted {
         /// Parent IKE SA.
         ike: IkeSaId,
+        /// Peer config name of the parent IKE SA.
+        peer: String,
         /// Inbound SPI.
         spi_in: u32,
         /// Outbound SPI.
@@ -149,6 +170,8 @@ pub enum Event {
     ChildSaFailed {
         /// Parent IKE SA.
         ike: IkeSaId,
+        /// Peer config name of the parent IKE SA.
+        peer: String,
         /// Child config name.
         name: String,
         /// Why (e.g. the notify the peer sent).
@@ -223,6 +246,14 @@ pub enum Error {
     /// The peer config has no IKE proposal.
     #[error("peer {0:?} has no usable IKE proposal")]
     NoProposal(String),
+    /// None of the child's ESP proposals can be installed by the data plane.
+    #[error("none of the ESP proposals of child {child:?} of peer {peer:?} can be installed by the data plane")]
+    NotInstallable {
+        /// Peer.
+        peer: String,
+        /// Child.
+        child: String,
+    },
     /// Crypto failure (e.g. DH keygen).
     #[error("crypto: {0}")]
     Crypto(#[from] CryptoError),

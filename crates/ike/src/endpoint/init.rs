@@ -22,6 +22,10 @@ impl Endpoint {
                 peer: peer.into(),
                 child: child.into(),
             })?;
+        installable(&cfg, &self.esp_support).map_err(|_| Error::NotInstallable {
+            peer: peer.into(),
+            child: child.into(),
+        })?;
         let (Some(remote), Some(local)) = (pc.remote_addr, pc.local_addr) else {
             return Err(Error::NoAddress(peer.into()));
         };
@@ -239,6 +243,12 @@ impl Endpoint {
         let Some(suite) = suite_of(&chosen) else {
             return self.fail(sa, "unsupported IKE proposal");
         };
+        if !nonce_ok(suite.prf, nr) {
+            return self.fail(
+                sa,
+                "the responder's nonce is shorter than RFC 7296 §2.10 allows",
+            );
+        }
         let Some(dh) = sa.dh.take() else { return };
         let Ok(shared) = crypto::dh_agree(dh, ke) else {
             return self.fail(sa, "invalid KE from peer");
@@ -300,11 +310,7 @@ impl Endpoint {
     /// Give up on an SA during setup (it is destroyed by `finish`).
     pub(super) fn fail(&mut self, sa: &mut IkeSa, reason: &str) {
         if let Some(first) = sa.first_child.take() {
-            self.events.push_back(Event::ChildSaFailed {
-                ike: sa.id,
-                name: first.cfg.name,
-                reason: reason.to_string(),
-            });
+            self.child_failed(sa, &first.cfg.name, reason.to_string());
         }
         sa.outstanding = None;
         sa.queue.clear();

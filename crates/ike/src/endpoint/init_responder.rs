@@ -25,6 +25,10 @@ impl Endpoint {
         if header.message_id != 0 || self.init_retransmit(local, remote, header, data) {
             return;
         }
+        // Memory bound: a half-open SA keeps the request (its AUTH signs it).
+        if data.len() > self.config.limits.max_init_request {
+            return;
+        }
         let msg = match Message::parse(data) {
             Ok(m) => m,
             Err(ParseError::UnsupportedCritical(t)) => {
@@ -49,6 +53,10 @@ impl Endpoint {
             Ok(c) => c,
             Err(n) => return self.reply_plain(local, remote, header, vec![n]),
         };
+        if !nonce_ok(choice.suite.prf, ni) {
+            let n = Payload::notify(notify::INVALID_SYNTAX, vec![]);
+            return self.reply_plain(local, remote, header, vec![n]);
+        }
         let Ok((dh, ke_r)) = crypto::dh_generate(group, self.rng.as_mut()) else {
             return;
         };
@@ -64,17 +72,7 @@ impl Endpoint {
             sa.nat_remote = r;
         }
         sa.peer_hashes = peer_hashes(p);
-        let mut out = vec![
-            Payload::Sa(vec![Proposal {
-                num: choice.num,
-                protocol: protocol::IKE,
-                spi: Vec::new(),
-                transforms: choice.proposal.transforms(),
-                unknown_attribute: false,
-            }]),
-            Payload::Ke { group, data: ke_r },
-            Payload::Nonce(sa.nr.clone()),
-        ];
+        let mut out = init_response_payloads(&sa, &choice, group, ke_r);
         if nat.is_some() {
             out.extend(natd_payloads(sa.spi_i, sa.spi_r, local, remote));
         }
@@ -91,6 +89,7 @@ impl Endpoint {
             payload: bytes,
         });
         self.init_index.insert((remote, sa.spi_i), sa.id);
+        sa.init_key = Some((remote, sa.spi_i));
         self.put(sa);
     }
 
@@ -224,4 +223,24 @@ impl Endpoint {
             },
         ]
     }
+}
+
+/// SA (the chosen proposal), KE and Nr of our IKE_SA_INIT response.
+fn init_response_payloads(
+    sa: &IkeSa,
+    choice: &InitChoice,
+    group: u16,
+    ke: Vec<u8>,
+) -> Vec<Payload> {
+    vec![
+        Payload::Sa(vec![Proposal {
+            num: choice.num,
+            protocol: protocol::IKE,
+            spi: Vec::new(),
+            transforms: choice.proposal.transforms(),
+            unknown_attribute: false,
+        }]),
+        Payload::Ke { group, data: ke },
+        Payload::Nonce(sa.nr.clone()),
+    ]
 }

@@ -42,7 +42,7 @@ impl Endpoint {
         match crate::message::parse_payloads(first, &inner) {
             Ok(p) => Opened::Payloads(p),
             Err(ParseError::UnsupportedCritical(t)) => Opened::Critical(t),
-            Err(_) => Opened::Drop,
+            Err(e) => Opened::Invalid(e),
         }
     }
 
@@ -85,9 +85,10 @@ impl Endpoint {
         let Some(bytes) = self.seal(sa, &header, payloads) else {
             return;
         };
+        let (local, remote) = sa.reply_to;
         self.transmits.push_back(Transmit {
-            local: sa.local,
-            remote: sa.remote,
+            local,
+            remote,
             payload: bytes.clone(),
         });
         sa.last_response = Some((mid, bytes));

@@ -18,7 +18,9 @@ mod events;
 mod exchanges;
 mod init;
 mod init_responder;
+mod isolation;
 mod messages;
+mod names;
 mod payloads;
 mod rekey_ike;
 mod sa;
@@ -32,17 +34,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::{AuthConfig, ChildConfig, Config, EspProposal, IkeProposal, Mode, PeerConfig};
+use crate::config::{
+    AuthConfig, ChildConfig, Config, EspProposal, EspSupport, IkeProposal, Mode, PeerConfig,
+    StartAction,
+};
 use crate::crypto::{self, DhPrivate, IkeKeys, IkeSuite, Prf, Rng, SkCipher};
 use crate::message::{
     exchange, find_notify, flags, notify, protocol, Delete, Header, Identification, Message,
     Notify, ParseError, Payload, Proposal, TrafficSelector,
 };
 use crate::record::IkeRecord;
+use zeroize::Zeroizing;
 
 use authn::*;
 use child::ChildKeying;
 use cookie::CookieState;
+use names::{describe_proposals, esp_name};
 use payloads::*;
 use sa::*;
 use select::*;
@@ -66,6 +73,8 @@ pub struct Endpoint {
     cookie: CookieState,
     /// Maps the caller's `Instant`s to wall-clock time for certificate validity.
     wall: (Instant, SystemTime),
+    /// The ESP transforms the data plane can install: nothing else is negotiated.
+    esp_support: EspSupport,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -81,6 +90,8 @@ enum Opened {
     Payloads(Vec<Payload>),
     /// Decrypted but the inner chain had an unknown critical payload.
     Critical(u8),
+    /// Decrypted (the ICV verified) but the inner chain is malformed.
+    Invalid(ParseError),
     /// Integrity failure or garbage: drop silently (§2.21.1).
     Drop,
 }
@@ -104,6 +115,7 @@ impl Endpoint {
             events: VecDeque::new(),
             cookie: CookieState::new(secret),
             wall: (Instant::now(), SystemTime::now()),
+            esp_support: EspSupport::default(),
         }
     }
 
@@ -118,6 +130,13 @@ impl Endpoint {
             Some(d) => self.wall.1 + d,
             None => self.wall.1 - self.wall.0.duration_since(now),
         }
+    }
+
+    /// Tell the engine which ESP transforms the data plane can install (by default
+    /// [`EspSupport::default`], what `plexgate-ipsec` implements). From then on no
+    /// Child SA is proposed or accepted with another transform; established ones stay.
+    pub fn set_esp_support(&mut self, support: EspSupport) {
+        self.esp_support = support;
     }
 
     /// Replace the configuration (reload). Established SAs keep the peer config they
@@ -264,19 +283,10 @@ impl Endpoint {
         if let Some(d) = sa.deadline.take() {
             self.timers.remove(&(d, sa.id));
         }
-        self.init_index.remove(&(sa.remote, sa.spi_i));
-        if sa.state == SaState::HalfOpen {
-            // Also by the address it was created from (it may have floated).
-            self.init_index.retain(|_, v| *v != sa.id);
+        if let Some(k) = sa.init_key.take() {
+            self.init_index.remove(&k);
         }
-        for c in sa.children.drain(..) {
-            self.child_index.remove(&c.sa.spi_in);
-            self.events.push_back(Event::ChildSaDeleted {
-                ike: sa.id,
-                spi_in: c.sa.spi_in,
-                spi_out: c.sa.spi_out,
-            });
-        }
+        self.remove_children(&mut sa);
         if report {
             if sa.peer.is_some() && sa.keys.is_some() && sa.state != SaState::HalfOpen {
                 self.events.push_back(Event::RecordRemoved { id: sa.id });

@@ -58,6 +58,9 @@ impl Endpoint {
         else {
             return;
         };
+        if !nonce_ok(suite.prf, &ni) {
+            return self.answer_notify(sa, exchange::CREATE_CHILD_SA, mid, notify::INVALID_SYNTAX);
+        }
         let Ok((dh, pubv)) = crypto::dh_generate(kg, self.rng.as_mut()) else {
             return;
         };
@@ -182,7 +185,9 @@ impl Endpoint {
         };
         let usable = match (chosen, nonce_of(p), ke_of(p), dh) {
             (Some((c, spi_r)), Some(nr), Some((kg, kd)), Some(dh))
-                if pc.ike_proposals.contains(&c) && c.dh == kg =>
+                if pc.ike_proposals.contains(&c)
+                    && c.dh == kg
+                    && suite_of(&c).is_some_and(|s| nonce_ok(s.prf, nr)) =>
             {
                 Some((c, spi_r, nr, kd, dh))
             }

@@ -1,19 +1,11 @@
-//! Configuration the daemon maps the site policy onto: local identity, peers (address,
-//! identity, PSK, IKE proposals, children with traffic selectors and ESP proposals,
-//! lifetimes) and limits (half-open threshold for COOKIEs, retransmission).
-
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-use plexgate_pki::{LocalCredentials, TrustStore};
+//! IKE and ESP proposals (RFC 7296 §3.3): one combination of transforms each, as
+//! configured, offered on the wire, matched against a peer's offer and read back from
+//! a peer's choice; and the ESP transforms the data plane can install.
 
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{dh_id, encr_id, integ_id, prf_id};
-use crate::message::{
-    id_type, protocol, transform_type, Identification, Proposal, TrafficSelector, Transform,
-};
+use crate::message::{protocol, transform_type, Proposal, Transform};
 
 /// An IKE SA proposal (one combination; list several in order of preference).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -309,269 +301,62 @@ impl EspProposal {
     }
 }
 
-/// Tunnel or transport mode (USE_TRANSPORT_MODE, §1.3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-pub enum Mode {
-    /// Tunnel mode (default).
-    #[default]
-    Tunnel,
-    /// Transport mode.
-    Transport,
+/// One ESP transform combination the data plane can install: encryption id, its key
+/// length in bits (256 for ChaCha20-Poly1305) and the integrity id (None for AEAD).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EspTransformId {
+    /// ENCR id (IANA "Transform Type 1").
+    pub encr: u16,
+    /// Encryption key length in bits, without salt.
+    pub key_bits: u16,
+    /// INTEG id (IANA "Transform Type 3"), None for AEAD ciphers.
+    pub integ: Option<u16>,
 }
 
-/// How we and the peer authenticate (the same method in both directions).
-#[derive(Clone)]
-pub enum AuthConfig {
-    /// Pre-shared key (RFC 7296 §2.15), AUTH method 2.
-    Psk(Vec<u8>),
-    /// Certificates (through `plexgate-pki`): we sign with `credentials` (RFC 7427
-    /// method 14 when the peer sent SIGNATURE_HASH_ALGORITHMS, else classic ECDSA
-    /// 9/10) and send its certificate chain in CERT payloads; the peer's CERT chain
-    /// must verify against `trust` and name its ID.
-    Cert {
-        /// Our key, certificate and intermediates.
-        credentials: Arc<LocalCredentials>,
-        /// The CAs we trust for this peer.
-        trust: Arc<TrustStore>,
-    },
-}
-
-impl PartialEq for AuthConfig {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (AuthConfig::Psk(a), AuthConfig::Psk(b)) => a == b,
-            (
-                AuthConfig::Cert {
-                    credentials: a,
-                    trust: t,
-                },
-                AuthConfig::Cert {
-                    credentials: b,
-                    trust: u,
-                },
-            ) => Arc::ptr_eq(a, b) && Arc::ptr_eq(t, u),
-            _ => false,
-        }
-    }
-}
-
-impl Eq for AuthConfig {}
-
-impl std::fmt::Debug for AuthConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AuthConfig::Psk(_) => f.write_str("Psk(..)"),
-            AuthConfig::Cert { credentials, .. } => {
-                write!(
-                    f,
-                    "Cert({})",
-                    credentials
-                        .certificate
-                        .subject()
-                        .map(|s| s.to_string())
-                        .unwrap_or_default()
-                )
-            }
-        }
-    }
-}
-
-/// An IKE identity as written in configs: `client@example` (RFC822), `gw.example`
-/// (FQDN), an IPv4/IPv6 address, or `%any` (matches anything, responder only).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Identity(pub String);
-
-impl Identity {
-    fn pki(&self) -> Option<plexgate_pki::Identity> {
-        plexgate_pki::Identity::parse(&self.0).ok()
-    }
-
-    /// The wire identification, following strongSwan's rules (as `plexgate-pki`
-    /// parses them): contains `=` → ID_DER_ASN1_DN; an IP address → ID_IPV4/6_ADDR;
-    /// `@name` → ID_FQDN; contains `@` → ID_RFC822_ADDR; else ID_FQDN.
-    pub fn to_wire(&self) -> Identification {
-        match self.pki() {
-            Some(id) => Identification {
-                id_type: id.id_type(),
-                data: id.data(),
-            },
-            None => Identification {
-                id_type: id_type::FQDN,
-                data: self.0.as_bytes().to_vec(),
-            },
-        }
-    }
-
-    /// Does a received identification match this configured identity? (`%any`
-    /// matches all; DNs compare by normalised RDNs.)
-    pub fn matches(&self, id: &Identification) -> bool {
-        if self.0 == "%any" {
-            return true;
-        }
-        let theirs = plexgate_pki::Identity::from_type_and_data(id.id_type, &id.data);
-        match (self.pki(), theirs) {
-            (Some(plexgate_pki::Identity::Dn(a)), Ok(plexgate_pki::Identity::Dn(b))) => {
-                a.matches(&b)
-            }
-            (Some(a), Ok(b)) => match (&a, &b) {
-                (plexgate_pki::Identity::Fqdn(x), plexgate_pki::Identity::Fqdn(y))
-                | (plexgate_pki::Identity::Rfc822(x), plexgate_pki::Identity::Rfc822(y)) => {
-                    x.eq_ignore_ascii_case(y)
-                }
-                _ => a == b,
-            },
-            _ => self.to_wire() == *id,
-        }
-    }
-}
-
-/// A Child SA configuration (strongSwan `children.<name>`).
+/// The ESP transforms the data plane can install. The engine never proposes (as
+/// initiator) nor selects (as responder) an ESP proposal outside this set, so that
+/// every Child SA it agrees to can be installed; a peer that offers only others gets
+/// NO_PROPOSAL_CHOSEN. The default is what `plexgate-ipsec` implements: AES-GCM-16
+/// 128/256, ChaCha20-Poly1305, and AES-CBC 128/256 with HMAC-SHA2-256-128,
+/// -384-192 or -512-256.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChildConfig {
-    /// Name (reported in events and status).
-    pub name: String,
-    /// Local traffic selectors.
-    pub local_ts: Vec<TrafficSelector>,
-    /// Remote traffic selectors.
-    pub remote_ts: Vec<TrafficSelector>,
-    /// ESP proposals, preferred first.
-    pub esp_proposals: Vec<EspProposal>,
-    /// Tunnel or transport.
-    pub mode: Mode,
-    /// Rekey after this long (jittered down by up to `rand_time`).
-    pub rekey_time: Duration,
-    /// Hard lifetime reported to the SAD.
-    pub life_time: Duration,
-}
+pub struct EspSupport(pub Vec<EspTransformId>);
 
-/// A peer (strongSwan `connections.<name>`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerConfig {
-    /// Connection name.
-    pub name: String,
-    /// Our identity towards this peer.
-    pub local_id: Identity,
-    /// The identity the peer must present (`%any` accepts any).
-    pub remote_id: Identity,
-    /// The peer's address (None: any; then we can only respond).
-    pub remote_addr: Option<SocketAddr>,
-    /// Local address to initiate from.
-    pub local_addr: Option<SocketAddr>,
-    /// Authentication.
-    pub auth: AuthConfig,
-    /// IKE proposals, preferred first.
-    pub ike_proposals: Vec<IkeProposal>,
-    /// Children.
-    pub children: Vec<ChildConfig>,
-    /// IKE SA rekey time (jittered down by up to `rand_time`).
-    pub rekey_time: Duration,
-    /// Jitter subtracted from rekey times (strongSwan `rand_time`).
-    pub rand_time: Duration,
-    /// Liveness check interval (None: off).
-    pub dpd: Option<Duration>,
-    /// Send INITIAL_CONTACT in IKE_AUTH.
-    pub initial_contact: bool,
-}
-
-impl PeerConfig {
-    /// Does this peer authenticate with certificates?
-    pub fn uses_certs(&self) -> bool {
-        matches!(self.auth, AuthConfig::Cert { .. })
-    }
-
-    /// A PSK peer with one child, strongSwan-like defaults (4 h IKE rekey, 1 h child
-    /// rekey, 10 % jitter, no DPD).
-    pub fn psk(
-        name: &str,
-        local_id: &str,
-        remote_id: &str,
-        psk: &[u8],
-        child: ChildConfig,
-    ) -> PeerConfig {
-        PeerConfig {
-            name: name.into(),
-            local_id: Identity(local_id.into()),
-            remote_id: Identity(remote_id.into()),
-            remote_addr: None,
-            local_addr: None,
-            auth: AuthConfig::Psk(psk.to_vec()),
-            ike_proposals: vec![
-                IkeProposal::AES128_SHA256_X25519,
-                IkeProposal::AES128GCM16_PRFSHA256_X25519,
-                IkeProposal::AES256GCM16_PRFSHA384_ECP384,
-            ],
-            children: vec![child],
-            rekey_time: Duration::from_secs(4 * 3600),
-            rand_time: Duration::from_secs(360),
-            dpd: None,
-            initial_contact: true,
-        }
+impl EspSupport {
+    /// Can a Child SA with this proposal be installed? (ESN and PFS do not matter.)
+    pub fn allows(&self, p: &EspProposal) -> bool {
+        let bits = if p.encr == encr_id::CHACHA20_POLY1305 {
+            256
+        } else {
+            p.encr_bits
+        };
+        self.0
+            .iter()
+            .any(|t| t.encr == p.encr && t.key_bits == bits && t.integ == p.integ)
     }
 }
 
-impl ChildConfig {
-    /// A tunnel-mode child between two selector lists with the given ESP proposals.
-    pub fn new(
-        name: &str,
-        local_ts: Vec<TrafficSelector>,
-        remote_ts: Vec<TrafficSelector>,
-        esp: Vec<EspProposal>,
-    ) -> ChildConfig {
-        ChildConfig {
-            name: name.into(),
-            local_ts,
-            remote_ts,
-            esp_proposals: esp,
-            mode: Mode::Tunnel,
-            rekey_time: Duration::from_secs(3600),
-            life_time: Duration::from_secs(3960),
-        }
-    }
-}
-
-/// Limits and timers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Limits {
-    /// Above this many half-open IKE SAs, IKE_SA_INIT requests must carry a COOKIE.
-    pub cookie_threshold: usize,
-    /// Hard cap on half-open IKE SAs (further IKE_SA_INIT are dropped).
-    pub max_half_open: usize,
-    /// First retransmission timeout (doubles each time).
-    pub retransmit_base: Duration,
-    /// Retransmissions before giving up.
-    pub retransmit_tries: u32,
-    /// A half-open SA that does not complete within this is dropped.
-    pub half_open_timeout: Duration,
-    /// Child SAs per IKE SA a peer may create (rekeys excepted); beyond it
-    /// CREATE_CHILD_SA gets NO_ADDITIONAL_SAS.
-    pub max_child_sas: usize,
-}
-
-impl Default for Limits {
+impl Default for EspSupport {
     fn default() -> Self {
-        Limits {
-            cookie_threshold: 1000,
-            max_half_open: 20_000,
-            retransmit_base: Duration::from_millis(500),
-            retransmit_tries: 5,
-            half_open_timeout: Duration::from_secs(30),
-            max_child_sas: 64,
+        let t = |encr, key_bits, integ| EspTransformId {
+            encr,
+            key_bits,
+            integ,
+        };
+        let mut v = vec![
+            t(encr_id::AES_GCM_16, 128, None),
+            t(encr_id::AES_GCM_16, 256, None),
+            t(encr_id::CHACHA20_POLY1305, 256, None),
+        ];
+        for bits in [128, 256] {
+            for integ in [
+                integ_id::HMAC_SHA2_256_128,
+                integ_id::HMAC_SHA2_384_192,
+                integ_id::HMAC_SHA2_512_256,
+            ] {
+                v.push(t(encr_id::AES_CBC, bits, Some(integ)));
+            }
         }
-    }
-}
-
-/// The whole IKE configuration of a gateway.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Config {
-    /// Peers.
-    pub peers: Vec<PeerConfig>,
-    /// Limits.
-    pub limits: Limits,
-}
-
-impl Config {
-    /// A peer by name.
-    pub fn peer(&self, name: &str) -> Option<&PeerConfig> {
-        self.peers.iter().find(|p| p.name == name)
+        EspSupport(v)
     }
 }
