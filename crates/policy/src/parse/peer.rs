@@ -144,7 +144,9 @@ fn proposals<P>(
                     cx.diags.warning(Some(span.clone()), w);
                 }
             }
-            Err(e) => cx.err(&p, Some(span), e.to_string()),
+            // The list is marked bad too: a list whose only proposal has a
+            // typo is not also "empty" (one error per mistake).
+            Err(e) => cx.err_also(&t.sub(key), &p, Some(span), e.to_string()),
         }
     }
     if given.is_none() {
