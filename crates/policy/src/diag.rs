@@ -422,9 +422,21 @@ mod tests {
         let src = format!("a\n{}x\n", "é".repeat(10_000));
         let d = Diagnostics::new("f.toml", src.clone());
         let x = src.find('x').unwrap();
-        assert_eq!(d.position_of(x), Position { line: 2, column: 10_001 });
+        assert_eq!(
+            d.position_of(x),
+            Position {
+                line: 2,
+                column: 10_001
+            }
+        );
         // An offset inside a character counts as that character.
-        assert_eq!(d.position_of(x - 1), Position { line: 2, column: 10_000 });
+        assert_eq!(
+            d.position_of(x - 1),
+            Position {
+                line: 2,
+                column: 10_000
+            }
+        );
         assert_eq!(d.line(2).map(|l| l.chars().count()), Some(10_001));
         assert_eq!(d.line(3), Some(""));
         assert_eq!(d.line(4), None);

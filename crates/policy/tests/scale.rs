@@ -137,6 +137,16 @@ fn sixteen_thousand_targets_check_in_seconds() {
     assert_eq!(c.policy.targets.len(), 16_000);
     assert_eq!(c.policy.links.len(), 16_000);
     assert!(took < BOUND, "took {took:?}");
+    // The normalized listing (`policy check -v`) is linear too.
+    let cpu = thread_cpu();
+    let listing = c.policy.to_string();
+    let listed = thread_cpu() - cpu;
+    println!(
+        "its listing ({} lines): {listed:.2?} CPU",
+        listing.lines().count()
+    );
+    assert!(listing.contains("target t3999 10."), "{}", &listing[..500]);
+    assert!(listed < BOUND, "listing took {listed:?}");
 }
 
 #[test]
