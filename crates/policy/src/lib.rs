@@ -48,6 +48,7 @@ pub use addr::{AddrSel, IpRange, PortRange, TrafficSelector, TsAddr};
 pub use diag::{Diagnostic, Diagnostics, Note, Position, Severity};
 pub use files::MIN_PSK_BYTES;
 pub use model::*;
+pub use proposal::support::{EspSuite, DH_GROUPS, ESP_SUITES, IKE_ENCR, IKE_INTEG, IKE_PRF};
 pub use proposal::{DhGroup, Encr, Esn, EspProposal, IkeProposal, Integ, Prf, ProposalError};
 
 use reader::{Cx, Spans, Table};
