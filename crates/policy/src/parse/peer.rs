@@ -125,8 +125,12 @@ const PEER_KEYS: &[&str] = &[
     "child",
 ];
 
-/// Parses a proposal string, with warnings about weak algorithms.
-type ParseFn<P> = fn(&str) -> Result<proposal::WithWarnings<P>, proposal::ProposalError>;
+/// How a kind of proposal is read: parsed (with warnings about weak
+/// algorithms), then checked against what this gateway supports.
+type Reader<P> = (
+    fn(&str) -> Result<proposal::WithWarnings<P>, proposal::ProposalError>,
+    fn(&P) -> Option<String>,
+);
 
 /// A list of proposal strings parsed with `parse` (weak algorithms become
 /// warnings) and refused if `unsupported` says this gateway cannot use them
@@ -136,7 +140,7 @@ fn proposals<P>(
     t: &mut Table<'_, '_>,
     cx: &mut Cx,
     (key, kind): (&str, &str),
-    (parse, unsupported): (ParseFn<P>, fn(&P) -> Option<String>),
+    (parse, unsupported): Reader<P>,
     defaults: &[&str],
 ) -> Vec<P> {
     let mut out = Vec::new();
