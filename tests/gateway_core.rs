@@ -488,8 +488,8 @@ fn esp_batches_decide_like_single_packets() {
             mode: gw_side.mode,
             lifetime: gw_side.lifetime,
         };
-        a.install_child_sa(t0, plexgate_ike::IkeSaId(1), gw_side.clone());
-        b.install_child_sa(t0, plexgate_ike::IkeSaId(1), gw_side);
+        a.install_child_sa(t0, plexgate_ike::IkeSaId(1), "client", gw_side.clone());
+        b.install_child_sa(t0, plexgate_ike::IkeSaId(1), "client", gw_side);
         srvstat_listening(&mut a, t0, &mut rec_a);
         srvstat_listening(&mut b, t0, &mut rec_b);
         let (mut c_out, _) = client_sas(&client_side);

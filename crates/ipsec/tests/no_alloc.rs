@@ -94,8 +94,11 @@ fn seal_open_and_drops_do_not_allocate() {
             let mut rx = Sad::new();
             rx.insert(params(t, mode, Direction::Inbound), now).unwrap();
             let mut tx = Sad::new();
-            tx.insert(params(t, mode, Direction::Outbound), now)
-                .unwrap();
+            let Ok(plexgate_ipsec::SaKey::Outbound(out)) =
+                tx.insert(params(t, mode, Direction::Outbound), now)
+            else {
+                panic!("outbound SA not installed")
+            };
             let (ok, bad, nh) = match mode {
                 Mode::Tunnel => (
                     udp([192, 168, 1, 1], [10, 1, 1, 1]),
@@ -115,7 +118,7 @@ fn seal_open_and_drops_do_not_allocate() {
                 } else {
                     &ok
                 };
-                lens[i] = tx.seal(now, 0x7000_0001, inner, nh, b).unwrap();
+                lens[i] = tx.seal(now, out, inner, nh, b).unwrap();
             }
             let (first, rest) = bufs.split_at_mut(1);
             rest[0][..lens[0]].copy_from_slice(&first[0][..lens[0]]); // a replay of packet 0

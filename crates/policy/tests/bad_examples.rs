@@ -79,8 +79,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         &[
             "tests/bad/proposals.toml:16:46: error: unknown algorithm `aes257` in IKE proposal `aes257-sha256-x25519`; did you mean `aes256`?",
             "tests/bad/proposals.toml:16:70: error: IKE proposal `aes256gcm16-ecp384` uses an AEAD cipher but names no PRF (add e.g. prfsha256 or prfsha384)",
-            "tests/bad/proposals.toml:16:92: warning: IKE proposal `aes128-sha1-modp1024` offers HMAC-SHA1, which is weak; prefer sha256",
-            "tests/bad/proposals.toml:16:92: warning: IKE proposal `aes128-sha1-modp1024` offers modp1024, which is weak; prefer x25519 or ecp256",
+            "tests/bad/proposals.toml:16:92: error: IKE proposal `aes128-sha1-modp1024`: the IKE engine does not implement sha1 or modp1024; it implements aes128gcm16, aes256gcm16, aes128, aes256, with sha256, sha384, sha512 after a CBC cipher; PRFs prfsha256, prfsha384, prfsha512; key exchange modp2048, ecp256, ecp384, x25519",
             "tests/bad/proposals.toml:22:20: error: ESP proposal `aes256gcm16-sha256` pairs an AEAD cipher with an integrity algorithm; AEAD ciphers carry their own integrity, drop the sha…",
             "tests/bad/proposals.toml:22:42: error: unknown algorithm `3des` in ESP proposal `3des-sha1` (it is weak and not supported)",
         ],
@@ -123,6 +122,17 @@ const EXPECTED: &[(&str, &[&str])] = &[
         &[
             "tests/bad/syntax.toml:2:15: error: TOML syntax: invalid basic string, expected `\"`",
             "tests/bad/syntax.toml:7:16: error: TOML syntax: invalid float, expected nothing; addresses are strings and must be quoted: \"192.0.2.2/24\"",
+        ],
+    ),
+    (
+        "unsupported.toml",
+        &[
+            "tests/bad/unsupported.toml:22:3: error: IKE proposal `chacha20poly1305-prfsha256-x25519`: the IKE engine does not implement chacha20poly1305; it implements aes128gcm16, aes256gcm16, aes128, aes256, with sha256, sha384, sha512 after a CBC cipher; PRFs prfsha256, prfsha384, prfsha512; key exchange modp2048, ecp256, ecp384, x25519",
+            "tests/bad/unsupported.toml:23:3: error: IKE proposal `aes256gcm16-prfsha512-x448`: the IKE engine does not implement x448; it implements aes128gcm16, aes256gcm16, aes128, aes256, with sha256, sha384, sha512 after a CBC cipher; PRFs prfsha256, prfsha384, prfsha512; key exchange modp2048, ecp256, ecp384, x25519",
+            "tests/bad/unsupported.toml:32:5: error: ESP proposal `aes192-sha256`: the data plane cannot install aes192; it installs aes128gcm16, aes256gcm16, chacha20poly1305, aes128-sha256, aes128-sha384, aes128-sha512, aes256-sha256, aes256-sha384, aes256-sha512",
+            "tests/bad/unsupported.toml:33:5: error: ESP proposal `aes256gcm12`: the data plane cannot install aes256gcm12; it installs aes128gcm16, aes256gcm16, chacha20poly1305, aes128-sha256, aes128-sha384, aes128-sha512, aes256-sha256, aes256-sha384, aes256-sha512",
+            "tests/bad/unsupported.toml:34:5: error: ESP proposal `aes128-sha1`: the data plane cannot install sha1; it installs aes128gcm16, aes256gcm16, chacha20poly1305, aes128-sha256, aes128-sha384, aes128-sha512, aes256-sha256, aes256-sha384, aes256-sha512",
+            "tests/bad/unsupported.toml:36:5: error: ESP proposal `aes128gcm16-ecp521`: the IKE engine has no key exchange ecp521 for PFS; it has modp2048, ecp256, ecp384, x25519",
         ],
     ),
     (

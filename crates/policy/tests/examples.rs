@@ -104,7 +104,10 @@ fn site_b_certificates_weighted_ha_etcd() {
     assert!(clients.auth_file_exists());
     assert_eq!(
         clients.proposals[1].encryption,
-        vec![Encr::ChaCha20Poly1305]
+        vec![Encr::AesGcm {
+            key_bits: 128,
+            icv_bytes: 16
+        }]
     );
     assert_eq!(clients.proposals[1].prf, vec![Prf::HmacSha256]);
     let app = clients.child("app").unwrap();

@@ -315,7 +315,7 @@ impl Fixture {
             batched: true,
         };
         f.core
-            .install_child_sa(now, plexgate_ike::IkeSaId(1), child_sa(t));
+            .install_child_sa(now, plexgate_ike::IkeSaId(1), "client", child_sa(t));
         f.one(0, now);
         if f.sink.gre_packets != 1 {
             return Err(format!(
@@ -359,6 +359,7 @@ impl Fixture {
         self.core.install_child_sa(
             Instant::now(),
             plexgate_ike::IkeSaId(1),
+            "client",
             child_sa(self.transform),
         );
         let before = self.sink.gre_packets;

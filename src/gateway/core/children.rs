@@ -81,7 +81,6 @@ impl GatewayCore {
                 self.ike_peers.insert(
                     id,
                     IkePeer {
-                        peer: record.peer.clone(),
                         owner: record.remote_id.to_string(),
                     },
                 );
@@ -97,13 +96,16 @@ impl GatewayCore {
                     self.side.push(SideEffect::DeleteRecord(k));
                 }
             }
-            ike::Event::ChildSaUp { ike, child } => self.install_child(now, ike, child, None),
+            ike::Event::ChildSaUp { ike, peer, child } => {
+                self.install_child(now, ike, &peer, child, None)
+            }
             ike::Event::ChildSaRekeyed {
                 ike,
+                peer,
                 old_spi_in,
                 new,
                 ..
-            } => self.install_child(now, ike, new, Some(old_spi_in)),
+            } => self.install_child(now, ike, &peer, new, Some(old_spi_in)),
             ike::Event::ChildSaDeleted {
                 spi_in, spi_out, ..
             } => {
@@ -128,8 +130,14 @@ impl GatewayCore {
     /// Install both SAs of a negotiated Child SA of the IKE SA `ike` into the SAD
     /// (what `ChildSaUp` does; public for benchmarks and for re-creating SAs
     /// from records).
-    pub fn install_child_sa(&mut self, now: Instant, ike: ike::IkeSaId, c: ike::ChildSa) {
-        self.install_child(now, ike, c, None);
+    pub fn install_child_sa(
+        &mut self,
+        now: Instant,
+        ike: ike::IkeSaId,
+        peer: &str,
+        c: ike::ChildSa,
+    ) {
+        self.install_child(now, ike, peer, c, None);
     }
 
     /// Remove both SAs of the Child SA with inbound SPI `spi_in` and, with the
@@ -216,15 +224,16 @@ impl GatewayCore {
         &mut self,
         now: Instant,
         ike_sa: ike::IkeSaId,
+        peer: &str,
         c: ike::ChildSa,
         replaces: Option<u32>,
     ) {
-        // The IKE SA's peer config and proven identity (a Child SA's name alone is
-        // not unique across peers; the identity keeps peers apart in the SAD).
-        let (peer, owner) = match self.ike_peers.get(&ike_sa) {
-            Some(p) => (p.peer.clone(), p.owner.clone()),
-            None => (String::new(), format!("IKE SA #{}", ike_sa.0)),
+        // The IKE SA's proven identity keeps peers of one config apart in the SAD.
+        let owner = match self.ike_peers.get(&ike_sa) {
+            Some(p) => p.owner.clone(),
+            None => format!("IKE SA {ike_sa}"),
         };
+        let peer = peer.to_string();
         let installed = esp_transform(&c)
             .ok_or_else(|| format!("transform {} is not supported by the data plane", c.encr))
             .and_then(|transform| {

@@ -115,8 +115,6 @@ struct ChildPolicy {
 /// Who an IKE SA belongs to.
 #[derive(Debug, Clone)]
 struct IkePeer {
-    /// Peer config name.
-    peer: String,
     /// The remote identity it authenticated as.
     owner: String,
 }

@@ -1,6 +1,7 @@
 //! A normalized listing of a policy for `plexgate policy check -v` and logs:
 //! defaults filled in, proposals spelled out.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -122,7 +123,12 @@ fn fmt_spd(f: &mut fmt::Formatter<'_>, i: usize, r: &SpdRule) -> fmt::Result {
     )
 }
 
-fn fmt_dvipa(f: &mut fmt::Formatter<'_>, p: &Policy, d: &Dvipa) -> fmt::Result {
+fn fmt_dvipa<'a>(
+    f: &mut fmt::Formatter<'_>,
+    p: &'a Policy,
+    d: &'a Dvipa,
+    by_name: &HashMap<&str, &'a Target>,
+) -> fmt::Result {
     writeln!(
         f,
         "dvipa {} ports {}: {:?}, plain traffic {:?}",
@@ -131,7 +137,7 @@ fn fmt_dvipa(f: &mut fmt::Formatter<'_>, p: &Policy, d: &Dvipa) -> fmt::Result {
         d.method,
         d.plain_traffic
     )?;
-    for (t, w) in p.dvipa_targets(d) {
+    for (t, w) in p.dvipa_targets_by(d, by_name) {
         writeln!(
             f,
             "  target {} {} via link {} weight {w}",
@@ -182,8 +188,9 @@ impl fmt::Display for Policy {
         for (i, r) in self.spd.iter().enumerate() {
             fmt_spd(f, i, r)?;
         }
+        let by_name = self.targets_by_name();
         for d in &self.dvipas {
-            fmt_dvipa(f, self, d)?;
+            fmt_dvipa(f, self, d, &by_name)?;
         }
         for l in &self.links {
             writeln!(

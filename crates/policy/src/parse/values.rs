@@ -235,7 +235,6 @@ pub(super) fn ports_list(t: &mut Table<'_, '_>, cx: &mut Cx, key: &str) -> Vec<P
     };
     let mut out = Vec::new();
     for (x, span, p) in items {
-        cx.spans.set(&p, span.clone());
         match port_value(x) {
             Ok(r) => out.push(r),
             Err(e) => {

@@ -5,27 +5,23 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+
 use crate::model::*;
 use crate::reader::Cx;
 
-use super::{err, unique};
+use super::index::{num, prefix_end, prefix_of, AddrIndex, PrefixIndex};
+use super::{err, some, unique};
 
 pub(super) fn links_and_targets(p: &mut Policy, cx: &mut Cx) {
-    unique(
-        cx,
-        "link",
-        p.links
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (l.name.as_str(), format!("link[{i}].name"))),
-    );
+    unique(cx, "link", p.links.iter().map(|l| l.name.as_str()), |i| {
+        format!("link[{i}].name")
+    });
     unique(
         cx,
         "target",
-        p.targets
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.name.as_str(), format!("target[{i}].name"))),
+        p.targets.iter().map(|t| t.name.as_str()),
+        |i| format!("target[{i}].name"),
     );
     link_addresses(p, cx);
     let (on_link, fills) = targets_on_links(p, cx);
@@ -58,9 +54,11 @@ pub(super) fn links_and_targets(p: &mut Policy, cx: &mut Cx) {
 
 /// Each link's own addresses sit in its subnet, and link subnets are distinct.
 fn link_addresses(p: &Policy, cx: &mut Cx) {
+    let mut by_prefix = PrefixIndex::default();
+    let mut by_network = AddrIndex::default();
     for (i, l) in p.links.iter().enumerate() {
-        let sub_ok = cx.spans.ok(&format!("link[{i}].subnet"));
-        if sub_ok && cx.spans.ok(&format!("link[{i}].local")) && !l.subnet.contains(&l.local) {
+        let sub_ok = cx.spans.okf(format_args!("link[{i}].subnet"));
+        if sub_ok && cx.spans.okf(format_args!("link[{i}].local")) && !l.subnet.contains(&l.local) {
             err(
                 cx,
                 &format!("link[{i}].local"),
@@ -82,24 +80,44 @@ fn link_addresses(p: &Policy, cx: &mut Cx) {
                 ),
             );
         }
-        for (j, m) in p.links.iter().enumerate().take(i) {
-            if sub_ok
-                && cx.spans.ok(&format!("link[{j}].subnet"))
-                && (m.subnet.contains(&l.subnet.network())
-                    || l.subnet.contains(&m.subnet.network()))
-            {
-                let note = cx.diags.note(
-                    cx.spans.get(&format!("link[{j}].subnet")),
-                    format!("link \"{}\" has subnet {}", m.name, m.subnet),
-                );
-                let span = cx.spans.get(&format!("link[{i}].subnet"));
-                cx.diags
-                    .error(span, format!("subnet {} of link \"{}\" overlaps subnet {} of link \"{}\"; GRE anti-spoofing needs each link to be distinct", l.subnet, l.name, m.subnet, m.name))
-                    .notes
-                    .push(note);
+        if sub_ok {
+            if let Some(j) = earlier_overlap(&by_prefix, &by_network, &l.subnet) {
+                overlap(cx, p, i, j);
             }
+            by_prefix.insert(prefix_of(&l.subnet), i);
+            by_network.insert(l.subnet.network(), i);
         }
     }
+}
+
+/// A link stored in the indexes whose subnet overlaps `subnet`. Prefixes either
+/// nest or are disjoint: an earlier subnet overlaps if it contains this one, or
+/// if its network lies inside this one.
+fn earlier_overlap(
+    by_prefix: &PrefixIndex<usize>,
+    by_network: &AddrIndex,
+    subnet: &IpNet,
+) -> Option<usize> {
+    let p = prefix_of(subnet);
+    if let Some((_, items)) = by_prefix.containing(p).next() {
+        return items.first().copied();
+    }
+    by_network
+        .first_in(num(subnet.network()), prefix_end(p))
+        .map(|(_, j)| j)
+}
+
+fn overlap(cx: &mut Cx, p: &Policy, i: usize, j: usize) {
+    let (l, m) = (&p.links[i], &p.links[j]);
+    let note = cx.diags.note(
+        cx.spans.get(&format!("link[{j}].subnet")),
+        format!("link \"{}\" has subnet {}", m.name, m.subnet),
+    );
+    let span = cx.spans.get(&format!("link[{i}].subnet"));
+    cx.diags
+        .error(span, format!("subnet {} of link \"{}\" overlaps subnet {} of link \"{}\"; GRE anti-spoofing needs each link to be distinct", l.subnet, l.name, m.subnet, m.name))
+        .notes
+        .push(note);
 }
 
 /// Each target sits alone on a link that exists, in that link's subnet. Returns
@@ -123,7 +141,7 @@ fn targets_on_links(p: &Policy, cx: &mut Cx) -> (HashMap<String, usize>, Vec<(us
                 duplicate_address(cx, p, i, j);
             }
         }
-        if !cx.spans.ok(&format!("target[{i}].link")) || t.link.is_empty() {
+        if !cx.spans.okf(format_args!("target[{i}].link")) || t.link.is_empty() {
             continue;
         }
         let Some((li, l)) = link_by_name
@@ -146,7 +164,7 @@ fn targets_on_links(p: &Policy, cx: &mut Cx) -> (HashMap<String, usize>, Vec<(us
             continue;
         }
         on_link.insert(l.name.clone(), i);
-        if !addr_ok || !cx.spans.ok(&format!("link[{li}].subnet")) {
+        if !addr_ok || !cx.spans.okf(format_args!("link[{li}].subnet")) {
             continue;
         }
         target_in_subnet(cx, i, t, li, l);
@@ -192,19 +210,17 @@ fn duplicate_address(cx: &mut Cx, p: &Policy, i: usize, j: usize) {
 
 fn unknown_link(cx: &mut Cx, p: &Policy, i: usize) {
     let t = &p.targets[i];
-    let known: Vec<String> = p.links.iter().map(|l| format!("\"{}\"", l.name)).collect();
+    let known = if p.links.is_empty() {
+        "none".to_string()
+    } else {
+        some(p.links.iter().map(|l| format!("\"{}\"", l.name)))
+    };
     err(
         cx,
         &format!("target[{i}].link"),
         format!(
-            "target \"{}\" names link \"{}\", but no [[link]] has that name (known: {})",
-            t.name,
-            t.link,
-            if known.is_empty() {
-                "none".into()
-            } else {
-                known.join(", ")
-            }
+            "target \"{}\" names link \"{}\", but no [[link]] has that name (known: {known})",
+            t.name, t.link,
         ),
     );
 }
