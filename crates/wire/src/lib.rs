@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod arp;
 pub mod esp;
 pub mod gre;
 pub mod ip;
