@@ -69,6 +69,11 @@ impl Switch {
             .unwrap();
         mac_of(host, ifname)
     }
+
+    /// The bridge port of the last interface plugged in.
+    fn last_port(&self) -> String {
+        format!("p{}", self.ports)
+    }
 }
 
 fn mac_of(ns: &Netns, ifname: &str) -> EthernetAddress {
@@ -340,6 +345,69 @@ fn agent_interface_down_moves_the_vipa_and_back() {
     drop(a);
     let frames = arp_frames(&mut cap);
     assert!(one_reply_each(&frames, c_mac, vipa, first_active) >= 9);
+}
+
+#[test]
+fn adapter_backup_answers_for_an_interface_without_carrier() {
+    let own: Ipv4Addr = "10.81.0.2".parse().unwrap();
+    let mut sw = Switch::new();
+    let (client, gw) = (Netns::new("client").unwrap(), Netns::new("gw").unwrap());
+    let c_mac = sw.plug(&client, "eth0", "10.81.0.1/24");
+    let m0 = sw.plug(&gw, "eth0", "10.81.0.2/24");
+    let port0 = sw.last_port();
+    let m1 = sw.plug(&gw, "eth1", "10.81.0.3/24");
+    let mut cap = Capture::start(&sw.ns, "br0", "arp").unwrap();
+    let mut cfg = Config::new(
+        vec![
+            lan_iface("eth0", "10.81.0.2"),
+            lan_iface("eth1", "10.81.0.3"),
+        ],
+        vec![],
+    );
+    cfg.adapter_backup = true;
+    let start = epoch();
+    let a = agent(&gw, cfg);
+    // Each interface's announcement arrives on the other: one network.
+    wait_for("eth0 and eth1 to be found on one network", || {
+        let st = a.status().unwrap();
+        st.interfaces[0].same_network == ["eth1"] && st.interfaces[1].same_network == ["eth0"]
+    });
+    ping(&client, own);
+    assert_eq!(neigh(&client, own, "eth0"), Some(m0));
+    // Carrier loss on eth0 (its switch port goes down), then back.
+    for (state, mac) in [("down", m1), ("up", m0)] {
+        for _ in 0..3 {
+            flush_neigh(&client, own);
+            ping(&client, own);
+        }
+        let t = Instant::now();
+        sw.ns.ip(&["link", "set", "dev", &port0, state]).unwrap();
+        wait_for("the client's entry to follow", || {
+            neigh(&client, own, "eth0") == Some(mac)
+        });
+        let took = t.elapsed();
+        eprintln!("l2: eth0 carrier {state}: client followed to {mac} in {took:?}");
+        assert!(took <= Duration::from_secs(1), "took {took:?}");
+        ping(&client, own);
+    }
+    for _ in 0..3 {
+        flush_neigh(&client, own);
+        ping(&client, own);
+    }
+    let ev = a.events().unwrap();
+    assert!(
+        ev.iter().any(|e| matches!(e, Event::BackupTakeover { .. })),
+        "{ev:?}"
+    );
+    assert!(
+        ev.iter().any(|e| matches!(e, Event::BackupReturned { .. })),
+        "{ev:?}"
+    );
+    drop(a);
+    let frames = arp_frames(&mut cap);
+    // While eth0 is up the kernel answers on eth0 only (arp_ignore = 1), while it
+    // has no carrier plexgate answers on eth1: one reply to every request.
+    assert!(one_reply_each(&frames, c_mac, own, start) >= 9);
 }
 
 #[test]

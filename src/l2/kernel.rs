@@ -47,15 +47,26 @@ fn sysctl_path(iface: &str, key: &str) -> PathBuf {
 
 impl KernelGuard {
     /// Sets the ARP sysctls of `ifaces` (cluster: plexgate also answers for the
-    /// interfaces' own addresses).
-    pub(super) fn quiet(&mut self, ifaces: &[String], cluster: bool) -> io::Result<()> {
+    /// interfaces' own addresses; backup: an interface's address may be answered
+    /// on another interface while its own has no carrier, so routes through an
+    /// interface without carrier must not be used for the replies).
+    pub(super) fn quiet(
+        &mut self,
+        ifaces: &[String],
+        cluster: bool,
+        backup: bool,
+    ) -> io::Result<()> {
         let ignore = if cluster { "8" } else { "1" };
+        let mut keys = vec![
+            ("arp_ignore", ignore),
+            ("arp_announce", "2"),
+            ("proxy_arp", "0"),
+        ];
+        if backup {
+            keys.push(("ignore_routes_with_linkdown", "1"));
+        }
         for i in ifaces {
-            for (key, value) in [
-                ("arp_ignore", ignore),
-                ("arp_announce", "2"),
-                ("proxy_arp", "0"),
-            ] {
+            for (key, value) in keys.iter().copied() {
                 let p = sysctl_path(i, key);
                 let old = std::fs::read_to_string(&p)
                     .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
@@ -89,6 +100,26 @@ impl KernelGuard {
         }
         self.placed.insert(addr);
         Ok(())
+    }
+
+    /// Takes `addr` from the device whether or not this agent placed it (a
+    /// gateway that crashed while active left it there; a standby must not hold
+    /// it).
+    pub(super) fn clear(&mut self, addr: Ipv4Addr) -> io::Result<()> {
+        let Some((dev, index)) = &self.device else {
+            return Ok(());
+        };
+        match addr_request(false, *index, addr) {
+            Ok(()) => {
+                tracing::info!("l2: removed {addr}/32 left on {dev}");
+                Ok(())
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Ok(()),
+            Err(e) => Err(io::Error::new(
+                e.kind(),
+                format!("removing {addr}/32 from {dev}: {e}"),
+            )),
+        }
     }
 
     /// Takes `addr` back from the kernel (no-op if it was not placed).

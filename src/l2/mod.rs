@@ -21,7 +21,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use plexgate_ha::l2::{Answerer, Config, Counters, Event, Status, StatusKind, L2};
+use plexgate_ha::l2::{AddressKind, Answerer, Config, Counters, Event, Status, StatusKind, L2};
 use serde_json::{json, Value};
 
 use crate::metrics::Exposition;
@@ -102,10 +102,21 @@ impl L2Agent {
                 .map_err(|e| AgentError::Io(format!("reading {dev}"), e))?
                 .ok_or_else(|| AgentError::Io(dev.clone(), std::io::ErrorKind::NotFound.into()))?;
             guard.set_device(dev.clone(), st.index);
+            for a in cfg
+                .l2
+                .addresses
+                .iter()
+                .filter(|a| a.kind != AddressKind::ProxyVipa)
+            {
+                guard
+                    .clear(a.address)
+                    .map_err(|e| AgentError::Io("starting standby".into(), e))?;
+            }
         }
         if cfg.quiet_kernel {
             let names: Vec<String> = cfg.l2.interfaces.iter().map(|i| i.name.clone()).collect();
-            if let Err(e) = guard.quiet(&names, l2.answers_interface_addresses()) {
+            let (cluster, backup) = (l2.answers_interface_addresses(), cfg.l2.adapter_backup);
+            if let Err(e) = guard.quiet(&names, cluster, backup) {
                 guard.restore();
                 return Err(AgentError::Io("setting ARP sysctls".into(), e));
             }
