@@ -333,3 +333,73 @@ pub fn render_metrics(e: &mut Exposition, s: &Status) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plexgate_ha::l2::{AddressConfig, IfaceId, InterfaceConfig};
+    use plexgate_wire::arp::EthernetAddress;
+    use std::time::Instant;
+
+    #[test]
+    fn status_renders_as_json_text_and_metrics() {
+        let vipa: Ipv4Addr = "10.77.0.100".parse().unwrap();
+        let cfg = Config::new(
+            vec![InterfaceConfig {
+                name: "eth0".into(),
+                address: "10.77.0.2".parse().unwrap(),
+                prefix_len: 24,
+            }],
+            vec![AddressConfig {
+                address: vipa,
+                kind: AddressKind::GatewayVipa,
+            }],
+        );
+        let mut l2 = L2::new(cfg).unwrap();
+        let mac: EthernetAddress = "4a:e3:d2:fc:9f:de".parse().unwrap();
+        let now = Instant::now();
+        l2.set_link(now, IfaceId(0), true, Some(mac));
+        l2.set_active(now, vipa, true).unwrap();
+        let st = l2.status();
+        let v = status_json(&st);
+        assert_eq!(v["addresses"][0]["answered_by"], "plexgate");
+        assert_eq!(v["addresses"][0]["mac"], "4a:e3:d2:fc:9f:de");
+        assert_eq!(v["interfaces"][0]["address"], "10.77.0.2/24");
+        assert_eq!(v["counters"]["announcements"], 1);
+        let text = render_status(&v);
+        assert!(
+            text.contains(
+                "L2 gateway-vipa 10.77.0.100: answered by plexgate on eth0 as 4a:e3:d2:fc:9f:de\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "L2 interface 10.77.0.2: answered by kernel on eth0 as 4a:e3:d2:fc:9f:de\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  interface eth0 10.77.0.2/24 up 4a:e3:d2:fc:9f:de\n"),
+            "{text}"
+        );
+        l2.set_active(now, vipa, false).unwrap();
+        let text = render_status(&status_json(&l2.status()));
+        assert!(
+            text.contains("L2 gateway-vipa 10.77.0.100: standby\n"),
+            "{text}"
+        );
+        let mut e = Exposition::default();
+        render_metrics(&mut e, &st);
+        let m = e.finish();
+        assert!(m.contains("plexgate_arp_announcements_total 1\n"), "{m}");
+        assert!(
+            m.contains("plexgate_arp_ignored_total{reason=\"malformed\"} 0\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains("plexgate_l2_answering{address=\"10.77.0.100\",interface=\"eth0\"} 1\n"),
+            "{m}"
+        );
+    }
+}
