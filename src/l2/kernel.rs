@@ -168,6 +168,30 @@ fn push_attr(msg: &mut Vec<u8>, kind: u16, data: &[u8]) {
     }
 }
 
+/// The rtnetlink message for `ip addr add|del ADDR/32 dev INDEX`.
+fn addr_message(add: bool, ifindex: i32, addr: Ipv4Addr) -> Vec<u8> {
+    let (kind, mut flags) = if add {
+        (libc::RTM_NEWADDR, libc::NLM_F_CREATE | libc::NLM_F_EXCL)
+    } else {
+        (libc::RTM_DELADDR, 0)
+    };
+    flags |= libc::NLM_F_REQUEST | libc::NLM_F_ACK;
+    let mut msg = Vec::with_capacity(48);
+    msg.extend_from_slice(&[0; 4]); // nlmsg_len, set below
+    msg.extend_from_slice(&kind.to_ne_bytes());
+    msg.extend_from_slice(&(flags as u16).to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes()); // seq
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // pid: the kernel fills it
+                                                // struct ifaddrmsg: family, prefixlen, flags, scope, index.
+    msg.extend_from_slice(&[libc::AF_INET as u8, 32, 0, libc::RT_SCOPE_UNIVERSE]);
+    msg.extend_from_slice(&(ifindex as u32).to_ne_bytes());
+    push_attr(&mut msg, libc::IFA_LOCAL, &addr.octets());
+    push_attr(&mut msg, libc::IFA_ADDRESS, &addr.octets());
+    let len = msg.len() as u32;
+    msg[..4].copy_from_slice(&len.to_ne_bytes());
+    msg
+}
+
 /// `ip addr add|del ADDR/32 dev INDEX` over rtnetlink, waiting for the kernel's ack.
 fn addr_request(add: bool, ifindex: i32, addr: Ipv4Addr) -> io::Result<()> {
     // SAFETY: plain socket(2), owned at once.
@@ -197,25 +221,7 @@ fn addr_request(add: bool, ifindex: i32, addr: Ipv4Addr) -> io::Result<()> {
             size_of::<libc::timeval>() as libc::socklen_t,
         );
     }
-    let (kind, mut flags) = if add {
-        (libc::RTM_NEWADDR, libc::NLM_F_CREATE | libc::NLM_F_EXCL)
-    } else {
-        (libc::RTM_DELADDR, 0)
-    };
-    flags |= libc::NLM_F_REQUEST | libc::NLM_F_ACK;
-    let mut msg = Vec::with_capacity(48);
-    msg.extend_from_slice(&[0; 4]); // nlmsg_len, set below
-    msg.extend_from_slice(&kind.to_ne_bytes());
-    msg.extend_from_slice(&(flags as u16).to_ne_bytes());
-    msg.extend_from_slice(&1u32.to_ne_bytes()); // seq
-    msg.extend_from_slice(&0u32.to_ne_bytes()); // pid: the kernel fills it
-                                                // struct ifaddrmsg: family, prefixlen, flags, scope, index.
-    msg.extend_from_slice(&[libc::AF_INET as u8, 32, 0, libc::RT_SCOPE_UNIVERSE]);
-    msg.extend_from_slice(&(ifindex as u32).to_ne_bytes());
-    push_attr(&mut msg, libc::IFA_LOCAL, &addr.octets());
-    push_attr(&mut msg, libc::IFA_ADDRESS, &addr.octets());
-    let len = msg.len() as u32;
-    msg[..4].copy_from_slice(&len.to_ne_bytes());
+    let msg = addr_message(add, ifindex, addr);
     // SAFETY: plain data.
     let mut sa: libc::sockaddr_nl = unsafe { zeroed() };
     sa.nl_family = libc::AF_NETLINK as u16;
