@@ -351,6 +351,53 @@ fn agent_interface_down_moves_the_vipa_and_back() {
 }
 
 #[test]
+fn interface_created_after_start_is_picked_up() {
+    let vipa: Ipv4Addr = "10.82.0.100".parse().unwrap();
+    let mut sw = Switch::new();
+    let (client, gw) = (Netns::new("client").unwrap(), Netns::new("gw").unwrap());
+    sw.plug(&client, "eth0", "10.82.0.1/24");
+    // The agent starts before its interface exists, and is made active.
+    let a = agent(&gw, vipa_config(vec![lan_iface("eth0", "10.82.0.2")], vipa));
+    a.set_active(vipa, true).unwrap();
+    let st = a.status().unwrap();
+    assert!(!st.interfaces[0].up);
+    assert_eq!(st.addresses[0].answerer, Answerer::Nobody);
+    assert!(matches!(a.events().unwrap()[..], [Event::Waiting { .. }]));
+    let t = Instant::now();
+    let m = sw.plug(&gw, "eth0", "10.82.0.2/24");
+    wait_for("the agent to answer on the new interface", || {
+        a.status().unwrap().addresses[0].mac == Some(m)
+    });
+    let took = t.elapsed();
+    eprintln!("l2: new interface picked up {took:?} after `ip link add`");
+    assert!(took <= Duration::from_secs(1), "took {took:?}");
+    ping(&client, vipa);
+    assert_eq!(neigh(&client, vipa, "eth0"), Some(m));
+    // The new interface was quieted, and is given back its values on stop.
+    let sysctl = |k: &str| {
+        let key = format!("net.ipv4.conf.eth0.{k}");
+        gw.exec(&["sysctl", "-n", &key])
+            .unwrap()
+            .stdout
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        (sysctl("arp_ignore"), sysctl("arp_announce")),
+        ("1".into(), "2".into())
+    );
+    drop(a);
+    assert_eq!(
+        (sysctl("arp_ignore"), sysctl("arp_announce")),
+        ("0".into(), "0".into())
+    );
+    assert!(
+        !holds(&gw, vipa),
+        "a stopped agent leaves no address behind"
+    );
+}
+
+#[test]
 fn adapter_backup_answers_for_an_interface_without_carrier() {
     let own: Ipv4Addr = "10.81.0.2".parse().unwrap();
     let mut sw = Switch::new();

@@ -31,9 +31,21 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
+/// Which sysctls to set on the LAN interfaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Quiet {
+    /// plexgate also answers for the interfaces' own addresses (cluster MAC mode).
+    pub(super) cluster: bool,
+    /// An interface's address may be answered on another interface while its own
+    /// has no carrier (adapter backup): routes through an interface without
+    /// carrier must not be used for the replies.
+    pub(super) backup: bool,
+}
+
 /// Sysctls changed and addresses placed, undone by [`KernelGuard::restore`].
 #[derive(Debug, Default)]
 pub(super) struct KernelGuard {
+    quiet: Option<Quiet>,
     sysctls: Vec<(PathBuf, String)>,
     device: Option<(String, i32)>,
     placed: BTreeSet<Ipv4Addr>,
@@ -46,32 +58,37 @@ fn sysctl_path(iface: &str, key: &str) -> PathBuf {
 }
 
 impl KernelGuard {
-    /// Sets the ARP sysctls of `ifaces` (cluster: plexgate also answers for the
-    /// interfaces' own addresses; backup: an interface's address may be answered
-    /// on another interface while its own has no carrier, so routes through an
-    /// interface without carrier must not be used for the replies).
-    pub(super) fn quiet(
-        &mut self,
-        ifaces: &[String],
-        cluster: bool,
-        backup: bool,
-    ) -> io::Result<()> {
-        let ignore = if cluster { "8" } else { "1" };
+    /// A guard that quiets interfaces as [`KernelGuard::quiet_iface`] meets them
+    /// (`None`: leave the sysctls alone).
+    pub(super) fn new(quiet: Option<Quiet>) -> KernelGuard {
+        KernelGuard {
+            quiet,
+            ..KernelGuard::default()
+        }
+    }
+
+    /// Sets the ARP sysctls of interface `iface`. Called when the interface is
+    /// first seen and again whenever it is re-created (a new interface starts
+    /// from the `default` values); the value found the first time is the one
+    /// restored.
+    pub(super) fn quiet_iface(&mut self, iface: &str) -> io::Result<()> {
+        let Some(q) = self.quiet else {
+            return Ok(());
+        };
         let mut keys = vec![
-            ("arp_ignore", ignore),
+            ("arp_ignore", if q.cluster { "8" } else { "1" }),
             ("arp_announce", "2"),
             ("proxy_arp", "0"),
         ];
-        if backup {
+        if q.backup {
             keys.push(("ignore_routes_with_linkdown", "1"));
         }
-        for i in ifaces {
-            for (key, value) in keys.iter().copied() {
-                let p = sysctl_path(i, key);
-                let old = std::fs::read_to_string(&p)
-                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
-                std::fs::write(&p, value)
-                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
+        for (key, value) in keys {
+            let p = sysctl_path(iface, key);
+            let err = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", p.display()));
+            let old = std::fs::read_to_string(&p).map_err(err)?;
+            std::fs::write(&p, value).map_err(err)?;
+            if !self.sysctls.iter().any(|(q, _)| *q == p) {
                 self.sysctls.push((p, old.trim().to_string()));
             }
         }

@@ -96,7 +96,11 @@ impl L2Agent {
                 return Err(AgentError::UnicastClusterMac(c.mac));
             }
         }
-        let mut guard = kernel::KernelGuard::default();
+        let quiet = cfg.quiet_kernel.then(|| kernel::Quiet {
+            cluster: l2.answers_interface_addresses(),
+            backup: cfg.l2.adapter_backup,
+        });
+        let mut guard = kernel::KernelGuard::new(quiet);
         if let Some(dev) = &cfg.address_device {
             let st = crate::io::packet::link_state(dev)
                 .map_err(|e| AgentError::Io(format!("reading {dev}"), e))?
@@ -113,12 +117,17 @@ impl L2Agent {
                     .map_err(|e| AgentError::Io("starting standby".into(), e))?;
             }
         }
-        if cfg.quiet_kernel {
-            let names: Vec<String> = cfg.l2.interfaces.iter().map(|i| i.name.clone()).collect();
-            let (cluster, backup) = (l2.answers_interface_addresses(), cfg.l2.adapter_backup);
-            if let Err(e) = guard.quiet(&names, cluster, backup) {
-                guard.restore();
-                return Err(AgentError::Io("setting ARP sysctls".into(), e));
+        // Interfaces that exist now are quieted before the agent starts (a
+        // failure here is an error); the others when they appear.
+        for i in &cfg.l2.interfaces {
+            let exists = crate::io::packet::link_state(&i.name)
+                .map_err(|e| AgentError::Io(format!("reading {}", i.name), e))?
+                .is_some();
+            if exists {
+                if let Err(e) = guard.quiet_iface(&i.name) {
+                    guard.restore();
+                    return Err(AgentError::Io("setting ARP sysctls".into(), e));
+                }
             }
         }
         let (wake, wake_rx) =

@@ -187,6 +187,10 @@ impl Worker {
                 continue;
             };
             if self.ports[i].socket.as_ref().map(PacketSocket::ifindex) != Some(st.index) {
+                // New or re-created: its sysctls are the defaults again.
+                if let Err(e) = self.kernel.quiet_iface(&self.ports[i].name) {
+                    tracing::warn!("l2: {e}");
+                }
                 self.ports[i].socket = self.open_port(id, st.index);
             }
             let up = st.up && self.ports[i].socket.is_some();
