@@ -17,6 +17,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
+pub mod arp;
 pub mod esp;
 pub mod gre;
 pub mod ip;
