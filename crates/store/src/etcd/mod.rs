@@ -82,8 +82,13 @@ pub(crate) fn err(e: etcd_client::Error) -> StoreError {
     }
 }
 
+/// etcd's answer for a lease that does not exist (any more).
 fn lease_error(e: &etcd_client::Error) -> bool {
-    matches!(e, etcd_client::Error::GRpcStatus(s) if s.message().contains("requested lease not found"))
+    match e {
+        etcd_client::Error::GRpcStatus(s) => s.message().contains("lease not found"),
+        etcd_client::Error::LeaseKeepAliveError(m) => m.contains("lease not found"),
+        _ => false,
+    }
 }
 
 impl EtcdStore {
@@ -275,6 +280,7 @@ impl Store for EtcdStore {
         });
         match result {
             Err(_) => Err(StoreError::Unavailable("etcd: keep-alive timed out".into())),
+            Ok(Err(e)) if lease_error(&e) => Err(StoreError::LeaseExpired(lease)),
             Ok(Err(e)) => Err(err(e)),
             Ok(Ok((_, _, None))) => Err(StoreError::Unavailable(
                 "etcd: keep-alive stream ended".into(),

@@ -29,17 +29,20 @@ pub(super) fn spawn(rt: &Runtime, client: Client, prefix: &str, start: Revision)
     Watch::new(rx, alive)
 }
 
-/// Forward one response's events; returns false if the receiver is gone.
+/// Forward one response's events; returns false if the receiver is gone. etcd
+/// never splits one revision's events over two responses (no fragmenting is asked
+/// for), so everything below `next` was delivered before a reconnect.
 fn forward(
     resp: &etcd_client::WatchResponse,
     next: &mut Revision,
     tx: &Sender<WatchEvent>,
 ) -> bool {
+    let mut last = None;
     for ev in resp.events() {
         let Some(kv) = ev.kv() else { continue };
         let rev = kv.mod_revision() as Revision;
         if rev < *next {
-            continue; // already delivered before a reconnect
+            continue;
         }
         let out = match ev.event_type() {
             EventType::Put => match to_entry(kv) {
@@ -54,6 +57,9 @@ fn forward(
         if tx.send(out).is_err() {
             return false;
         }
+        last = Some(rev);
+    }
+    if let Some(rev) = last {
         *next = rev + 1;
     }
     true
