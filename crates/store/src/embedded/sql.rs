@@ -13,7 +13,7 @@ use crate::kv::{
 
 /// Revisions of history kept for watchers that fall behind.
 pub(super) const KEEP_REVISIONS: u64 = 4096;
-/// Trim the history every this many revisions.
+/// Trim the history every this many revisions (a power of two).
 const TRIM_EVERY: u64 = 256;
 
 const SCHEMA: &str = "
@@ -253,7 +253,7 @@ fn apply(tx: &Connection, ops: &[Op]) -> Result<Revision, StoreError> {
     tx.prepare_cached("UPDATE meta SET value = ?1 WHERE name = 'revision'")
         .and_then(|mut s| s.execute([rev]))
         .map_err(err)?;
-    if (rev as u64).is_multiple_of(TRIM_EVERY) && rev as u64 > KEEP_REVISIONS {
+    if (rev as u64) & (TRIM_EVERY - 1) == 0 && rev as u64 > KEEP_REVISIONS {
         let upto = rev - KEEP_REVISIONS as i64;
         tx.execute("DELETE FROM events WHERE revision <= ?1", [upto])
             .map_err(err)?;

@@ -55,7 +55,7 @@ pub fn ike(n: u64) -> IkeRecord {
             initiator: 0x1111_2222_3333_0000 + n,
             responder: 0x4444_5555_6666_0000 + n,
         },
-        initiator: n % 2 == 0,
+        initiator: n & 1 == 0,
         local: "192.0.2.10:4500".parse().unwrap(),
         remote: "198.51.100.77:31337".parse().unwrap(),
         nat_local: false,
