@@ -135,7 +135,7 @@ fn kill_9_a_thousand_times() {
     let started = Instant::now();
     for kill in 0..KILLS {
         let mut child = spawn_self("crash_writer", &env);
-        if rng.next() % 10 == 0 {
+        if rng.next() % 10 < 1 {
             // Kill it while it starts and opens the store.
             std::thread::sleep(Duration::from_micros(rng.next() % 5000));
             before_ready += 1;
