@@ -384,7 +384,9 @@ fn core_deliver(
 }
 
 impl DistributorOnly {
-    fn flush(&mut self, sink: &mut dyn Sink) {
+    /// Send the cluster messages the distributor queued (after a call such as
+    /// `take_over` or `configure_dvipa` on [`DistributorOnly::dist`]).
+    pub fn flush(&mut self, sink: &mut dyn Sink) {
         while let Some(t) = self.dist.poll_transmit() {
             sink.cluster(t.to, &t.bytes);
         }
