@@ -10,10 +10,10 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use etherparse::{PacketBuilder, TcpOptionElement};
-use plexgate::sim::{App, ClientSpec, Conditions, Engine, Node, Payload, Sim, SimBuilder};
+use plexgate::sim::{Agent, App, ClientSpec, Conditions, Engine, Node, Payload, Sim, SimBuilder};
 use plexgate_distrib::cluster::{ClusterEndpoint, Message};
 use plexgate_distrib::dpt::{Algorithm, DvipaConfig, PortSet, TargetSet};
 use plexgate_distrib::{gre, ClusterKey, DropReason, FlowKey, GreKey, NodeId, Proto, Route};
@@ -1035,6 +1035,21 @@ fn dvipa_cfg(addr: IpAddr, alg: Algorithm, weights: [u16; 3]) -> DvipaConfig {
     }
 }
 
+/// Distributor-only gateway `gw` takes `dvipa` over, and the network sends the
+/// DVIPA's traffic to it.
+fn take_over(sim: &mut Sim, gw: usize, dvipa: IpAddr) {
+    let ok = sim.gateway_do(gw, |e, _, sink| {
+        let Engine::Distributor(d) = e else {
+            unreachable!()
+        };
+        let ok = d.dist.take_over(dvipa);
+        d.flush(sink);
+        ok
+    });
+    assert!(ok);
+    sim.net.claim(dvipa, Node::Gateway(gw));
+}
+
 impl Ha {
     fn new() -> Ha {
         let mut sim = SimBuilder::new(0x4a)
@@ -1072,19 +1087,9 @@ impl Ha {
         });
     }
 
-    /// Gateway `gw` becomes the routing gateway of `dvipa`: it takes the DVIPA
-    /// over and the network sends the DVIPA's traffic to it.
+    /// Gateway `gw` becomes the routing gateway of `dvipa`.
     fn take_over(&mut self, gw: usize, dvipa: IpAddr) {
-        let ok = self.sim.gateway_do(gw, |e, _, sink| {
-            let Engine::Distributor(d) = e else {
-                unreachable!()
-            };
-            let ok = d.dist.take_over(dvipa);
-            d.flush(sink);
-            ok
-        });
-        assert!(ok);
-        self.sim.net.claim(dvipa, Node::Gateway(gw));
+        take_over(&mut self.sim, gw, dvipa);
     }
 
     /// A decrypted client packet into gateway `gw`'s data path.
@@ -1214,4 +1219,57 @@ fn policy_reload_changes_weights_and_candidates() {
         .served()
         .iter()
         .all(|d| d.dvipa != dvipa()));
+}
+
+/// Where the HA machine will plug in: an [`Agent`] with its own timer that
+/// watches the primary and, once it has been dead for 300 ms, makes the backup
+/// take the DVIPA over. The primary dies by a scheduled action.
+struct Watchdog {
+    next: Instant,
+    dead_since: Option<Instant>,
+    took_over_at: Option<Instant>,
+}
+
+impl Agent for Watchdog {
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.took_over_at.is_none().then_some(self.next)
+    }
+
+    fn handle_timeout(&mut self, now: Instant, sim: &mut Sim) {
+        self.next = now + Duration::from_millis(100);
+        if !sim.net.is_down(Node::Gateway(0)) {
+            self.dead_since = None;
+            return;
+        }
+        let since = *self.dead_since.get_or_insert(now);
+        if now - since >= Duration::from_millis(300) {
+            take_over(sim, 1, dvipa());
+            self.took_over_at = Some(now);
+        }
+    }
+}
+
+#[test]
+fn an_agent_takes_over_when_the_primary_dies() {
+    let mut c = Ha::new();
+    let got: Vec<usize> = (0..6).map(|i| c.inbound(0, &syn(i)).unwrap()).collect();
+    let start = c.sim.elapsed();
+    c.sim.schedule(2 * SECOND, |s| s.kill_gateway(0));
+    let now = c.sim.now();
+    c.sim.add_agent(Box::new(Watchdog {
+        next: now,
+        dead_since: None,
+        took_over_at: None,
+    }));
+    c.sim
+        .run_until(10 * SECOND, |s| s.gateway(1).distributor().crt().len() == 6)
+        .unwrap();
+    let gap = c.sim.elapsed() - start;
+    assert!(
+        gap >= Duration::from_millis(2300) && gap < Duration::from_millis(2500),
+        "{gap:?}"
+    );
+    for i in 0..6 {
+        assert_eq!(c.inbound(1, &ack(i)).unwrap(), got[i as usize]);
+    }
 }

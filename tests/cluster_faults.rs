@@ -355,6 +355,8 @@ fn a_cut_path_stops_ike_and_healing_it_restores_it() {
     sim.net
         .set_path(Node::Client(0), Node::Gateway(0), Conditions::CUT);
     assert!(sim.connect(0, "web", 3 * SECOND).is_err());
+    let report = sim.report();
+    assert!(report.contains("client 0 rw1: 0 IKE SA(s)"), "{report}");
     sim.net.heal(Node::Client(0), Node::Gateway(0));
     sim.run_until(30 * SECOND, |s| !s.client(0).children.is_empty())
         .expect("the retransmitted IKE_SA_INIT gets through");

@@ -25,6 +25,7 @@ mod host;
 mod net;
 mod ops;
 pub mod packet;
+mod report;
 mod rng;
 mod store;
 mod target;
