@@ -362,3 +362,39 @@ fn a_cut_path_stops_ike_and_healing_it_restores_it() {
         .expect("the retransmitted IKE_SA_INIT gets through");
     sim.echo(0, web(), &content(6, 5_000), 10 * SECOND).unwrap();
 }
+
+/// A client behind a masquerading router: NAT detection moves IKE to port 4500
+/// and the Child SA to ESP in UDP (RFC 3948), and the transfer goes through the
+/// NAT's mapping both ways.
+#[test]
+fn client_behind_a_nat_uses_esp_in_udp() {
+    let mut sim = cluster(71, 2, 1, Conditions::IDEAL);
+    let public = ip("198.51.100.77");
+    sim.net.nat(Node::Client(0), public);
+    sim.connect(0, "web", 5 * SECOND).unwrap();
+    let child = sim.client(0).children[0].1.clone();
+    assert!(child.udp_encap, "{child:?}");
+    sim.net.capture(true);
+    sim.echo(0, web(), &content(7, 50_000), 30 * SECOND)
+        .unwrap();
+    let core = sim.gateway(0).core().unwrap();
+    let sa = core.sad().inbound(child.spi_out).unwrap();
+    assert_eq!(
+        sa.params().remote_addr,
+        public,
+        "the gateway sees the NAT's address"
+    );
+    assert!(
+        sa.params().encap.is_some_and(|e| e.remote_port != 4500),
+        "and its mapped port"
+    );
+    let kinds: std::collections::BTreeSet<_> = sim
+        .net
+        .captured()
+        .iter()
+        .filter(|c| matches!(c.from, Node::Client(_)) || matches!(c.to, Node::Client(_)))
+        .map(|c| c.payload.kind())
+        .collect();
+    assert_eq!(kinds, [plexgate::sim::Kind::Udp].into_iter().collect());
+    assert_eq!(sim.net.stats.nat_refused, 0);
+}

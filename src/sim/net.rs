@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use plexgate_distrib::NodeId;
 
+use super::nat::Nat;
 use super::rng::SimRng;
 
 /// A node of the simulated cluster.
@@ -196,6 +197,8 @@ pub struct NetStats {
     pub unroutable: u64,
     /// The destination node is down.
     pub to_down_node: u64,
+    /// Refused by a NAT (raw ESP, UDP to a port it never mapped).
+    pub nat_refused: u64,
 }
 
 /// One captured datagram (see [`Network::capture`]).
@@ -224,6 +227,7 @@ pub struct Network {
     generation: u64,
     cluster: BTreeMap<NodeId, Node>,
     down: HashSet<Node>,
+    nats: HashMap<Node, Nat>,
     capture: Option<Vec<Captured>>,
     /// Counters.
     pub stats: NetStats,
@@ -243,6 +247,7 @@ impl Network {
             generation: 0,
             cluster: BTreeMap::new(),
             down: HashSet::new(),
+            nats: HashMap::new(),
             capture: None,
             stats: NetStats::default(),
         }
@@ -329,6 +334,18 @@ impl Network {
         }
     }
 
+    /// Put a masquerading router with address `public` in front of `node`
+    /// (see [`Nat`]).
+    pub fn nat(&mut self, node: Node, public: IpAddr) {
+        self.nats.insert(node, Nat::new(public));
+        self.bind(public, node);
+    }
+
+    /// The NAT in front of `node`.
+    pub fn nat_of(&self, node: Node) -> Option<&Nat> {
+        self.nats.get(&node)
+    }
+
     /// Is `node` down?
     pub fn is_down(&self, node: Node) -> bool {
         self.down.contains(&node)
@@ -359,6 +376,16 @@ impl Network {
     /// as the path says.
     pub fn send(&mut self, now: Instant, from: Node, payload: Payload) {
         *self.stats.sent.entry(payload.kind()).or_insert(0) += 1;
+        let payload = match self.nats.get_mut(&from) {
+            Some(nat) => match nat.outbound(payload) {
+                Some(p) => p,
+                None => {
+                    self.stats.nat_refused += 1;
+                    return;
+                }
+            },
+            None => payload,
+        };
         let Some(to) = self.route(&payload) else {
             self.stats.unroutable += 1;
             return;
@@ -416,8 +443,8 @@ impl Network {
     /// inside means it cannot be delivered (counted).
     pub fn pop_due(&mut self, now: Instant) -> Option<(Datagram, Option<Node>)> {
         let (&k, _) = self.queue.iter().next().filter(|((t, _), _)| *t <= now)?;
-        let d = self.queue.remove(&k)?;
-        let to = self.deliverable(&d);
+        let mut d = self.queue.remove(&k)?;
+        let to = self.deliverable(&mut d);
         Some((d, to))
     }
 
@@ -433,11 +460,11 @@ impl Network {
         if k.0 != at || !same(&d.payload) || self.route(&d.payload) != Some(to) {
             return None;
         }
-        let d = self.queue.remove(&k)?;
-        self.deliverable(&d).map(|_| d)
+        let mut d = self.queue.remove(&k)?;
+        self.deliverable(&mut d).map(|_| d)
     }
 
-    fn deliverable(&mut self, d: &Datagram) -> Option<Node> {
+    fn deliverable(&mut self, d: &mut Datagram) -> Option<Node> {
         let Some(to) = self.route(&d.payload) else {
             self.stats.unroutable += 1;
             return None;
@@ -445,6 +472,16 @@ impl Network {
         if self.down.contains(&to) {
             self.stats.to_down_node += 1;
             return None;
+        }
+        if let Some(nat) = self.nats.get_mut(&to) {
+            let p = std::mem::replace(&mut d.payload, Payload::Ip(Vec::new()));
+            match nat.inbound(p) {
+                Some(p) => d.payload = p,
+                None => {
+                    self.stats.nat_refused += 1;
+                    return None;
+                }
+            }
         }
         *self.stats.delivered.entry(d.payload.kind()).or_insert(0) += 1;
         if let Some(c) = &mut self.capture {
