@@ -7,8 +7,9 @@
 //! clients ([`ClientNode`]: an IKEv2 initiator with its own SAD, sealing and
 //! opening real ESP, or a plain host), a [`Network`] that carries UDP, ESP, GRE,
 //! cleartext IP and cluster messages with latency, loss, duplication and
-//! reordering from a seeded generator and knows which gateway owns a VIPA or DVIPA
-//! now, and a [`SimStore`] for the recovery records. [`Sim::step`] delivers the
+//! reordering from a seeded generator, knows which gateway owns a VIPA or DVIPA
+//! now and can put a node behind a [`Nat`], and a [`SimStore`] for the recovery
+//! records. [`Sim::step`] delivers the
 //! next datagram or fires the earliest timer of any node (every node's
 //! `next_timeout`), so a run depends only on its seed. [`Sim::run_until`] steps
 //! until a condition holds; invariants ([`Checks`]) are checked at every step.
