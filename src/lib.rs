@@ -10,6 +10,9 @@ pub mod io;
 pub mod l2;
 pub mod logging;
 pub mod metrics;
+/// The in-memory cluster harness for tests (gateways, targets, clients and a
+/// store on virtual time); see `docs/testing.md`.
+pub mod sim;
 pub mod site_template;
 pub mod status;
 pub mod store;
