@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod io;
 pub mod logging;
 pub mod metrics;
+pub mod privs;
 pub mod site_template;
 pub mod status;
 pub mod store;
