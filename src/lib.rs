@@ -7,6 +7,7 @@ pub mod ctl;
 pub mod demo;
 pub mod gateway;
 pub mod io;
+pub mod l2;
 pub mod logging;
 pub mod metrics;
 pub mod privs;

@@ -64,7 +64,14 @@ fn gateway(dir: &Path, plain: &str) -> GatewayCore {
     site.write(dir, PSK, CLUSTER_KEY).unwrap();
     let checked =
         plexgate_policy::parse_str(&site.toml(), "mem.toml", dir).unwrap_or_else(|d| panic!("{d}"));
-    GatewayCore::new(&checked.policy, Box::new(ike::SeededRng::new(7))).unwrap()
+    let setup = plexgate::gateway::core::CoreSetup::load(&checked.policy).unwrap();
+    GatewayCore::new(
+        &checked.policy,
+        setup,
+        Box::new(ike::SeededRng::new(7)),
+        Instant::now(),
+    )
+    .unwrap()
 }
 
 fn client() -> ike::Endpoint {
@@ -461,19 +468,28 @@ fn esp_batches_decide_like_single_packets() {
             mode: ike::Mode::Tunnel,
             lifetime: Duration::from_secs(3600),
         };
+        // (ChildSa wipes its keys on drop, so no `..gw_side` update syntax.)
         let client_side = ike::ChildSa {
+            name: gw_side.name.clone(),
             spi_in: gw_side.spi_out,
             spi_out: gw_side.spi_in,
+            protocol: gw_side.protocol,
+            encr: gw_side.encr,
+            encr_key_bits: gw_side.encr_key_bits,
+            integ: gw_side.integ,
+            esn: gw_side.esn,
             keys_in: k2,
             keys_out: k1,
             ts_local: gw_side.ts_remote.clone(),
             ts_remote: gw_side.ts_local.clone(),
             local: gw_side.remote,
             remote: gw_side.local,
-            ..gw_side.clone()
+            udp_encap: gw_side.udp_encap,
+            mode: gw_side.mode,
+            lifetime: gw_side.lifetime,
         };
-        a.install_child_sa(t0, gw_side.clone());
-        b.install_child_sa(t0, gw_side);
+        a.install_child_sa(t0, plexgate_ike::IkeSaId(1), "client", gw_side.clone());
+        b.install_child_sa(t0, plexgate_ike::IkeSaId(1), "client", gw_side);
         srvstat_listening(&mut a, t0, &mut rec_a);
         srvstat_listening(&mut b, t0, &mut rec_b);
         let (mut c_out, _) = client_sas(&client_side);

@@ -2,5 +2,6 @@
 //! the protocol crates never touch a socket.
 
 pub mod net;
+pub mod packet;
 pub mod sockdiag;
 pub mod tun;

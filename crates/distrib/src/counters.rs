@@ -35,11 +35,13 @@ pub enum DropReason {
     NotCandidate,
     /// The output buffer was too small.
     BufferTooSmall,
+    /// A new connection found the CRT full with no embryonic entry to evict.
+    CrtFull,
 }
 
 impl DropReason {
     /// All reasons, in counter order.
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::Spoof,
         DropReason::NoListener,
         DropReason::NoConnection,
@@ -52,6 +54,7 @@ impl DropReason {
         DropReason::NoLink,
         DropReason::NotCandidate,
         DropReason::BufferTooSmall,
+        DropReason::CrtFull,
     ];
 
     /// Stable snake_case label (Prometheus `reason="..."`).
@@ -69,6 +72,7 @@ impl DropReason {
             DropReason::NoLink => "no_link",
             DropReason::NotCandidate => "not_candidate",
             DropReason::BufferTooSmall => "buffer_too_small",
+            DropReason::CrtFull => "crt_full",
         }
     }
 
@@ -80,7 +84,7 @@ impl DropReason {
 /// Live counters.
 #[derive(Clone, Debug, Default)]
 pub struct Counters {
-    drops: [u64; 12],
+    drops: [u64; 13],
     /// Packets handed to a target (gateway) or to the TUN (target).
     pub routed_in: u64,
     /// Packets from targets towards clients (gateway) or to GRE/direct (target).
@@ -91,6 +95,8 @@ pub struct Counters {
     pub conns_opened: u64,
     /// Connections removed from the CRT.
     pub conns_closed: u64,
+    /// Embryonic connections evicted from a full CRT (early drop).
+    pub conns_evicted: u64,
     /// Cluster messages accepted.
     pub cluster_accepted: u64,
     /// TCP SYN / SYN-ACK whose MSS option was lowered.

@@ -7,10 +7,16 @@
 //! after FINs from both sides, or an idle timeout; time is passed in
 //! (`std::time::Instant`), never read. The map uses a randomly keyed hash
 //! (aHash) so clients cannot flood one bucket.
+//!
+//! The table is bounded: at its maximum a new connection evicts the oldest
+//! embryonic entry (a TCP connection that has seen only SYNs), as Linux
+//! conntrack's early drop does, so that a SYN flood to a distributed port
+//! can neither grow memory without bound nor push out established
+//! connections; with no embryonic entry left, the new connection is refused.
 
 use crate::flow::{FlowKey, Proto, TcpFlags};
 use crate::NodeId;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
@@ -217,17 +223,81 @@ impl PackedFlow {
 }
 
 /// The CRT: connection → [`CrtEntry`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Crt {
     map: HashMap<PackedFlow, CrtEntry, ahash::RandomState>,
+    /// Most entries held at once.
+    max: usize,
+    /// Connections created in the Opening state, oldest first; an entry may
+    /// have left the table or the state since (checked when it is used).
+    embryonic: VecDeque<PackedFlow>,
 }
 
+impl Default for Crt {
+    fn default() -> Self {
+        Crt::with_capacity(0, DEFAULT_MAX)
+    }
+}
+
+/// Default bound of the CRT.
+pub const DEFAULT_MAX: usize = 1 << 20;
+
+/// A new connection found the table full and nothing it may evict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CrtFull;
+
 impl Crt {
-    /// An empty table with room for `capacity` connections before it grows.
-    pub fn with_capacity(capacity: usize) -> Self {
+    /// An empty table with room for `capacity` connections before it grows,
+    /// holding at most `max`.
+    pub fn with_capacity(capacity: usize, max: usize) -> Self {
         Crt {
-            map: HashMap::with_capacity_and_hasher(capacity, ahash::RandomState::new()),
+            map: HashMap::with_capacity_and_hasher(capacity.min(max), ahash::RandomState::new()),
+            max: max.max(1),
+            embryonic: VecDeque::new(),
         }
+    }
+
+    /// Add a new connection. At the bound, the oldest embryonic entry makes
+    /// room and is returned (the caller updates what counted it).
+    pub fn insert_new(
+        &mut self,
+        key: FlowKey,
+        e: CrtEntry,
+    ) -> Result<Option<(FlowKey, CrtEntry)>, CrtFull> {
+        let packed = PackedFlow::pack(&key);
+        let mut evicted = None;
+        if !self.map.contains_key(&packed) && self.map.len() >= self.max {
+            evicted = Some(self.evict_embryonic().ok_or(CrtFull)?);
+        }
+        if e.state == ConnState::Opening {
+            self.embryonic.push_back(packed);
+            if self.embryonic.len() > 2 * self.max {
+                let map = &self.map;
+                self.embryonic
+                    .retain(|k| map.get(k).is_some_and(|e| e.state == ConnState::Opening));
+            }
+        }
+        self.map.insert(packed, e);
+        Ok(evicted)
+    }
+
+    fn evict_embryonic(&mut self) -> Option<(FlowKey, CrtEntry)> {
+        while let Some(k) = self.embryonic.pop_front() {
+            if self
+                .map
+                .get(&k)
+                .is_some_and(|e| e.state == ConnState::Opening)
+            {
+                let e = self.map.remove(&k)?;
+                return Some((k.unpack(), e));
+            }
+        }
+        None
+    }
+
+    /// The bound.
+    pub fn max(&self) -> usize {
+        self.max
     }
 
     /// The entry of `key`.
@@ -242,7 +312,8 @@ impl Crt {
         self.map.get_mut(&PackedFlow::pack(key))
     }
 
-    /// Insert or replace; returns the old entry.
+    /// Insert or replace, ignoring the bound (a connection a target reports
+    /// already exists); returns the old entry.
     pub fn insert(&mut self, key: FlowKey, e: CrtEntry) -> Option<CrtEntry> {
         self.map.insert(PackedFlow::pack(&key), e)
     }
@@ -345,7 +416,7 @@ mod tests {
     fn expiry_by_state() {
         let t = Timeouts::default();
         let now = Instant::now();
-        let mut crt = Crt::with_capacity(4);
+        let mut crt = Crt::with_capacity(4, DEFAULT_MAX);
         let key = |p| FlowKey {
             client: "192.0.2.1".parse().unwrap(),
             client_port: p,

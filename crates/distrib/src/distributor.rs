@@ -104,6 +104,8 @@ pub struct DistributorConfig {
     pub timeouts: Timeouts,
     /// CRT capacity reserved up front (no rehash below it).
     pub crt_capacity: usize,
+    /// Most connections in the CRT (see [`crate::crt`] for what happens at it).
+    pub crt_max: usize,
     /// A target silent for this long is considered down.
     pub node_timeout: Duration,
 }
@@ -117,6 +119,7 @@ impl DistributorConfig {
             first_seq,
             timeouts: Timeouts::default(),
             crt_capacity: 65_536,
+            crt_max: crate::crt::DEFAULT_MAX,
             node_timeout: Duration::from_secs(30),
         }
     }
@@ -144,7 +147,12 @@ pub struct Distributor {
     last_heard: HashMap<NodeId, Instant>,
     outbox: VecDeque<ClusterTransmit>,
     counters: Counters,
+    /// When the CRT was last swept for idle entries.
+    swept_at: Option<Instant>,
 }
+
+/// How often idle CRT entries are swept and silent nodes marked down.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 impl Distributor {
     /// A gateway with no DVIPA yet.
@@ -156,12 +164,13 @@ impl Distributor {
             dvipas: Vec::new(),
             guard: AnnounceGuard::default(),
             dpt: Dpt::new(),
-            crt: Crt::with_capacity(cfg.crt_capacity),
+            crt: Crt::with_capacity(cfg.crt_capacity, cfg.crt_max),
             timeouts: cfg.timeouts,
             node_timeout: cfg.node_timeout,
             last_heard: HashMap::new(),
             outbox: VecDeque::new(),
             counters: Counters::default(),
+            swept_at: None,
         }
     }
 
@@ -508,10 +517,22 @@ impl Distributor {
         let Some(target) = target else {
             return self.drop_route(DropReason::NoListener);
         };
-        self.add_conn(
-            key,
-            CrtEntry::new(target, key.proto, via_ipsec, Origin::Selected, now),
-        );
+        let e = CrtEntry::new(target, key.proto, via_ipsec, Origin::Selected, now);
+        match self.crt.insert_new(key, e) {
+            Ok(evicted) => {
+                if let Some((k, old)) = evicted {
+                    if let Some(row) = self.dpt.get_mut(k.dvipa, k.dvipa_port) {
+                        row.closed(old.target);
+                    }
+                    self.counters.conns_evicted += 1;
+                }
+                self.counters.conns_opened += 1;
+                if let Some(row) = self.dpt.get_mut(key.dvipa, key.dvipa_port) {
+                    row.opened(target);
+                }
+            }
+            Err(_) => return self.drop_route(DropReason::CrtFull),
+        }
         self.route_to(target, via_ipsec)
     }
 
@@ -800,9 +821,20 @@ impl Distributor {
         }
     }
 
-    /// Expire idle CRT entries and mark silent nodes down. Call about once a
-    /// second; returns the number of CRT entries removed.
+    /// When [`Distributor::handle_timeout`] must run next: [`SWEEP_EVERY`]
+    /// after the last sweep (`None` before the first one: run it at once).
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.swept_at.map(|t| t + SWEEP_EVERY)
+    }
+
+    /// Expire idle CRT entries and mark silent nodes down; does the sweep when
+    /// it is due ([`Distributor::next_timeout`]). Returns the number of CRT
+    /// entries removed.
     pub fn handle_timeout(&mut self, now: Instant) -> usize {
+        if self.swept_at.is_some_and(|t| now < t + SWEEP_EVERY) {
+            return 0;
+        }
+        self.swept_at = Some(now);
         let mut gone: Vec<(FlowKey, NodeId)> = Vec::new();
         self.crt
             .expire(now, &self.timeouts, |k, e| gone.push((*k, e.target)));

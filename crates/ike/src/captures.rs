@@ -1,5 +1,5 @@
 //! Known-answer tests against real strongSwan 5.9.8 exchanges
-//! (`/work/shared/captures/*`, PSK `capture-secret-0123456789`): parse every IKE
+//! (`crates/ike/testdata/captures/*`, PSK `capture-secret-0123456789`): parse every IKE
 //! message, derive SKEYSEED and SK_* from the logged DH secret and the nonces on the
 //! wire, open the IKE_AUTH SK payloads, recompute both AUTH values and derive the Child
 //! SA keys, comparing each value with what charon logged.
@@ -77,7 +77,7 @@ fn run(dir: &str, expect_ike: IkeProposal, expect_esp: EspProposal) {
         log_hex(dir, "responder.log", "shared Diffie Hellman secret", 0)
     );
     let seed = skeyseed(prf, &ni, &nr, &shared);
-    assert_eq!(seed, log_hex(dir, log, "SKEYSEED", 0));
+    assert_eq!(*seed, log_hex(dir, log, "SKEYSEED", 0));
     let k = derive_ike_keys(&suite, &seed, &ni, &nr, spi_i, spi_r);
     assert_eq!(k.sk_d, log_hex(dir, log, "Sk_d secret", 0));
     assert_eq!(k.sk_ei, log_hex(dir, log, "Sk_ei secret", 0));

@@ -8,7 +8,7 @@
 //! Modules: [`message`] (codec), [`crypto`] (PRF, keys, SK payload, DH),
 //! [`config`] (what the daemon maps the site policy onto), [`endpoint`] (the state
 //! machine) and [`record`] (recovery records for takeover).
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod bench;
 pub mod config;
@@ -23,7 +23,8 @@ mod captures;
 mod testutil;
 
 pub use config::{
-    AuthConfig, ChildConfig, Config, EspProposal, IkeProposal, Limits, Mode, PeerConfig,
+    AuthConfig, ChildConfig, Config, EspProposal, EspSupport, EspTransformId, IkeProposal, Limits,
+    Mode, PeerConfig, StartAction,
 };
 pub use crypto::{Rng, SeededRng, SystemRng};
 pub use endpoint::{ChildSa, Endpoint, Error, Event, IkeSaId, IkeSaInfo, Transmit};

@@ -1,5 +1,5 @@
 //! Test-only helpers: a minimal pcap reader for the strongSwan captures in
-//! `/work/shared/captures/` and a reader for the hex dumps in charon's logs.
+//! `crates/ike/testdata/captures/` and a reader for the hex dumps in charon's logs.
 
 use std::path::PathBuf;
 

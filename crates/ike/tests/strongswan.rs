@@ -2,7 +2,8 @@
 //! namespaces: strongSwan initiates to our responder, we initiate to strongSwan, with
 //! rekeys and deletes from both sides. Needs root, `ip` and `/usr/lib/ipsec/charon`
 //! (Debian `charon-systemd`/`strongswan-charon`, `strongswan-swanctl`); fails
-//! loudly otherwise. The recipe is `/work/shared/notes/strongswan-in-netns.md`.
+//! loudly otherwise. The recipe is in
+//! `docs/testing.md` (charon in a namespace, as `crates/lab` runs it).
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -257,7 +258,7 @@ fn spawn_endpoint(
             }
             while let Some(e) = ep.poll_event() {
                 match &e {
-                    Event::ChildSaUp { ike: i, child } => {
+                    Event::ChildSaUp { ike: i, child, .. } => {
                         ike = Some(*i);
                         spi = Some(child.spi_in);
                     }

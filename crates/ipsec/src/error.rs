@@ -101,6 +101,17 @@ pub enum SaError {
     /// The random generator failed.
     #[error("system random generator failed")]
     Rng,
+    /// The remote selectors of a new Child SA overlap those of an SA that
+    /// belongs to another peer identity under the same (peer, child): one peer
+    /// must never receive another's traffic (RFC 4301 §4.4.1).
+    #[error("its remote traffic selectors are held by another peer ({owner})")]
+    SelectorsHeld {
+        /// The identity holding them.
+        owner: String,
+    },
+    /// An inbound SA given where an outbound one was expected, or the reverse.
+    #[error("SA parameters of the wrong direction")]
+    WrongDirection,
 }
 
 /// Per-reason drop counters plus traffic totals. Plain integers: one instance

@@ -84,6 +84,19 @@ impl Spd {
         rules.iter().find(|r| r.matches(direction, t))
     }
 
+    /// The first matching rule for a 5-tuple with its position in the
+    /// direction's rule list (for callers that keep per-rule data).
+    pub fn lookup_indexed(&self, direction: Direction, t: &FiveTuple) -> Option<(usize, &SpdRule)> {
+        let rules = match direction {
+            Direction::Inbound => &self.inbound,
+            Direction::Outbound => &self.outbound,
+        };
+        rules
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.matches(direction, t))
+    }
+
     /// Parses an IP packet and looks it up.
     pub fn lookup_packet(
         &self,

@@ -1,16 +1,19 @@
 //! ESP transforms: which algorithms an SA uses, their IKEv2 IDs and key sizes
-//! (RFC 7296 §3.3.2, IANA "IKEv2 Transform Type" registries), and the
-//! zero-allocation primitives that seal and open a caller's buffer.
+//! (RFC 7296 §3.3.2, IANA "IKEv2 Transform Type" registries), and the list of
+//! exactly the transforms the data plane can install, which the IKE engine and
+//! the policy checker are held to ([`EspTransform::installable`]).
 //!
 //! - AES-GCM with a 16-byte ICV (RFC 4106) and ChaCha20-Poly1305 (RFC 7634):
 //!   keying material is key || 4-byte salt; the nonce is salt || 8-byte IV.
-//! - AES-CBC (RFC 3602) with HMAC-SHA-256-128 (RFC 4868): 16-byte IV, ICV = the
-//!   first 16 bytes of the HMAC, verified in constant time before decrypting.
+//! - AES-CBC-128/256 (RFC 3602) with HMAC-SHA-256-128, HMAC-SHA-384-192 or
+//!   HMAC-SHA-512-256 (RFC 4868): 16-byte IV, ICV = the first half of the
+//!   HMAC, verified in constant time before decrypting.
+//!
+//! The keyed primitives live in [`crate::cipher`] ([`EspCipher`]).
 
 use crate::error::SaError;
-use aes::cipher::{BlockEncrypt, KeyInit};
-use cbc::cipher::{block_padding::NoPadding, BlockDecryptMut, BlockEncryptMut, InnerIvInit};
-use ring::{aead, hmac};
+
+pub use crate::cipher::{constant_time_eq, EspCipher, Icv};
 
 /// IKEv2 transform IDs used here (IANA "Transform Type 1/3" registries).
 pub mod ids {
@@ -24,12 +27,70 @@ pub mod ids {
     pub const AUTH_NONE: u16 = 0;
     /// AUTH_HMAC_SHA2_256_128 (RFC 4868).
     pub const AUTH_HMAC_SHA2_256_128: u16 = 12;
+    /// AUTH_HMAC_SHA2_384_192 (RFC 4868).
+    pub const AUTH_HMAC_SHA2_384_192: u16 = 13;
+    /// AUTH_HMAC_SHA2_512_256 (RFC 4868).
+    pub const AUTH_HMAC_SHA2_512_256: u16 = 14;
 }
 
-/// Length of every ICV produced here (GCM-16, Poly1305, HMAC-SHA-256-128).
+/// Length of the ICV of the AEAD transforms (GCM-16, Poly1305) and of
+/// HMAC-SHA-256-128; see [`EspTransform::icv_len`] for the others.
 pub const ICV_LEN: usize = 16;
+/// The longest ICV of any transform here (HMAC-SHA-512-256).
+pub const MAX_ICV_LEN: usize = 32;
 /// Length of the salt appended to AEAD keys (RFC 4106 §8.1, RFC 7634 §4).
 pub const SALT_LEN: usize = 4;
+
+/// An HMAC integrity algorithm of RFC 4868, used with AES-CBC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Integ {
+    /// HMAC-SHA-256-128.
+    HmacSha256_128,
+    /// HMAC-SHA-384-192.
+    HmacSha384_192,
+    /// HMAC-SHA-512-256.
+    HmacSha512_256,
+}
+
+impl Integ {
+    /// IKEv2 INTEG transform ID.
+    pub const fn id(self) -> u16 {
+        match self {
+            Integ::HmacSha256_128 => ids::AUTH_HMAC_SHA2_256_128,
+            Integ::HmacSha384_192 => ids::AUTH_HMAC_SHA2_384_192,
+            Integ::HmacSha512_256 => ids::AUTH_HMAC_SHA2_512_256,
+        }
+    }
+
+    //= https://www.rfc-editor.org/rfc/rfc4868#section-2.1.1
+    //# HMAC-SHA-256-128 ... 256-bit ... HMAC-SHA-384-192 ... 384-bit ...
+    //# HMAC-SHA-512-256 ... 512-bit
+    /// Key length in bytes: the hash's output length (RFC 4868 §2.1.1).
+    pub const fn key_len(self) -> usize {
+        match self {
+            Integ::HmacSha256_128 => 32,
+            Integ::HmacSha384_192 => 48,
+            Integ::HmacSha512_256 => 64,
+        }
+    }
+
+    //= https://www.rfc-editor.org/rfc/rfc4868#section-2.3
+    //# the HMAC-SHA-256 output is truncated to 128 bits ... HMAC-SHA-384 to
+    //# 192 bits ... HMAC-SHA-512 to 256 bits
+    /// ICV length in bytes: half of the hash's output (RFC 4868 §2.3).
+    pub const fn icv_len(self) -> usize {
+        self.key_len() / 2
+    }
+
+    /// The name Wireshark's ESP preferences use (`esp_authentication_type_vals`).
+    pub const fn wireshark_name(self) -> &'static str {
+        match self {
+            Integ::HmacSha256_128 => "HMAC-SHA-256-128 [RFC4868]",
+            Integ::HmacSha384_192 => "HMAC-SHA-384-192 [RFC4868]",
+            Integ::HmacSha512_256 => "HMAC-SHA-512-256 [RFC4868]",
+        }
+    }
+}
 
 /// The ESP transforms plexgate supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -45,48 +106,86 @@ pub enum EspTransform {
     AesCbc128HmacSha256,
     /// AES-CBC-256 (RFC 3602) with HMAC-SHA-256-128 (RFC 4868).
     AesCbc256HmacSha256,
+    /// AES-CBC-128 (RFC 3602) with HMAC-SHA-384-192 (RFC 4868).
+    AesCbc128HmacSha384,
+    /// AES-CBC-256 (RFC 3602) with HMAC-SHA-384-192 (RFC 4868).
+    AesCbc256HmacSha384,
+    /// AES-CBC-128 (RFC 3602) with HMAC-SHA-512-256 (RFC 4868).
+    AesCbc128HmacSha512,
+    /// AES-CBC-256 (RFC 3602) with HMAC-SHA-512-256 (RFC 4868).
+    AesCbc256HmacSha512,
 }
+
+/// `(ENCR id, Key Length attribute in bits, INTEG id or 0 = none)` of every
+/// transform in [`EspTransform::ALL`], in that order.
+const INSTALLABLE: [(u16, Option<u16>, u16); EspTransform::ALL.len()] = {
+    let mut out = [(0, None, 0); EspTransform::ALL.len()];
+    let mut i = 0;
+    while i < out.len() {
+        let t = EspTransform::ALL[i];
+        out[i] = (
+            t.encr_id(),
+            t.key_bits(),
+            match t.integ_id() {
+                Some(x) => x,
+                None => ids::AUTH_NONE,
+            },
+        );
+        i += 1;
+    }
+    out
+};
 
 impl EspTransform {
     /// All supported transforms.
-    pub const ALL: [EspTransform; 5] = [
+    pub const ALL: [EspTransform; 9] = [
         EspTransform::AesGcm128,
         EspTransform::AesGcm256,
         EspTransform::ChaCha20Poly1305,
         EspTransform::AesCbc128HmacSha256,
         EspTransform::AesCbc256HmacSha256,
+        EspTransform::AesCbc128HmacSha384,
+        EspTransform::AesCbc256HmacSha384,
+        EspTransform::AesCbc128HmacSha512,
+        EspTransform::AesCbc256HmacSha512,
     ];
+
+    /// Exactly the IKEv2 transform combinations the data plane can install,
+    /// as `(ENCR id, Key Length attribute in bits, INTEG id)` with INTEG 0
+    /// (`AUTH_NONE`) for the AEAD transforms. The IKE engine must select
+    /// nothing else, and the policy checker must refuse anything else: every
+    /// entry is accepted by [`EspTransform::from_ikev2`], and nothing outside it
+    /// is.
+    pub const fn installable() -> &'static [(u16, Option<u16>, u16)] {
+        &INSTALLABLE
+    }
 
     /// Maps negotiated IKEv2 transforms to an ESP transform: the ENCR ID, its
     /// Key Length attribute in bits (RFC 7296 §3.3.5; `None` if absent), and
     /// the INTEG ID (`None` or `Some(AUTH_NONE)` for AEAD).
+    //= https://www.rfc-editor.org/rfc/rfc7634#section-2
+    //# ChaCha20-Poly1305 ... the Key Length attribute MUST NOT be sent
     pub fn from_ikev2(
         encr: u16,
         key_bits: Option<u16>,
         integ: Option<u16>,
     ) -> Result<Self, SaError> {
-        use ids::*;
-        let integ_n = integ.filter(|&i| i != AUTH_NONE);
-        Ok(match (encr, key_bits, integ_n) {
-            (ENCR_AES_GCM_16, Some(128), None) => EspTransform::AesGcm128,
-            (ENCR_AES_GCM_16, Some(256), None) => EspTransform::AesGcm256,
-            //= https://www.rfc-editor.org/rfc/rfc7634#section-2
-            //# ChaCha20-Poly1305 ... the Key Length attribute MUST NOT be sent
-            (ENCR_CHACHA20_POLY1305, None, None) => EspTransform::ChaCha20Poly1305,
-            (ENCR_AES_CBC, Some(128), Some(AUTH_HMAC_SHA2_256_128)) => {
-                EspTransform::AesCbc128HmacSha256
-            }
-            (ENCR_AES_CBC, Some(256), Some(AUTH_HMAC_SHA2_256_128)) => {
-                EspTransform::AesCbc256HmacSha256
-            }
-            _ => {
-                return Err(SaError::UnsupportedTransform {
-                    encr,
-                    key_bits,
-                    integ,
-                })
-            }
-        })
+        let integ_n = integ.unwrap_or(ids::AUTH_NONE);
+        Self::ALL
+            .iter()
+            .zip(INSTALLABLE)
+            .find(|(_, ids)| *ids == (encr, key_bits, integ_n))
+            .map(|(t, _)| *t)
+            .ok_or(SaError::UnsupportedTransform {
+                encr,
+                key_bits,
+                integ,
+            })
+    }
+
+    /// The transform with this strongSwan proposal keyword ([`EspTransform::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
     }
 
     /// IKEv2 ENCR transform ID.
@@ -94,36 +193,51 @@ impl EspTransform {
         match self {
             EspTransform::AesGcm128 | EspTransform::AesGcm256 => ids::ENCR_AES_GCM_16,
             EspTransform::ChaCha20Poly1305 => ids::ENCR_CHACHA20_POLY1305,
-            EspTransform::AesCbc128HmacSha256 | EspTransform::AesCbc256HmacSha256 => {
-                ids::ENCR_AES_CBC
-            }
+            _ => ids::ENCR_AES_CBC,
         }
     }
 
     /// The Key Length attribute (bits) sent with the ENCR transform, if any.
     pub const fn key_bits(self) -> Option<u16> {
         match self {
-            EspTransform::AesGcm128 | EspTransform::AesCbc128HmacSha256 => Some(128),
-            EspTransform::AesGcm256 | EspTransform::AesCbc256HmacSha256 => Some(256),
+            EspTransform::AesGcm128
+            | EspTransform::AesCbc128HmacSha256
+            | EspTransform::AesCbc128HmacSha384
+            | EspTransform::AesCbc128HmacSha512 => Some(128),
             EspTransform::ChaCha20Poly1305 => None,
+            _ => Some(256),
+        }
+    }
+
+    /// The HMAC of a CBC transform (`None` for AEAD transforms).
+    pub const fn integ(self) -> Option<Integ> {
+        match self {
+            EspTransform::AesGcm128 | EspTransform::AesGcm256 | EspTransform::ChaCha20Poly1305 => {
+                None
+            }
+            EspTransform::AesCbc128HmacSha256 | EspTransform::AesCbc256HmacSha256 => {
+                Some(Integ::HmacSha256_128)
+            }
+            EspTransform::AesCbc128HmacSha384 | EspTransform::AesCbc256HmacSha384 => {
+                Some(Integ::HmacSha384_192)
+            }
+            EspTransform::AesCbc128HmacSha512 | EspTransform::AesCbc256HmacSha512 => {
+                Some(Integ::HmacSha512_256)
+            }
         }
     }
 
     /// IKEv2 INTEG transform ID (`None` for AEAD transforms).
     pub const fn integ_id(self) -> Option<u16> {
-        if self.is_aead() {
-            None
-        } else {
-            Some(ids::AUTH_HMAC_SHA2_256_128)
+        match self.integ() {
+            Some(i) => Some(i.id()),
+            None => None,
         }
     }
 
     /// Whether this is a combined-mode (AEAD) transform.
     pub const fn is_aead(self) -> bool {
-        matches!(
-            self,
-            EspTransform::AesGcm128 | EspTransform::AesGcm256 | EspTransform::ChaCha20Poly1305
-        )
+        self.integ().is_none()
     }
 
     /// Bytes of encryption keying material, including the 4-byte salt for AEAD.
@@ -131,20 +245,22 @@ impl EspTransform {
     //# The size of the KEYMAT for the AES-GCM-ESP MUST be four octets longer
     //# than is needed for the associated AES key.
     pub const fn enc_key_len(self) -> usize {
-        match self {
-            EspTransform::AesGcm128 => 16 + SALT_LEN,
-            EspTransform::AesGcm256 | EspTransform::ChaCha20Poly1305 => 32 + SALT_LEN,
-            EspTransform::AesCbc128HmacSha256 => 16,
-            EspTransform::AesCbc256HmacSha256 => 32,
+        let key = match self.key_bits() {
+            Some(bits) => bits as usize / 8,
+            None => 32, // ChaCha20
+        };
+        if self.is_aead() {
+            key + SALT_LEN
+        } else {
+            key
         }
     }
 
-    /// Bytes of integrity key (RFC 4868 §2.1.1: 32 for HMAC-SHA-256-128).
+    /// Bytes of integrity key (RFC 4868 §2.1.1: 32, 48 or 64; 0 for AEAD).
     pub const fn integ_key_len(self) -> usize {
-        if self.is_aead() {
-            0
-        } else {
-            32
+        match self.integ() {
+            Some(i) => i.key_len(),
+            None => 0,
         }
     }
 
@@ -162,9 +278,12 @@ impl EspTransform {
         }
     }
 
-    /// Length of the ICV.
+    /// Length of the ICV: 16 for AEAD, half the HMAC output for CBC.
     pub const fn icv_len(self) -> usize {
-        ICV_LEN
+        match self.integ() {
+            Some(i) => i.icv_len(),
+            None => ICV_LEN,
+        }
     }
 
     /// The plaintext (inner + padding + 2 trailer bytes) must be a multiple
@@ -182,14 +301,14 @@ impl EspTransform {
     pub const fn overhead(self, inner_len: usize) -> usize {
         let a = self.pad_align();
         let padded = (inner_len + 2).div_ceil(a) * a;
-        crate::sa::ESP_HEADER_LEN + self.iv_len() + (padded - inner_len) + ICV_LEN
+        crate::sa::ESP_HEADER_LEN + self.iv_len() + (padded - inner_len) + self.icv_len()
     }
 
     /// The largest ESP overhead for any inner length (header, IV, worst-case
     /// padding, trailer, ICV), without outer IP/UDP headers: what a target
     /// should subtract from the path MTU when clamping MSS.
     pub const fn max_overhead(self) -> usize {
-        crate::sa::ESP_HEADER_LEN + self.iv_len() + (self.pad_align() - 1) + 2 + ICV_LEN
+        crate::sa::ESP_HEADER_LEN + self.iv_len() + (self.pad_align() - 1) + 2 + self.icv_len()
     }
 
     /// The encryption algorithm name as Wireshark's ESP preferences spell it
@@ -200,19 +319,16 @@ impl EspTransform {
                 "AES-GCM with 16 octet ICV [RFC4106]"
             }
             EspTransform::ChaCha20Poly1305 => "ChaCha20 with Poly1305 [RFC7634]",
-            EspTransform::AesCbc128HmacSha256 | EspTransform::AesCbc256HmacSha256 => {
-                "AES-CBC [RFC3602]"
-            }
+            _ => "AES-CBC [RFC3602]",
         }
     }
 
     /// The authentication algorithm name as Wireshark spells it
     /// (`esp_authentication_type_vals`).
     pub const fn wireshark_auth_name(self) -> &'static str {
-        if self.is_aead() {
-            "NULL"
-        } else {
-            "HMAC-SHA-256-128 [RFC4868]"
+        match self.integ() {
+            Some(i) => i.wireshark_name(),
+            None => "NULL",
         }
     }
 
@@ -224,6 +340,10 @@ impl EspTransform {
             EspTransform::ChaCha20Poly1305 => "chacha20poly1305",
             EspTransform::AesCbc128HmacSha256 => "aes128-sha256",
             EspTransform::AesCbc256HmacSha256 => "aes256-sha256",
+            EspTransform::AesCbc128HmacSha384 => "aes128-sha384",
+            EspTransform::AesCbc256HmacSha384 => "aes256-sha384",
+            EspTransform::AesCbc128HmacSha512 => "aes128-sha512",
+            EspTransform::AesCbc256HmacSha512 => "aes256-sha512",
         }
     }
 
@@ -258,13 +378,20 @@ impl core::fmt::Display for EspTransform {
     }
 }
 
-/// The keys of one direction of a Child SA.
+/// The keys of one direction of a Child SA; zeroized when dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ChildKeys {
     /// Encryption key (with the salt last for AEAD).
     pub enc: Vec<u8>,
     /// Integrity key (empty for AEAD).
     pub integ: Vec<u8>,
+}
+
+impl Drop for ChildKeys {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.enc);
+        zeroize::Zeroize::zeroize(&mut self.integ);
+    }
 }
 
 impl core::fmt::Debug for ChildKeys {
@@ -278,226 +405,92 @@ impl core::fmt::Debug for ChildKeys {
     }
 }
 
-// Both variants live behind the Box of `CipherInner::CbcHmac`.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone)]
-enum AesKey {
-    Aes128(aes::Aes128),
-    Aes256(aes::Aes256),
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// An initialised cipher: key schedules are computed once, at SA creation.
-pub struct EspCipher {
-    transform: EspTransform,
-    inner: CipherInner,
-}
-
-// The AEAD key is stored inline (the hot path of the benchmark); one per SA.
-#[allow(clippy::large_enum_variant)]
-enum CipherInner {
-    Aead {
-        key: aead::LessSafeKey,
-        salt: [u8; SALT_LEN],
-    },
-    CbcHmac(Box<CbcHmac>),
-}
-
-struct CbcHmac {
-    aes: AesKey,
-    hmac: hmac::Key,
-    /// A random per-SA AES key that turns the (unique) sequence number into
-    /// an unpredictable IV.
-    iv_gen: aes::Aes128,
-}
-
-impl core::fmt::Debug for EspCipher {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "EspCipher({})", self.transform)
-    }
-}
-
-fn check_len(which: &'static str, needed: usize, have: usize) -> Result<(), SaError> {
-    if needed == have {
-        Ok(())
-    } else {
-        Err(SaError::KeyLength {
-            which,
-            needed,
-            have,
-        })
-    }
-}
-
-impl EspCipher {
-    /// Builds a cipher from keys of the lengths [`EspTransform::enc_key_len`]
-    /// and [`EspTransform::integ_key_len`].
-    pub fn new(transform: EspTransform, enc_key: &[u8], integ_key: &[u8]) -> Result<Self, SaError> {
-        check_len("encryption", transform.enc_key_len(), enc_key.len())?;
-        check_len("integrity", transform.integ_key_len(), integ_key.len())?;
-        let inner = if transform.is_aead() {
-            let alg = match transform {
-                EspTransform::AesGcm128 => &aead::AES_128_GCM,
-                EspTransform::AesGcm256 => &aead::AES_256_GCM,
-                _ => &aead::CHACHA20_POLY1305,
-            };
-            let (k, s) = enc_key.split_at(enc_key.len() - SALT_LEN);
-            let key = aead::UnboundKey::new(alg, k).map_err(|_| SaError::KeyLength {
-                which: "encryption",
-                needed: alg.key_len(),
-                have: k.len(),
-            })?;
-            let mut salt = [0u8; SALT_LEN];
-            salt.copy_from_slice(s);
-            CipherInner::Aead {
-                key: aead::LessSafeKey::new(key),
-                salt,
+    /// The installable list is exactly what `from_ikev2` accepts: every entry
+    /// maps to its transform, and neighbours of the entries (other key sizes,
+    /// other INTEG ids, AEAD with an INTEG, CBC without one) are refused.
+    #[test]
+    fn installable_is_exactly_what_from_ikev2_accepts() {
+        let list = EspTransform::installable();
+        assert_eq!(list.len(), EspTransform::ALL.len());
+        for (t, &(encr, bits, integ)) in EspTransform::ALL.iter().zip(list) {
+            assert_eq!(
+                EspTransform::from_ikev2(encr, bits, Some(integ)).ok(),
+                Some(*t)
+            );
+            let integ_opt = (integ != 0).then_some(integ);
+            assert_eq!(
+                EspTransform::from_ikev2(encr, bits, integ_opt).ok(),
+                Some(*t)
+            );
+        }
+        let encrs = [0, 3, 12, 13, 14, 18, 19, 20, 28, 1024];
+        let bitss = [
+            None,
+            Some(0),
+            Some(64),
+            Some(128),
+            Some(192),
+            Some(256),
+            Some(512),
+        ];
+        let integs = [
+            None,
+            Some(0),
+            Some(1),
+            Some(2),
+            Some(5),
+            Some(12),
+            Some(13),
+            Some(14),
+            Some(15),
+        ];
+        let mut accepted = 0;
+        for e in encrs {
+            for b in bitss {
+                for i in integs {
+                    let listed = list.contains(&(e, b, i.unwrap_or(0)));
+                    assert_eq!(
+                        EspTransform::from_ikev2(e, b, i).is_ok(),
+                        listed,
+                        "({e}, {b:?}, {i:?})"
+                    );
+                    accepted += usize::from(listed);
+                }
             }
-        } else {
-            let aes = match transform {
-                EspTransform::AesCbc128HmacSha256 => AesKey::Aes128(
-                    aes::Aes128::new_from_slice(enc_key).map_err(|_| bad_key(enc_key))?,
-                ),
-                _ => AesKey::Aes256(
-                    aes::Aes256::new_from_slice(enc_key).map_err(|_| bad_key(enc_key))?,
-                ),
-            };
-            let mut r = [0u8; 16];
-            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut r)
-                .map_err(|_| SaError::Rng)?;
-            CipherInner::CbcHmac(Box::new(CbcHmac {
-                aes,
-                hmac: hmac::Key::new(hmac::HMAC_SHA256, integ_key),
-                iv_gen: aes::Aes128::new(&r.into()),
-            }))
-        };
-        Ok(EspCipher { transform, inner })
-    }
-
-    /// The transform.
-    pub fn transform(&self) -> EspTransform {
-        self.transform
-    }
-
-    /// AEAD seal in place: encrypts `data` with nonce salt || `iv` and returns
-    /// the ICV. For CBC ciphers this returns `None`.
-    pub fn aead_seal(&self, iv: &[u8; 8], aad: &[u8], data: &mut [u8]) -> Option<[u8; ICV_LEN]> {
-        let CipherInner::Aead { key, salt } = &self.inner else {
-            return None;
-        };
-        let tag = key
-            .seal_in_place_separate_tag(nonce(salt, iv), aead::Aad::from(aad), data)
-            .ok()?;
-        let mut out = [0u8; ICV_LEN];
-        out.copy_from_slice(tag.as_ref());
-        Some(out)
-    }
-
-    /// AEAD open in place: `data` is ciphertext || ICV; returns the plaintext
-    /// length (`data.len() - 16`) or `None` if the ICV does not verify.
-    pub fn aead_open(&self, iv: &[u8; 8], aad: &[u8], data: &mut [u8]) -> Option<usize> {
-        let CipherInner::Aead { key, salt } = &self.inner else {
-            return None;
-        };
-        key.open_in_place(nonce(salt, iv), aead::Aad::from(aad), data)
-            .ok()
-            .map(|p| p.len())
-    }
-
-    /// CBC-encrypts `data` (a multiple of 16 bytes) in place with `iv`.
-    pub fn cbc_encrypt(&self, iv: &[u8; 16], data: &mut [u8]) -> Option<()> {
-        let CipherInner::CbcHmac(c) = &self.inner else {
-            return None;
-        };
-        let aes = &c.aes;
-        let n = data.len();
-        match aes {
-            AesKey::Aes128(a) => cbc::Encryptor::<aes::Aes128>::inner_iv_init(a.clone(), iv.into())
-                .encrypt_padded_mut::<NoPadding>(data, n)
-                .ok()
-                .map(drop),
-            AesKey::Aes256(a) => cbc::Encryptor::<aes::Aes256>::inner_iv_init(a.clone(), iv.into())
-                .encrypt_padded_mut::<NoPadding>(data, n)
-                .ok()
-                .map(drop),
         }
+        // Each listed entry was reached (twice for AEAD: None and Some(0)).
+        assert_eq!(accepted, 3 * 2 + 6);
+        assert_eq!(
+            EspTransform::from_ikev2(12, Some(256), Some(13)).ok(),
+            Some(EspTransform::AesCbc256HmacSha384)
+        );
+        assert_eq!(
+            EspTransform::from_ikev2(12, Some(128), Some(14)).ok(),
+            Some(EspTransform::AesCbc128HmacSha512)
+        );
     }
 
-    /// CBC-decrypts `data` (a multiple of 16 bytes) in place with `iv`.
-    pub fn cbc_decrypt(&self, iv: &[u8; 16], data: &mut [u8]) -> Option<()> {
-        let CipherInner::CbcHmac(c) = &self.inner else {
-            return None;
-        };
-        let aes = &c.aes;
-        match aes {
-            AesKey::Aes128(a) => cbc::Decryptor::<aes::Aes128>::inner_iv_init(a.clone(), iv.into())
-                .decrypt_padded_mut::<NoPadding>(data)
-                .ok()
-                .map(drop),
-            AesKey::Aes256(a) => cbc::Decryptor::<aes::Aes256>::inner_iv_init(a.clone(), iv.into())
-                .decrypt_padded_mut::<NoPadding>(data)
-                .ok()
-                .map(drop),
+    #[test]
+    fn names_round_trip_and_sizes() {
+        for t in EspTransform::ALL {
+            assert_eq!(EspTransform::from_name(t.name()), Some(t));
         }
-    }
-
-    /// HMAC-SHA-256-128 over the concatenation of `parts` (RFC 4868 §2.3: the
-    /// first 128 bits of HMAC-SHA-256).
-    pub fn hmac_icv(&self, parts: &[&[u8]]) -> Option<[u8; ICV_LEN]> {
-        let CipherInner::CbcHmac(c) = &self.inner else {
-            return None;
-        };
-        let key = &c.hmac;
-        let mut ctx = hmac::Context::with_key(key);
-        for p in parts {
-            ctx.update(p);
-        }
-        let tag = ctx.sign();
-        let mut out = [0u8; ICV_LEN];
-        out.copy_from_slice(&tag.as_ref()[..ICV_LEN]);
-        Some(out)
-    }
-
-    /// An unpredictable CBC IV for sequence number `seq`: AES under a random
-    /// per-SA key of the (never repeated) 64-bit sequence number.
-    //= https://www.rfc-editor.org/rfc/rfc3602#section-3
-    //# The IV MUST be chosen at random, and MUST be unpredictable.
-    pub fn cbc_iv(&self, seq: u64) -> Option<[u8; 16]> {
-        let CipherInner::CbcHmac(c) = &self.inner else {
-            return None;
-        };
-        let iv_gen = &c.iv_gen;
-        let mut block = [0u8; 16];
-        block[..8].copy_from_slice(&seq.to_be_bytes());
-        let mut b = block.into();
-        iv_gen.encrypt_block(&mut b);
-        Some(b.into())
-    }
-}
-
-#[inline]
-fn nonce(salt: &[u8; SALT_LEN], iv: &[u8; 8]) -> aead::Nonce {
-    //= https://www.rfc-editor.org/rfc/rfc4106#section-4
-    //# The salt field is a four-octet value ... followed by the IV
-    let mut n = [0u8; 12];
-    n[..4].copy_from_slice(salt);
-    n[4..].copy_from_slice(iv);
-    aead::Nonce::assume_unique_for_key(n)
-}
-
-/// Compares two byte strings in time that depends only on their length.
-#[inline]
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    core::hint::black_box(diff) == 0
-}
-
-fn bad_key(k: &[u8]) -> SaError {
-    SaError::KeyLength {
-        which: "encryption",
-        needed: 16,
-        have: k.len(),
+        assert_eq!(EspTransform::from_name("aes256-sha1"), None);
+        let t = EspTransform::AesCbc256HmacSha384;
+        assert_eq!(
+            (t.enc_key_len(), t.integ_key_len(), t.icv_len()),
+            (32, 48, 24)
+        );
+        let t = EspTransform::AesCbc128HmacSha512;
+        assert_eq!(
+            (t.enc_key_len(), t.integ_key_len(), t.icv_len()),
+            (16, 64, 32)
+        );
+        assert_eq!(t.max_overhead(), 8 + 16 + 15 + 2 + 32);
+        assert_eq!(t.wireshark_auth_name(), "HMAC-SHA-512-256 [RFC4868]");
     }
 }

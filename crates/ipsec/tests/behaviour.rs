@@ -8,8 +8,8 @@ mod common;
 
 use plexgate_ipsec::replay::DEFAULT_WINDOW;
 use plexgate_ipsec::{
-    ChildSaConfig, Direction, EspError, EspTransform, Lifetime, Limits, Mode, SaError, SaParams,
-    Sad, SadEvent, SecurityAssociation, TrafficSelector,
+    ChildSaConfig, EspError, EspTransform, Lifetime, Limits, Mode, SaError, SaKey, SaParams, Sad,
+    SadEvent, SecurityAssociation, TrafficSelector,
 };
 use proptest::prelude::*;
 use std::time::{Duration, Instant};
@@ -67,7 +67,7 @@ fn round_trip_every_transform_and_size() {
                 assert_eq!(n, tx.sealed_len(inner.len()));
                 assert_eq!(n, inner.len() + t.overhead(inner.len()));
                 assert!(t.overhead(inner.len()) <= t.max_overhead());
-                assert_eq!((n - 8 - t.iv_len() - 16) % t.pad_align(), 0);
+                assert_eq!((n - 8 - t.iv_len() - t.icv_len()) % t.pad_align(), 0);
                 let o = rx.open_in_place(now, &mut buf[..n]).unwrap();
                 assert_eq!(&buf[o.inner.clone()], &inner[..], "{t} esn={esn} len={len}");
                 assert_eq!(o.next_header, 4);
@@ -145,40 +145,39 @@ fn outbound_sequence_exhaustion_and_soft_limit() {
     let (mut out_p, _) = pair(EspTransform::AesGcm128, false);
     out_p.initial_seq = u64::from(u32::MAX) - 2;
     let mut sad = Sad::new();
-    sad.insert(out_p, now).unwrap();
+    let Ok(SaKey::Outbound(h)) = sad.insert(out_p, now) else {
+        panic!("outbound SA not installed")
+    };
     let inner = client_packet(40);
     let mut buf = vec![0u8; 200];
-    sad.seal(now, 0x1111, &inner, 4, &mut buf).unwrap();
+    sad.seal(now, h, &inner, 4, &mut buf).unwrap();
     // Past 15/16 of the space: a rekey is requested once.
     assert_eq!(
         sad.poll_event(),
         Some(SadEvent::RekeyNeeded {
-            spi: 0x1111,
-            direction: Direction::Outbound
+            sa: SaKey::Outbound(h),
+            child: None
         })
     );
-    sad.seal(now, 0x1111, &inner, 4, &mut buf).unwrap();
+    sad.seal(now, h, &inner, 4, &mut buf).unwrap();
     assert_eq!(sad.poll_event(), None);
-    assert_eq!(
-        sad.outbound(0x1111).unwrap().last_seq(),
-        u64::from(u32::MAX)
-    );
+    assert_eq!(sad.outbound(h).unwrap().last_seq(), u64::from(u32::MAX));
     // 2^32 - 1 used: the SA refuses and is removed.
     assert_eq!(
-        sad.seal(now, 0x1111, &inner, 4, &mut buf),
+        sad.seal(now, h, &inner, 4, &mut buf),
         Err(EspError::SeqExhausted)
     );
     assert_eq!(
         sad.poll_event(),
         Some(SadEvent::Expired {
-            spi: 0x1111,
-            direction: Direction::Outbound
+            sa: SaKey::Outbound(h),
+            child: None
         })
     );
-    assert_eq!(sad.outbound_spi("peer", "child"), None);
+    assert_eq!(sad.newest_outbound("peer", "child"), None);
     assert_eq!(
-        sad.seal(now, 0x1111, &inner, 4, &mut buf),
-        Err(EspError::UnknownSpi(0x1111))
+        sad.seal(now, h, &inner, 4, &mut buf),
+        Err(EspError::UnknownSpi(h.0))
     );
     assert_eq!(sad.counters.drop_seq_exhausted, 1);
     assert_eq!(sad.counters.tx_packets, 2);
@@ -209,9 +208,11 @@ fn lifetimes_by_time_packets_and_bytes() {
         },
     };
     let mut sad = Sad::new();
-    sad.insert(out_p.clone(), t0).unwrap();
-    sad.insert(in_p.clone(), t0).unwrap();
-    assert_eq!(sad.outbound_spi("peer", "child"), Some(0x1111));
+    let child = sad
+        .insert_child(in_p.clone(), out_p.clone(), "peer@example", t0)
+        .unwrap();
+    assert_eq!(sad.newest_outbound("peer", "child"), Some(child.out));
+    assert_eq!(sad.outbound(child.out).unwrap().spi(), 0x1111);
     assert_eq!(sad.next_timeout(), Some(t0 + Duration::from_secs(10)));
     sad.handle_timeout(t0 + Duration::from_secs(9));
     assert_eq!(sad.poll_event(), None);
@@ -219,8 +220,8 @@ fn lifetimes_by_time_packets_and_bytes() {
     assert_eq!(
         sad.poll_event(),
         Some(SadEvent::RekeyNeeded {
-            spi: 0x1111,
-            direction: Direction::Outbound
+            sa: SaKey::Outbound(child.out),
+            child: Some(0x1111)
         })
     );
     assert_eq!(sad.next_timeout(), Some(t0 + Duration::from_secs(20)));
@@ -228,11 +229,11 @@ fn lifetimes_by_time_packets_and_bytes() {
     assert_eq!(
         sad.poll_event(),
         Some(SadEvent::Expired {
-            spi: 0x1111,
-            direction: Direction::Outbound
+            sa: SaKey::Outbound(child.out),
+            child: Some(0x1111)
         })
     );
-    assert!(sad.outbound(0x1111).is_none());
+    assert!(sad.outbound(child.out).is_none());
     assert_eq!(sad.next_timeout(), None);
 
     // Inbound: packets 1 and 2 (soft at 2), then bytes cross 250 (hard).
@@ -262,15 +263,15 @@ fn lifetimes_by_time_packets_and_bytes() {
             (
                 1,
                 SadEvent::RekeyNeeded {
-                    spi: 0x1111,
-                    direction: Direction::Inbound
+                    sa: SaKey::Inbound(0x1111),
+                    child: None
                 }
             ),
             (
                 2,
                 SadEvent::Expired {
-                    spi: 0x1111,
-                    direction: Direction::Inbound
+                    sa: SaKey::Inbound(0x1111),
+                    child: None
                 }
             ),
         ]
@@ -341,6 +342,9 @@ fn drop_reasons_after_decryption() {
     let mut t_in = in_p.clone();
     t_in.mode = Mode::Transport;
     t_in.spi = 0x3333;
+    // Transport mode: the selectors name the outer addresses.
+    t_in.local_ts = vec![TrafficSelector::host(t_in.local_addr)];
+    t_in.remote_ts = vec![TrafficSelector::host(t_in.remote_addr)];
     let mut ttx = SecurityAssociation::new(t_out, now).unwrap();
     sad.insert(t_in, now).unwrap();
     let n = ttx.seal(now, b"transport payload", 17, &mut buf).unwrap();
@@ -442,10 +446,10 @@ fn params_validation() {
     let mut sad = Sad::new();
     sad.insert(in_p.clone(), now).unwrap();
     assert_eq!(sad.insert(in_p, now), Err(SaError::DuplicateSpi(0x1111)));
-    sad.insert(out_p, now).unwrap();
+    let out = sad.insert(out_p, now).unwrap();
     assert_eq!(sad.len(), 2);
-    assert!(sad.remove(Direction::Outbound, 0x1111).is_some());
-    assert_eq!(sad.outbound_spi("peer", "child"), None);
+    assert!(sad.remove(out).is_some());
+    assert_eq!(sad.newest_outbound("peer", "child"), None);
 }
 
 #[test]
@@ -476,11 +480,22 @@ fn transform_ids_and_lengths() {
         );
     }
     let l: Vec<usize> = EspTransform::ALL.iter().map(|t| t.keymat_len()).collect();
-    assert_eq!(l, [20, 36, 36, 48, 64]);
+    assert_eq!(l, [20, 36, 36, 48, 64, 64, 80, 80, 96]);
     // GCM: 8 header + 8 IV + up to 3 pad + 2 trailer + 16 ICV.
     assert_eq!(EspTransform::AesGcm128.max_overhead(), 37);
     // CBC: 8 + 16 IV + up to 15 pad + 2 + 16.
     assert_eq!(EspTransform::AesCbc256HmacSha256.max_overhead(), 57);
+    // HMAC-SHA-384-192 and HMAC-SHA-512-256: ICVs of 24 and 32 bytes.
+    assert_eq!(EspTransform::AesCbc256HmacSha384.max_overhead(), 65);
+    assert_eq!(EspTransform::AesCbc128HmacSha512.max_overhead(), 73);
+    assert_eq!(
+        EspTransform::from_ikev2(ENCR_AES_CBC, Some(256), Some(AUTH_HMAC_SHA2_384_192)),
+        Ok(EspTransform::AesCbc256HmacSha384)
+    );
+    assert_eq!(
+        EspTransform::from_ikev2(ENCR_AES_CBC, Some(256), Some(AUTH_HMAC_SHA2_512_256)),
+        Ok(EspTransform::AesCbc256HmacSha512)
+    );
 }
 
 /// KEYMAT = prf+(SK_d, Ni | Nr) (RFC 7296 §2.17) computed from the SK_d and
@@ -605,7 +620,7 @@ proptest! {
 
     /// Any single flipped bit of a sealed packet is refused.
     #[test]
-    fn any_bit_flip_is_refused(len in 20usize..300, bit in any::<usize>(), t in 0usize..5) {
+    fn any_bit_flip_is_refused(len in 20usize..300, bit in any::<usize>(), t in 0usize..EspTransform::ALL.len()) {
         let transform = EspTransform::ALL[t];
         let (out_p, in_p) = pair(transform, false);
         let now = Instant::now();
@@ -687,12 +702,15 @@ proptest! {
     /// Any inner length, any transform, ESN or not, tunnel or transport:
     /// open(seal(x)) == x, and the ESP length is what `sealed_len` promised.
     #[test]
-    fn seal_open_round_trip(len in 0usize..3000, t in 0usize..5, esn in any::<bool>(), transport in any::<bool>(), nh in 1u8..=255) {
+    fn seal_open_round_trip(len in 0usize..3000, t in 0usize..EspTransform::ALL.len(), esn in any::<bool>(), transport in any::<bool>(), nh in 1u8..=255) {
         let transform = EspTransform::ALL[t];
         let (mut out_p, mut in_p) = pair(transform, esn);
         let (inner, nh) = if transport {
             out_p.mode = Mode::Transport;
             in_p.mode = Mode::Transport;
+            // The selectors name the outer hosts (any protocol and port).
+            in_p.local_ts = vec![TrafficSelector::host(in_p.local_addr)];
+            in_p.remote_ts = vec![TrafficSelector::host(in_p.remote_addr)];
             ((0..len).map(|i| i as u8).collect::<Vec<u8>>(), if nh == 59 { 17 } else { nh })
         } else {
             (client_packet(len.max(28)), 4)

@@ -185,7 +185,11 @@ fn aes256_cbc_sp800_38a_f25() {
 }
 
 fn hmac_kat(key: &[u8], data: &[u8], icv: &str) {
-    let c = EspCipher::new(EspTransform::AesCbc128HmacSha256, &[0u8; 16], key).unwrap();
+    hmac_kat_with(EspTransform::AesCbc128HmacSha256, key, data, icv);
+}
+
+fn hmac_kat_with(t: EspTransform, key: &[u8], data: &[u8], icv: &str) {
+    let c = EspCipher::new(t, &vec![0u8; t.enc_key_len()], key).unwrap();
     // Split the data to check that the parts are concatenated.
     let (a, b) = data.split_at(data.len() / 2);
     assert_eq!(hex::encode(c.hmac_icv(&[a, b]).unwrap()), icv);
@@ -202,4 +206,64 @@ fn hmac_sha256_128_rfc4868() {
         "167f928588c5cc2eef8e3093caa0e87c",
     );
     hmac_kat(&[0xaa; 32], &[0xdd; 50], "cdcb1220d1ecccea91e53aba3092f962");
+}
+
+/// RFC 4868 §2.7.2, HMAC-SHA-384-192 authentication test vectors (48-byte
+/// keys): Test Cases AUTH384-1, AUTH384-2, AUTH384-3 (the first 192 bits of
+/// the PRF output the RFC lists for each).
+#[test]
+fn hmac_sha384_192_rfc4868() {
+    for t in [
+        EspTransform::AesCbc128HmacSha384,
+        EspTransform::AesCbc256HmacSha384,
+    ] {
+        hmac_kat_with(
+            t,
+            &[0x0b; 48],
+            b"Hi There",
+            "b6a8d5636f5c6a7224f9977dcf7ee6c7fb6d0c48cbdee973",
+        );
+        hmac_kat_with(
+            t,
+            b"JefeJefeJefeJefeJefeJefeJefeJefeJefeJefeJefeJefe",
+            b"what do ya want for nothing?",
+            "2c7353974f1842fd66d53c452ca42122b28c0b594cfb184d",
+        );
+        hmac_kat_with(
+            t,
+            &[0xaa; 48],
+            &[0xdd; 50],
+            "809f439be00274321d4a538652164b53554a508184a0c316",
+        );
+    }
+}
+
+/// RFC 4868 §2.7.2, HMAC-SHA-512-256 authentication test vectors (64-byte
+/// keys): Test Cases AUTH512-1, AUTH512-2, AUTH512-3 (the first 256 bits of
+/// the PRF output the RFC lists for each).
+#[test]
+fn hmac_sha512_256_rfc4868() {
+    for t in [
+        EspTransform::AesCbc128HmacSha512,
+        EspTransform::AesCbc256HmacSha512,
+    ] {
+        hmac_kat_with(
+            t,
+            &[0x0b; 64],
+            b"Hi There",
+            "637edc6e01dce7e6742a99451aae82df23da3e92439e590e43e761b33e910fb8",
+        );
+        hmac_kat_with(
+            t,
+            b"JefeJefeJefeJefeJefeJefeJefeJefeJefeJefeJefeJefeJefeJefeJefeJefe",
+            b"what do ya want for nothing?",
+            "cb370917ae8a7ce28cfd1d8f4705d6141c173b2a9362c15df235dfb251b15454",
+        );
+        hmac_kat_with(
+            t,
+            &[0xaa; 64],
+            &[0xdd; 50],
+            "2ee7acd783624ca9398710f3ee05ae41b9f9b0510c87e49e586cc9bf961733d8",
+        );
+    }
 }

@@ -19,7 +19,10 @@ fn params(transform: EspTransform, spi: u32) -> SaParams {
     // Deterministic, distinct keys per transform.
     let key = |n: usize, seed: u8| {
         (0..n)
-            .map(|i| seed.wrapping_mul(31).wrapping_add(i as u8 * 7))
+            .map(|i| {
+                seed.wrapping_mul(31)
+                    .wrapping_add((i as u8).wrapping_mul(7))
+            })
             .collect::<Vec<u8>>()
     };
     SaParams {
@@ -224,12 +227,36 @@ fn tshark_decrypts_aes_cbc_256_hmac_sha256() {
     check(EspTransform::AesCbc256HmacSha256, 0x1000_0004);
 }
 
+#[test]
+fn tshark_decrypts_aes_cbc_128_hmac_sha384() {
+    check(EspTransform::AesCbc128HmacSha384, 0x1000_0006);
+}
+
+#[test]
+fn tshark_decrypts_aes_cbc_256_hmac_sha384() {
+    check(EspTransform::AesCbc256HmacSha384, 0x1000_0007);
+}
+
+#[test]
+fn tshark_decrypts_aes_cbc_128_hmac_sha512() {
+    check(EspTransform::AesCbc128HmacSha512, 0x1000_0008);
+}
+
+#[test]
+fn tshark_decrypts_aes_cbc_256_hmac_sha512() {
+    check(EspTransform::AesCbc256HmacSha512, 0x1000_0009);
+}
+
 /// With a wrong key, tshark must not show the inner packet and must flag the
 /// ICV: the checks above cannot pass by accident.
 #[test]
 fn tshark_wrong_key_shows_nothing() {
     tshark_available();
-    for transform in [EspTransform::AesGcm128, EspTransform::AesCbc128HmacSha256] {
+    for transform in [
+        EspTransform::AesGcm128,
+        EspTransform::AesCbc128HmacSha256,
+        EspTransform::AesCbc256HmacSha512,
+    ] {
         let p = params(transform, 0x1000_0005);
         let (pcap, _) = seal_pcap(&p, 1, "wrong");
         let mut wrong = p.clone();

@@ -284,6 +284,33 @@ fn name_of(c: &X509Certificate<'_>) -> String {
         .unwrap_or_else(|_| "<malformed subject>".into())
 }
 
+fn parse_all(certs: &[Certificate]) -> Result<Vec<X509Certificate<'_>>, PkiError> {
+    certs.iter().map(Certificate::parsed).collect()
+}
+
+/// The first of `candidates` whose subject is `issuer` and whose key verifies the
+/// signature of `cert`; the last verification error is kept in `sig_error`.
+fn find_signer<'a, 'b>(
+    cert: &X509Certificate<'_>,
+    issuer: &DistinguishedName,
+    candidates: impl Iterator<Item = (usize, &'a X509Certificate<'b>)>,
+    sig_error: &mut Option<String>,
+) -> Option<(usize, &'a X509Certificate<'b>)>
+where
+    'b: 'a,
+{
+    candidates
+        .filter(|(_, c)| {
+            DistinguishedName::from_der(c.subject().as_raw()).is_ok_and(|s| s.matches(issuer))
+        })
+        .find(|(_, c)| match cert.verify_signature(Some(c.public_key())) {
+            Ok(()) => true,
+            Err(e) => {
+                *sig_error = Some(e.to_string());
+                false
+            }
+        })
+}
 fn check_validity(c: &X509Certificate<'_>, now: ASN1Time) -> Result<(), PkiError> {
     if c.validity().is_valid_at(now) {
         return Ok(());
@@ -332,6 +359,41 @@ fn check_issuer(c: &X509Certificate<'_>, below: usize) -> Result<(), PkiError> {
                 reason: format!("pathLenConstraint {max}, {below} intermediate CA(s) below"),
             });
         }
+    }
+    Ok(())
+}
+
+/// The peer's own certificate must be meant for signing IKE AUTH: a keyUsage, when
+/// present, has digitalSignature; an extendedKeyUsage, when present, allows TLS
+/// server or client authentication, IKE (id-kp-ipsecIKE, RFC 4945) or any purpose.
+//= https://www.rfc-editor.org/rfc/rfc5280#section-4.2.1.12
+//# If the extension is present, then the certificate MUST only be used
+//# for one of the purposes indicated.
+fn check_end_entity_usage(c: &X509Certificate<'_>) -> Result<(), PkiError> {
+    let bad = |reason: &'static str| PkiError::EndEntityUsage {
+        subject: name_of(c),
+        reason,
+    };
+    match c.key_usage() {
+        Ok(Some(ku)) if !ku.value.digital_signature() => {
+            return Err(bad("its keyUsage lacks digitalSignature"))
+        }
+        Ok(_) => {}
+        Err(_) => return Err(bad("its keyUsage is malformed")),
+    }
+    const IPSEC_IKE: &str = "1.3.6.1.5.5.7.3.17";
+    match c.extended_key_usage() {
+        Ok(Some(eku)) => {
+            let e = &eku.value;
+            let ike = e.other.iter().any(|o| o.to_id_string() == IPSEC_IKE);
+            if !(e.any || e.server_auth || e.client_auth || ike) {
+                return Err(bad(
+                    "its extendedKeyUsage has none of serverAuth, clientAuth, ipsecIKE, anyExtendedKeyUsage",
+                ));
+            }
+        }
+        Ok(None) => {}
+        Err(_) => return Err(bad("its extendedKeyUsage is malformed")),
     }
     Ok(())
 }
@@ -457,17 +519,11 @@ impl TrustStore {
     ) -> Result<VerifiedPeer, PkiError> {
         let at = asn1_time(now)?;
         let ee = end_entity.parsed()?;
-        let inter: Vec<X509Certificate<'_>> = intermediates
-            .iter()
-            .map(Certificate::parsed)
-            .collect::<Result<_, _>>()?;
-        let anchors: Vec<X509Certificate<'_>> = self
-            .anchors
-            .iter()
-            .map(Certificate::parsed)
-            .collect::<Result<_, _>>()?;
+        let inter = parse_all(intermediates)?;
+        let anchors = parse_all(&self.anchors)?;
 
         check_validity(&ee, at)?;
+        check_end_entity_usage(&ee)?;
         let mut path = vec![end_entity.subject()?];
         let mut current = ee.clone();
         let mut cas_below = 0usize;
@@ -483,46 +539,32 @@ impl TrustStore {
             check_critical_extensions(&current)?;
             let issuer_dn = DistinguishedName::from_der(current.issuer().as_raw())
                 .map_err(PkiError::BadCertificate)?;
-            let same_name = |c: &&X509Certificate<'_>| {
-                DistinguishedName::from_der(c.subject().as_raw())
-                    .is_ok_and(|s| s.matches(&issuer_dn))
-            };
             let mut last_sig_error = None;
             // 1. A trust anchor that signed `current`: done.
-            for anchor in anchors.iter().filter(same_name) {
-                match current.verify_signature(Some(anchor.public_key())) {
-                    Ok(()) => {
-                        check_validity(anchor, at)?;
-                        check_critical_extensions(anchor)?;
-                        check_issuer(anchor, cas_below)?;
-                        path.push(issuer_dn);
-                        return Ok(VerifiedPeer {
-                            public_key: end_entity.public_key()?,
-                            subject: end_entity.subject()?,
-                            alt_names: end_entity.subject_alt_names(),
-                            certificate: end_entity.clone(),
-                            path,
-                        });
-                    }
-                    Err(e) => last_sig_error = Some(e.to_string()),
-                }
+            let anchor = find_signer(
+                &current,
+                &issuer_dn,
+                anchors.iter().enumerate(),
+                &mut last_sig_error,
+            );
+            if let Some((_, anchor)) = anchor {
+                check_validity(anchor, at)?;
+                check_critical_extensions(anchor)?;
+                check_issuer(anchor, cas_below)?;
+                path.push(issuer_dn);
+                return Ok(VerifiedPeer {
+                    public_key: end_entity.public_key()?,
+                    subject: end_entity.subject()?,
+                    alt_names: end_entity.subject_alt_names(),
+                    certificate: end_entity.clone(),
+                    path,
+                });
             }
             // 2. An intermediate from the peer that signed `current`: climb. Each
             //    intermediate is used at most once, so a self-signed certificate
             //    the peer sends (an untrusted root) ends the search.
-            let next = inter
-                .iter()
-                .enumerate()
-                .filter(|(n, i)| !used.contains(n) && same_name(i))
-                .find(
-                    |(_, i)| match current.verify_signature(Some(i.public_key())) {
-                        Ok(()) => true,
-                        Err(e) => {
-                            last_sig_error = Some(e.to_string());
-                            false
-                        }
-                    },
-                );
+            let unused = inter.iter().enumerate().filter(|(n, _)| !used.contains(n));
+            let next = find_signer(&current, &issuer_dn, unused, &mut last_sig_error);
             match (next, last_sig_error) {
                 (Some((n, i)), _) => {
                     used.push(n);

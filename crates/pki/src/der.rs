@@ -8,16 +8,16 @@
 
 /// DER universal tags used here.
 pub(crate) mod tag {
-    pub const INTEGER: u8 = 0x02;
-    pub const BIT_STRING: u8 = 0x03;
-    pub const OCTET_STRING: u8 = 0x04;
-    pub const NULL: u8 = 0x05;
-    pub const OID: u8 = 0x06;
-    pub const UTF8_STRING: u8 = 0x0c;
-    pub const PRINTABLE_STRING: u8 = 0x13;
-    pub const IA5_STRING: u8 = 0x16;
-    pub const SEQUENCE: u8 = 0x30;
-    pub const SET: u8 = 0x31;
+    pub(crate) const INTEGER: u8 = 0x02;
+    pub(crate) const BIT_STRING: u8 = 0x03;
+    pub(crate) const OCTET_STRING: u8 = 0x04;
+    pub(crate) const NULL: u8 = 0x05;
+    pub(crate) const OID: u8 = 0x06;
+    pub(crate) const UTF8_STRING: u8 = 0x0c;
+    pub(crate) const PRINTABLE_STRING: u8 = 0x13;
+    pub(crate) const IA5_STRING: u8 = 0x16;
+    pub(crate) const SEQUENCE: u8 = 0x30;
+    pub(crate) const SET: u8 = 0x31;
 }
 
 /// Splits one TLV off the front of `input`: `(tag, contents, rest)`.

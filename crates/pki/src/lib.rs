@@ -27,12 +27,13 @@
 //! assert_eq!(id.to_payload_body(), b"\x02\0\0\0gw.plexgate.test");
 //! ```
 
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod cert;
 mod der;
+mod dn;
 mod error;
 pub mod identity;
 pub mod key;

@@ -186,34 +186,33 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ),
 ];
 
-#[cfg(unix)]
-fn set_mode(path: &str, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+mod fixture;
+
+/// `tests/bad/NAME` in a scratch copy with the key modes the checks need.
+fn bad(name: &str) -> std::path::PathBuf {
+    fixture::path("crates/policy/tests/bad").join(name)
 }
 
-fn fix_modes() {
-    // Git only records the executable bit: put the modes the tests rely on in
-    // place (the example keys private, the deliberately readable one readable).
-    #[cfg(unix)]
-    {
-        set_mode("tests/bad/keys/readable.psk", 0o644);
-        for k in ["site-a.psk", "site-c.psk", "cluster.key", "store.key"] {
-            set_mode(&format!("../../keys/example/{k}"), 0o600);
-        }
-    }
+/// Messages name the copy's files as the checkout would (`tests/bad/NAME`).
+fn as_in_checkout(text: &str) -> String {
+    text.replace(&fixture::bad_prefix(), "")
 }
 
 #[test]
 fn every_bad_example_reports_exactly_its_errors() {
-    fix_modes();
     let mut failures = Vec::new();
     for (file, want) in EXPECTED {
-        let path = format!("tests/bad/{file}");
-        let report = plexgate_policy::check(Path::new(&path));
-        assert!(report.has_errors(), "{path} passed the check");
+        let path = bad(file);
+        let report = plexgate_policy::check(&path);
+        assert!(report.has_errors(), "{} passed the check", path.display());
         assert!(report.policy.is_none());
-        let got = report.diagnostics.short_lines();
+        let got: Vec<String> = report
+            .diagnostics
+            .short_lines()
+            .iter()
+            .map(|l| as_in_checkout(l))
+            .collect();
+        let path = format!("tests/bad/{file}");
         if got != *want {
             failures.push(format!(
                 "{path}:\n  got:\n    {}\n  want:\n    {}",
@@ -241,9 +240,8 @@ fn every_file_in_bad_has_expectations() {
 
 #[test]
 fn rendering_quotes_the_line_with_a_caret_and_notes() {
-    fix_modes();
-    let report = plexgate_policy::check(Path::new("tests/bad/addresses.toml"));
-    let text = report.to_string();
+    let report = plexgate_policy::check(&bad("addresses.toml"));
+    let text = as_in_checkout(&report.to_string());
     let want = "tests/bad/addresses.toml:16:11: error: address 10.9.0.9 of target \"web-2\" is not in subnet 10.9.0.4/30 of its link \"to-web-2\"
    |
 16 | address = \"10.9.0.9\"
@@ -259,7 +257,7 @@ fn rendering_quotes_the_line_with_a_caret_and_notes() {
 
 #[test]
 fn shadowing_note_points_at_the_earlier_rule() {
-    let report = plexgate_policy::check(Path::new("tests/bad/spd_shadowed.toml"));
+    let report = plexgate_policy::check(&bad("spd_shadowed.toml"));
     let d: Vec<_> = report.diagnostics.iter().collect();
     assert_eq!(d.len(), 2);
     let note = &d[0].notes[0];

@@ -7,36 +7,18 @@ use std::time::Duration;
 
 use plexgate_policy::*;
 
+mod fixture;
+
+/// An example policy, from a scratch copy with the key modes the checks need.
 fn example(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../policy")
-        .join(name)
+    fixture::path("policy").join(name)
 }
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-/// Git does not keep file modes: put the example keys' 0600 in place.
-fn fix_modes() {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../keys");
-        for k in [
-            "example/site-a.psk",
-            "example/site-c.psk",
-            "example/cluster.key",
-            "test/private/gw.pem",
-        ] {
-            let p = root.join(k);
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
-    }
-}
-
 fn load_ok(name: &str) -> Checked {
-    fix_modes();
     match load(&example(name)) {
         Ok(c) => c,
         Err(d) => panic!("{name} must pass:\n{d}"),
@@ -207,7 +189,6 @@ fn site_c_site_to_site_with_bypass_and_discard() {
 
 #[test]
 fn check_renders_ok_summary() {
-    fix_modes();
     let r = check(&example("site-a.toml"));
     assert!(!r.has_errors());
     assert!(
@@ -220,7 +201,7 @@ fn check_renders_ok_summary() {
 fn site_a_listing() {
     let c = load_ok("site-a.toml");
     let text = c.policy.to_string();
-    let keys = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../policy/../keys/example");
+    let keys = fixture::path("policy/../keys/example");
     let want = format!(
         "site site-a: gateway VIPAs 192.0.2.1 (IKE 500, NAT-T 4500)
   interface eth0 192.0.2.2/24

@@ -22,6 +22,10 @@ impl Endpoint {
                 peer: peer.into(),
                 child: child.into(),
             })?;
+        installable(&cfg, &self.esp_support).map_err(|_| Error::NotInstallable {
+            peer: peer.into(),
+            child: child.into(),
+        })?;
         let (Some(remote), Some(local)) = (pc.remote_addr, pc.local_addr) else {
             return Err(Error::NoAddress(peer.into()));
         };
@@ -199,259 +203,6 @@ impl Endpoint {
         Ok(())
     }
 
-    pub(super) fn cookie_for(
-        &self,
-        secret: &[u8; 32],
-        version: u8,
-        ni: &[u8],
-        remote: SocketAddr,
-        spi_i: u64,
-    ) -> Vec<u8> {
-        //= https://www.rfc-editor.org/rfc/rfc7296#section-2.6
-        //# Cookie = <VersionIDofSecret> | Hash(Ni | IPi | SPIi | <secret>)
-        let prf = Prf::from_id(crypto::prf_id::HMAC_SHA2_256).map(|p| {
-            let ip = match remote.ip() {
-                std::net::IpAddr::V4(a) => a.octets().to_vec(),
-                std::net::IpAddr::V6(a) => a.octets().to_vec(),
-            };
-            p.prf(secret, &[ni, &ip, &spi_i.to_be_bytes()])
-        });
-        let mut c = vec![version];
-        c.extend_from_slice(prf.as_deref().unwrap_or(&[]).get(..16).unwrap_or(&[]));
-        c
-    }
-
-    pub(super) fn cookie_ok(
-        &self,
-        cookie: &[u8],
-        ni: &[u8],
-        remote: SocketAddr,
-        spi_i: u64,
-    ) -> bool {
-        let Some(&v) = cookie.first() else {
-            return false;
-        };
-        let secret = if v == self.cookie.version {
-            &self.cookie.secret
-        } else if v == self.cookie.version.wrapping_sub(1) {
-            &self.cookie.prev
-        } else {
-            return false;
-        };
-        self.cookie_for(secret, v, ni, remote, spi_i) == cookie
-    }
-
-    /// Responder: IKE_SA_INIT request (§1.2).
-    pub(super) fn handle_init_request(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        header: &Header,
-        data: &[u8],
-    ) {
-        if header.message_id != 0 {
-            return;
-        }
-        // A retransmitted request: answer from the cache (§2.1).
-        if let Some(id) = self.init_index.get(&(remote, header.spi_i)) {
-            if let Some(sa) = self.sas.get(id) {
-                if sa.init_req == data {
-                    self.transmits.push_back(Transmit {
-                        local,
-                        remote,
-                        payload: sa.init_resp.clone(),
-                    });
-                }
-            }
-            return;
-        }
-        let msg = match Message::parse(data) {
-            Ok(m) => m,
-            Err(ParseError::UnsupportedCritical(t)) => {
-                return self.reply_plain(
-                    local,
-                    remote,
-                    header,
-                    vec![Payload::notify(
-                        notify::UNSUPPORTED_CRITICAL_PAYLOAD,
-                        vec![t],
-                    )],
-                );
-            }
-            Err(_) => return,
-        };
-        let p = &msg.payloads;
-        let (Some(props), Some((group, ke)), Some(ni)) = (sa_of(p), ke_of(p), nonce_of(p)) else {
-            return self.reply_plain(
-                local,
-                remote,
-                header,
-                vec![Payload::notify(notify::INVALID_SYNTAX, vec![])],
-            );
-        };
-        let limits = &self.config.limits;
-        let max_half_open = limits.max_half_open;
-        if self.init_index.len() >= limits.cookie_threshold {
-            match self.cookie.rotate_at {
-                None => self.cookie.rotate_at = Some(now + COOKIE_ROTATE),
-                Some(t) if t <= now => self.rotate_cookie_secret(now),
-                Some(_) => {}
-            }
-            let ok = match p.first() {
-                Some(Payload::Notify(n)) if n.kind == notify::COOKIE => {
-                    self.cookie_ok(&n.data, ni, remote, header.spi_i)
-                }
-                _ => false,
-            };
-            if !ok {
-                let c = self.cookie_for(
-                    &self.cookie.secret.clone(),
-                    self.cookie.version,
-                    ni,
-                    remote,
-                    header.spi_i,
-                );
-                return self.reply_plain(
-                    local,
-                    remote,
-                    header,
-                    vec![Payload::notify(notify::COOKIE, c)],
-                );
-            }
-        }
-        // Memory bound: beyond the cap even requests with a valid cookie are dropped.
-        if self.init_index.len() >= max_half_open {
-            return;
-        }
-        // Candidate peers by address; proposals in our order of preference,
-        // preferring one whose group matches the KE already sent.
-        let candidates: Vec<IkeProposal> = self
-            .peers
-            .iter()
-            .filter(|pc| pc.remote_addr.is_none_or(|a| a.ip() == remote.ip()))
-            .flat_map(|pc| pc.ike_proposals.iter().copied())
-            .filter(|ip| suite_of(ip).is_some())
-            .collect();
-        let acceptable: Vec<(IkeProposal, u8)> = candidates
-            .iter()
-            .filter_map(|ip| {
-                props
-                    .iter()
-                    .find(|pr| ip.offered_by(pr))
-                    .map(|pr| (*ip, pr.num))
-            })
-            .collect();
-        let Some(&(chosen, num)) = acceptable
-            .iter()
-            .find(|(ip, _)| ip.dh == group)
-            .or(acceptable.first())
-        else {
-            return self.reply_plain(
-                local,
-                remote,
-                header,
-                vec![Payload::notify(notify::NO_PROPOSAL_CHOSEN, vec![])],
-            );
-        };
-        if chosen.dh != group {
-            //= https://www.rfc-editor.org/rfc/rfc7296#section-1.2
-            //# the responder MUST reject the request and indicate its preferred
-            //# Diffie-Hellman group in the INVALID_KE_PAYLOAD Notify payload.
-            return self.reply_plain(
-                local,
-                remote,
-                header,
-                vec![Payload::notify(
-                    notify::INVALID_KE_PAYLOAD,
-                    chosen.dh.to_be_bytes().to_vec(),
-                )],
-            );
-        }
-        let Some(suite) = suite_of(&chosen) else {
-            return;
-        };
-        let Ok((dh, ke_r)) = crypto::dh_generate(group, self.rng.as_mut()) else {
-            return;
-        };
-        let Ok(shared) = crypto::dh_agree(dh, ke) else {
-            return self.reply_plain(
-                local,
-                remote,
-                header,
-                vec![Payload::notify(notify::INVALID_SYNTAX, vec![])],
-            );
-        };
-        let spi_r = self.new_ike_spi();
-        let nr = self.nonce();
-        let mut sa = IkeSa::new(IkeSaId(spi_r), false, local, remote);
-        sa.spi_i = header.spi_i;
-        sa.spi_r = spi_r;
-        sa.state = SaState::HalfOpen;
-        sa.proposal = Some(chosen);
-        sa.suite = Some(suite);
-        let seed = crypto::skeyseed(suite.prf, ni, &nr, &shared);
-        sa.keys = Some(crypto::derive_ike_keys(
-            &suite, &seed, ni, &nr, sa.spi_i, spi_r,
-        ));
-        sa.ni = ni.clone();
-        sa.nr = nr.clone();
-        sa.init_req = data.to_vec();
-        sa.peer_mid = 1;
-        sa.expire_at = Some(now + self.config.limits.half_open_timeout);
-        let nat = detect_nat(p, sa.spi_i, 0, local, remote);
-        if let Some((l, r)) = nat {
-            sa.nat_local = l;
-            sa.nat_remote = r;
-        }
-        let mut out = vec![
-            Payload::Sa(vec![Proposal {
-                num,
-                protocol: protocol::IKE,
-                spi: Vec::new(),
-                transforms: chosen.transforms(),
-                unknown_attribute: false,
-            }]),
-            Payload::Ke { group, data: ke_r },
-            Payload::Nonce(nr),
-        ];
-        if nat.is_some() {
-            out.extend(natd_payloads(sa.spi_i, spi_r, local, remote));
-        }
-        sa.peer_hashes = peer_hashes(p);
-        let cert_trust = self
-            .peers
-            .iter()
-            .filter(|pc| pc.remote_addr.is_none_or(|a| a.ip() == remote.ip()))
-            .find_map(|pc| match &pc.auth {
-                AuthConfig::Cert { trust, .. } => Some(trust.clone()),
-                AuthConfig::Psk(_) => None,
-            });
-        if let Some(trust) = cert_trust {
-            //= https://www.rfc-editor.org/rfc/rfc7427#section-4
-            //# the responder [...] MUST send its Notify payload
-            //# SIGNATURE_HASH_ALGORITHMS [...] in the IKE_SA_INIT response
-            out.push(hash_algorithms_notify());
-            out.push(Payload::CertReq {
-                encoding: plexgate_pki::CERT_ENCODING_X509_SIGNATURE,
-                data: trust.certreq_data(),
-            });
-        }
-        let m = Message {
-            header: sa.header(exchange::IKE_SA_INIT, 0, true),
-            payloads: out,
-        };
-        let bytes = m.emit();
-        sa.init_resp = bytes.clone();
-        self.transmits.push_back(Transmit {
-            local,
-            remote,
-            payload: bytes,
-        });
-        self.init_index.insert((remote, sa.spi_i), sa.id);
-        self.put(sa);
-    }
-
     /// Initiator: IKE_SA_INIT response.
     pub(super) fn handle_init_response(
         &mut self,
@@ -465,25 +216,8 @@ impl Endpoint {
             return;
         };
         let p = &msg.payloads;
-        if let Some(n) = find_notify(p, notify::COOKIE) {
-            if sa.cookie.is_none() && !n.data.is_empty() && n.data.len() <= 64 {
-                sa.cookie = Some(n.data.clone());
-                let _ = self.send_init(now, sa);
-            }
+        if self.init_retry(now, sa, p) {
             return;
-        }
-        if let Some(n) = find_notify(p, notify::INVALID_KE_PAYLOAD) {
-            let Some(pc) = sa.peer.clone() else { return };
-            let g = n.data.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-            //= https://www.rfc-editor.org/rfc/rfc7296#section-1.2
-            //# the initiator [...] MUST retry with the corrected group
-            if let Some(g) =
-                g.filter(|g| *g != sa.dh_group && pc.ike_proposals.iter().any(|p| p.dh == *g))
-            {
-                sa.dh_group = g;
-                let _ = self.send_init(now, sa);
-                return;
-            }
         }
         if let Some(n) = error_notify(p) {
             let reason = format!("IKE_SA_INIT failed: peer sent {}", notify_name(n.kind));
@@ -509,6 +243,12 @@ impl Endpoint {
         let Some(suite) = suite_of(&chosen) else {
             return self.fail(sa, "unsupported IKE proposal");
         };
+        if !nonce_ok(suite.prf, nr) {
+            return self.fail(
+                sa,
+                "the responder's nonce is shorter than RFC 7296 §2.10 allows",
+            );
+        }
         let Some(dh) = sa.dh.take() else { return };
         let Ok(shared) = crypto::dh_agree(dh, ke) else {
             return self.fail(sa, "invalid KE from peer");
@@ -538,14 +278,39 @@ impl Endpoint {
         self.send_auth(now, sa);
     }
 
+    /// A COOKIE (§2.6) or INVALID_KE_PAYLOAD (§1.2) answer to our IKE_SA_INIT: send
+    /// the request again as asked. Returns whether the response was such an answer.
+    fn init_retry(&mut self, now: Instant, sa: &mut IkeSa, p: &[Payload]) -> bool {
+        if let Some(n) = find_notify(p, notify::COOKIE) {
+            if sa.cookie.is_none() && !n.data.is_empty() && n.data.len() <= 64 {
+                sa.cookie = Some(n.data.clone());
+                let _ = self.send_init(now, sa);
+            }
+            return true;
+        }
+        let Some(n) = find_notify(p, notify::INVALID_KE_PAYLOAD) else {
+            return false;
+        };
+        let Some(pc) = sa.peer.clone() else {
+            return true;
+        };
+        let g = n.data.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+        //= https://www.rfc-editor.org/rfc/rfc7296#section-1.2
+        //# the initiator [...] MUST retry with the corrected group
+        match g.filter(|g| *g != sa.dh_group && pc.ike_proposals.iter().any(|p| p.dh == *g)) {
+            Some(g) => {
+                sa.dh_group = g;
+                let _ = self.send_init(now, sa);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Give up on an SA during setup (it is destroyed by `finish`).
     pub(super) fn fail(&mut self, sa: &mut IkeSa, reason: &str) {
         if let Some(first) = sa.first_child.take() {
-            self.events.push_back(Event::ChildSaFailed {
-                ike: sa.id,
-                name: first.cfg.name,
-                reason: reason.to_string(),
-            });
+            self.child_failed(sa, &first.cfg.name, reason.to_string());
         }
         sa.outstanding = None;
         sa.queue.clear();

@@ -3,6 +3,34 @@
 
 use super::*;
 
+/// The config of a Child SA like `c`: the same selectors, mode and (first) proposal.
+fn config_like(sa: &IkeSa, c: &Child) -> Option<ChildConfig> {
+    let pc = sa.peer.as_ref()?;
+    let mut cfg = pc
+        .children
+        .iter()
+        .find(|x| x.name == c.sa.name)
+        .cloned()
+        .unwrap_or_else(|| ChildConfig::new(&c.sa.name, vec![], vec![], vec![]));
+    cfg.local_ts = c.sa.ts_local.clone();
+    cfg.remote_ts = c.sa.ts_remote.clone();
+    cfg.mode = c.sa.mode;
+    let mut p = c.proposal;
+    p.dh = cfg
+        .esp_proposals
+        .iter()
+        .find(|e| e.encr == p.encr && e.encr_bits == p.encr_bits && e.integ == p.integ)
+        .and_then(|e| e.dh);
+    cfg.esp_proposals.retain(|e| {
+        e.encr != p.encr || e.encr_bits != p.encr_bits || e.integ != p.integ || e.esn != p.esn
+    });
+    cfg.esp_proposals.insert(0, p);
+    Some(cfg)
+}
+
+/// How long to wait before rekeying again an SA whose replacement failed.
+const REKEY_RETRY: Duration = Duration::from_secs(30);
+
 impl Endpoint {
     pub(super) fn start_next_task(&mut self, now: Instant, sa: &mut IkeSa) {
         while sa.outstanding.is_none() && sa.state == SaState::Established {
@@ -11,49 +39,7 @@ impl Endpoint {
             };
             match task {
                 Task::CreateChild(req) => self.start_create_child(now, sa, req),
-                Task::RekeyChild(spi_in) => {
-                    let Some(c) = sa
-                        .children
-                        .iter()
-                        .find(|c| c.sa.spi_in == spi_in && !c.rekeyed)
-                    else {
-                        continue;
-                    };
-                    let Some(pc) = sa.peer.clone() else { continue };
-                    let mut cfg = pc
-                        .children
-                        .iter()
-                        .find(|x| x.name == c.sa.name)
-                        .cloned()
-                        .unwrap_or_else(|| ChildConfig::new(&c.sa.name, vec![], vec![], vec![]));
-                    // Rekey with the same selectors, mode and (first) proposal.
-                    cfg.local_ts = c.sa.ts_local.clone();
-                    cfg.remote_ts = c.sa.ts_remote.clone();
-                    cfg.mode = c.sa.mode;
-                    let mut p = c.proposal;
-                    p.dh = cfg
-                        .esp_proposals
-                        .iter()
-                        .find(|e| {
-                            e.encr == p.encr && e.encr_bits == p.encr_bits && e.integ == p.integ
-                        })
-                        .and_then(|e| e.dh);
-                    cfg.esp_proposals.retain(|e| {
-                        e.encr != p.encr
-                            || e.encr_bits != p.encr_bits
-                            || e.integ != p.integ
-                            || e.esn != p.esn
-                    });
-                    cfg.esp_proposals.insert(0, p);
-                    self.start_create_child(
-                        now,
-                        sa,
-                        ChildReq {
-                            cfg,
-                            rekey_of: Some(spi_in),
-                        },
-                    );
-                }
+                Task::RekeyChild(spi_in) => self.start_rekey_child(now, sa, spi_in),
                 Task::RekeyIke => self.start_rekey_ike(now, sa),
                 Task::DeleteChild(spi_in) => {
                     if !sa.children.iter().any(|c| c.sa.spi_in == spi_in) {
@@ -89,7 +75,43 @@ impl Endpoint {
         }
     }
 
+    /// Rekey a Child SA with the same selectors, mode and (first) proposal; nothing
+    /// when it is gone or already rekeyed.
+    fn start_rekey_child(&mut self, now: Instant, sa: &mut IkeSa, spi_in: u32) {
+        let Some(c) = sa
+            .children
+            .iter()
+            .find(|c| c.sa.spi_in == spi_in && !c.rekeyed)
+        else {
+            return;
+        };
+        let Some(cfg) = config_like(sa, c) else {
+            return;
+        };
+        let req = ChildReq {
+            cfg,
+            rekey_of: Some(spi_in),
+        };
+        self.start_create_child(now, sa, req);
+    }
+
+    /// `req` with only the ESP proposals the data plane can install, or None (and a
+    /// `ChildSaFailed`) when none is left.
+    pub(super) fn installable_req(&mut self, sa: &IkeSa, req: ChildReq) -> Option<ChildReq> {
+        match installable(&req.cfg, &self.esp_support) {
+            Ok(cfg) => Some(ChildReq { cfg, ..req }),
+            Err(reason) => {
+                self.child_failed(sa, &req.cfg.name, reason);
+                None
+            }
+        }
+    }
+
     pub(super) fn start_create_child(&mut self, now: Instant, sa: &mut IkeSa, req: ChildReq) {
+        let rekey_of = req.rekey_of;
+        let Some(req) = self.installable_req(sa, req) else {
+            return self.after_failed_rekey(sa, rekey_of);
+        };
         let spi_in = self.new_child_spi();
         let ni = self.nonce();
         let group = req.cfg.esp_proposals.first().and_then(|e| e.dh);
@@ -206,7 +228,7 @@ impl Endpoint {
 
     /// Create another Child SA (config `child`) in an established IKE SA.
     pub fn create_child(&mut self, now: Instant, id: IkeSaId, child: &str) -> Result<(), Error> {
-        self.with_sa(now, id, |_, sa| {
+        self.with_sa(now, id, |this, sa| {
             let pc = sa.peer.clone().ok_or(Error::NotEstablished(id))?;
             let cfg = pc
                 .children
@@ -217,6 +239,10 @@ impl Endpoint {
                     peer: pc.name.clone(),
                     child: child.into(),
                 })?;
+            installable(&cfg, &this.esp_support).map_err(|_| Error::NotInstallable {
+                peer: pc.name.clone(),
+                child: child.into(),
+            })?;
             sa.queue.push_back(Task::CreateChild(ChildReq {
                 cfg,
                 rekey_of: None,
@@ -239,6 +265,58 @@ impl Endpoint {
             sa.queue.push_back(Task::RekeyChild(spi_in));
             Ok(())
         })
+    }
+
+    /// The daemon could not install a Child SA the engine agreed to (from a
+    /// `ChildSaUp` or `ChildSaRekeyed`): delete it with the peer (INFORMATIONAL
+    /// DELETE, RFC 7296 §1.4.1) so that the peer does not send into the void; its
+    /// `ChildSaDeleted` follows as usual. When it replaced an SA in a rekey whose
+    /// DELETE has not gone out yet, that SA is kept and rekeyed again later.
+    pub fn child_install_failed(&mut self, now: Instant, spi_in: u32) -> Result<(), Error> {
+        let id = *self
+            .child_index
+            .get(&spi_in)
+            .ok_or(Error::UnknownChildSa(spi_in))?;
+        self.with_sa(now, id, |this, sa| {
+            let c = sa
+                .children
+                .iter_mut()
+                .find(|c| c.sa.spi_in == spi_in)
+                .ok_or(Error::UnknownChildSa(spi_in))?;
+            c.rekeyed = true;
+            c.rekey_at = None;
+            let replaced = c.replaces.take();
+            if let Some(old) = replaced {
+                this.keep_or_recreate(now, sa, old, spi_in);
+            }
+            if !sa.deleting_child(spi_in) {
+                sa.queue.push_front(Task::DeleteChild(spi_in));
+            }
+            Ok(())
+        })
+    }
+
+    /// The replacement `new` of the Child SA `old` could not be installed: keep `old`
+    /// when its DELETE has not gone out (and rekey it again later), else negotiate a
+    /// Child SA like it from scratch (once: that one replaces nothing).
+    fn keep_or_recreate(&mut self, now: Instant, sa: &mut IkeSa, old: u32, new: u32) {
+        let queued = |t: &Task| matches!(t, Task::DeleteChild(s) if *s == old);
+        if sa.queue.iter().any(queued) {
+            sa.queue.retain(|t| !queued(t));
+            let retry = self.jittered(now, REKEY_RETRY, REKEY_RETRY / 2);
+            if let Some(o) = sa.children.iter_mut().find(|c| c.sa.spi_in == old) {
+                o.rekeyed = false;
+                o.rekey_at = Some(retry);
+            }
+            return;
+        }
+        let like = sa.children.iter().find(|c| c.sa.spi_in == new);
+        if let Some(cfg) = like.and_then(|c| config_like(sa, c)) {
+            sa.queue.push_back(Task::CreateChild(ChildReq {
+                cfg,
+                rekey_of: None,
+            }));
+        }
     }
 
     /// Rekey an IKE SA (§1.3.2); reported as `IkeSaRekeyed`.
@@ -287,46 +365,5 @@ impl Endpoint {
             sa.queue.push_back(Task::Dpd);
             Ok(())
         })
-    }
-
-    /// Status of every IKE SA (for `plexgate status`).
-    pub fn sas(&self, now: Instant) -> Vec<IkeSaInfo> {
-        let secs = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(now).as_secs());
-        let mut v: Vec<IkeSaInfo> = self
-            .sas
-            .values()
-            .map(|sa| IkeSaInfo {
-                id: sa.id,
-                peer: sa.peer.as_ref().map(|p| p.name.clone()),
-                state: sa.state,
-                initiator: sa.initiator,
-                spi_i: sa.spi_i,
-                spi_r: sa.spi_r,
-                local: sa.local,
-                remote: sa.remote,
-                local_id: sa.local_id.as_ref().map(|i| i.to_string()),
-                remote_id: sa.remote_id.as_ref().map(|i| i.to_string()),
-                algorithms: sa.proposal.map(|p| p.name()),
-                nat: sa.nat_local || sa.nat_remote,
-                rekey_in_secs: secs(sa.rekey_at),
-                children: sa
-                    .children
-                    .iter()
-                    .map(|c| ChildInfo {
-                        name: c.sa.name.clone(),
-                        spi_in: c.sa.spi_in,
-                        spi_out: c.sa.spi_out,
-                        algorithms: esp_name(&c.proposal),
-                        ts_local: c.sa.ts_local.iter().map(|t| t.to_string()).collect(),
-                        ts_remote: c.sa.ts_remote.iter().map(|t| t.to_string()).collect(),
-                        mode: c.sa.mode,
-                        udp_encap: c.sa.udp_encap,
-                        rekey_in_secs: secs(c.rekey_at),
-                    })
-                    .collect(),
-            })
-            .collect();
-        v.sort_by_key(|i| i.id);
-        v
     }
 }
