@@ -192,15 +192,30 @@ fn remove_if_stale(path: &Path) -> Result<(), CtlError> {
     }
 }
 
+/// One of the [`MAX_CONNECTIONS`] places; given back when dropped, even if the
+/// handler panics.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 fn accept_loop(listener: UnixListener, handler: Handler, inner: Arc<Inner>) {
     let active = Arc::new(AtomicUsize::new(0));
     for conn in listener.incoming() {
         if inner.stopped.load(Ordering::SeqCst) {
             break;
         }
-        let Ok(mut conn) = conn else { continue };
+        let Ok(mut conn) = conn else {
+            // Out of descriptors, say: do not spin.
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        let slot = Slot(active.clone());
         if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-            active.fetch_sub(1, Ordering::SeqCst);
+            drop(slot);
             let _ = conn.set_write_timeout(Some(Duration::from_secs(1)));
             let _ = writeln!(
                 conn,
@@ -211,12 +226,12 @@ fn accept_loop(listener: UnixListener, handler: Handler, inner: Arc<Inner>) {
             );
             continue;
         }
-        let (h, active) = (handler.clone(), active.clone());
+        let h = handler.clone();
         let spawned = std::thread::Builder::new()
             .name("ctl-conn".into())
             .spawn(move || {
+                let _slot = slot;
                 let _ = serve_one(conn, &h);
-                active.fetch_sub(1, Ordering::SeqCst);
             });
         if spawned.is_err() {
             tracing::warn!("control socket: cannot start a connection thread");

@@ -53,22 +53,37 @@ pub fn serve_with(addr: SocketAddr, render: Render, limits: Limits) -> io::Resul
     Ok(bound)
 }
 
+/// One of the connection places; given back when dropped, even if rendering
+/// panics.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 fn accept_loop(l: TcpListener, render: Render, limits: Limits) {
     let active = Arc::new(AtomicUsize::new(0));
     for c in l.incoming() {
-        let Ok(mut c) = c else { continue };
+        let Ok(mut c) = c else {
+            // Out of descriptors, say: do not spin.
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
         let _ = c.set_write_timeout(Some(Duration::from_secs(5)));
+        let slot = Slot(active.clone());
         if active.fetch_add(1, Ordering::SeqCst) >= limits.max_connections {
-            active.fetch_sub(1, Ordering::SeqCst);
+            drop(slot);
             let _ = respond(&mut c, "503 Service Unavailable", "too many connections\n");
             continue;
         }
-        let (render, active) = (render.clone(), active.clone());
+        let render = render.clone();
         let spawned = std::thread::Builder::new()
             .name("metrics-conn".into())
             .spawn(move || {
+                let _slot = slot;
                 let _ = serve_one(c, &render, limits.header_timeout);
-                active.fetch_sub(1, Ordering::SeqCst);
             });
         if spawned.is_err() {
             tracing::warn!("metrics: cannot start a connection thread");

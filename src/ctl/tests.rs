@@ -273,3 +273,19 @@ fn sigterm_removes_the_socket_file() {
     assert_eq!(status.code(), Some(100 + libc::SIGTERM), "{status:?}");
     assert!(!d.sock().exists(), "the socket file outlived the daemon");
 }
+
+#[test]
+fn a_panicking_handler_gives_its_place_back() {
+    let d = Dir::new("panic");
+    let h: Handler = Arc::new(|req: &Value| {
+        assert_ne!(req["cmd"], "boom", "handler bug (expected by this test)");
+        serde_json::json!({"ok": true})
+    });
+    let _srv = serve(&d.sock(), h).unwrap();
+    for _ in 0..MAX_CONNECTIONS + 4 {
+        // The connection dies with its thread: no answer.
+        assert!(request(&d.sock(), &serde_json::json!({"cmd": "boom"})).is_err());
+    }
+    let a = request(&d.sock(), &serde_json::json!({"cmd": "fine"})).unwrap();
+    assert_eq!(a["ok"], true);
+}
