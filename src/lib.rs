@@ -10,6 +10,7 @@ pub mod io;
 pub mod l2;
 pub mod logging;
 pub mod metrics;
+pub mod privs;
 /// The in-memory cluster harness for tests (gateways, targets, clients and a
 /// store on virtual time); see `docs/testing.md`.
 pub mod sim;

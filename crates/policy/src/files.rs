@@ -21,6 +21,9 @@ enum Kind {
     Secret,
     /// A secret that must also be long enough: a pre-shared key.
     Psk,
+    /// A secret of a fixed form: a store sealing key (32 bytes, as 64 hex
+    /// digits or raw).
+    StoreKey,
     Public,
 }
 
@@ -75,6 +78,23 @@ pub(crate) fn check_files(p: &Policy, cx: &mut Cx) {
             "cluster key file",
         ));
     }
+    if let Some(ha) = &p.ha {
+        let k = &ha.store_keys;
+        files.push((
+            "ha.store.key_file".into(),
+            &k.key_file,
+            Kind::StoreKey,
+            "store key file",
+        ));
+        for (i, o) in k.old_keys.iter().enumerate() {
+            files.push((
+                format!("ha.store.old_keys[{i}].file"),
+                &o.file,
+                Kind::StoreKey,
+                "old store key file",
+            ));
+        }
+    }
     // Many peers may share one file: look at each file once.
     let mut seen: HashMap<(&Path, Kind), Option<String>> = HashMap::new();
     for (path, file, kind, what) in files {
@@ -104,8 +124,30 @@ fn problem(file: &Path, kind: Kind, what: &str) -> Option<String> {
     }
     mode_problem(file, &meta, kind, what).or_else(|| match kind {
         Kind::Psk => psk_problem(file),
+        Kind::StoreKey => store_key_problem(file, what),
         _ => None,
     })
+}
+
+/// A store key that is not 32 bytes, written as 64 hex digits (surrounding
+/// whitespace ignored) or raw: the forms the store reads.
+fn store_key_problem(file: &Path, what: &str) -> Option<String> {
+    use std::io::Read;
+    let mut raw = Vec::new();
+    let read = std::fs::File::open(file).and_then(|f| f.take(4096).read_to_end(&mut raw));
+    if let Err(e) = read {
+        return Some(format!("{what} {} cannot be read: {e}", file.display()));
+    }
+    let text = std::str::from_utf8(&raw).ok().map(str::trim);
+    let hex = text.is_some_and(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()));
+    if hex || raw.len() == 32 {
+        return None;
+    }
+    Some(format!(
+        "{what} {} is not a store key: it must hold 32 bytes as 64 hex digits (make one with `openssl rand -hex 32 > {}`) or 32 raw bytes",
+        file.display(),
+        file.display()
+    ))
 }
 
 /// An empty, short or huge pre-shared key.
@@ -149,7 +191,7 @@ fn mode_problem(file: &Path, meta: &std::fs::Metadata, kind: Kind, what: &str) -
     use std::os::unix::fs::PermissionsExt;
     let mode = meta.permissions().mode() & 0o777;
     match kind {
-        Kind::Secret | Kind::Psk if mode & 0o077 != 0 => Some(format!(
+        Kind::Secret | Kind::Psk | Kind::StoreKey if mode & 0o077 != 0 => Some(format!(
             "{what} {} has mode {mode:04o}: group and others can access it; run `chmod 600 {}`",
             file.display(),
             file.display()

@@ -168,6 +168,17 @@ pub(crate) fn int_of(v: &DeValue<'_>) -> Option<i128> {
     }
 }
 
+/// Reads a float (or an integer) as f64; `None` for other types, and for
+/// infinities and NaN.
+pub(crate) fn float_of(v: &DeValue<'_>) -> Option<f64> {
+    let f = match v {
+        DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().ok()?,
+        DeValue::Integer(_) => int_of(v)? as f64,
+        _ => return None,
+    };
+    f.is_finite().then_some(f)
+}
+
 /// One TOML table being read: remembers which keys were consumed.
 pub(crate) struct Table<'a, 'i> {
     /// Path of this table, e.g. `peer[0].child[1]`.

@@ -58,7 +58,25 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "tests/bad/ha.toml:18:15: error: backup gateway \"gw-9\" of DVIPA 10.100.0.10 is neither [ha] name nor an [[ha.peer]] (known: gw-1, gw-2, gw-3)",
             "tests/bad/ha.toml:22:11: error: DVIPA 10.100.0.11 needs a `routing_gateway` because [ha] is present",
             "tests/bad/ha.toml:28:8: error: `rank` = 0 in [ha] is out of range: it must be between 1 and 254",
+            "tests/bad/ha.toml:40:3: error: [ha.store] is missing the required key `key_file`: recovery records are sealed with it (32 bytes as 64 hex digits, mode 0600)",
             "tests/bad/ha.toml:41:10: error: store kind \"zookeeper\" is unknown: use \"embedded\" or \"etcd\"",
+        ],
+    ),
+    (
+        "ha_store.toml",
+        &[
+            "tests/bad/ha_store.toml:14:14: error: dead_after 250ms in [ha] must be at least 3 heartbeats (300ms): a gateway is declared dead only after several missed heartbeats",
+            "tests/bad/ha_store.toml:22:12: error: old store key id 2 is the current `key_id`; an old key needs its own id",
+            "tests/bad/ha_store.toml:24:12: error: two old store keys have id 1",
+            "tests/bad/ha_store.toml:25:12: error: `id` = 70000 in [ha.store] old key #4 is out of range: it must be between 1 and 65535",
+        ],
+    ),
+    (
+        "link_encap.toml",
+        &[
+            "tests/bad/link_encap.toml:26:9: warning: link \"l1\" carries GRE in UDP (RFC 8086) to port 4500: its target must run `plexgate target`, which decapsulates it (a kernel GRE tunnel does not)",
+            "tests/bad/link_encap.toml:33:9: error: `encap` in link \"l2\" is \"ipip\", but it must be one of \"gre\", \"udp\"",
+            "tests/bad/link_encap.toml:38:16: error: gre_udp_port 4500 collides with the IKE ports 500 / 4500 or the cluster port 7600",
         ],
     ),
     (
@@ -108,6 +126,17 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "tests/bad/references.toml:43:24: error: DVIPA 10.100.0.10 sets a weight for \"web-2\", which is not one of its targets",
             "tests/bad/references.toml:44:19: error: DVIPA 10.100.0.10 names routing gateway \"gw-1\", but there is no [ha] section naming gateways",
             "tests/bad/references.toml:54:8: error: target \"web-2\" names link \"to-web-7\", but no [[link]] has that name (known: \"to-web-1\")",
+        ],
+    ),
+    (
+        "retransmit.toml",
+        &[
+            "tests/bad/retransmit.toml:11:8: warning: peer \"flood\" has no [[peer.child]]: it can authenticate but carries no traffic",
+            "tests/bad/retransmit.toml:17:22: error: retransmit_timeout 10ms of peer \"flood\" is too short: at least 100ms",
+            "tests/bad/retransmit.toml:18:19: error: `retransmit_base` = 0.5 in peer \"flood\" is out of range: it must be between 1.0 and 10.0",
+            "tests/bad/retransmit.toml:19:20: error: `retransmit_tries` = 0 in peer \"flood\" is out of range: it must be between 1 and 20",
+            "tests/bad/retransmit.toml:22:8: warning: peer \"forever\" has no [[peer.child]]: it can authenticate but carries no traffic",
+            "tests/bad/retransmit.toml:29:19: error: peer \"forever\" would retransmit for 3632067d2h1m before giving up (retransmit_timeout 1m × retransmit_base 3^n, 20 tries); keep it under 1d",
         ],
     ),
     (

@@ -286,6 +286,7 @@ rank = 100
   [ha.store]
   kind = "etcd"
   endpoints = ["http://127.0.0.1:2379"]
+  key_file = "store.key"
 "#,
     );
     assert_eq!(
@@ -355,7 +356,7 @@ fn durations_accept_units_and_reject_nonsense() {
     ));
     assert_eq!(
         diags(&text),
-        ["t.toml:16:14: error: `rekey_time` in peer \"p\": unknown time unit `x` in `2x`: use s, m, h or d"]
+        ["t.toml:16:14: error: `rekey_time` in peer \"p\": unknown time unit `x` in `2x`: use ms, s, m, h or d"]
     );
     let ok = parse_str(
         &site(&PEER.replace(

@@ -206,7 +206,7 @@ fn site_a_listing() {
         "site site-a: gateway VIPAs 192.0.2.1 (IKE 500, NAT-T 4500)
   interface eth0 192.0.2.2/24
 peer roadwarriors: remote any, @vpn.site-a.example <-> %any, auth psk {psk}
-  ike aes256gcm16-prfsha384-ecp384, aes128-sha256-prfsha256-x25519; rekey 4h, life 4h24m, dpd 30s
+  ike aes256gcm16-prfsha384-ecp384, aes128-sha256-prfsha256-x25519; rekey 4h, life 4h24m, dpd 30s; retransmit 4s, base 1.8, 5 tries
   child web: 10.100.0.10[tcp/443], 10.100.0.10[tcp/80] === dynamic (tunnel)
     esp aes256gcm16-esn, aes128gcm16, chacha20poly1305; rekey 1h, life 1h6m; replay 1024; start None
 spd (first match wins):

@@ -7,11 +7,17 @@ use std::time::Duration;
 
 use super::*;
 
-/// A duration as `4h24m`, `30s`, `1d`, `0s`.
+/// A duration as `4h24m`, `30s`, `1d`, `0s`, `150ms`, `1s500ms` (milliseconds
+/// only when there are some; below them it is rounded down).
 pub fn fmt_duration(d: Duration) -> String {
     let mut s = d.as_secs();
+    let ms = d.subsec_millis();
     if s == 0 {
-        return "0s".into();
+        return if ms == 0 {
+            "0s".into()
+        } else {
+            format!("{ms}ms")
+        };
     }
     let mut out = String::new();
     for (unit, len) in [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)] {
@@ -19,6 +25,9 @@ pub fn fmt_duration(d: Duration) -> String {
             out.push_str(&format!("{}{unit}", s / len));
             s %= len;
         }
+    }
+    if ms != 0 {
+        out.push_str(&format!("{ms}ms"));
     }
     out
 }
@@ -70,12 +79,16 @@ fn fmt_peer(f: &mut fmt::Formatter<'_>, p: &Peer) -> fmt::Result {
         Encap::Auto => "",
         Encap::Udp => ", esp in udp",
     };
+    let r = &p.retransmit;
     writeln!(
         f,
-        "  ike {}; rekey {}, life {}, dpd {dpd}{encap}",
+        "  ike {}; rekey {}, life {}, dpd {dpd}{encap}; retransmit {}, base {}, {} tries",
         list(&p.proposals),
         fmt_duration(p.rekey_time),
-        fmt_duration(p.life_time)
+        fmt_duration(p.life_time),
+        fmt_duration(r.timeout),
+        r.base,
+        r.tries
     )?;
     for c in &p.children {
         let mode = if c.mode == Mode::Tunnel {
@@ -163,6 +176,65 @@ fn fmt_dvipa<'a>(
     Ok(())
 }
 
+fn fmt_cluster_ha(f: &mut fmt::Formatter<'_>, p: &Policy) -> fmt::Result {
+    if let Some(c) = &p.cluster {
+        let udp = if p.links.iter().any(|l| l.encap == LinkEncap::Udp) {
+            format!(", gre in udp to port {}", c.gre_udp_port)
+        } else {
+            String::new()
+        };
+        writeln!(
+            f,
+            "cluster: gateway id {}, port {}, key {}{udp}",
+            c.gateway_id,
+            c.port,
+            c.key_file.display()
+        )?;
+    }
+    let Some(ha) = &p.ha else {
+        return Ok(());
+    };
+    let peers: Vec<String> = ha
+        .peers
+        .iter()
+        .map(|p| format!("{} {} (rank {})", p.name, p.address, p.rank))
+        .collect();
+    writeln!(
+        f,
+        "ha: this gateway {} (rank {}), peers: {}; heartbeat {}, dead after {}",
+        ha.name,
+        ha.rank,
+        peers.join(", "),
+        fmt_duration(ha.heartbeat),
+        fmt_duration(ha.dead_after)
+    )?;
+    let k = &ha.store_keys;
+    let old: Vec<String> = k.old_keys.iter().map(|o| o.id.to_string()).collect();
+    let keys = if old.is_empty() {
+        format!("key {} (id {})", k.key_file.display(), k.key_id)
+    } else {
+        format!(
+            "key {} (id {}), old key ids {}",
+            k.key_file.display(),
+            k.key_id,
+            old.join(", ")
+        )
+    };
+    match &ha.store {
+        Store::Embedded { path } => writeln!(f, "  store embedded {}, {keys}", path.display()),
+        Store::Etcd {
+            endpoints,
+            prefix,
+            lease,
+        } => writeln!(
+            f,
+            "  store etcd {} prefix {prefix} lease {}, {keys}",
+            endpoints.join(", "),
+            fmt_duration(*lease)
+        ),
+    }
+}
+
 impl fmt::Display for Policy {
     /// A normalized listing of the whole policy, for `plexgate policy check -v`
     /// and logs: defaults filled in, proposals spelled out.
@@ -193,48 +265,17 @@ impl fmt::Display for Policy {
             fmt_dvipa(f, self, d, &by_name)?;
         }
         for l in &self.links {
+            let encap = match l.encap {
+                LinkEncap::Gre => "",
+                LinkEncap::Udp => ", gre in udp",
+            };
             writeln!(
                 f,
-                "link {}: {} {} in {} <-> {}",
+                "link {}: {} {} in {} <-> {}{encap}",
                 l.name, l.interface, l.local, l.subnet, l.remote
             )?;
         }
-        if let Some(c) = &self.cluster {
-            writeln!(
-                f,
-                "cluster: gateway id {}, port {}, key {}",
-                c.gateway_id,
-                c.port,
-                c.key_file.display()
-            )?;
-        }
-        if let Some(ha) = &self.ha {
-            let peers: Vec<String> = ha
-                .peers
-                .iter()
-                .map(|p| format!("{} {} (rank {})", p.name, p.address, p.rank))
-                .collect();
-            writeln!(
-                f,
-                "ha: this gateway {} (rank {}), peers: {}",
-                ha.name,
-                ha.rank,
-                peers.join(", ")
-            )?;
-            match &ha.store {
-                Store::Embedded { path } => writeln!(f, "  store embedded {}", path.display())?,
-                Store::Etcd {
-                    endpoints,
-                    prefix,
-                    lease,
-                } => writeln!(
-                    f,
-                    "  store etcd {} prefix {prefix} lease {}",
-                    endpoints.join(", "),
-                    fmt_duration(*lease)
-                )?,
-            }
-        }
+        fmt_cluster_ha(f, self)?;
         if let Some(k) = &self.log.keylog {
             writeln!(f, "KEY LOG ON: {}", k.display())?;
         }

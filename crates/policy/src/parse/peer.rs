@@ -9,7 +9,7 @@ use crate::model::*;
 use crate::proposal::{self, support};
 use crate::reader::{int_of, kind, Cx, Table};
 
-use super::values::{choice, duration, name, parsed, parsed_list, path, resolve, u64_opt};
+use super::values::{choice, duration, float, name, parsed, parsed_list, path, resolve, u64_opt};
 
 fn identity(s: &str) -> Result<Identity, String> {
     let s = s.trim();
@@ -86,6 +86,7 @@ pub(super) fn peer(mut t: Table<'_, '_>, cx: &mut Cx, base: &Path) -> Peer {
         &[("auto", Encap::Auto), ("udp", Encap::Udp)],
         Encap::Auto,
     );
+    let retransmit = retransmit(&mut t, cx);
     let mut children = Vec::new();
     let what = t.what.clone();
     for c in t.tables(cx, "child", "[[peer.child]]") {
@@ -103,7 +104,21 @@ pub(super) fn peer(mut t: Table<'_, '_>, cx: &mut Cx, base: &Path) -> Peer {
         life_time,
         dpd_delay,
         encap,
+        retransmit,
         children,
+    }
+}
+
+/// `retransmit_timeout`, `retransmit_base`, `retransmit_tries` (strongSwan's
+/// names and defaults).
+fn retransmit(t: &mut Table<'_, '_>, cx: &mut Cx) -> Retransmit {
+    let d = Retransmit::default();
+    Retransmit {
+        timeout: duration(t, cx, "retransmit_timeout").unwrap_or(d.timeout),
+        base: float(t, cx, "retransmit_base", 1.0, 10.0).unwrap_or(d.base),
+        tries: t
+            .int(cx, "retransmit_tries", false, 1, 20)
+            .map_or(d.tries, |n| n as u8),
     }
 }
 
@@ -122,6 +137,9 @@ const PEER_KEYS: &[&str] = &[
     "life_time",
     "dpd_delay",
     "encap",
+    "retransmit_timeout",
+    "retransmit_base",
+    "retransmit_tries",
     "child",
 ];
 

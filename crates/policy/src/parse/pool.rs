@@ -127,13 +127,24 @@ pub(super) fn link(mut t: Table<'_, '_>, cx: &mut Cx) -> Link {
     // `remote` may be left out: it defaults to the address of the target on the
     // link (filled in by validation).
     let remote = parsed(&mut t, cx, "remote", false, addr::parse_ip).unwrap_or(PLACEHOLDER_IP);
-    t.finish(cx, &["name", "interface", "local", "subnet", "remote"]);
+    let encap = choice(
+        &mut t,
+        cx,
+        "encap",
+        &[("gre", LinkEncap::Gre), ("udp", LinkEncap::Udp)],
+        LinkEncap::Gre,
+    );
+    t.finish(
+        cx,
+        &["name", "interface", "local", "subnet", "remote", "encap"],
+    );
     Link {
         name,
         interface,
         local,
         subnet,
         remote,
+        encap,
     }
 }
 

@@ -1,6 +1,5 @@
 //! DVIPAs (unique, not a gateway VIPA, ports and targets that exist, weights
-//! for members), their routing gateway and ranked backups, and `[cluster]` /
-//! `[ha]` (ports that do not collide, unique gateway names, the etcd prefix).
+//! for members), their routing gateway and ranked backups.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -8,7 +7,7 @@ use std::net::IpAddr;
 use crate::model::*;
 use crate::reader::Cx;
 
-use super::{err, some, unique};
+use super::{err, some};
 
 fn gateway_names(p: &Policy) -> Vec<&str> {
     match &p.ha {
@@ -212,53 +211,6 @@ fn ha_of_dvipa(cx: &mut Cx, base: &str, what: &str, d: &Dvipa, gws: &Gateways, h
                     format!("backups \"{}\" and \"{}\" of {what} both have rank {}; ranks decide the takeover order and must differ", o.gateway, b.gateway, b.rank),
                 );
             }
-        }
-    }
-}
-
-pub(super) fn cluster_and_ha(p: &mut Policy, cx: &mut Cx) {
-    if let Some(c) = &p.cluster {
-        if (c.port == p.site.ike_port || c.port == p.site.natt_port) && cx.spans.ok("cluster.port")
-        {
-            err(
-                cx,
-                "cluster.port",
-                format!(
-                    "cluster port {} collides with the IKE ports {} / {}",
-                    c.port, p.site.ike_port, p.site.natt_port
-                ),
-            );
-        }
-    }
-    let site_name = p.site.name.clone();
-    let Some(ha) = &mut p.ha else {
-        return;
-    };
-    let all = std::iter::once(ha.name.as_str()).chain(ha.peers.iter().map(|x| x.name.as_str()));
-    unique(cx, "gateway", all, |i| match i {
-        0 => "ha.name".to_string(),
-        i => format!("ha.peer[{}].name", i - 1),
-    });
-    for (i, x) in ha.peers.iter().enumerate() {
-        if x.rank == ha.rank
-            && cx.spans.okf(format_args!("ha.peer[{i}].rank"))
-            && cx.spans.ok("ha.rank")
-        {
-            cx.diags.warning(
-                cx.spans.get(&format!("ha.peer[{i}].rank")),
-                format!("gateway \"{}\" has the same default rank {} as this gateway \"{}\"; DVIPA backups must then set ranks explicitly", x.name, x.rank, ha.name),
-            );
-        }
-    }
-    if let Store::Etcd { prefix, .. } = &mut ha.store {
-        if prefix.is_empty() {
-            *prefix = format!("/plexgate/{site_name}/");
-        } else if !prefix.starts_with('/') && cx.spans.ok("ha.store.prefix") {
-            err(
-                cx,
-                "ha.store.prefix",
-                format!("etcd prefix \"{prefix}\" must start with `/`"),
-            );
         }
     }
 }

@@ -24,6 +24,7 @@ pub(super) fn links_and_targets(p: &mut Policy, cx: &mut Cx) {
         |i| format!("target[{i}].name"),
     );
     link_addresses(p, cx);
+    udp_links(p, cx);
     let (on_link, fills) = targets_on_links(p, cx);
     if p.cluster.is_none() && !p.targets.is_empty() && cx.spans.ok("cluster") {
         err(
@@ -48,6 +49,18 @@ pub(super) fn links_and_targets(p: &mut Policy, cx: &mut Cx) {
                     l.name
                 ),
             );
+        }
+    }
+}
+
+/// `encap = "udp"` is noted: GRE in UDP (RFC 8086) is decapsulated by
+/// `plexgate target` only.
+fn udp_links(p: &Policy, cx: &mut Cx) {
+    let port = p.cluster.as_ref().map_or(4754, |c| c.gre_udp_port);
+    for (i, l) in p.links.iter().enumerate() {
+        if l.encap == LinkEncap::Udp && cx.spans.okf(format_args!("link[{i}].encap")) {
+            let span = cx.spans.get(&format!("link[{i}].encap"));
+            cx.diags.warning(span, format!("link \"{}\" carries GRE in UDP (RFC 8086) to port {port}: its target must run `plexgate target`, which decapsulates it (a kernel GRE tunnel does not)", l.name));
         }
     }
 }

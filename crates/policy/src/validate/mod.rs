@@ -20,12 +20,14 @@ use crate::model::*;
 use crate::reader::Cx;
 
 mod dvipa;
+mod ha;
 mod index;
 mod links;
 mod peers;
 mod spd;
 
-use dvipa::{cluster_and_ha, dvipas};
+use dvipa::dvipas;
+use ha::cluster_and_ha;
 use index::{prefix_of, AddrIndex, PrefixIndex};
 use links::links_and_targets;
 use peers::peers;

@@ -3,6 +3,7 @@
 //! selectors that name a DVIPA at host granularity.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use crate::addr::{AddrSel, TrafficSelector, TsAddr};
 use crate::model::*;
@@ -36,6 +37,7 @@ fn peer_checks(p: &Policy, cx: &mut Cx, ix: &Ix, i: usize, peer: &Peer) {
         cx.diags.warning(span, format!("encap = \"udp\" in peer \"{}\" has no effect: we never initiate to a peer without a single remote_address, and a responder uses what the initiator chose", peer.name));
     }
     remote_family(p, cx, &base, peer);
+    retransmit(cx, &base, peer);
     if peer.proposals.is_empty() && cx.spans.okf(format_args!("{base}.proposals")) {
         err(
             cx,
@@ -302,5 +304,53 @@ fn remote_family(p: &Policy, cx: &mut Cx, base: &str, peer: &Peer) {
     if !vipas.iter().any(|v| v.is_ipv4() == at.is_ipv4()) {
         let fam = if at.is_ipv4() { "IPv4" } else { "IPv6" };
         err(cx, &path, format!("peer \"{}\" is at {fam} address {}, but the site has no {fam} gateway VIPA: IKE with it can never start", peer.name, peer.remote));
+    }
+}
+
+/// The shortest first retransmission timeout: below it a peer that is merely
+/// slow gets a burst of duplicate requests.
+const MIN_RETRANSMIT_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// The longest a request may go unanswered before the peer is declared dead.
+const MAX_GIVE_UP: Duration = Duration::from_secs(86400);
+
+/// `retransmit_timeout` is at least 100 ms and the whole schedule ends within a
+/// day (which also keeps `Retransmit::wait` far from overflow).
+fn retransmit(cx: &mut Cx, base: &str, peer: &Peer) {
+    let r = &peer.retransmit;
+    if r.timeout < MIN_RETRANSMIT_TIMEOUT && cx.spans.okf(format_args!("{base}.retransmit_timeout"))
+    {
+        let msg = format!(
+            "retransmit_timeout {} of peer \"{}\" is too short: at least 100ms",
+            fmt_duration(r.timeout),
+            peer.name
+        );
+        err(cx, &format!("{base}.retransmit_timeout"), msg);
+        return;
+    }
+    let keys = ["retransmit_base", "retransmit_tries", "retransmit_timeout"];
+    if !keys
+        .iter()
+        .all(|k| cx.spans.okf(format_args!("{base}.{k}")))
+    {
+        return;
+    }
+    let total = r.give_up_after();
+    if total > MAX_GIVE_UP {
+        // Point at whichever of the three was written, the growth first.
+        let at = keys
+            .iter()
+            .map(|k| format!("{base}.{k}"))
+            .find(|p| cx.spans_has(p))
+            .unwrap_or_else(|| format!("{base}.name"));
+        let msg = format!(
+            "peer \"{}\" would retransmit for {} before giving up (retransmit_timeout {} × retransmit_base {}^n, {} tries); keep it under 1d",
+            peer.name,
+            fmt_duration(total),
+            fmt_duration(r.timeout),
+            r.base,
+            r.tries
+        );
+        err(cx, &at, msg);
     }
 }
