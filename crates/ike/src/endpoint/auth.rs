@@ -29,10 +29,12 @@ impl Endpoint {
                 data: trust.certreq_data(),
             });
         }
-        if pc.initial_contact {
+        if pc.initial_contact || sa.recovered_remote_id.is_some() {
             p.push(Payload::notify(notify::INITIAL_CONTACT, vec![]));
         }
-        if pc.remote_id.0 != "%any" {
+        if let Some(id) = &sa.recovered_remote_id {
+            p.push(Payload::IdR(id.clone()));
+        } else if pc.remote_id.0 != "%any" {
             p.push(Payload::IdR(pc.remote_id.to_wire()));
         }
         p.push(auth);
@@ -304,13 +306,13 @@ impl Endpoint {
         };
         let octets =
             crypto::signed_octets(suite.prf, &sa.init_resp, &sa.ni, &keys.sk_pr, &idr.body());
-        let verdict = if pc.remote_id.matches(idr) {
+        let expected = sa.recovered_remote_id.as_ref().is_none_or(|r| r == idr);
+        let verdict = if pc.remote_id.matches(idr) && expected {
             check_auth(&pc, suite.prf, &octets, idr, p, self.wall_time(now))
         } else {
-            Err(format!(
-                "peer identified as '{idr}', expected '{}'",
-                pc.remote_id.0
-            ))
+            let want = sa.recovered_remote_id.as_ref();
+            let want = want.map_or_else(|| pc.remote_id.0.clone(), |r| r.to_string());
+            Err(format!("peer identified as '{idr}', expected '{want}'"))
         };
         if let Err(reason) = verdict {
             self.events.push_back(Event::AuthFailed {

@@ -254,6 +254,14 @@ pub enum Error {
         /// Child.
         child: String,
     },
+    /// A recovery record that does not fit our config.
+    #[error("recovery record of peer {peer:?} does not fit our config: {what}")]
+    RecordMismatch {
+        /// Peer.
+        peer: String,
+        /// What does not fit.
+        what: String,
+    },
     /// Crypto failure (e.g. DH keygen).
     #[error("crypto: {0}")]
     Crypto(#[from] CryptoError),

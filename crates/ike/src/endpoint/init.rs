@@ -43,42 +43,35 @@ impl Endpoint {
     }
 
     /// Takeover: renegotiate an IKE SA and all its Child SAs as initiator from a
-    /// recovery record (same peer, addresses/NAT-T ports, selectors and mode; the PSK
-    /// and proposals come from our config). The first child rides in IKE_AUTH, the
-    /// others follow as CREATE_CHILD_SA. INITIAL_CONTACT (when configured) tells the
-    /// peer to drop the SAs it still holds with the failed gateway.
-    pub fn initiate_from_record(
-        &mut self,
-        now: Instant,
-        rec: &IkeRecord,
-    ) -> Result<IkeSaId, Error> {
+    /// recovery record written by another gateway. The IKE_SA_INIT goes to the
+    /// recorded address and port (the peer's NAT mapping on port 4500, from our port
+    /// 4500, when NAT was detected: the daemon adds the non-ESP marker) with the
+    /// recorded IKE proposal first; IKE_AUTH carries the recorded identities (they
+    /// must match the peer config: the peer must prove the very identity recorded),
+    /// INITIAL_CONTACT (so that the peer drops what it still holds with the failed
+    /// gateway, RFC 7296 §2.4) and the first recorded Child SA with its recorded ESP
+    /// proposal first and its narrowed selectors; the other Child SAs follow by
+    /// CREATE_CHILD_SA. Secrets and proposals come from our own config only.
+    pub fn initiate_recovered(&mut self, now: Instant, rec: &IkeRecord) -> Result<IkeSaId, Error> {
         let pc = self
             .peers
             .iter()
             .find(|p| p.name == rec.peer)
             .cloned()
             .ok_or_else(|| Error::UnknownPeer(rec.peer.clone()))?;
+        let mismatch = |what: String| Error::RecordMismatch {
+            peer: rec.peer.clone(),
+            what,
+        };
+        if pc.local_id.to_wire() != rec.local_id {
+            return Err(mismatch(format!("our identity '{}'", rec.local_id)));
+        }
+        if !pc.remote_id.matches(&rec.remote_id) {
+            return Err(mismatch(format!("peer identity '{}'", rec.remote_id)));
+        }
         let mut reqs = Vec::new();
         for c in &rec.children {
-            let mut cfg = pc
-                .children
-                .iter()
-                .find(|x| x.name == c.name)
-                .cloned()
-                .ok_or_else(|| Error::UnknownChild {
-                    peer: rec.peer.clone(),
-                    child: c.name.clone(),
-                })?;
-            cfg.local_ts = c.ts_local.clone();
-            cfg.remote_ts = c.ts_remote.clone();
-            cfg.mode = c.mode;
-            // Prefer the proposal that was in use.
-            cfg.esp_proposals.retain(|p| *p != c.proposal);
-            cfg.esp_proposals.insert(0, c.proposal);
-            reqs.push(ChildReq {
-                cfg,
-                rekey_of: None,
-            });
+            reqs.push(recovered_child(&pc, rec, c).map_err(mismatch)?);
         }
         let mut rest = reqs.into_iter();
         let first = rest.next().or_else(|| {
@@ -94,14 +87,22 @@ impl Endpoint {
             });
         };
         let mut ike = (*pc).clone();
-        ike.ike_proposals.retain(|p| *p != rec.proposal);
-        ike.ike_proposals.insert(0, rec.proposal);
-        let remote = if rec.nat_local || rec.nat_remote {
-            SocketAddr::new(rec.remote.ip(), rec.remote.port())
-        } else {
-            rec.remote
-        };
-        self.start_initiator(now, Arc::new(ike), rec.local, remote, first, rest.collect())
+        if ike.ike_proposals.contains(&rec.proposal) {
+            ike.ike_proposals.retain(|p| *p != rec.proposal);
+            ike.ike_proposals.insert(0, rec.proposal);
+        }
+        let id = self.start_initiator(
+            now,
+            Arc::new(ike),
+            rec.local,
+            rec.remote,
+            first,
+            rest.collect(),
+        )?;
+        if let Some(sa) = self.sas.get_mut(&id) {
+            sa.recovered_remote_id = Some(rec.remote_id.clone());
+        }
+        Ok(id)
     }
 
     pub(super) fn start_initiator(
@@ -270,7 +271,8 @@ impl Endpoint {
         //= https://www.rfc-editor.org/rfc/rfc7296#section-2.23
         //# If a NAT is detected, both devices MUST use port 4500 for all
         //# subsequent exchanges
-        if sa.nat_local || sa.nat_remote {
+        // (Already on port 4500, e.g. to a peer's NAT mapping: stay where we are.)
+        if (sa.nat_local || sa.nat_remote) && sa.local.port() != 4500 {
             sa.local.set_port(4500);
             sa.remote.set_port(4500);
         }
@@ -320,4 +322,53 @@ impl Endpoint {
             reason: reason.to_string(),
         });
     }
+}
+
+/// The Child SA request for a recorded Child SA: its config with the recorded
+/// selectors (which must lie within the config's) and mode, and the recorded ESP
+/// proposal first when the config still has it. The error names the mismatch.
+fn recovered_child(
+    pc: &PeerConfig,
+    rec: &IkeRecord,
+    c: &crate::record::ChildRecord,
+) -> Result<ChildReq, String> {
+    let mut cfg = pc
+        .children
+        .iter()
+        .find(|x| x.name == c.name)
+        .cloned()
+        .ok_or_else(|| format!("child '{}' (not in the config)", c.name))?;
+    let within = |a: &[TrafficSelector], b: &[TrafficSelector]| {
+        !a.is_empty() && a.iter().all(|t| b.iter().any(|o| t.is_subset_of(o)))
+    };
+    let remote = remote_selectors(&cfg, rec.remote.ip());
+    if !within(&c.ts_local, &cfg.local_ts) || !within(&c.ts_remote, &remote) {
+        return Err(format!(
+            "selectors {} === {} of child '{}' (outside the config's)",
+            ts_list(&c.ts_local),
+            ts_list(&c.ts_remote),
+            c.name
+        ));
+    }
+    cfg.local_ts = c.ts_local.clone();
+    cfg.remote_ts = c.ts_remote.clone();
+    cfg.remote_dynamic.clear();
+    cfg.mode = c.mode;
+    // Prefer the proposal that was in use (it was negotiated without PFS, in
+    // IKE_AUTH, or with the group the config has for it).
+    let same = |e: &EspProposal| {
+        EspProposal { dh: None, ..*e }
+            == EspProposal {
+                dh: None,
+                ..c.proposal
+            }
+    };
+    if let Some(i) = cfg.esp_proposals.iter().position(same) {
+        let p = cfg.esp_proposals.remove(i);
+        cfg.esp_proposals.insert(0, p);
+    }
+    Ok(ChildReq {
+        cfg,
+        rekey_of: None,
+    })
 }

@@ -120,6 +120,8 @@ pub(super) struct IkeSa {
     pub(super) reply_to: (SocketAddr, SocketAddr),
     /// Its key in the index of half-open SAs (peer address of the IKE_SA_INIT, SPIi).
     pub(super) init_key: Option<(SocketAddr, u64)>,
+    /// Renegotiated from a recovery record: the peer must prove this identity.
+    pub(super) recovered_remote_id: Option<Identification>,
 }
 
 impl IkeSa {
@@ -166,6 +168,7 @@ impl IkeSa {
             deadline: None,
             reply_to: (local, remote),
             init_key: None,
+            recovered_remote_id: None,
         }
     }
 

@@ -1,7 +1,12 @@
 //! A self-contained benchmark for `plexgate bench ike`: complete IKE SA + Child SA
 //! setups (X25519, AES-GCM, PSK) between an initiator and a responder [`Endpoint`] in
 //! one process, with no network in between, and the memory each established IKE SA
-//! with one Child SA holds.
+//! with one Child SA holds; and takeover renegotiations from recovery records
+//! (`recovery.rs`).
+
+mod recovery;
+
+pub use recovery::{bench_recovery, RecoveryReport};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -77,7 +82,7 @@ fn configs() -> (Arc<Config>, Arc<Config>) {
 }
 
 /// CPU time consumed by the calling thread (Linux `CLOCK_THREAD_CPUTIME_ID`).
-fn thread_cpu() -> Duration {
+pub(crate) fn thread_cpu() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
