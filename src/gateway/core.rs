@@ -708,7 +708,7 @@ impl GatewayCore {
         };
         let r = self
             .ike
-            .initiate(now, peer, &child)
+            .initiate(now, peer, child.as_str())
             .map(|id| id.0)
             .map_err(|e| e.to_string());
         self.flush(now, sink);

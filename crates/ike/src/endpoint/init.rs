@@ -4,42 +4,82 @@
 use super::*;
 
 impl Endpoint {
-    /// Start an IKE SA (and its first Child SA `child`) with a configured peer: on
-    /// command or on an SPD PROTECT miss (acquire).
-    pub fn initiate(&mut self, now: Instant, peer: &str, child: &str) -> Result<IkeSaId, Error> {
+    /// Start a Child SA of config `child` (the peer's first child in config order when
+    /// None) with a configured peer: on command or on an SPD PROTECT miss (acquire).
+    /// When an IKE SA with that peer exists (established or still being set up), the
+    /// Child SA is negotiated inside it with CREATE_CHILD_SA and that IKE SA's id is
+    /// returned; when such a Child SA is already up or on its way, nothing more
+    /// happens. Otherwise a new IKE SA starts, with the Child SA in its IKE_AUTH.
+    pub fn initiate<'a>(
+        &mut self,
+        now: Instant,
+        peer: &str,
+        child: impl Into<Option<&'a str>>,
+    ) -> Result<IkeSaId, Error> {
         let pc = self
             .peers
             .iter()
             .find(|p| p.name == peer)
             .cloned()
             .ok_or_else(|| Error::UnknownPeer(peer.into()))?;
+        let child = child.into();
         let cfg = pc
             .children
             .iter()
-            .find(|c| c.name == child)
+            .find(|c| child.is_none_or(|n| c.name == n))
             .cloned()
             .ok_or_else(|| Error::UnknownChild {
                 peer: peer.into(),
-                child: child.into(),
+                child: child.unwrap_or_default().into(),
             })?;
         installable(&cfg, &self.esp_support).map_err(|_| Error::NotInstallable {
             peer: peer.into(),
-            child: child.into(),
+            child: cfg.name.clone(),
         })?;
+        if let Some(id) = self.ike_sa_with(peer) {
+            return self.with_sa(now, id, |_, sa| {
+                if !sa.has_child(&cfg.name) {
+                    sa.queue.push_back(Task::CreateChild(ChildReq {
+                        cfg,
+                        rekey_of: None,
+                    }));
+                }
+                Ok(id)
+            });
+        }
+        self.initiate_ike_sa(now, pc, cfg)
+    }
+
+    /// A new IKE SA with peer `pc` and the Child SA `cfg` in its IKE_AUTH.
+    pub(crate) fn initiate_ike_sa(
+        &mut self,
+        now: Instant,
+        pc: Arc<PeerConfig>,
+        cfg: ChildConfig,
+    ) -> Result<IkeSaId, Error> {
         let (Some(remote), Some(local)) = (pc.remote_addr, pc.local_addr) else {
-            return Err(Error::NoAddress(peer.into()));
+            return Err(Error::NoAddress(pc.name.clone()));
         };
-        self.start_initiator(
-            now,
-            pc,
-            local,
-            remote,
-            ChildReq {
-                cfg,
-                rekey_of: None,
-            },
-            Vec::new(),
-        )
+        let req = ChildReq {
+            cfg,
+            rekey_of: None,
+        };
+        self.start_initiator(now, pc, local, remote, req, Vec::new())
+    }
+
+    /// An IKE SA with peer config `peer` that is up or being set up by us, the
+    /// established one first.
+    fn ike_sa_with(&self, peer: &str) -> Option<IkeSaId> {
+        let usable = |s: &&IkeSa| {
+            s.peer.as_ref().is_some_and(|p| p.name == peer)
+                && matches!(
+                    s.state,
+                    SaState::Established | SaState::InitSent | SaState::AuthSent
+                )
+        };
+        let mut v: Vec<&IkeSa> = self.sas.values().filter(usable).collect();
+        v.sort_by_key(|s| (s.state != SaState::Established, s.id));
+        v.first().map(|s| s.id)
     }
 
     /// Takeover: renegotiate an IKE SA and all its Child SAs as initiator from a
@@ -198,7 +238,7 @@ impl Endpoint {
             mid: 0,
             bytes,
             tries: 0,
-            next: now + self.config.limits.retransmit_base,
+            next: now + self.retransmit_wait(sa, 0),
             pending: Pending::Init,
         });
         Ok(())
@@ -264,6 +304,7 @@ impl Endpoint {
         sa.keys = Some(crypto::derive_ike_keys(
             &suite, &seed, &sa.ni, nr, sa.spi_i, sa.spi_r,
         ));
+        self.log_keys(sa);
         if let Some((l, r)) = detect_nat(p, sa.spi_i, sa.spi_r, local, remote) {
             sa.nat_local = l;
             sa.nat_remote = r;

@@ -54,7 +54,7 @@ use payloads::*;
 use sa::*;
 use select::*;
 
-pub use events::{ChildSa, Error, Event, IkeSaId, Transmit};
+pub use events::{ChildSa, Error, Event, IkeKeyLog, IkeSaId, Transmit};
 pub use status::{ChildInfo, IkeSaInfo, SaState};
 
 /// All IKE SAs of one gateway.
@@ -75,6 +75,8 @@ pub struct Endpoint {
     wall: (Instant, SystemTime),
     /// The ESP transforms the data plane can install: nothing else is negotiated.
     esp_support: EspSupport,
+    /// Report the keys of every IKE SA (`Event::IkeKeys`) for a key log.
+    key_log: bool,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -116,6 +118,7 @@ impl Endpoint {
             cookie: CookieState::new(secret),
             wall: (Instant::now(), SystemTime::now()),
             esp_support: EspSupport::default(),
+            key_log: false,
         }
     }
 
@@ -137,6 +140,31 @@ impl Endpoint {
     /// Child SA is proposed or accepted with another transform; established ones stay.
     pub fn set_esp_support(&mut self, support: EspSupport) {
         self.esp_support = support;
+    }
+
+    /// Report the keys of each new IKE SA as an `Event::IkeKeys` (off by default), so
+    /// that the daemon can write Wireshark's IKEv2 decryption table.
+    pub fn set_key_log(&mut self, on: bool) {
+        self.key_log = on;
+    }
+
+    /// The key log event of `sa`, when asked for and its keys exist.
+    fn log_keys(&mut self, sa: &IkeSa) {
+        let (true, Some(k), Some(s)) = (self.key_log, sa.keys.as_ref(), sa.suite) else {
+            return;
+        };
+        let keys = IkeKeyLog {
+            spi_i: sa.spi_i,
+            spi_r: sa.spi_r,
+            encr: s.encr,
+            encr_bits: s.encr_bits,
+            integ: s.integ,
+            sk_ei: k.sk_ei.clone(),
+            sk_er: k.sk_er.clone(),
+            sk_ai: k.sk_ai.clone(),
+            sk_ar: k.sk_ar.clone(),
+        };
+        self.events.push_back(Event::IkeKeys { id: sa.id, keys });
     }
 
     /// Replace the configuration (reload). Established SAs keep the peer config they

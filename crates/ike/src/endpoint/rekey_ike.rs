@@ -144,6 +144,7 @@ impl Endpoint {
         old.rekey_at = None;
         old.dpd_at = None;
         old.expire_at = Some(now + Duration::from_secs(60));
+        self.log_keys(&new);
         self.report_ike_rekeyed(old.id, &new);
         self.put(new);
     }

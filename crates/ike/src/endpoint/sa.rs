@@ -67,6 +67,31 @@ pub(super) enum Task {
 }
 
 impl IkeSa {
+    /// Is a Child SA of config `name` up (and not being replaced or deleted), or on
+    /// its way (in IKE_AUTH, queued or in flight)?
+    pub(super) fn has_child(&self, name: &str) -> bool {
+        let up = self
+            .children
+            .iter()
+            .any(|c| c.sa.name == name && !c.rekeyed);
+        let first = self
+            .first_child
+            .as_ref()
+            .is_some_and(|r| r.cfg.name == name);
+        let queued = self
+            .queue
+            .iter()
+            .any(|t| matches!(t, Task::CreateChild(r) if r.cfg.name == name));
+        let sent = match self.outstanding.as_ref().map(|o| &o.pending) {
+            Some(Pending::CreateChild { child, .. }) => child.cfg.name == name,
+            Some(Pending::Auth {
+                child: Some((r, _)),
+            }) => r.cfg.name == name,
+            _ => false,
+        };
+        up || first || queued || sent
+    }
+
     /// Is a DELETE of this Child SA queued or in flight?
     pub(super) fn deleting_child(&self, spi_in: u32) -> bool {
         let queued = self
