@@ -249,3 +249,28 @@ fn refusals_say_what_was_received_and_what_is_configured() {
         "{why:?}"
     );
 }
+
+#[test]
+fn ike_sa_ids_are_numbers_printed_with_a_hash() {
+    let mut p = Pair::new(client_cfg(b"secret"), gw_cfg(b"secret"), Net::CLEAN, 9);
+    let id = p.client.initiate(p.now, "gw", "net").unwrap();
+    assert!(p.run_until(Duration::from_secs(5), both_up));
+    assert_eq!(id.to_string(), "#1");
+    let gw_id = Pair::ike_up(&p.ev_gw)[0];
+    assert_eq!(gw_id.to_string(), "#1");
+    // A rekeyed IKE SA gets the next number; its SPIs are in the status.
+    p.gw.rekey_ike(p.now, gw_id).unwrap();
+    assert!(p.run_until(Duration::from_secs(5), |p| p
+        .ev_gw
+        .iter()
+        .any(|e| matches!(e, Event::IkeSaRekeyed { .. }))));
+    p.run_until(Duration::from_secs(2), |_| false);
+    let st = p.gw.sas(p.now);
+    assert_eq!(st.len(), 1);
+    assert_eq!(st[0].id.to_string(), "#2");
+    assert_ne!((st[0].spi_i, st[0].spi_r), (0, 0));
+    // Messages still find their SA by SPI: a liveness check is answered.
+    p.gw.dpd(p.now, st[0].id).unwrap();
+    p.run_until(Duration::from_secs(2), |_| false);
+    assert_eq!((p.gw.len(), p.client.len()), (1, 1));
+}

@@ -9,7 +9,8 @@ use crate::crypto::CryptoError;
 use crate::message::TrafficSelector;
 use crate::record::{ChildRecord, IkeRecord};
 
-/// An IKE SA, named by our own SPI of it.
+/// An IKE SA: a number given in order of creation (a rekeyed IKE SA gets a new
+/// one), printed `#12` everywhere; its SPIs are in [`super::IkeSaInfo`] and the records.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
@@ -17,7 +18,7 @@ pub struct IkeSaId(pub u64);
 
 impl std::fmt::Display for IkeSaId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:016x}", self.0)
+        write!(f, "#{}", self.0)
     }
 }
 

@@ -158,8 +158,9 @@ impl Endpoint {
             .ike_proposals
             .first()
             .ok_or_else(|| Error::NoProposal(pc.name.clone()))?;
-        let spi = self.new_ike_spi();
-        let mut sa = IkeSa::new(IkeSaId(spi), true, local, remote);
+        let id = self.next_id();
+        let spi = self.new_ike_spi(id);
+        let mut sa = IkeSa::new(id, true, local, remote);
         sa.spi_i = spi;
         sa.local_id = Some(pc.local_id.to_wire());
         sa.peer = Some(pc);

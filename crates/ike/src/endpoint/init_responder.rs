@@ -200,9 +200,10 @@ impl Endpoint {
         ni: &[u8],
         shared: &[u8],
     ) -> IkeSa {
-        let spi_r = self.new_ike_spi();
+        let id = self.next_id();
+        let spi_r = self.new_ike_spi(id);
         let nr = self.nonce();
-        let mut sa = IkeSa::new(IkeSaId(spi_r), false, local, remote);
+        let mut sa = IkeSa::new(id, false, local, remote);
         sa.spi_i = header.spi_i;
         sa.spi_r = spi_r;
         sa.state = SaState::HalfOpen;

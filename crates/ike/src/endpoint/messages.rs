@@ -153,7 +153,10 @@ impl Endpoint {
         } else {
             header.spi_i
         };
-        let Some(mut sa) = self.take(IkeSaId(ours)) else {
+        let Some(&id) = self.spi_index.get(&ours) else {
+            return;
+        };
+        let Some(mut sa) = self.take(id) else {
             return;
         };
         let consistent = sa.initiator != header.from_initiator()

@@ -67,6 +67,10 @@ pub struct Endpoint {
     init_index: HashMap<(SocketAddr, u64), IkeSaId>,
     /// Child SAs by inbound SPI.
     child_index: HashMap<u32, IkeSaId>,
+    /// IKE SAs by our SPI (also SPIs reserved for an IKE SA rekey in flight).
+    spi_index: HashMap<u64, IkeSaId>,
+    /// The number of the next IKE SA.
+    next_id: u64,
     timers: BTreeSet<(Instant, IkeSaId)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -112,6 +116,8 @@ impl Endpoint {
             sas: HashMap::new(),
             init_index: HashMap::new(),
             child_index: HashMap::new(),
+            spi_index: HashMap::new(),
+            next_id: 1,
             timers: BTreeSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -239,6 +245,7 @@ impl Endpoint {
             .map(|s| s.size_estimate() + per_entry)
             .sum::<usize>()
             + self.child_index.len() * 16
+            + self.spi_index.len() * 24
             + self.timers.len() * 32
     }
 
@@ -248,12 +255,28 @@ impl Endpoint {
         u64::from_be_bytes(b)
     }
 
-    fn new_ike_spi(&mut self) -> u64 {
+    /// The number of a new IKE SA.
+    fn next_id(&mut self) -> IkeSaId {
+        let id = IkeSaId(self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    /// A new SPI of ours, unique among our IKE SAs, registered for `owner`.
+    fn new_ike_spi(&mut self, owner: IkeSaId) -> u64 {
         loop {
             let s = self.random_u64();
-            if s != 0 && !self.sas.contains_key(&IkeSaId(s)) {
+            if s != 0 && !self.spi_index.contains_key(&s) {
+                self.spi_index.insert(s, owner);
                 return s;
             }
+        }
+    }
+
+    /// Forget the SPI `spi` when it is registered for `owner`.
+    fn release_spi(&mut self, spi: u64, owner: IkeSaId) {
+        if self.spi_index.get(&spi) == Some(&owner) {
+            self.spi_index.remove(&spi);
         }
     }
 
@@ -308,6 +331,10 @@ impl Endpoint {
 
     /// Forget an SA (already taken out), reporting its children and itself.
     fn destroy(&mut self, mut sa: IkeSa, reason: &str, report: bool) {
+        self.release_spi(sa.our_spi(), sa.id);
+        if let Some(s) = sa.reserved_spi.take() {
+            self.release_spi(s, sa.id);
+        }
         if let Some(d) = sa.deadline.take() {
             self.timers.remove(&(d, sa.id));
         }

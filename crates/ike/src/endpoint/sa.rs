@@ -67,6 +67,15 @@ pub(super) enum Task {
 }
 
 impl IkeSa {
+    /// Our SPI of this SA (the one the peer's messages name us by).
+    pub(super) fn our_spi(&self) -> u64 {
+        if self.initiator {
+            self.spi_i
+        } else {
+            self.spi_r
+        }
+    }
+
     /// Is a Child SA of config `name` up (and not being replaced or deleted), or on
     /// its way (in IKE_AUTH, queued or in flight)?
     pub(super) fn has_child(&self, name: &str) -> bool {
@@ -147,6 +156,8 @@ pub(super) struct IkeSa {
     pub(super) init_key: Option<(SocketAddr, u64)>,
     /// Renegotiated from a recovery record: the peer must prove this identity.
     pub(super) recovered_remote_id: Option<Identification>,
+    /// Our SPI of the IKE SA that our rekey in flight will create (reserved).
+    pub(super) reserved_spi: Option<u64>,
 }
 
 impl IkeSa {
@@ -194,6 +205,7 @@ impl IkeSa {
             reply_to: (local, remote),
             init_key: None,
             recovered_remote_id: None,
+            reserved_spi: None,
         }
     }
 

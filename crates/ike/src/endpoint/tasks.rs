@@ -168,7 +168,12 @@ impl Endpoint {
     pub(super) fn start_rekey_ike(&mut self, now: Instant, sa: &mut IkeSa) {
         let Some(pc) = sa.peer.clone() else { return };
         let Some(cur) = sa.proposal else { return };
-        let new_spi = self.new_ike_spi();
+        // Reserved (for this SA) until the new SA takes it over or the rekey fails.
+        if let Some(s) = sa.reserved_spi.take() {
+            self.release_spi(s, sa.id);
+        }
+        let new_spi = self.new_ike_spi(sa.id);
+        sa.reserved_spi = Some(new_spi);
         let ni = self.nonce();
         let Ok((dh, pubv)) = crypto::dh_generate(cur.dh, self.rng.as_mut()) else {
             return;
