@@ -119,6 +119,8 @@ fn ike_peer(p: &policy::Policy, peer: &policy::Peer) -> Result<ike::PeerConfig, 
         rand_time: peer.rekey_time / 10,
         dpd: peer.dpd_delay,
         initial_contact: true,
+        // The policy has no retransmit_* settings yet: the engine's defaults.
+        retransmit: None,
     })
 }
 
