@@ -284,7 +284,7 @@ pub enum Event {
     },
 }
 
-/// Errors from the commands of [`Endpoint`].
+/// Errors from the commands of [`crate::Endpoint`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// No peer with that name.
