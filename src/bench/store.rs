@@ -61,6 +61,12 @@ pub struct WriteRow {
     pub durable_p99_ms: f64,
     /// Largest, ms.
     pub durable_max_ms: f64,
+    /// CPU time of this process (gateway side: sealing, writer, SQLite), ms.
+    pub cpu_ms: f64,
+    /// CPU time of the etcd server (0 for the embedded store, which is in-process), ms.
+    pub server_cpu_ms: f64,
+    /// Records per CPU second of both together (independent of the box's load).
+    pub records_per_cpu_sec: f64,
 }
 
 /// The data path with the store idle and with the writer saturated.
@@ -108,12 +114,22 @@ fn open(name: &str) -> Result<Backend, BoxError> {
                 SEQ.fetch_add(1, Ordering::Relaxed)
             ));
             let store = EmbeddedStore::open(&dir.join("store.sqlite"), EmbeddedOptions::default())?;
-            Ok(Backend { name: "embedded", store: Arc::new(store), _etcd: None, dir: Some(dir) })
+            Ok(Backend {
+                name: "embedded",
+                store: Arc::new(store),
+                _etcd: None,
+                dir: Some(dir),
+            })
         }
         "etcd" => {
             let etcd = EtcdServer::start()?;
             let store = EtcdStore::connect(&[etcd.endpoint()], EtcdOptions::default())?;
-            Ok(Backend { name: "etcd", store: Arc::new(store), _etcd: Some(etcd), dir: None })
+            Ok(Backend {
+                name: "etcd",
+                store: Arc::new(store),
+                _etcd: Some(etcd),
+                dir: None,
+            })
         }
         other => Err(format!("no backend {other:?}: embedded or etcd").into()),
     }
@@ -121,14 +137,26 @@ fn open(name: &str) -> Result<Backend, BoxError> {
 
 fn book() -> Result<RecordBook, BoxError> {
     let ring = Keyring::single("bench", StoreKey::generate()?);
-    Ok(RecordBook::new(Keys::new("/plexgate/bench/", Arc::new(ring))))
+    Ok(RecordBook::new(Keys::new(
+        "/plexgate/bench/",
+        Arc::new(ring),
+    )))
 }
 
 /// The two records of SA number `n` (shaped like a road warrior behind NAT).
 fn sa_records(n: u64) -> [Record; 2] {
-    let spis = IkeSpis { initiator: 0x5eed_0000_0000_0000 | n, responder: 0x7a11_0000_0000_0000 | n };
+    let spis = IkeSpis {
+        initiator: 0x5eed_0000_0000_0000 | n,
+        responder: 0x7a11_0000_0000_0000 | n,
+    };
     let client = IpAddr::V4(Ipv4Addr::from(0xc633_0000 | (n as u32 & 0xffff)));
-    let host = |a: IpAddr| Selector { protocol: 0, start_port: 0, end_port: 65535, start: a, end: a };
+    let host = |a: IpAddr| Selector {
+        protocol: 0,
+        start_port: 0,
+        end_port: 65535,
+        start: a,
+        end: a,
+    };
     let dvipa = IpAddr::V4(Ipv4Addr::new(10, 100, 0, 10));
     let ike = IkeRecord {
         schema: SCHEMA_VERSION,
@@ -139,10 +167,22 @@ fn sa_records(n: u64) -> [Record; 2] {
         remote: SocketAddr::new(client, 4500),
         nat_local: false,
         nat_remote: true,
-        local_id: Identity { id_type: 2, data: b"gw.plexgate.test".to_vec() },
-        remote_id: Identity { id_type: 3, data: format!("user{n}@example.org").into_bytes() },
+        local_id: Identity {
+            id_type: 2,
+            data: b"gw.plexgate.test".to_vec(),
+        },
+        remote_id: Identity {
+            id_type: 3,
+            data: format!("user{n}@example.org").into_bytes(),
+        },
         auth_method: 2,
-        proposal: IkeProposal { encr: 20, encr_bits: 256, integ: None, prf: 7, dh: 31 },
+        proposal: IkeProposal {
+            encr: 20,
+            encr_bits: 256,
+            integ: None,
+            prf: 7,
+            dh: 31,
+        },
         established_unix_ms: 1_700_000_000_000 + n,
     };
     let child = ChildRecord {
@@ -150,15 +190,26 @@ fn sa_records(n: u64) -> [Record; 2] {
         ike: spis,
         peer: "roadwarriors".into(),
         child: "pool".into(),
-        spis: ChildSpis { spi_in: 0xc000_0000 | n as u32, spi_out: 0xd000_0000 | n as u32 },
+        spis: ChildSpis {
+            spi_in: 0xc000_0000 | n as u32,
+            spi_out: 0xd000_0000 | n as u32,
+        },
         protocol: 50,
-        proposal: EspProposal { encr: 20, encr_bits: 128, integ: None, dh: None },
+        proposal: EspProposal {
+            encr: 20,
+            encr_bits: 128,
+            integ: None,
+            dh: None,
+        },
         esn: false,
         mode: Mode::Tunnel,
         ts_local: vec![host(dvipa)],
         ts_remote: vec![host(client)],
         lifetimes: Lifetimes::default(),
-        udp_encap: Some(UdpEncap { local_port: 4500, remote_port: 4500 }),
+        udp_encap: Some(UdpEncap {
+            local_port: 4500,
+            remote_port: 4500,
+        }),
         dvipas: vec![dvipa],
         replaces: None,
         established_unix_ms: 1_700_000_000_000 + n,
@@ -166,10 +217,57 @@ fn sa_records(n: u64) -> [Record; 2] {
     [Record::Ike(ike), Record::Child(child)]
 }
 
-fn row(b: &Backend, mode: &'static str, sas: usize, w: &RecordWriter, first: Instant, handoff: Duration) -> WriteRow {
+/// CPU seconds of this process (all threads).
+fn self_cpu() -> f64 {
+    // SAFETY: rusage is plain integers, for which all zeroes is a valid value.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes one rusage into the valid pointer we pass.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// CPU seconds of the backend's server process, if it has one.
+fn server_cpu(b: &Backend) -> f64 {
+    let Some(pid) = b._etcd.as_ref().and_then(|e| e.pid()) else {
+        return 0.0;
+    };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which ends with ')'): utime and stime are 14, 15.
+    let rest = stat.rsplit_once(')').map_or("", |r| r.1);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // SAFETY: sysconf has no memory arguments.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / hz
+}
+
+/// CPU seconds of (this process, the server) at one moment.
+#[derive(Clone, Copy)]
+struct Cpu(f64, f64);
+
+impl Cpu {
+    fn now(b: &Backend) -> Cpu {
+        Cpu(self_cpu(), server_cpu(b))
+    }
+}
+
+fn row(
+    b: &Backend,
+    mode: &'static str,
+    sas: usize,
+    w: &RecordWriter,
+    first: Instant,
+    handoff: Duration,
+    cpu0: Cpu,
+) -> WriteRow {
     let st = w.status();
     let records = st.counters.written;
     let elapsed = first.elapsed().as_secs_f64();
+    let cpu = Cpu::now(b);
+    let (own, server) = (cpu.0 - cpu0.0, cpu.1 - cpu0.1);
     WriteRow {
         backend: b.name,
         mode,
@@ -180,6 +278,9 @@ fn row(b: &Backend, mode: &'static str, sas: usize, w: &RecordWriter, first: Ins
         durable_p50_ms: st.latency.p50_us / 1000.0,
         durable_p99_ms: st.latency.p99_us / 1000.0,
         durable_max_ms: st.latency.max_us / 1000.0,
+        cpu_ms: own * 1000.0,
+        server_cpu_ms: server * 1000.0,
+        records_per_cpu_sec: records as f64 / (own + server).max(1e-9),
     }
 }
 
@@ -195,6 +296,7 @@ fn wait(w: &RecordWriter) -> Result<(), BoxError> {
 fn burst(b: &Backend, sas: usize) -> Result<WriteRow, BoxError> {
     let w = RecordWriter::spawn(b.store.clone(), Some(book()?), WriterConfig::default())?;
     let records: Vec<Record> = (0..sas as u64).flat_map(sa_records).collect();
+    let cpu0 = Cpu::now(b);
     let first = Instant::now();
     for r in records {
         if !w.put_record(r) {
@@ -203,12 +305,13 @@ fn burst(b: &Backend, sas: usize) -> Result<WriteRow, BoxError> {
     }
     let handoff = first.elapsed();
     wait(&w)?;
-    Ok(row(b, "burst", sas, &w, first, handoff))
+    Ok(row(b, "burst", sas, &w, first, handoff, cpu0))
 }
 
 /// Hand the records over at [`PACED_RATE`] SAs per second.
 fn paced(b: &Backend, sas: usize) -> Result<WriteRow, BoxError> {
     let w = RecordWriter::spawn(b.store.clone(), Some(book()?), WriterConfig::default())?;
+    let cpu0 = Cpu::now(b);
     let first = Instant::now();
     let mut handoff = Duration::ZERO;
     for n in 0..sas as u64 {
@@ -223,7 +326,7 @@ fn paced(b: &Backend, sas: usize) -> Result<WriteRow, BoxError> {
         handoff += t.elapsed();
     }
     wait(&w)?;
-    Ok(row(b, "paced", sas, &w, first, handoff))
+    Ok(row(b, "paced", sas, &w, first, handoff, cpu0))
 }
 
 /// Median of the per-pair raw/path ratios and of the path ns per packet, over
@@ -302,8 +405,8 @@ fn print_write(r: &WriteRow, as_json: bool) {
         println!("{}", json!(r));
     } else {
         println!(
-            "{:<9} {:<6} {:>7} SAs {:>8} records {:>9.0} rec/s  hand-over {:>6.0} ns  durable p50 {:>8.2} ms p99 {:>8.2} ms max {:>8.2} ms",
-            r.backend, r.mode, r.sas, r.records, r.records_per_sec, r.handoff_ns, r.durable_p50_ms, r.durable_p99_ms, r.durable_max_ms
+            "{:<9} {:<6} {:>7} SAs {:>8} records {:>9.0} rec/s ({:>6.0} per CPU s)  hand-over {:>6.0} ns  durable p50 {:>8.2} ms p99 {:>8.2} ms max {:>8.2} ms",
+            r.backend, r.mode, r.sas, r.records, r.records_per_sec, r.records_per_cpu_sec, r.handoff_ns, r.durable_p50_ms, r.durable_p99_ms, r.durable_max_ms
         );
     }
 }
@@ -321,7 +424,12 @@ fn print_datapath(r: &DatapathRow, as_json: bool) {
 
 /// `plexgate bench store`: `backends` among `embedded`, `etcd`; `counts` SA counts;
 /// `seconds` per half of the data-path comparison (0: skip it).
-pub fn store(as_json: bool, backends: &[String], counts: &[usize], seconds: f64) -> Result<(), BoxError> {
+pub fn store(
+    as_json: bool,
+    backends: &[String],
+    counts: &[usize],
+    seconds: f64,
+) -> Result<(), BoxError> {
     for name in backends {
         for &sas in counts {
             let b = open(name)?;

@@ -116,9 +116,10 @@ impl RecordWriter {
         });
         let backend = store.backend().name();
         let s = shared.clone();
+        let book_w = shared.lock().queue.book().cloned();
         let thread = std::thread::Builder::new()
             .name("record-writer".into())
-            .spawn(move || run(&s, store.as_ref(), &cfg))?;
+            .spawn(move || run(&s, store.as_ref(), book_w.as_ref(), &cfg))?;
         Ok(RecordWriter {
             shared,
             backend,
@@ -212,7 +213,7 @@ impl Drop for RecordWriter {
 }
 
 /// The writer thread.
-fn run(shared: &Shared, store: &dyn Store, cfg: &WriterConfig) {
+fn run(shared: &Shared, store: &dyn Store, book: Option<&RecordBook>, cfg: &WriterConfig) {
     let mut pause = cfg.retry_min;
     loop {
         let batch = {
@@ -227,10 +228,10 @@ fn run(shared: &Shared, store: &dyn Store, cfg: &WriterConfig) {
             s.in_flight = true;
             s.queue.take_batch(cfg.batch)
         };
-        let result = match batch {
-            Ok(b) if b.is_empty() => sweep(shared, store),
-            Ok(b) => write(shared, store, b),
-            Err(e) => Err(crate::StoreError::Refused(format!("sealing failed: {e}"))),
+        let result = if batch.is_empty() {
+            sweep(shared, store)
+        } else {
+            write(shared, store, batch, book)
         };
         let mut s = shared.lock();
         s.in_flight = false;
@@ -273,8 +274,13 @@ fn run(shared: &Shared, store: &dyn Store, cfg: &WriterConfig) {
 
 /// Write one batch without holding the lock (the gateway keeps queueing meanwhile),
 /// then account for it under the lock.
-fn write(shared: &Shared, store: &dyn Store, batch: queue::Batch) -> Result<(), crate::StoreError> {
-    let written = queue::write_batch(store, batch);
+fn write(
+    shared: &Shared,
+    store: &dyn Store,
+    batch: queue::Batch,
+    book: Option<&RecordBook>,
+) -> Result<(), crate::StoreError> {
+    let written = queue::write_batch(store, batch, book);
     let mut s = shared.lock();
     let now = Instant::now();
     match written {
