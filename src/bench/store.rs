@@ -86,6 +86,14 @@ pub struct DatapathRow {
     pub records_per_sec_during: f64,
     /// The longest single hand-over to the writer during that half, µs.
     pub max_handoff_us: f64,
+    /// Hand-overs made during that half.
+    pub handoffs: u64,
+    /// Times the handing thread blocked (voluntary context switch) inside a
+    /// hand-over: waiting on the store or the writer would show here.
+    pub handoff_blocked: i64,
+    /// Times it was preempted by the scheduler inside one (CPU contention: the
+    /// longest hand-over is one of these).
+    pub handoff_preempted: i64,
 }
 
 /// A store of one backend, with what keeps it alive.
@@ -353,10 +361,32 @@ fn median(v: &mut [f64]) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// Keep the writer saturated until `stop`; returns (records handed over, the
-/// longest single hand-over).
-fn saturate(w: &RecordWriter, stop: &AtomicBool) -> (u64, Duration) {
-    let (mut n, mut worst) = (0u64, Duration::ZERO);
+/// Context switches of the calling thread so far: (voluntary, involuntary). A
+/// voluntary one means the thread blocked (a lock, I/O); an involuntary one that the
+/// scheduler preempted it.
+fn switches() -> (i64, i64) {
+    // SAFETY: rusage is plain integers, for which all zeroes is a valid value.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes one rusage into the valid pointer we pass.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
+    (u.ru_nvcsw, u.ru_nivcsw)
+}
+
+/// What the saturating thread saw of its own hand-overs.
+#[derive(Default)]
+struct Fed {
+    records: u64,
+    worst: Duration,
+    /// Times the thread blocked inside a hand-over.
+    blocked: i64,
+    /// Times it was preempted inside a hand-over.
+    preempted: i64,
+}
+
+/// Keep the writer saturated until `stop`.
+fn saturate(w: &RecordWriter, stop: &AtomicBool) -> Fed {
+    let mut fed = Fed::default();
+    let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         if w.status().pending > SATURATION_BACKLOG {
             std::thread::sleep(Duration::from_millis(1));
@@ -364,14 +394,20 @@ fn saturate(w: &RecordWriter, stop: &AtomicBool) -> (u64, Duration) {
         }
         for _ in 0..1000 {
             for r in sa_records(n) {
+                let (v0, i0) = switches();
                 let t = Instant::now();
                 w.put_record(r);
-                worst = worst.max(t.elapsed());
+                let took = t.elapsed();
+                let (v1, i1) = switches();
+                fed.worst = fed.worst.max(took);
+                fed.blocked += v1 - v0;
+                fed.preempted += i1 - i0;
             }
             n += 1;
         }
     }
-    (2 * n, worst)
+    fed.records = 2 * n;
+    fed
 }
 
 fn datapath_under_writes(b: &Backend, seconds: f64) -> Result<DatapathRow, BoxError> {
@@ -380,7 +416,7 @@ fn datapath_under_writes(b: &Backend, seconds: f64) -> Result<DatapathRow, BoxEr
     let w = RecordWriter::spawn(b.store.clone(), Some(book()?), WriterConfig::default())?;
     let stop = AtomicBool::new(false);
     let started = Instant::now();
-    let ((ratio_writing, path_ns_writing), (_, worst), written) = std::thread::scope(|s| {
+    let ((ratio_writing, path_ns_writing), fed, written) = std::thread::scope(|s| {
         let feeder = s.spawn(|| saturate(&w, &stop));
         let r = datapath_ratio(&mut f, seconds);
         let written = w.status().counters.written;
@@ -396,7 +432,10 @@ fn datapath_under_writes(b: &Backend, seconds: f64) -> Result<DatapathRow, BoxEr
         path_ns_idle,
         path_ns_writing,
         records_per_sec_during: written as f64 / elapsed,
-        max_handoff_us: worst.as_secs_f64() * 1e6,
+        max_handoff_us: fed.worst.as_secs_f64() * 1e6,
+        handoffs: fed.records,
+        handoff_blocked: fed.blocked,
+        handoff_preempted: fed.preempted,
     })
 }
 
@@ -416,8 +455,9 @@ fn print_datapath(r: &DatapathRow, as_json: bool) {
         println!("{}", json!(r));
     } else {
         println!(
-            "{:<9} datapath ratio idle {:.3} / writing {:.3}; path {:.0} / {:.0} ns/pkt; {:.0} records/s meanwhile; longest hand-over {:.1} µs",
-            r.backend, r.ratio_idle, r.ratio_writing, r.path_ns_idle, r.path_ns_writing, r.records_per_sec_during, r.max_handoff_us
+            "{:<9} datapath ratio idle {:.3} / writing {:.3}; path {:.0} / {:.0} ns/pkt; {:.0} records/s meanwhile; {} hand-overs: blocked {} times, preempted {} times, longest {:.1} µs",
+            r.backend, r.ratio_idle, r.ratio_writing, r.path_ns_idle, r.path_ns_writing, r.records_per_sec_during,
+            r.handoffs, r.handoff_blocked, r.handoff_preempted, r.max_handoff_us
         );
     }
 }
