@@ -248,6 +248,24 @@ impl Distributor {
         true
     }
 
+    /// [`Distributor::take_over`] at the ownership epoch the shared store gave
+    /// (targets follow the highest); returns false if `dvipa` is unknown.
+    pub fn take_over_at(&mut self, dvipa: IpAddr, _epoch: u64) -> bool {
+        self.take_over(dvipa)
+    }
+
+    /// Stop routing `dvipa` (another gateway owns it now); returns false if it
+    /// is unknown.
+    pub fn release(&mut self, dvipa: IpAddr) -> bool {
+        match self.dvipas.iter_mut().find(|d| d.cfg.dvipa == dvipa) {
+            Some(d) => {
+                d.routing = false;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Set the weight of `target` for every port of `dvipa`; 0 drains it.
     pub fn set_weight(&mut self, dvipa: IpAddr, target: NodeId, weight: u16) {
         self.dpt.set_weight(dvipa, target, weight);
