@@ -186,11 +186,15 @@ impl fmt::Display for Policy {
             fmt_dvipa(f, self, d)?;
         }
         for l in &self.links {
-            writeln!(
+            write!(
                 f,
                 "link {}: {} {} in {} <-> {}",
                 l.name, l.interface, l.local, l.subnet, l.remote
             )?;
+            if l.gateway != self.gateway_name() {
+                write!(f, " (gateway {} to target {})", l.gateway, l.target)?;
+            }
+            writeln!(f)?;
         }
         if let Some(c) = &self.cluster {
             writeln!(
@@ -205,7 +209,10 @@ impl fmt::Display for Policy {
             let peers: Vec<String> = ha
                 .peers
                 .iter()
-                .map(|p| format!("{} {} (rank {})", p.name, p.address, p.rank))
+                .map(|p| match p.id {
+                    Some(id) => format!("{} {} (id {id}, rank {})", p.name, p.address, p.rank),
+                    None => format!("{} {} (rank {})", p.name, p.address, p.rank),
+                })
                 .collect();
             writeln!(
                 f,

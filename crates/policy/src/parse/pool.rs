@@ -127,13 +127,36 @@ pub(super) fn link(mut t: Table<'_, '_>, cx: &mut Cx) -> Link {
     // `remote` may be left out: it defaults to the address of the target on the
     // link (filled in by validation).
     let remote = parsed(&mut t, cx, "remote", false, addr::parse_ip).unwrap_or(PLACEHOLDER_IP);
-    t.finish(cx, &["name", "interface", "local", "subnet", "remote"]);
+    // `gateway` and `target` default to this file's gateway and to the target
+    // whose `link` names this link (filled in by validation).
+    let gateway = t
+        .string(cx, "gateway", false)
+        .map(|(s, _)| s)
+        .unwrap_or_default();
+    let target = t
+        .string(cx, "target", false)
+        .map(|(s, _)| s)
+        .unwrap_or_default();
+    t.finish(
+        cx,
+        &[
+            "name",
+            "interface",
+            "local",
+            "subnet",
+            "remote",
+            "gateway",
+            "target",
+        ],
+    );
     Link {
         name,
         interface,
         local,
         subnet,
         remote,
+        gateway,
+        target,
     }
 }
 
