@@ -28,6 +28,7 @@ const CLIENT_IN: &str = "192.168.77.1";
 const DVIPA: &str = "10.200.0.20";
 const PORT: u16 = 80;
 const TARGETS: usize = 3;
+const CLUSTER_KEY: &[u8] = b"plexgate-distribution-test-cluster-key-0123456789";
 
 struct Lab {
     // Field order = drop order: processes before namespaces.
@@ -59,12 +60,7 @@ fn policy(dir: &Path, dvipa_extra: &str) -> PathBuf {
     site.targets = (0..TARGETS)
         .map(|i| TargetLink::new(&tname(i), &host(i), Ipv4Addr::new(10, 9, i as u8 + 1, 1)))
         .collect();
-    site.write(
-        dir,
-        PSK.as_bytes(),
-        b"plexgate-distribution-test-cluster-key-0123456789",
-    )
-    .unwrap()
+    site.write(dir, PSK.as_bytes(), CLUSTER_KEY).unwrap()
 }
 
 /// How the lab is brought up.
@@ -681,4 +677,134 @@ fn bulk_transfers_over_gre_are_byte_exact_both_ways() {
     // whole over GRE, the gateway would have sealed ~400 giant ESP packets. Every
     // ESP packet must carry one segment of at most the path MTU.
     assert!(l.esp_out_packets() as usize > LEN / 1500, "{}", l.logs());
+}
+
+/// The kernel's count of UDP datagrams that found no socket (`/proc/net/snmp`
+/// `Udp: NoPorts`) in `ns`.
+fn udp_no_ports(ns: &Netns) -> u64 {
+    let out = ns
+        .exec_ok_timeout(&["cat", "/proc/net/snmp"], Duration::from_secs(5))
+        .unwrap();
+    let udp: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|x| x.starts_with("Udp:"))
+        .collect();
+    let (names, values) = (udp[0].split_whitespace(), udp[1].split_whitespace());
+    names
+        .zip(values)
+        .find(|(n, _)| *n == "NoPorts")
+        .and_then(|(_, v)| v.parse().ok())
+        .expect("Udp NoPorts in /proc/net/snmp")
+}
+
+/// A UDP datagram from `src` (any address, spoofed if need be) to `dst`, sent
+/// with a raw socket in `ns` (python3, as the spoofed GRE above).
+fn send_udp_raw(ns: &Netns, src: &str, dst: &str, port: u16, payload: &[u8]) {
+    let script = format!(
+        r#"
+import socket, struct
+def csum(b):
+    if len(b) % 2: b += b'\0'
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return (~s) & 0xffff
+data = bytes.fromhex('{hex}')
+udp = struct.pack('!HHHH', 40000, {port}, 8 + len(data), 0) + data
+h = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, socket.inet_aton('{src}'), socket.inet_aton('{dst}'))
+h = h[:10] + struct.pack('!H', csum(h)) + h[12:]
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+s.sendto(h + udp, ('{dst}', 0))
+"#,
+        hex = payload
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    ns.exec_ok_timeout(&["python3", "-c", &script], Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("python3 raw send: {e}"));
+}
+
+/// #15: the cluster channel under attack. One message signed with the site key,
+/// claiming to come from web-1 with a sequence number near 2^64 and saying its
+/// listener is gone, used to push the gateway's window for web-1 so far that
+/// every real message of web-1 was refused as a replay. Now: the channel is not
+/// reachable on the gateway VIPA or a wildcard; from the internet or from
+/// another link it is refused and counted (`misrouted`); even from web-1's own
+/// address on its own link it is held (`unsynced`), never applied, and web-1's
+/// real messages keep counting.
+#[test]
+fn forged_cluster_messages_change_nothing() {
+    let mut l = lab("dist-forged", "", Mode::Ipsec);
+    assert_no_errors(&l.requests(3), &l);
+    // Only link addresses listen on the cluster port: no wildcard, no VIPA.
+    let ss = l
+        .ns("gw")
+        .exec_ok_timeout(&["ss", "-H", "-uln"], Duration::from_secs(5))
+        .unwrap();
+    let bound: Vec<String> = ss
+        .stdout
+        .lines()
+        .filter_map(|x| x.split_whitespace().nth(3).map(String::from))
+        .filter(|a| a.ends_with(":7600"))
+        .collect();
+    let mut want: Vec<String> = (1..=TARGETS)
+        .map(|n| format!("10.9.{n}.1%web{n}:7600"))
+        .collect();
+    let mut got = bound.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "cluster sockets: {bound:?}");
+    let forged = plexgate_distrib::cluster::seal_with(
+        &plexgate_distrib::ClusterKey::new(CLUSTER_KEY),
+        plexgate_distrib::NodeId(node(0) as u32),
+        u64::MAX - 10,
+        &plexgate_distrib::Message::SrvStat {
+            target: plexgate_distrib::NodeId(node(0) as u32),
+            dvipa: DVIPA.parse().unwrap(),
+            port: PORT,
+            listening: false,
+        },
+    );
+    // From the internet: to the gateway VIPA, and to web-1's link address
+    // (routed through the gateway): no socket takes them (the link's socket
+    // is bound to the link's interface), the kernel counts them as UDP
+    // datagrams to no port.
+    let no_ports = udp_no_ports(l.ns("gw"));
+    l.ns("client").route_via("10.9.1.0/30", GW_OUT).unwrap();
+    send_udp_raw(l.ns("client"), CLIENT_OUT, GW_OUT, 7600, &forged);
+    send_udp_raw(l.ns("client"), CLIENT_OUT, "10.9.1.1", 7600, &forged);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while udp_no_ports(l.ns("gw")) < no_ports + 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the forged datagrams never reached the gateway"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // From web-2's link, with web-1's address as source, to web-2's link
+    // address: the socket of web-2's link takes it; web-1 is not on that link.
+    send_udp_raw(l.ns(&host(1)), "10.9.1.2", "10.9.2.1", 7600, &forged);
+    l.gw.wait_status("misrouted counter", Duration::from_secs(10), |s| {
+        s["distrib_drops"]["misrouted"].as_u64().unwrap_or(0) >= 1
+    });
+    assert_eq!(plexgate::status::listening_targets(&l.gw.status()), TARGETS);
+    // From web-1's own address on its own link (a key holder on that link).
+    send_udp_raw(l.ns(&host(0)), "10.9.1.2", "10.9.1.1", 7600, &forged);
+    let s =
+        l.gw.wait_status("unsynced counter", Duration::from_secs(10), |s| {
+            s["distrib_drops"]["unsynced"].as_u64().unwrap_or(0) >= 1
+        });
+    // Held, not applied: web-1 still listens.
+    assert_eq!(plexgate::status::listening_targets(&s), TARGETS, "{s}");
+    assert_eq!(l.drops("misrouted"), 1);
+    // web-1's real messages still count: its server stops, the gateway hears it.
+    let served = l.servers[0].take().unwrap().stop();
+    assert!(served <= 3);
+    l.wait_listeners(TARGETS - 1);
+    let got = l.requests(6);
+    assert_no_errors(&got, &l);
+    assert_eq!(got.get(&tname(0)), None, "{got:?}");
+    assert_eq!(l.drops("replayed"), 0, "{}", l.logs());
+    drop(l.dir);
 }

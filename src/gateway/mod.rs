@@ -195,9 +195,9 @@ fn open_io(p: &plexgate_policy::Policy, nodes: &plexgate_distrib::NodeMap) -> Re
 }
 
 /// The cluster channel listens on this gateway's address on each link that has
-/// a target, and on its `[ha] address` for the other gateways — never on a
-/// wildcard or a gateway VIPA (#15) — and sends to each node from the socket of
-/// that node's link.
+/// a target (bound to the link's interface too), and on its `[ha] address` for
+/// the other gateways — never on a wildcard or a gateway VIPA (#15) — and sends
+/// to each node from the socket of that node's link.
 #[allow(clippy::type_complexity)]
 fn cluster_sockets(
     p: &plexgate_policy::Policy,
@@ -210,22 +210,27 @@ fn cluster_sockets(
     BoxError,
 > {
     let port = p.cluster.as_ref().map(|c| c.port).unwrap_or(7600);
-    let mut binds: Vec<(plexgate_distrib::LinkId, std::net::IpAddr)> = p
+    // (link, our address on it, its interface)
+    let mut binds: Vec<(plexgate_distrib::LinkId, std::net::IpAddr, Option<String>)> = p
         .targets
         .iter()
         .enumerate()
         .filter_map(|(i, t)| {
             let l = p.link(&t.link)?;
-            Some((plexgate_distrib::LinkId(i as u32), l.local))
+            Some((
+                plexgate_distrib::LinkId(i as u32),
+                l.local,
+                Some(l.interface.clone()),
+            ))
         })
         .collect();
     if let Some(a) = p.ha.as_ref().and_then(|h| h.address) {
-        binds.push((crate::cluster::PEER_LINK, a));
+        binds.push((crate::cluster::PEER_LINK, a, net::interface_of(a)));
     }
     let mut sockets = Vec::new();
-    for (link, a) in binds {
+    for (link, a, dev) in binds {
         let local = SocketAddr::new(a, port);
-        let sock = net::udp_socket_on_link(local)
+        let sock = net::udp_socket_on_link(local, dev.as_deref())
             .map_err(|e| format!("bind cluster socket {local}: {e}"))?;
         sockets.push(io::ClusterSocket {
             link,

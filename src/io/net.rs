@@ -82,10 +82,12 @@ fn free_bind(s: &Socket, a: IpAddr) -> io::Result<()> {
     }
 }
 
-/// A UDP socket bound to `addr` as [`udp_socket`], where `addr` may not be usable
-/// yet (a link address during IPv6 duplicate address detection): for the cluster
-/// channel, which listens on link addresses only.
-pub fn udp_socket_on_link(addr: SocketAddr) -> io::Result<Socket> {
+/// A UDP socket bound to `addr` as [`udp_socket`], and to `device` when given
+/// (then only datagrams that arrived on that interface reach it: a spoofer on
+/// another link cannot reach it even with this address as destination), where
+/// `addr` may not be usable yet (a link address during IPv6 duplicate address
+/// detection): for the cluster channel, which listens on link addresses only.
+pub fn udp_socket_on_link(addr: SocketAddr, device: Option<&str>) -> io::Result<Socket> {
     let dom = if addr.is_ipv4() {
         Domain::IPV4
     } else {
@@ -96,10 +98,68 @@ pub fn udp_socket_on_link(addr: SocketAddr) -> io::Result<Socket> {
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
     }
+    if let Some(dev) = device {
+        s.bind_device(Some(dev.as_bytes()))?;
+    }
     free_bind(&s, addr.ip())?;
     s.bind(&addr.into())?;
     s.set_read_timeout(Some(Duration::from_millis(200)))?;
     Ok(s)
+}
+
+/// The name of the interface that has address `addr` (`getifaddrs(3)`), if any.
+pub fn interface_of(addr: IpAddr) -> Option<String> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list we free below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return None;
+    }
+    let mut found = None;
+    let mut cur = list;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() {
+            continue;
+        }
+        // SAFETY: a non-null ifa_addr points to a sockaddr of its family, and
+        // sockaddr_storage is large enough to read either family from.
+        let a = unsafe { sockaddr_ptr_to_std(ifa.ifa_addr) };
+        if a.map(|a| a.ip()) == Some(addr) {
+            // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+            let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+            found = Some(name.to_string_lossy().into_owned());
+            break;
+        }
+    }
+    // SAFETY: `list` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(list) };
+    found
+}
+
+/// # Safety
+/// `sa` must point to a valid `sockaddr_in` or `sockaddr_in6` (or another family).
+unsafe fn sockaddr_ptr_to_std(sa: *const libc::sockaddr) -> Option<SocketAddr> {
+    match i32::from((*sa).sa_family) {
+        libc::AF_INET => {
+            let a = &*(sa as *const libc::sockaddr_in);
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                0,
+            )))
+        }
+        libc::AF_INET6 => {
+            let a = &*(sa as *const libc::sockaddr_in6);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                a.sin6_addr.s6_addr.into(),
+                0,
+                0,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
 }
 
 /// A raw socket that sends complete IPv4 packets (`IP_HDRINCL`): used by a target to
@@ -842,6 +902,15 @@ mod tests {
         let (got, coalesced) = recv_all(&rx_plain, &mut b, want(1).len());
         assert_eq!(got, want(1));
         assert_eq!(coalesced, 0);
+    }
+
+    #[test]
+    fn the_loopback_has_its_addresses() {
+        assert_eq!(
+            interface_of("127.0.0.1".parse().unwrap()).as_deref(),
+            Some("lo")
+        );
+        assert_eq!(interface_of("192.0.2.254".parse().unwrap()), None);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The target's sockets and TUN: per address the target has on its links, one raw
-//! GRE socket and one cluster (UDP) socket bound to that address — never to a
-//! wildcard — so that what arrives on a socket arrived on that link, and what is
-//! sent on it leaves with the target's address on that link as its source. Raw
+//! GRE socket and one cluster (UDP) socket bound to that address and to the
+//! interface that has it — never to a wildcard — so that what arrives on a socket
+//! arrived on that link, and what is sent on it leaves with the target's address
+//! on that link as its source. Raw
 //! `IPPROTO_RAW` senders (IPv4, IPv6) carry replies of plain connections straight
 //! out, marked so that they bypass the policy routing into the TUN.
 
@@ -35,6 +36,28 @@ pub(super) struct LinkSockets {
 }
 
 impl LinkSockets {
+    /// The sockets of `l`'s address, bound to it and to the interface that has
+    /// it (so that only what arrived on that link reaches them).
+    fn open(l: &TargetLink, port: u16) -> Result<LinkSockets, BoxError> {
+        let dev = net::interface_of(l.local);
+        if dev.is_none() {
+            tracing::warn!(
+                "link {}: no interface has address {} (yet): its sockets are bound to the address only",
+                l.name,
+                l.local
+            );
+        }
+        let dev = dev.as_deref();
+        Ok(LinkSockets {
+            local: l.local,
+            gre: net::gre_socket_on(l.local.is_ipv6(), dev, Some(l.local))
+                .map_err(|e| format!("GRE socket on {}: {e}", l.local))?,
+            cluster: net::udp_socket_on_link(SocketAddr::new(l.local, port), dev)
+                .map_err(|e| format!("cluster socket on {}:{port}: {e}", l.local))?,
+            links: Vec::new(),
+        })
+    }
+
     /// The link a datagram from `src` arrived on: the link whose gateway has
     /// that address, or (a stranger: the stack will count it) the first.
     pub(super) fn link_of(&self, src: IpAddr) -> distrib::LinkId {
@@ -65,14 +88,7 @@ impl TargetIo {
             let i = match sockets.iter().position(|s| s.local == l.local) {
                 Some(i) => i,
                 None => {
-                    sockets.push(LinkSockets {
-                        local: l.local,
-                        gre: net::gre_socket_on(l.local.is_ipv6(), None, Some(l.local))
-                            .map_err(|e| format!("GRE socket on {}: {e}", l.local))?,
-                        cluster: net::udp_socket_on_link(SocketAddr::new(l.local, port))
-                            .map_err(|e| format!("cluster socket on {}:{port}: {e}", l.local))?,
-                        links: Vec::new(),
-                    });
+                    sockets.push(LinkSockets::open(l, port)?);
                     sockets.len() - 1
                 }
             };
