@@ -808,3 +808,168 @@ fn forged_cluster_messages_change_nothing() {
     assert_eq!(l.drops("replayed"), 0, "{}", l.logs());
     drop(l.dir);
 }
+
+/// The site of `a_target_knows_both_gateways_of_its_site`: gateway gw-1 (routes
+/// the DVIPA) and gw-2 (its backup), one target with a link to each.
+const TWO_GATEWAYS: &str = r#"
+[site]
+name = "two-gw"
+gateway_vipas = ["10.10.0.2"]
+[[site.interface]]
+name = "client"
+address = "10.10.0.2/24"
+
+[[dvipa]]
+address = "10.200.0.20"
+ports = [80]
+targets = "all"
+routing_gateway = "gw-1"
+backup = [{ gateway = "gw-2", rank = 100 }]
+plain_traffic = "distribute"
+
+[[target]]
+name = "web-1"
+address = "10.9.1.2"
+link = "gw1-web-1"
+
+[[link]]
+name = "gw1-web-1"
+interface = "web1"
+local = "10.9.1.1"
+subnet = "10.9.1.0/30"
+
+[[link]]
+name = "gw2-web-1"
+gateway = "gw-2"
+target = "web-1"
+interface = "web1"
+local = "10.9.8.1"
+subnet = "10.9.8.0/30"
+remote = "10.9.8.2"
+
+[cluster]
+key_file = "cluster.key"
+gateway_id = 1
+
+[ha]
+name = "gw-1"
+rank = 200
+address = "10.77.0.1"
+  [[ha.peer]]
+  name = "gw-2"
+  id = 2
+  address = "10.77.0.2"
+  rank = 100
+  [ha.store]
+  kind = "embedded"
+  path = "store"
+"#;
+
+/// `cluster_accepted` of a gateway's distribution snapshot (status JSON).
+fn cluster_accepted(s: &serde_json::Value) -> u64 {
+    let d = s["distribution"].as_str().unwrap_or_default();
+    d.split("cluster_accepted: ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// #9: one policy file for both gateways; `plexgate run --name gw-2` runs it as
+/// gw-2 (its node id, its link). The target knows both gateways, each on its
+/// own link with its own sockets and binding; it follows gw-1 (routing gateway,
+/// first announcement) and refuses gw-2's announcement (not a gateway that
+/// gw-1's list allows); both gateways hear the target, and each other on their
+/// `[ha]` addresses, with nothing misrouted.
+#[test]
+fn a_target_knows_both_gateways_of_its_site() {
+    prerequisites();
+    let dir = labdir("dist-two-gw");
+    let mut topo = Topology::new();
+    for h in ["client", "gw1", "gw2", "web1"] {
+        topo.add_host(h).unwrap();
+    }
+    topo.link("client", &["10.10.0.1/24"], "gw1", &["10.10.0.2/24"])
+        .unwrap();
+    topo.link("gw1", &["10.9.1.1/30"], "web1", &["10.9.1.2/30"])
+        .unwrap();
+    topo.link("gw2", &["10.9.8.1/30"], "web1", &["10.9.8.2/30"])
+        .unwrap();
+    topo.link("gw1", &["10.77.0.1/30"], "gw2", &["10.77.0.2/30"])
+        .unwrap();
+    let ns = |h: &str| topo.ns(h).unwrap();
+    // gw-2 binds IKE on the VIPA too (it would own it after a takeover).
+    ns("gw2").add_loopback_addr("10.10.0.2/32").unwrap();
+    ns("gw1").enable_forwarding().unwrap();
+    ns("web1").disable_rp_filter().unwrap();
+    ns("web1").route_via("10.10.0.0/24", "10.9.1.1").unwrap();
+    ns("client")
+        .route_via(&format!("{DVIPA}/32"), GW_OUT)
+        .unwrap();
+    plexgate::site_template::write_secret(&dir.path().join("cluster.key"), CLUSTER_KEY).unwrap();
+    let pol = dir.path().join("site.toml");
+    std::fs::write(&pol, TWO_GATEWAYS).unwrap();
+    let gw1 = Daemon::gateway_as(ns("gw1"), dir.path(), &pol, "gw-1", None);
+    let web1 = Daemon::target(ns("web1"), dir.path(), &pol, "web-1");
+    let _server = HttpServer::start(ns("web1"), dvipa_addr(), "web-1").unwrap();
+    web1.wait_status("gw-1 owns the DVIPA", Duration::from_secs(10), |s| {
+        s["owners"][0]["gateway"] == 1 && s["owners"][0]["epoch"] == 1
+    });
+    let gw2 = Daemon::gateway_as(ns("gw2"), dir.path(), &pol, "gw-2", Some("gw-2"));
+    // The target hears gw-2 on gw-2's link and refuses its announcement.
+    let t = web1.wait_status("gw-2's list refused", Duration::from_secs(15), |s| {
+        s["drops"]["not_candidate"].as_u64().unwrap_or(0) >= 1
+    });
+    let gws: Vec<(u64, String, u64)> = t["gateways"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["node"].as_u64().unwrap(),
+                g["address"].as_str().unwrap().to_string(),
+                g["link"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        gws,
+        [
+            (1, "10.9.1.1".to_string(), 0),
+            (2, "10.9.8.1".to_string(), 1)
+        ],
+        "{t}"
+    );
+    assert_eq!(t["owners"][0]["gateway"], 1, "{t}");
+    // Both gateways hear the target (its keepalives), gw-1 hears gw-2 on its
+    // [ha] address; nothing anywhere is misrouted.
+    gw2.wait_status(
+        "the target's keepalives at gw-2",
+        Duration::from_secs(10),
+        |s| cluster_accepted(s) >= 1,
+    );
+    gw1.wait_status("gw-2's list at gw-1", Duration::from_secs(15), |s| {
+        s["distrib_drops"]["not_candidate"].as_u64().unwrap_or(0) >= 1
+    });
+    for (name, s) in [("gw-1", gw1.status()), ("gw-2", gw2.status())] {
+        assert_eq!(s["distrib_drops"]["misrouted"], 0, "{name}: {s}");
+        assert_eq!(s["distrib_drops"]["replayed"], 0, "{name}: {s}");
+    }
+    assert_eq!(web1.status()["drops"]["misrouted"], 0);
+    // The site serves through gw-1.
+    let answers = ns("client")
+        .run_in(|| {
+            (0..3)
+                .map(|_| http_get_from(CLIENT_OUT, dvipa_addr(), Duration::from_secs(5)))
+                .map(|r| r.map_err(|e| e.to_string()))
+                .collect::<Vec<_>>()
+        })
+        .unwrap();
+    assert!(
+        answers.iter().all(|a| a.as_deref() == Ok("web-1")),
+        "{answers:?}\ngw-1 log:\n{}\nweb-1 log:\n{}",
+        gw1.log(),
+        web1.log()
+    );
+    drop(dir);
+}
