@@ -200,7 +200,13 @@ fn site_c_site_to_site_with_bypass_and_discard() {
     // An IPv6 link, and an IPv6 DVIPA with its own host-granular child.
     assert_eq!(p.link("to-db-2").unwrap().remote, ip("fd00:9:2::2"));
     assert_eq!(p.dvipas[1].address, ip("fd00:30::30"));
-    assert_eq!(p.spd[5].action, SpdAction::Protect { peer: "branch".into(), child: "pool6".into() });
+    assert_eq!(
+        p.spd[5].action,
+        SpdAction::Protect {
+            peer: "branch".into(),
+            child: "pool6".into()
+        }
+    );
     assert!(p.log.keylog.is_some());
 }
 
