@@ -31,8 +31,8 @@ use serde_json::Value;
 
 use self::core::{CoreSetup, GatewayCore, SideEffect, HEADROOM};
 use self::io::{receive_thread, spawn, Framing, Io, IoSink, Out};
-use crate::io::net;
 use crate::io::tun::{Tun, TunReader};
+use crate::io::{link, net};
 use crate::store::{FileStore, RecordWriter};
 
 type BoxError = Box<dyn std::error::Error>;
@@ -176,7 +176,7 @@ fn open_io(p: &plexgate_policy::Policy, nodes: &plexgate_distrib::NodeMap) -> Re
     // elsewhere until their Child SA's route exists: no reverse-path filter there.
     let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{tun_name}/rp_filter"), "0");
     let (cluster, cluster_to) = cluster_sockets(p, nodes)?;
-    let gre6 = match net::gre_socket_on(true, None, None) {
+    let gre6 = match link::gre_socket_on(true, None, None) {
         Ok(s) => Some(Arc::new(s)),
         Err(e) => {
             tracing::warn!("no raw IPv6 GRE socket: {e}; IPv6 links will not work");
@@ -225,12 +225,12 @@ fn cluster_sockets(
         })
         .collect();
     if let Some(a) = p.ha.as_ref().and_then(|h| h.address) {
-        binds.push((crate::cluster::PEER_LINK, a, net::interface_of(a)));
+        binds.push((crate::cluster::PEER_LINK, a, link::interface_of(a)));
     }
     let mut sockets = Vec::new();
     for (link, a, dev) in binds {
         let local = SocketAddr::new(a, port);
-        let sock = net::udp_socket_on_link(local, dev.as_deref())
+        let sock = link::udp_socket_on_link(local, dev.as_deref())
             .map_err(|e| format!("bind cluster socket {local}: {e}"))?;
         sockets.push(io::ClusterSocket {
             link,
@@ -298,7 +298,7 @@ fn receivers(
     // an IPv6 raw socket (no IP header: the source is the datagram's address).
     for (i, l) in p.links.iter().enumerate() {
         let v6 = l.local.is_ipv6();
-        let sock = match net::gre_socket_on(v6, Some(&l.interface), None) {
+        let sock = match link::gre_socket_on(v6, Some(&l.interface), None) {
             Ok(s) => Arc::new(s),
             Err(e) => {
                 tracing::error!("link {}: cannot bind GRE to {}: {e}", l.name, l.interface);

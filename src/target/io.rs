@@ -13,8 +13,8 @@ use plexgate_distrib as distrib;
 use socket2::Socket;
 
 use crate::cluster::TargetLink;
-use crate::io::net;
 use crate::io::tun::Tun;
+use crate::io::{link, net};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -39,7 +39,7 @@ impl LinkSockets {
     /// The sockets of `l`'s address, bound to it and to the interface that has
     /// it (so that only what arrived on that link reaches them).
     fn open(l: &TargetLink, port: u16) -> Result<LinkSockets, BoxError> {
-        let dev = net::interface_of(l.local);
+        let dev = link::interface_of(l.local);
         if dev.is_none() {
             tracing::warn!(
                 "link {}: no interface has address {} (yet): its sockets are bound to the address only",
@@ -50,9 +50,9 @@ impl LinkSockets {
         let dev = dev.as_deref();
         Ok(LinkSockets {
             local: l.local,
-            gre: net::gre_socket_on(l.local.is_ipv6(), dev, Some(l.local))
+            gre: link::gre_socket_on(l.local.is_ipv6(), dev, Some(l.local))
                 .map_err(|e| format!("GRE socket on {}: {e}", l.local))?,
-            cluster: net::udp_socket_on_link(SocketAddr::new(l.local, port), dev)
+            cluster: link::udp_socket_on_link(SocketAddr::new(l.local, port), dev)
                 .map_err(|e| format!("cluster socket on {}:{port}: {e}", l.local))?,
             links: Vec::new(),
         })
@@ -97,7 +97,7 @@ impl TargetIo {
         }
         let direct4 = net::raw_ip_sender()?;
         direct4.set_mark(MARK)?;
-        let direct6 = match net::raw_ip6_sender() {
+        let direct6 = match link::raw_ip6_sender() {
             Ok(s) => {
                 s.set_mark(MARK)?;
                 Some(s)

@@ -15,6 +15,7 @@ use distrib::TargetStack;
 use plexgate_distrib as distrib;
 
 use super::io::TargetIo;
+use crate::io::link;
 use crate::io::net::{self, RecvBatch, SendBatch};
 use crate::io::tun::{TunBatch, TunReader};
 
@@ -74,7 +75,7 @@ fn gre_thread(i: usize, stack: &Shared, io: &Arc<TargetIo>) -> JoinHandle<()> {
                 let mut s = lock(&stack);
                 for k in 0..n {
                     let (buf, len, from) = b.slot_mut(k);
-                    let Some((src, off)) = net::gre_outer(&buf[..len], from) else {
+                    let Some((src, off)) = link::gre_outer(&buf[..len], from) else {
                         continue;
                     };
                     let l = link.link_of(src);
@@ -162,7 +163,7 @@ fn tun_thread(stack: &Shared, io: &Arc<TargetIo>) -> JoinHandle<()> {
                             }
                         }
                         distrib::TunRoute::Direct => {
-                            let Some(dst) = net::ip_dst(&buf[pkt.clone()]) else {
+                            let Some(dst) = link::ip_dst(&buf[pkt.clone()]) else {
                                 continue;
                             };
                             let (batch, sock) = match dst {
