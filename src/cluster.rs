@@ -151,6 +151,7 @@ address = "192.0.2.11"
   [ha.store]
   kind = "embedded"
   path = "s"
+  key_file = "k"
 "#;
 
     fn policy() -> Policy {

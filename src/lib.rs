@@ -8,11 +8,15 @@ pub mod ctl;
 pub mod demo;
 pub mod gateway;
 pub mod io;
+pub mod l2;
 pub mod logging;
 pub mod metrics;
+pub mod privs;
+/// The in-memory cluster harness for tests (gateways, targets, clients and a
+/// store on virtual time); see `docs/testing.md`.
+pub mod sim;
 pub mod site_template;
 pub mod status;
-pub mod store;
 pub mod target;
 
 /// `plexgate policy check FILE…`: print every diagnostic; fail if any file has errors.

@@ -113,6 +113,10 @@ enum BenchCmd {
         /// of 32 (`on_udp_batch`, as the daemon's receive threads do).
         #[arg(long)]
         per_packet: bool,
+        /// Instead: the cost per packet of unknown-SPI and bad-ICV floods next
+        /// to legitimate packets of the same SA.
+        #[arg(long)]
+        flood: bool,
     },
     /// IKE SA + Child SA setups per second, memory per SA.
     Ike {
@@ -167,7 +171,15 @@ fn main() -> ExitCode {
                 transform,
                 size,
                 per_packet,
-            } => plexgate::bench::datapath(json, seconds, transform.as_deref(), size, per_packet),
+                flood,
+            } => plexgate::bench::datapath(
+                json,
+                seconds,
+                transform.as_deref(),
+                size,
+                per_packet,
+                flood,
+            ),
             BenchCmd::Ike { json, count } => plexgate::bench::ike(json, count),
             BenchCmd::E2e {
                 json,

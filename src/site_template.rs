@@ -177,15 +177,22 @@ targets = "all"
         }
         t.push_str("\n[cluster]\nkey_file = \"cluster.key\"\ngateway_id = 1\nport = 7600\n");
         if let Some(store) = &self.ha_store {
-            let _ = write!(t, "\n[ha]\nname = \"gw-a\"\nrank = 200\n\n[ha.store]\nkind = \"embedded\"\npath = \"{}\"\n", store.display());
+            let _ = write!(t, "\n[ha]\nname = \"gw-a\"\nrank = 200\n\n[ha.store]\nkind = \"embedded\"\npath = \"{}\"\nkey_file = \"store.key\"\n", store.display());
         }
         t
     }
 
-    /// Write `site.toml`, `psk` and `cluster.key` (mode 0600) into `dir`.
+    /// Write `site.toml`, `psk` and `cluster.key` (mode 0600) into `dir`, and
+    /// with `ha_store` a fresh random `store.key` (64 hex digits).
     pub fn write(&self, dir: &Path, psk: &[u8], cluster_key: &[u8]) -> std::io::Result<PathBuf> {
         write_secret(&dir.join("psk"), psk)?;
         write_secret(&dir.join("cluster.key"), cluster_key)?;
+        if self.ha_store.is_some() {
+            let mut key = [0u8; 32];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+                .map_err(|_| std::io::Error::other("no random bytes for the store key"))?;
+            write_secret(&dir.join("store.key"), hex::encode(key).as_bytes())?;
+        }
         let p = dir.join("site.toml");
         std::fs::write(&p, self.toml())?;
         Ok(p)

@@ -113,6 +113,9 @@ pub fn render(v: &Value) -> String {
             t["connections"]
         ));
     }
+    if v.get("l2").is_some_and(|l2| !l2.is_null()) {
+        o.push_str(&crate::l2::render_status(&v["l2"]));
+    }
     o.push_str(&format!("CRT entries: {}\n", v["crt_entries"]));
     o.push_str(&format!("ESP counters: {}\n", v["esp_counters"]));
     o.push_str(&format!("drops: {}\n", v["core_counters"]));

@@ -119,6 +119,8 @@ fn ike_peer(p: &policy::Policy, peer: &policy::Peer) -> Result<ike::PeerConfig, 
         rand_time: peer.rekey_time / 10,
         dpd: peer.dpd_delay,
         initial_contact: true,
+        // The policy has no retransmit_* settings yet: the engine's defaults.
+        retransmit: None,
     })
 }
 
@@ -225,19 +227,18 @@ fn ike_child(
         .iter()
         .map(|t| ts_of(t, p.site.gateway_vipas.first().copied()))
         .collect();
-    let remote_ts = c
+    let peer_addr = match peer.remote {
+        policy::RemoteAddr::Host(a) => Some(a),
+        _ => None,
+    };
+    // `dynamic` for a peer whose address is not known is the peer's own IKE address,
+    // found per IKE SA by the engine (never whatever the peer proposes).
+    let (dynamic, fixed): (Vec<_>, Vec<_>) = c
         .remote_ts
         .iter()
-        .map(|t| {
-            ts_of(
-                t,
-                match peer.remote {
-                    policy::RemoteAddr::Host(a) => Some(a),
-                    _ => None,
-                },
-            )
-        })
-        .collect();
+        .partition(|t| peer_addr.is_none() && matches!(t.addr, policy::TsAddr::Dynamic));
+    let remote_ts = fixed.into_iter().map(|t| ts_of(t, peer_addr)).collect();
+    let remote_dynamic = dynamic.into_iter().map(|t| ts_of(t, None)).collect();
     let mut esp = Vec::new();
     for prop in &c.esp_proposals {
         esp.extend(esp_proposals_of(prop));
@@ -246,6 +247,7 @@ fn ike_child(
         name: c.name.clone(),
         local_ts,
         remote_ts,
+        remote_dynamic,
         esp_proposals: esp,
         mode: match c.mode {
             policy::Mode::Transport => ike::Mode::Transport,
@@ -253,6 +255,11 @@ fn ike_child(
         },
         rekey_time: c.lifetime.rekey_time,
         life_time: c.lifetime.life_time,
+        start_action: match c.start_action {
+            policy::StartAction::None => ike::StartAction::None,
+            policy::StartAction::Trap => ike::StartAction::Trap,
+            policy::StartAction::Start => ike::StartAction::Start,
+        },
     })
 }
 

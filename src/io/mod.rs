@@ -3,5 +3,6 @@
 
 pub mod link;
 pub mod net;
+pub mod packet;
 pub mod sockdiag;
 pub mod tun;

@@ -164,7 +164,7 @@ fn main() {
         }
         while let Some(e) = ep.poll_event() {
             match &e {
-                Event::ChildSaUp { ike: i, child } => {
+                Event::ChildSaUp { ike: i, child, .. } => {
                     up_at.get_or_insert(now);
                     ike = Some(*i);
                     child_spi = Some(child.spi_in);

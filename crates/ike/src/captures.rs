@@ -77,7 +77,7 @@ fn run(dir: &str, expect_ike: IkeProposal, expect_esp: EspProposal) {
         log_hex(dir, "responder.log", "shared Diffie Hellman secret", 0)
     );
     let seed = skeyseed(prf, &ni, &nr, &shared);
-    assert_eq!(seed, log_hex(dir, log, "SKEYSEED", 0));
+    assert_eq!(*seed, log_hex(dir, log, "SKEYSEED", 0));
     let k = derive_ike_keys(&suite, &seed, &ni, &nr, spi_i, spi_r);
     assert_eq!(k.sk_d, log_hex(dir, log, "Sk_d secret", 0));
     assert_eq!(k.sk_ei, log_hex(dir, log, "Sk_ei secret", 0));

@@ -23,9 +23,10 @@ mod captures;
 mod testutil;
 
 pub use config::{
-    AuthConfig, ChildConfig, Config, EspProposal, IkeProposal, Limits, Mode, PeerConfig,
+    AuthConfig, ChildConfig, Config, EspProposal, EspSupport, EspTransformId, IkeProposal, Limits,
+    Mode, PeerConfig, Retransmit, StartAction,
 };
 pub use crypto::{Rng, SeededRng, SystemRng};
-pub use endpoint::{ChildSa, Endpoint, Error, Event, IkeSaId, IkeSaInfo, Transmit};
+pub use endpoint::{ChildSa, Endpoint, Error, Event, IkeKeyLog, IkeSaId, IkeSaInfo, Transmit};
 pub use message::TrafficSelector;
 pub use record::{ChildRecord, IkeRecord};

@@ -258,7 +258,7 @@ fn spawn_endpoint(
             }
             while let Some(e) = ep.poll_event() {
                 match &e {
-                    Event::ChildSaUp { ike: i, child } => {
+                    Event::ChildSaUp { ike: i, child, .. } => {
                         ike = Some(*i);
                         spi = Some(child.spi_in);
                     }

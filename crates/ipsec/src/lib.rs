@@ -75,7 +75,7 @@
 //! println!("{}", keylog::esp_sa_file(sad.iter().map(|sa| sa.params())));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
 pub mod cipher;

@@ -26,6 +26,7 @@ pub mod capture;
 pub mod charon;
 pub mod cmd;
 pub mod error;
+pub mod fixture;
 pub mod labdir;
 pub mod netns;
 pub mod prereq;
@@ -42,6 +43,6 @@ pub use prereq::check_prerequisites;
 pub use site::{strongswan_baseline, Endpoint, Ready, Running, Site, SiteSpec};
 pub use topology::{Topology, Veth};
 pub use traffic::{
-    http_get_loop, iperf3_client, tcp_transfer, HttpServer, IperfResult, IperfServer,
-    TransferReport,
+    http_get_loop, iperf3_client, tcp_transfer, tcp_transfer_until, HttpServer, IperfResult,
+    IperfServer, TransferReport,
 };

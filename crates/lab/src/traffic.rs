@@ -292,12 +292,21 @@ fn transfer_server(listener: TcpListener, deadline: Instant) -> Result<(usize, [
 }
 
 /// Client half: connect, send `len` pattern bytes, half-close, read the digest.
+/// How long a transfer client sends.
+#[derive(Debug, Clone)]
+enum Until {
+    /// Exactly this many bytes.
+    Len(usize),
+    /// Until the flag is set (checked between 64 KiB writes).
+    Stopped(Arc<AtomicBool>),
+}
+
 fn transfer_client(
     to: SocketAddr,
     seed: u64,
-    len: usize,
+    until: Until,
     deadline: Instant,
-) -> Result<([u8; 32], [u8; 32])> {
+) -> Result<(usize, [u8; 32], [u8; 32])> {
     let left = deadline.saturating_duration_since(Instant::now());
     let mut s = TcpStream::connect_timeout(&to, left.min(Duration::from_secs(10)))
         .map_err(io_err("transfer client connect"))?;
@@ -309,8 +318,13 @@ fn transfer_client(
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     let mut buf = vec![0u8; 64 * 1024];
     let mut sent = 0usize;
-    while sent < len {
-        let n = (len - sent).min(buf.len());
+    loop {
+        let n = match &until {
+            Until::Len(len) if sent >= *len => break,
+            Until::Len(len) => (len - sent).min(buf.len()),
+            Until::Stopped(stop) if stop.load(Ordering::Relaxed) => break,
+            Until::Stopped(_) => buf.len(),
+        };
         let part = &mut buf[..n];
         p.fill(part);
         ctx.update(part);
@@ -321,7 +335,7 @@ fn transfer_client(
     let mut d = [0u8; 32];
     s.read_exact(&mut d)
         .map_err(io_err("reading server digest"))?;
-    Ok((to32(ctx.finish().as_ref()), d))
+    Ok((sent, to32(ctx.finish().as_ref()), d))
 }
 
 /// Send `len` bytes of the pattern for `seed` from a client in `client_ns` to a
@@ -332,6 +346,45 @@ pub fn tcp_transfer(
     server_addr: SocketAddr,
     client_ns: &Netns,
     len: usize,
+    seed: u64,
+    timeout: Duration,
+) -> Result<TransferReport> {
+    transfer(
+        server_ns,
+        server_addr,
+        client_ns,
+        Until::Len(len),
+        seed,
+        timeout,
+    )
+}
+
+/// As [`tcp_transfer`], but the client sends the pattern until `stop` is set
+/// (a transfer meant to overlap some work lasts as long as that work, however
+/// fast the path is), then half-closes; every byte sent is verified.
+pub fn tcp_transfer_until(
+    server_ns: &Netns,
+    server_addr: SocketAddr,
+    client_ns: &Netns,
+    stop: Arc<AtomicBool>,
+    seed: u64,
+    timeout: Duration,
+) -> Result<TransferReport> {
+    transfer(
+        server_ns,
+        server_addr,
+        client_ns,
+        Until::Stopped(stop),
+        seed,
+        timeout,
+    )
+}
+
+fn transfer(
+    server_ns: &Netns,
+    server_addr: SocketAddr,
+    client_ns: &Netns,
+    until: Until,
     seed: u64,
     timeout: Duration,
 ) -> Result<TransferReport> {
@@ -363,12 +416,12 @@ pub fn tcp_transfer(
         }
     }
     let t0 = Instant::now();
-    let client = client_ns.run_in(move || transfer_client(server_addr, seed, len, deadline))?;
+    let client = client_ns.run_in(move || transfer_client(server_addr, seed, until, deadline))?;
     let srv = server
         .join()
         .map_err(|_| LabError::Verify("transfer server thread panicked".into()))?;
     let elapsed = t0.elapsed();
-    let (sent_digest, echoed) = client?;
+    let (len, sent_digest, echoed) = client?;
     let (got, server_digest) = srv?;
     let expected = pattern_digest(seed, len);
     if got != len || server_digest != expected || sent_digest != expected || echoed != expected {

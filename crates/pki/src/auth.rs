@@ -5,7 +5,7 @@
 //!
 //! | method | name | sign | verify |
 //! | --- | --- | --- | --- |
-//! | 1 | RSA Digital Signature (PKCS#1 v1.5, SHA-1) | no (SHA-1, ring cannot) | yes |
+//! | 1 | RSA Digital Signature (PKCS#1 v1.5, SHA-1) | no | no: refused (SHA-1) |
 //! | 9 | ECDSA with SHA-256 on P-256 (RFC 4754, r‖s) | yes | yes |
 //! | 10 | ECDSA with SHA-384 on P-384 (RFC 4754, r‖s) | yes | yes |
 //! | 14 | Digital Signature (RFC 7427) | yes | yes |
@@ -151,18 +151,15 @@ pub fn verify_auth(
 ) -> Result<(), PkiError> {
     let (alg, sig, name): (&'static dyn VerificationAlgorithm, &[u8], &'static str) =
         match auth_method {
-            //= https://www.rfc-editor.org/rfc/rfc7296#section-3.8
-            //# RSA Digital Signature (1).  Computed as specified in Section
-            //# 2.15 using an RSA private key with RSASSA-PKCS1-v1_5 signature
-            //# scheme specified in [PKCS1]
-            auth_method::RSA_DIGITAL_SIGNATURE => match public_key {
-                PeerPublicKey::Rsa { .. } => (
-                    &signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
-                    auth_data,
-                    "RSASSA-PKCS1-v1_5 SHA-1",
-                ),
-                other => return Err(mismatch(auth_method, "RSA-SHA1", other)),
-            },
+            // Method 1 is RSASSA-PKCS1-v1_5 with SHA-1 (RFC 7296 §3.8). SHA-1
+            // signatures are refused here as they are inside method 14 (RFC 8247
+            // deprecates SHA-1 in IKEv2 signatures); RSA peers use method 14.
+            auth_method::RSA_DIGITAL_SIGNATURE => return Err(PkiError::WeakAuthMethod {
+                method: auth_method,
+                name: "RSA Digital Signature, PKCS#1 v1.5 with SHA-1",
+                reason:
+                    "SHA-1 signatures are not accepted; use RFC 7427 digital signatures (method 14)",
+            }),
             //= https://www.rfc-editor.org/rfc/rfc4754#section-7
             //# The signature payload shall contain an encoding of the computed
             //# signature consisting of the concatenation of a pair of integers r

@@ -363,6 +363,41 @@ fn check_issuer(c: &X509Certificate<'_>, below: usize) -> Result<(), PkiError> {
     Ok(())
 }
 
+/// The peer's own certificate must be meant for signing IKE AUTH: a keyUsage, when
+/// present, has digitalSignature; an extendedKeyUsage, when present, allows TLS
+/// server or client authentication, IKE (id-kp-ipsecIKE, RFC 4945) or any purpose.
+//= https://www.rfc-editor.org/rfc/rfc5280#section-4.2.1.12
+//# If the extension is present, then the certificate MUST only be used
+//# for one of the purposes indicated.
+fn check_end_entity_usage(c: &X509Certificate<'_>) -> Result<(), PkiError> {
+    let bad = |reason: &'static str| PkiError::EndEntityUsage {
+        subject: name_of(c),
+        reason,
+    };
+    match c.key_usage() {
+        Ok(Some(ku)) if !ku.value.digital_signature() => {
+            return Err(bad("its keyUsage lacks digitalSignature"))
+        }
+        Ok(_) => {}
+        Err(_) => return Err(bad("its keyUsage is malformed")),
+    }
+    const IPSEC_IKE: &str = "1.3.6.1.5.5.7.3.17";
+    match c.extended_key_usage() {
+        Ok(Some(eku)) => {
+            let e = &eku.value;
+            let ike = e.other.iter().any(|o| o.to_id_string() == IPSEC_IKE);
+            if !(e.any || e.server_auth || e.client_auth || ike) {
+                return Err(bad(
+                    "its extendedKeyUsage has none of serverAuth, clientAuth, ipsecIKE, anyExtendedKeyUsage",
+                ));
+            }
+        }
+        Ok(None) => {}
+        Err(_) => return Err(bad("its extendedKeyUsage is malformed")),
+    }
+    Ok(())
+}
+
 //= https://www.rfc-editor.org/rfc/rfc5280#section-4.2
 //# A certificate-using system MUST reject the certificate if it encounters
 //# a critical extension it does not recognize or a critical extension
@@ -488,6 +523,7 @@ impl TrustStore {
         let anchors = parse_all(&self.anchors)?;
 
         check_validity(&ee, at)?;
+        check_end_entity_usage(&ee)?;
         let mut path = vec![end_entity.subject()?];
         let mut current = ee.clone();
         let mut cas_below = 0usize;

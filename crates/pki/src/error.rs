@@ -120,6 +120,24 @@ pub enum PkiError {
         /// The algorithm OID.
         alg: String,
     },
+    /// The peer's certificate is not meant for IKE authentication.
+    #[error("certificate \"{subject}\" may not authenticate IKE: {reason}")]
+    EndEntityUsage {
+        /// Subject DN of the certificate.
+        subject: String,
+        /// Which extension forbids it.
+        reason: &'static str,
+    },
+    /// An auth method refused as too weak.
+    #[error("auth method {method} ({name}) is refused: {reason}")]
+    WeakAuthMethod {
+        /// The auth method.
+        method: u8,
+        /// Its name.
+        name: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
     /// An IKEv2 auth method this crate does not implement.
     #[error("unsupported IKEv2 auth method {0}")]
     UnsupportedAuthMethod(u8),

@@ -13,7 +13,9 @@ use common::*;
 use std::path::PathBuf;
 use std::process::Command;
 
-use plexgate_pki::{auth_method, verify_auth, DigitalSignature, RsaPadding, SignatureScheme};
+use plexgate_pki::{
+    auth_method, verify_auth, DigitalSignature, PkiError, RsaPadding, SignatureScheme,
+};
 
 fn vectors() -> PathBuf {
     crate_dir().join("tests/vectors")
@@ -95,14 +97,20 @@ fn openssl_rsa_signatures() {
         &vector("rsa-gw-pkcs1-sha256.sig.hex"),
     );
     assert!(verify_auth(&pk, 14, &data, &msg).is_err());
-    // Classic method 1: RSASSA-PKCS1-v1_5 with SHA-1, the raw signature as AUTH data.
-    verify_auth(
+    // Classic method 1 (RSASSA-PKCS1-v1_5 with SHA-1): refused even with a signature
+    // that verifies, because SHA-1 signatures are not accepted.
+    let err = verify_auth(
         &pk,
         auth_method::RSA_DIGITAL_SIGNATURE,
         &vector("rsa-gw-pkcs1-sha1.sig.hex"),
         &msg,
     )
-    .expect("method 1");
+    .expect_err("method 1 is refused");
+    assert!(
+        matches!(err, PkiError::WeakAuthMethod { method: 1, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("SHA-1"), "{err}");
     assert!(verify_auth(&pk, 1, &vector("rsa-gw-pkcs1-sha256.sig.hex"), &msg).is_err());
 }
 
@@ -117,8 +125,7 @@ fn openssl_available() -> bool {
 #[test]
 fn openssl_verifies_our_signatures() {
     if !openssl_available() {
-        eprintln!("openssl not installed; skipping");
-        return;
+        panic!("openssl is not installed (scripts/setup.sh installs it): this test cannot run");
     }
     let dir = std::env::temp_dir().join(format!("plexgate-pki-interop-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("tmp dir");

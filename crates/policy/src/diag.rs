@@ -19,9 +19,10 @@ use std::fmt;
 use std::ops::Range;
 
 /// How bad a diagnostic is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum Severity {
     /// The policy cannot be used; `check` fails.
+    #[default]
     Error,
     /// The policy can be used, but the operator should look at this.
     Warning,
@@ -56,7 +57,7 @@ pub struct Note {
 }
 
 /// One error or warning.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Diagnostic {
     /// Error or warning.
     pub severity: Severity,
@@ -75,17 +76,65 @@ pub struct Diagnostic {
 pub struct Diagnostics {
     file: String,
     source: String,
+    index: Box<LineIndex>,
     items: Vec<Diagnostic>,
+    /// Errors and warnings not kept because [`MAX_KEPT`] were already recorded.
+    dropped: [usize; 2],
+    /// Where a dropped diagnostic's notes go.
+    scratch: Box<Diagnostic>,
+}
+
+/// Where lines and characters are in the source.
+#[derive(Debug, Clone, Default)]
+struct LineIndex {
+    /// Byte offset where each line starts (line 1 at index 0), so that a
+    /// position or a quoted line costs a binary search, not a scan of the file.
+    line_starts: Vec<usize>,
+    /// UTF-8 continuation bytes before each multiple of [`CHUNK`]: a column in
+    /// characters costs at most two chunk scans, even on a 50 MB line.
+    cont_before: Vec<usize>,
+}
+
+/// At most this many diagnostics are kept (a hostile file could otherwise make
+/// millions, each quoting a line); the rest are only counted.
+pub const MAX_KEPT: usize = 1000;
+
+/// Granularity of the character-count checkpoints.
+const CHUNK: usize = 4096;
+
+/// Lines longer than this (in bytes) are quoted as a window around the span.
+const WIDE_LINE: usize = 160;
+
+/// Characters of context kept on each side of the span in a long line.
+const CONTEXT: usize = 60;
+
+fn is_continuation(b: u8) -> bool {
+    b & 0xC0 == 0x80
 }
 
 impl Diagnostics {
     /// An empty set of diagnostics for `file` (the name shown in messages) whose
     /// text is `source`.
     pub fn new(file: impl Into<String>, source: impl Into<String>) -> Self {
+        let source = source.into();
+        let line_starts = std::iter::once(0)
+            .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        let mut cont_before = vec![0];
+        for chunk in source.as_bytes().chunks(CHUNK) {
+            let last = cont_before.last().copied().unwrap_or(0);
+            cont_before.push(last + chunk.iter().filter(|b| is_continuation(**b)).count());
+        }
         Diagnostics {
             file: file.into(),
-            source: source.into(),
+            source,
+            index: Box::new(LineIndex {
+                line_starts,
+                cont_before,
+            }),
             items: Vec::new(),
+            dropped: [0, 0],
+            scratch: Box::default(),
         }
     }
 
@@ -96,7 +145,7 @@ impl Diagnostics {
 
     /// True if at least one diagnostic is an error.
     pub fn has_errors(&self) -> bool {
-        self.items.iter().any(|d| d.severity == Severity::Error)
+        self.error_count() > 0
     }
 
     /// Number of errors.
@@ -109,8 +158,14 @@ impl Diagnostics {
         self.count(Severity::Warning)
     }
 
+    /// Counts kept and dropped diagnostics of severity `s`.
     fn count(&self, s: Severity) -> usize {
-        self.items.iter().filter(|d| d.severity == s).count()
+        self.items.iter().filter(|d| d.severity == s).count() + self.dropped[s as usize]
+    }
+
+    /// Number of diagnostics counted but not kept (beyond [`MAX_KEPT`]).
+    pub fn dropped_count(&self) -> usize {
+        self.dropped[0] + self.dropped[1]
     }
 
     /// True if there are no diagnostics at all.
@@ -154,6 +209,15 @@ impl Diagnostics {
         span: Option<Range<usize>>,
         message: String,
     ) -> &mut Diagnostic {
+        if self.items.len() >= MAX_KEPT {
+            // Counted, not kept: the caller still gets somewhere to put notes.
+            self.dropped[severity as usize] += 1;
+            *self.scratch = Diagnostic {
+                severity,
+                ..Diagnostic::default()
+            };
+            return &mut self.scratch;
+        }
         let position = span.as_ref().map(|s| self.position_of(s.start));
         self.items.push(Diagnostic {
             severity,
@@ -181,12 +245,22 @@ impl Diagnostics {
         while !self.source.is_char_boundary(off) {
             off -= 1;
         }
-        let before = &self.source[..off];
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        // The last line that starts at or before `off`.
+        let line = self.index.line_starts.partition_point(|&s| s <= off).max(1);
+        let line_start = self.index.line_starts.get(line - 1).copied().unwrap_or(0);
+        let chars = (off - line_start) - (self.cont_upto(off) - self.cont_upto(line_start));
         Position {
-            line: before.matches('\n').count() + 1,
-            column: before[line_start..].chars().count() + 1,
+            line,
+            column: chars + 1,
         }
+    }
+
+    /// UTF-8 continuation bytes in `source[..at]`.
+    fn cont_upto(&self, at: usize) -> usize {
+        let k = at / CHUNK;
+        let base = self.index.cont_before.get(k).copied().unwrap_or(0);
+        let tail = self.source.as_bytes().get(k * CHUNK..at).unwrap_or(&[]);
+        base + tail.iter().filter(|b| is_continuation(**b)).count()
     }
 
     /// Sorts by position (diagnostics without one first), keeping insertion order
@@ -199,6 +273,20 @@ impl Diagnostics {
     /// Moves all diagnostics of `other` (same file) into `self`.
     pub fn append(&mut self, other: &mut Diagnostics) {
         self.items.append(&mut other.items);
+        for (mine, theirs) in self.dropped.iter_mut().zip(other.dropped.iter_mut()) {
+            *mine += std::mem::take(theirs);
+        }
+    }
+
+    /// The text of 1-based line `n`, without its newline.
+    fn line(&self, n: usize) -> Option<&str> {
+        let start = *self.index.line_starts.get(n.checked_sub(1)?)?;
+        let end = self
+            .index
+            .line_starts
+            .get(n)
+            .map_or(self.source.len(), |&next| next - 1);
+        self.source.get(start..end)
     }
 
     fn headline(&self, d: &Diagnostic) -> String {
@@ -233,27 +321,52 @@ impl Diagnostics {
         span: &Range<usize>,
         pos: Position,
     ) -> fmt::Result {
-        let Some(line) = self.source.lines().nth(pos.line - 1) else {
+        let Some(line) = self.line(pos.line) else {
             return Ok(());
         };
         let line = line.trim_end_matches('\r');
         let num = pos.line.to_string();
         let pad = " ".repeat(num.len());
+        let line_start = self
+            .index
+            .line_starts
+            .get(pos.line - 1)
+            .copied()
+            .unwrap_or(0);
+        let mut rel = span.start.saturating_sub(line_start).min(line.len());
+        while !line.is_char_boundary(rel) {
+            rel -= 1;
+        }
+        let (mut before, mut after) = line.split_at(rel);
+        let (mut prefix, mut suffix) = ("", "");
+        if line.len() > WIDE_LINE {
+            // Quote a window around the span, not a whole huge line.
+            if before.chars().rev().nth(CONTEXT).is_some() {
+                let cut = before
+                    .char_indices()
+                    .rev()
+                    .nth(CONTEXT - 1)
+                    .map_or(0, |(i, _)| i);
+                (prefix, before) = ("…", &before[cut..]);
+            }
+            if let Some((cut, _)) = after.char_indices().nth(2 * CONTEXT) {
+                (after, suffix) = (&after[..cut], "…");
+            }
+        }
         // The caret covers the span on the first line only.
-        let start_col = pos.column - 1;
-        let line_chars = line.chars().count();
-        let span_chars = self
-            .source
-            .get(span.clone())
-            .map_or(1, |s| s.lines().next().map_or(1, |l| l.chars().count()));
-        let carets = span_chars.clamp(1, line_chars.saturating_sub(start_col).max(1));
-        let lead: String = line
+        let span_chars = self.source.get(span.clone()).map_or(1, |s| {
+            s.lines()
+                .next()
+                .map_or(1, |l| l.chars().take(WIDE_LINE).count())
+        });
+        let carets = span_chars.clamp(1, after.chars().count().max(1));
+        let lead: String = prefix
             .chars()
-            .take(start_col)
+            .chain(before.chars())
             .map(|c| if c == '\t' { '\t' } else { ' ' })
             .collect();
         writeln!(f, "{pad} |")?;
-        writeln!(f, "{num} | {line}")?;
+        writeln!(f, "{num} | {prefix}{before}{after}{suffix}")?;
         writeln!(f, "{pad} | {lead}{}", "^".repeat(carets))
     }
 }
@@ -262,6 +375,14 @@ impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for d in &self.items {
             self.render(f, d)?;
+        }
+        if self.dropped_count() > 0 {
+            writeln!(
+                f,
+                "{}: only the first {MAX_KEPT} problems are shown; {} more were found",
+                self.file,
+                self.dropped_count()
+            )?;
         }
         let (e, w) = (self.error_count(), self.warning_count());
         let plural = |n: usize, s: &str| format!("{n} {s}{}", if n == 1 { "" } else { "s" });
@@ -293,6 +414,32 @@ mod tests {
         assert_eq!(d.position_of(x), Position { line: 2, column: 9 });
         // Offsets past the end clamp to the end.
         assert_eq!(d.position_of(999), Position { line: 3, column: 1 });
+    }
+
+    #[test]
+    fn columns_count_characters_across_chunks() {
+        // 10,000 two-byte characters span five checkpoint chunks.
+        let src = format!("a\n{}x\n", "é".repeat(10_000));
+        let d = Diagnostics::new("f.toml", src.clone());
+        let x = src.find('x').unwrap();
+        assert_eq!(
+            d.position_of(x),
+            Position {
+                line: 2,
+                column: 10_001
+            }
+        );
+        // An offset inside a character counts as that character.
+        assert_eq!(
+            d.position_of(x - 1),
+            Position {
+                line: 2,
+                column: 10_000
+            }
+        );
+        assert_eq!(d.line(2).map(|l| l.chars().count()), Some(10_001));
+        assert_eq!(d.line(3), Some(""));
+        assert_eq!(d.line(4), None);
     }
 
     #[test]

@@ -46,7 +46,9 @@ use std::path::Path;
 
 pub use addr::{AddrSel, IpRange, PortRange, TrafficSelector, TsAddr};
 pub use diag::{Diagnostic, Diagnostics, Note, Position, Severity};
+pub use files::MIN_PSK_BYTES;
 pub use model::*;
+pub use proposal::support::{EspSuite, DH_GROUPS, ESP_SUITES, IKE_ENCR, IKE_INTEG, IKE_PRF};
 pub use proposal::{DhGroup, Encr, Esn, EspProposal, IkeProposal, Integ, Prf, ProposalError};
 
 use reader::{Cx, Spans, Table};
@@ -75,27 +77,11 @@ pub fn parse_str(text: &str, file_name: &str, base_dir: &Path) -> Result<Checked
 /// are resolved against the file's directory.
 pub fn load(path: &Path) -> Result<Checked, Diagnostics> {
     let name = path.display().to_string();
-    let text = match std::fs::read(path) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(t) => t,
-            Err(e) => {
-                let mut d = Diagnostics::new(name, "");
-                d.error(
-                    None,
-                    format!(
-                        "the policy file is not valid UTF-8 (first bad byte at offset {})",
-                        e.utf8_error().valid_up_to()
-                    ),
-                );
-                return Err(d);
-            }
-        },
-        Err(e) => {
-            let mut d = Diagnostics::new(name, "");
-            d.error(None, format!("cannot read the policy file: {e}"));
-            return Err(d);
-        }
-    };
+    let text = read_policy(path).map_err(|msg| {
+        let mut d = Diagnostics::new(name.clone(), "");
+        d.error(None, msg);
+        d
+    })?;
     let base = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -103,6 +89,35 @@ pub fn load(path: &Path) -> Result<Checked, Diagnostics> {
     run(&text, &name, base, true).map(|mut c| {
         c.policy.source = path.to_path_buf();
         c
+    })
+}
+
+/// The largest policy file [`load`] reads. Checking takes about 30 times the
+/// file's size in memory (the TOML document with every span), so this bounds
+/// the checker near 4 GB; a 50 MB policy, far beyond any real site, checks in
+/// seconds.
+pub const MAX_POLICY_BYTES: u64 = 128 * 1024 * 1024;
+
+/// The text of the policy file, or why it cannot be had.
+fn read_policy(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read the policy file: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_POLICY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the policy file: {e}"))?;
+    if bytes.len() as u64 > MAX_POLICY_BYTES {
+        return Err(format!(
+            "the policy file is larger than {} MiB; a policy that size is not a site's policy (and checking it would need gigabytes)",
+            MAX_POLICY_BYTES >> 20
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "the policy file is not valid UTF-8 (first bad byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
     })
 }
 
@@ -145,10 +160,7 @@ pub fn check(path: &Path) -> Report {
 }
 
 fn run(text: &str, file_name: &str, base: &Path, with_files: bool) -> Result<Checked, Diagnostics> {
-    let mut cx = Cx {
-        diags: Diagnostics::new(file_name, text),
-        spans: Spans::default(),
-    };
+    let mut diags = Diagnostics::new(file_name, text);
     let (doc, syntax) = toml::de::DeTable::parse_recoverable(text);
     for e in &syntax {
         let mut msg = format!("TOML syntax: {}", e.message().trim_end());
@@ -157,15 +169,18 @@ fn run(text: &str, file_name: &str, base: &Path, with_files: bool) -> Result<Che
                 "; addresses are strings and must be quoted: \"{v}\""
             ));
         }
-        cx.diags.error(e.span(), msg);
+        diags.error(e.span(), msg);
     }
     if !syntax.is_empty() {
         // After a syntax error the recovered document is a guess; checking its
         // meaning would bury the real problem under follow-on errors.
-        let mut diags = cx.diags;
         diags.sort();
         return Err(diags);
     }
+    let mut cx = Cx {
+        diags,
+        spans: Spans::of(doc.get_ref()),
+    };
     let root = Table::new(
         String::new(),
         "the top level".into(),

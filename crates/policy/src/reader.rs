@@ -8,10 +8,12 @@
 //! types and missing required keys, and at the end reports every key it did not
 //! expect (with a "did you mean" suggestion).
 //!
-//! Every value read is remembered in [`Spans`] under a path such as
-//! `target[2].address`, so the semantic checks that run later on the typed model
-//! can point at the exact text. A value that failed to parse is marked *bad*, and
-//! later checks that depend on it are skipped, which avoids cascades of errors.
+//! Semantic checks that run later on the typed model point at the exact text
+//! through [`Spans`]: a path such as `target[2].address` is resolved in the
+//! document on demand (keeping a map of every value's span cost more time and
+//! memory than the whole check on a 50 MB policy). A value that failed to parse
+//! is marked *bad*, and later checks that depend on it are skipped, which avoids
+//! cascades of errors.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
@@ -24,51 +26,113 @@ use crate::diag::Diagnostics;
 /// A byte range in the policy source.
 pub(crate) type Span = Range<usize>;
 
-/// Spans of everything read, by path, plus the paths whose values were invalid.
+/// Finds the span of a path in the document, and remembers which paths held
+/// invalid values.
 #[derive(Debug, Default)]
-pub(crate) struct Spans {
-    spans: HashMap<String, Span>,
+pub(crate) struct Spans<'a> {
+    root: Option<&'a DeTable<'a>>,
+    /// Spans set explicitly where the document's own would point elsewhere
+    /// (the key, not the value, of a weight).
+    overrides: HashMap<String, Span>,
     bad: HashSet<String>,
 }
 
-impl Spans {
+impl<'a> Spans<'a> {
+    /// Spans of the paths of document `root`.
+    pub(crate) fn of(root: &'a DeTable<'a>) -> Self {
+        Spans {
+            root: Some(root),
+            ..Spans::default()
+        }
+    }
+
+    /// Points `path` at `span` instead of where the document has it.
     pub(crate) fn set(&mut self, path: &str, span: Span) {
-        self.spans.insert(path.to_string(), span);
+        self.overrides.insert(path.to_string(), span);
     }
 
     pub(crate) fn mark_bad(&mut self, path: &str) {
         self.bad.insert(path.to_string());
     }
 
-    /// The span of `path` or of its closest recorded parent.
+    /// The span of `path` or of its closest parent in the document.
     pub(crate) fn get(&self, path: &str) -> Option<Span> {
-        let mut p = path;
-        loop {
-            if let Some(s) = self.spans.get(p) {
-                return Some(s.clone());
-            }
-            let cut = p.rfind(['.', '['])?;
-            p = &p[..cut];
+        if let Some(s) = self.overrides.get(path) {
+            return Some(s.clone());
         }
+        self.walk(path).0
+    }
+
+    /// True if `path` is in the document.
+    pub(crate) fn has(&self, path: &str) -> bool {
+        self.overrides.contains_key(path) || self.walk(path).1
     }
 
     /// True if `path` was read and parsed without error (a missing optional value
     /// that got its default counts as fine).
     pub(crate) fn ok(&self, path: &str) -> bool {
-        !self.bad.contains(path)
+        self.bad.is_empty() || !self.bad.contains(path)
+    }
+
+    /// True if some value was marked bad.
+    pub(crate) fn any_bad(&self) -> bool {
+        !self.bad.is_empty()
+    }
+
+    /// [`Spans::ok`] for a path given as format arguments: formats nothing
+    /// unless some value is bad.
+    pub(crate) fn okf(&self, path: std::fmt::Arguments<'_>) -> bool {
+        self.bad.is_empty() || !self.bad.contains(&path.to_string())
+    }
+
+    /// Follows `path` (`a.b[2].c`) down the document: the span of the deepest
+    /// value reached, and whether the whole path was found. `[0]` of a value
+    /// that is not an array is the value itself (a single string stands for a
+    /// list of one).
+    fn walk(&self, path: &str) -> (Option<Span>, bool) {
+        let Some(root) = self.root else {
+            return (None, false);
+        };
+        let mut cur: Option<&Spanned<DeValue<'_>>> = None;
+        for seg in path.split('.') {
+            let (name, mut idx) = seg.split_once('[').map_or((seg, ""), |(n, i)| (n, i));
+            let table = match cur.map(|v| v.get_ref()) {
+                None => root,
+                Some(DeValue::Table(t)) => t,
+                Some(_) => return (cur.map(|v| v.span()), false),
+            };
+            let Some(v) = table.get(name) else {
+                return (cur.map(|v| v.span()), false);
+            };
+            cur = Some(v);
+            while let Some((n, rest)) = idx.split_once(']') {
+                idx = rest.trim_start_matches('[');
+                let n: usize = n.parse().unwrap_or(usize::MAX);
+                let here = cur.map(|v| v.get_ref());
+                match here {
+                    Some(DeValue::Array(a)) => match a.get(n) {
+                        Some(item) => cur = Some(item),
+                        None => return (cur.map(|v| v.span()), false),
+                    },
+                    Some(_) if n == 0 => {}
+                    _ => return (cur.map(|v| v.span()), false),
+                }
+            }
+        }
+        (cur.map(|v| v.span()), true)
     }
 }
 
 /// What the reader needs from its caller: where errors go and where spans go.
-pub(crate) struct Cx {
+pub(crate) struct Cx<'a> {
     pub(crate) diags: Diagnostics,
-    pub(crate) spans: Spans,
+    pub(crate) spans: Spans<'a>,
 }
 
-impl Cx {
+impl Cx<'_> {
     /// True if `path` was present in the file (whether or not it parsed).
     pub(crate) fn spans_has(&self, path: &str) -> bool {
-        self.spans.spans.contains_key(path)
+        self.spans.has(path)
     }
 
     /// Like [`Cx::err`], and also marks the enclosing list `list` bad.
@@ -104,6 +168,17 @@ pub(crate) fn int_of(v: &DeValue<'_>) -> Option<i128> {
     }
 }
 
+/// Reads a float (or an integer) as f64; `None` for other types, and for
+/// infinities and NaN.
+pub(crate) fn float_of(v: &DeValue<'_>) -> Option<f64> {
+    let f = match v {
+        DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().ok()?,
+        DeValue::Integer(_) => int_of(v)? as f64,
+        _ => return None,
+    };
+    f.is_finite().then_some(f)
+}
+
 /// One TOML table being read: remembers which keys were consumed.
 pub(crate) struct Table<'a, 'i> {
     /// Path of this table, e.g. `peer[0].child[1]`.
@@ -113,7 +188,8 @@ pub(crate) struct Table<'a, 'i> {
     /// Span of the whole table (used for "missing key").
     pub(crate) span: Span,
     table: &'a DeTable<'i>,
-    used: HashSet<&'a str>,
+    /// The keys read so far (a handful per table: a list is cheaper than a set).
+    used: Vec<&'a str>,
 }
 
 impl<'a, 'i> Table<'a, 'i> {
@@ -123,7 +199,7 @@ impl<'a, 'i> Table<'a, 'i> {
             what,
             span,
             table,
-            used: HashSet::new(),
+            used: Vec::new(),
         }
     }
 
@@ -136,11 +212,13 @@ impl<'a, 'i> Table<'a, 'i> {
         }
     }
 
-    /// The raw value of `key`, marking it used and remembering its span.
-    pub(crate) fn raw(&mut self, cx: &mut Cx, key: &str) -> Option<&'a Spanned<DeValue<'i>>> {
+    /// The raw value of `key`, marking it used.
+    pub(crate) fn raw(&mut self, _cx: &mut Cx, key: &str) -> Option<&'a Spanned<DeValue<'i>>> {
         let (k, v) = self.table.get_key_value(key)?;
-        self.used.insert(k.get_ref().as_ref());
-        cx.spans.set(&self.sub(key), v.span());
+        let k: &'a str = k.get_ref().as_ref();
+        if !self.used.contains(&k) {
+            self.used.push(k);
+        }
         Some(v)
     }
 
@@ -243,7 +321,6 @@ impl<'a, 'i> Table<'a, 'i> {
                 let mut out = Vec::new();
                 for (i, item) in a.iter().enumerate() {
                     let p = format!("{base}[{i}]");
-                    cx.spans.set(&p, item.span());
                     match item.get_ref() {
                         DeValue::String(s) => out.push((s.to_string(), item.span(), p)),
                         other => cx.err_also(
@@ -291,7 +368,6 @@ impl<'a, 'i> Table<'a, 'i> {
                 let mut out = Vec::new();
                 for (i, item) in a.iter().enumerate() {
                     let p = format!("{base}[{i}]");
-                    cx.spans.set(&p, item.span());
                     match item.get_ref() {
                         DeValue::Table(t) => {
                             out.push(Table::new(p, format!("{what} #{}", i + 1), item.span(), t))
@@ -337,7 +413,7 @@ impl<'a, 'i> Table<'a, 'i> {
         let mut unknown: Vec<_> = self
             .table
             .iter()
-            .filter(|(k, _)| !self.used.contains(k.get_ref().as_ref()))
+            .filter(|(k, _)| !self.used.contains(&k.get_ref().as_ref()))
             .collect();
         unknown.sort_by_key(|(k, _)| k.span().start);
         for (k, _) in unknown {

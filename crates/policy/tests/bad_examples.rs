@@ -58,7 +58,25 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "tests/bad/ha.toml:18:15: error: backup gateway \"gw-9\" of DVIPA 10.100.0.10 is neither [ha] name nor an [[ha.peer]] (known: gw-1, gw-2, gw-3)",
             "tests/bad/ha.toml:22:11: error: DVIPA 10.100.0.11 needs a `routing_gateway` because [ha] is present",
             "tests/bad/ha.toml:28:8: error: `rank` = 0 in [ha] is out of range: it must be between 1 and 254",
+            "tests/bad/ha.toml:40:3: error: [ha.store] is missing the required key `key_file`: recovery records are sealed with it (32 bytes as 64 hex digits, mode 0600)",
             "tests/bad/ha.toml:41:10: error: store kind \"zookeeper\" is unknown: use \"embedded\" or \"etcd\"",
+        ],
+    ),
+    (
+        "ha_store.toml",
+        &[
+            "tests/bad/ha_store.toml:14:14: error: dead_after 250ms in [ha] must be at least 3 heartbeats (300ms): a gateway is declared dead only after several missed heartbeats",
+            "tests/bad/ha_store.toml:22:12: error: old store key id 2 is the current `key_id`; an old key needs its own id",
+            "tests/bad/ha_store.toml:24:12: error: two old store keys have id 1",
+            "tests/bad/ha_store.toml:25:12: error: `id` = 70000 in [ha.store] old key #4 is out of range: it must be between 1 and 65535",
+        ],
+    ),
+    (
+        "link_encap.toml",
+        &[
+            "tests/bad/link_encap.toml:26:9: warning: link \"l1\" carries GRE in UDP (RFC 8086) to port 4500: its target must run `plexgate target`, which decapsulates it (a kernel GRE tunnel does not)",
+            "tests/bad/link_encap.toml:33:9: error: `encap` in link \"l2\" is \"ipip\", but it must be one of \"gre\", \"udp\"",
+            "tests/bad/link_encap.toml:38:16: error: gre_udp_port 4500 collides with the IKE ports 500 / 4500 or the cluster port 7600",
         ],
     ),
     (
@@ -79,8 +97,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         &[
             "tests/bad/proposals.toml:16:46: error: unknown algorithm `aes257` in IKE proposal `aes257-sha256-x25519`; did you mean `aes256`?",
             "tests/bad/proposals.toml:16:70: error: IKE proposal `aes256gcm16-ecp384` uses an AEAD cipher but names no PRF (add e.g. prfsha256 or prfsha384)",
-            "tests/bad/proposals.toml:16:92: warning: IKE proposal `aes128-sha1-modp1024` offers HMAC-SHA1, which is weak; prefer sha256",
-            "tests/bad/proposals.toml:16:92: warning: IKE proposal `aes128-sha1-modp1024` offers modp1024, which is weak; prefer x25519 or ecp256",
+            "tests/bad/proposals.toml:16:92: error: IKE proposal `aes128-sha1-modp1024`: the IKE engine does not implement sha1 or modp1024; it implements aes128gcm16, aes256gcm16, aes128, aes256, with sha256, sha384, sha512 after a CBC cipher; PRFs prfsha256, prfsha384, prfsha512; key exchange modp2048, ecp256, ecp384, x25519",
             "tests/bad/proposals.toml:22:20: error: ESP proposal `aes256gcm16-sha256` pairs an AEAD cipher with an integrity algorithm; AEAD ciphers carry their own integrity, drop the sha…",
             "tests/bad/proposals.toml:22:42: error: unknown algorithm `3des` in ESP proposal `3des-sha1` (it is weak and not supported)",
         ],
@@ -112,6 +129,17 @@ const EXPECTED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "retransmit.toml",
+        &[
+            "tests/bad/retransmit.toml:11:8: warning: peer \"flood\" has no [[peer.child]]: it can authenticate but carries no traffic",
+            "tests/bad/retransmit.toml:17:22: error: retransmit_timeout 10ms of peer \"flood\" is too short: at least 100ms",
+            "tests/bad/retransmit.toml:18:19: error: `retransmit_base` = 0.5 in peer \"flood\" is out of range: it must be between 1.0 and 10.0",
+            "tests/bad/retransmit.toml:19:20: error: `retransmit_tries` = 0 in peer \"flood\" is out of range: it must be between 1 and 20",
+            "tests/bad/retransmit.toml:22:8: warning: peer \"forever\" has no [[peer.child]]: it can authenticate but carries no traffic",
+            "tests/bad/retransmit.toml:29:19: error: peer \"forever\" would retransmit for 3632067d2h1m before giving up (retransmit_timeout 1m × retransmit_base 3^n, 20 tries); keep it under 1d",
+        ],
+    ),
+    (
         "spd_shadowed.toml",
         &[
             "tests/bad/spd_shadowed.toml:18:1: error: SPD rule #2 (\"https-in\") can never match: SPD rule #1 (\"all-web\") before it matches all of its traffic (with a different action); remove it or move it above",
@@ -123,6 +151,17 @@ const EXPECTED: &[(&str, &[&str])] = &[
         &[
             "tests/bad/syntax.toml:2:15: error: TOML syntax: invalid basic string, expected `\"`",
             "tests/bad/syntax.toml:7:16: error: TOML syntax: invalid float, expected nothing; addresses are strings and must be quoted: \"192.0.2.2/24\"",
+        ],
+    ),
+    (
+        "unsupported.toml",
+        &[
+            "tests/bad/unsupported.toml:22:3: error: IKE proposal `chacha20poly1305-prfsha256-x25519`: the IKE engine does not implement chacha20poly1305; it implements aes128gcm16, aes256gcm16, aes128, aes256, with sha256, sha384, sha512 after a CBC cipher; PRFs prfsha256, prfsha384, prfsha512; key exchange modp2048, ecp256, ecp384, x25519",
+            "tests/bad/unsupported.toml:23:3: error: IKE proposal `aes256gcm16-prfsha512-x448`: the IKE engine does not implement x448; it implements aes128gcm16, aes256gcm16, aes128, aes256, with sha256, sha384, sha512 after a CBC cipher; PRFs prfsha256, prfsha384, prfsha512; key exchange modp2048, ecp256, ecp384, x25519",
+            "tests/bad/unsupported.toml:32:5: error: ESP proposal `aes192-sha256`: the data plane cannot install aes192; it installs aes128gcm16, aes256gcm16, chacha20poly1305, aes128-sha256, aes128-sha384, aes128-sha512, aes256-sha256, aes256-sha384, aes256-sha512",
+            "tests/bad/unsupported.toml:33:5: error: ESP proposal `aes256gcm12`: the data plane cannot install aes256gcm12; it installs aes128gcm16, aes256gcm16, chacha20poly1305, aes128-sha256, aes128-sha384, aes128-sha512, aes256-sha256, aes256-sha384, aes256-sha512",
+            "tests/bad/unsupported.toml:34:5: error: ESP proposal `aes128-sha1`: the data plane cannot install sha1; it installs aes128gcm16, aes256gcm16, chacha20poly1305, aes128-sha256, aes128-sha384, aes128-sha512, aes256-sha256, aes256-sha384, aes256-sha512",
+            "tests/bad/unsupported.toml:36:5: error: ESP proposal `aes128gcm16-ecp521`: the IKE engine has no key exchange ecp521 for PFS; it has modp2048, ecp256, ecp384, x25519",
         ],
     ),
     (
@@ -147,34 +186,33 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ),
 ];
 
-#[cfg(unix)]
-fn set_mode(path: &str, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+mod fixture;
+
+/// `tests/bad/NAME` in a scratch copy with the key modes the checks need.
+fn bad(name: &str) -> std::path::PathBuf {
+    fixture::path("crates/policy/tests/bad").join(name)
 }
 
-fn fix_modes() {
-    // Git only records the executable bit: put the modes the tests rely on in
-    // place (the example keys private, the deliberately readable one readable).
-    #[cfg(unix)]
-    {
-        set_mode("tests/bad/keys/readable.psk", 0o644);
-        for k in ["site-a.psk", "site-c.psk", "cluster.key"] {
-            set_mode(&format!("../../keys/example/{k}"), 0o600);
-        }
-    }
+/// Messages name the copy's files as the checkout would (`tests/bad/NAME`).
+fn as_in_checkout(text: &str) -> String {
+    text.replace(&fixture::bad_prefix(), "")
 }
 
 #[test]
 fn every_bad_example_reports_exactly_its_errors() {
-    fix_modes();
     let mut failures = Vec::new();
     for (file, want) in EXPECTED {
-        let path = format!("tests/bad/{file}");
-        let report = plexgate_policy::check(Path::new(&path));
-        assert!(report.has_errors(), "{path} passed the check");
+        let path = bad(file);
+        let report = plexgate_policy::check(&path);
+        assert!(report.has_errors(), "{} passed the check", path.display());
         assert!(report.policy.is_none());
-        let got = report.diagnostics.short_lines();
+        let got: Vec<String> = report
+            .diagnostics
+            .short_lines()
+            .iter()
+            .map(|l| as_in_checkout(l))
+            .collect();
+        let path = format!("tests/bad/{file}");
         if got != *want {
             failures.push(format!(
                 "{path}:\n  got:\n    {}\n  want:\n    {}",
@@ -202,9 +240,8 @@ fn every_file_in_bad_has_expectations() {
 
 #[test]
 fn rendering_quotes_the_line_with_a_caret_and_notes() {
-    fix_modes();
-    let report = plexgate_policy::check(Path::new("tests/bad/addresses.toml"));
-    let text = report.to_string();
+    let report = plexgate_policy::check(&bad("addresses.toml"));
+    let text = as_in_checkout(&report.to_string());
     let want = "tests/bad/addresses.toml:16:11: error: address 10.9.0.9 of target \"web-2\" is not in subnet 10.9.0.4/30 of its link \"to-web-2\"
    |
 16 | address = \"10.9.0.9\"
@@ -220,7 +257,7 @@ fn rendering_quotes_the_line_with_a_caret_and_notes() {
 
 #[test]
 fn shadowing_note_points_at_the_earlier_rule() {
-    let report = plexgate_policy::check(Path::new("tests/bad/spd_shadowed.toml"));
+    let report = plexgate_policy::check(&bad("spd_shadowed.toml"));
     let d: Vec<_> = report.diagnostics.iter().collect();
     assert_eq!(d.len(), 2);
     let note = &d[0].notes[0];

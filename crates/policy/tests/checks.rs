@@ -204,9 +204,22 @@ targets = "all"
         [
             "t.toml:18:15: error: local_ts of child \"v6\" covers DVIPA 2001:db8:1::10 with the wider selector 2001:db8:1::/64; SAs for DVIPA traffic must name the DVIPA itself (2001:db8:1::10/128) so they can move between gateways",
             "t.toml:22:15: error: local_ts of child \"all\" covers DVIPA 2001:db8:1::10 with the wider selector any; SAs for DVIPA traffic must name the DVIPA itself (2001:db8:1::10/128) so they can move between gateways",
-            "t.toml:22:15: error: local_ts of child \"all\" covers DVIPA 192.0.2.1 with the wider selector any; SAs for DVIPA traffic must name the DVIPA itself (192.0.2.1/32) so they can move between gateways",
             "t.toml:27:11: error: DVIPA 2001:db8:1::10 lists no targets (write \"all\" or target names)",
             "t.toml:29:11: error: DVIPA 192.0.2.1 is also a gateway VIPA; the outer and inner addresses must differ",
+        ]
+    );
+    // One error per wide selector: the other DVIPAs it covers are a note.
+    let d = parse_str(&text, "t.toml", Path::new("/etc/plexgate")).unwrap_err();
+    let all = d
+        .iter()
+        .find(|x| x.message.contains("child \"all\""))
+        .unwrap();
+    let notes: Vec<&str> = all.notes.iter().map(|n| n.message.as_str()).collect();
+    assert_eq!(
+        notes,
+        [
+            "DVIPA 2001:db8:1::10 is defined here",
+            "it also covers DVIPA 192.0.2.1"
         ]
     );
 }
@@ -273,6 +286,7 @@ rank = 100
   [ha.store]
   kind = "etcd"
   endpoints = ["http://127.0.0.1:2379"]
+  key_file = "store.key"
 "#,
     );
     assert_eq!(
@@ -342,7 +356,7 @@ fn durations_accept_units_and_reject_nonsense() {
     ));
     assert_eq!(
         diags(&text),
-        ["t.toml:16:14: error: `rekey_time` in peer \"p\": unknown time unit `x` in `2x`: use s, m, h or d"]
+        ["t.toml:16:14: error: `rekey_time` in peer \"p\": unknown time unit `x` in `2x`: use ms, s, m, h or d"]
     );
     let ok = parse_str(
         &site(&PEER.replace(

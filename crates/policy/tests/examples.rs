@@ -7,36 +7,18 @@ use std::time::Duration;
 
 use plexgate_policy::*;
 
+mod fixture;
+
+/// An example policy, from a scratch copy with the key modes the checks need.
 fn example(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../policy")
-        .join(name)
+    fixture::path("policy").join(name)
 }
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-/// Git does not keep file modes: put the example keys' 0600 in place.
-fn fix_modes() {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../keys");
-        for k in [
-            "example/site-a.psk",
-            "example/site-c.psk",
-            "example/cluster.key",
-            "test/private/gw.pem",
-        ] {
-            let p = root.join(k);
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
-    }
-}
-
 fn load_ok(name: &str) -> Checked {
-    fix_modes();
     match load(&example(name)) {
         Ok(c) => c,
         Err(d) => panic!("{name} must pass:\n{d}"),
@@ -122,7 +104,10 @@ fn site_b_certificates_weighted_ha_etcd() {
     assert!(clients.auth_file_exists());
     assert_eq!(
         clients.proposals[1].encryption,
-        vec![Encr::ChaCha20Poly1305]
+        vec![Encr::AesGcm {
+            key_bits: 128,
+            icv_bytes: 16
+        }]
     );
     assert_eq!(clients.proposals[1].prf, vec![Prf::HmacSha256]);
     let app = clients.child("app").unwrap();
@@ -212,7 +197,6 @@ fn site_c_site_to_site_with_bypass_and_discard() {
 
 #[test]
 fn check_renders_ok_summary() {
-    fix_modes();
     let r = check(&example("site-a.toml"));
     assert!(!r.has_errors());
     assert!(
@@ -225,12 +209,12 @@ fn check_renders_ok_summary() {
 fn site_a_listing() {
     let c = load_ok("site-a.toml");
     let text = c.policy.to_string();
-    let keys = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../policy/../keys/example");
+    let keys = fixture::path("policy/../keys/example");
     let want = format!(
         "site site-a: gateway VIPAs 192.0.2.1 (IKE 500, NAT-T 4500)
   interface eth0 192.0.2.2/24
 peer roadwarriors: remote any, @vpn.site-a.example <-> %any, auth psk {psk}
-  ike aes256gcm16-prfsha384-ecp384, aes128-sha256-prfsha256-x25519; rekey 4h, life 4h24m, dpd 30s
+  ike aes256gcm16-prfsha384-ecp384, aes128-sha256-prfsha256-x25519; rekey 4h, life 4h24m, dpd 30s; retransmit 4s, base 1.8, 5 tries
   child web: 10.100.0.10[tcp/443], 10.100.0.10[tcp/80] === dynamic (tunnel)
     esp aes256gcm16-esn, aes128gcm16, chacha20poly1305; rekey 1h, life 1h6m; replay 1024; start None
 spd (first match wins):

@@ -69,6 +69,7 @@ address = "192.0.2.11"
   [ha.store]
   kind = "embedded"
   path = "store"
+  key_file = "store.key"
 "#;
 
 fn ip(s: &str) -> IpAddr {

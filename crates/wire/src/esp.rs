@@ -16,9 +16,9 @@ use crate::{need, Result, WireError};
 //# |                      Sequence Number                          | |ered
 mod field {
     use core::ops::{Range, RangeFrom};
-    pub const SPI: Range<usize> = 0..4;
-    pub const SEQ: Range<usize> = 4..8;
-    pub const PAYLOAD: RangeFrom<usize> = 8..;
+    pub(super) const SPI: Range<usize> = 0..4;
+    pub(super) const SEQ: Range<usize> = 4..8;
+    pub(super) const PAYLOAD: RangeFrom<usize> = 8..;
 }
 
 /// Length of the ESP header (SPI and sequence number).

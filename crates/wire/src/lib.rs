@@ -8,13 +8,16 @@
 //! - [`udp_encap`]: classification of UDP/4500 payloads (RFC 3948): NAT-keepalive,
 //!   IKE behind the non-ESP marker, or ESP;
 //! - [`gre`]: GRE (RFC 2784) with the key and sequence extensions (RFC 2890);
-//! - [`ip`]: small IPv4/IPv6 helpers: version, total length and the 5-tuple used by
-//!   the security policy database (SPD) and the connection table.
+//! - [`ip`]: one checked view of IPv4 and IPv6 packets, [`ip::IpPacket`] (version,
+//!   header length with IPv6 extension headers, addresses, protocol, payload), and
+//!   the 5-tuple the security policy database (SPD) and the connection table use,
+//!   read through it; `write_header` to rebuild a packet.
 //!
 //! Bad input returns a [`WireError`]; nothing here panics on untrusted bytes.
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
+pub mod arp;
 pub mod esp;
 pub mod gre;
 pub mod ip;

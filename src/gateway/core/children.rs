@@ -8,7 +8,6 @@ use plexgate_ike as ike;
 use plexgate_ipsec as ipsec;
 
 use super::*;
-use serde_json::json;
 
 impl GatewayCore {
     pub(super) fn acquire(&mut self, now: Instant, peer: &str, child: &str, sink: &mut dyn Sink) {
@@ -73,37 +72,30 @@ impl GatewayCore {
             | ike::Event::IkeSaRekeyed {
                 new: id, record, ..
             } => {
-                let key = format!(
-                    "{}/ike/{:016x}-{:016x}",
-                    self.site, record.spi_i, record.spi_r
-                );
-                tracing::info!(peer = %record.peer, remote = %record.remote, "IKE SA {:016x}_i {:016x}_r established", record.spi_i, record.spi_r);
+                tracing::info!(peer = %record.peer, remote = %record.remote, "IKE SA {id} ({:016x}_i {:016x}_r) established", record.spi_i, record.spi_r);
                 self.ike_peers.insert(
                     id,
                     IkePeer {
-                        peer: record.peer.clone(),
                         owner: record.remote_id.to_string(),
                     },
                 );
-                if let Ok(v) = serde_json::to_vec_pretty(&record) {
-                    self.side.push(SideEffect::PutRecord(key.clone(), v));
-                }
-                self.ike_records.insert(id, key);
             }
+            ike::Event::RecordUpdated { id, record } => self.record_updated(id, &record),
+            ike::Event::RecordRemoved { id } => self.record_removed(id),
             ike::Event::IkeSaDeleted { id, reason } => {
-                tracing::info!("IKE SA {} deleted: {reason}", id.0);
+                tracing::info!("IKE SA {id} deleted: {reason}");
                 self.ike_peers.remove(&id);
-                if let Some(k) = self.ike_records.remove(&id) {
-                    self.side.push(SideEffect::DeleteRecord(k));
-                }
             }
-            ike::Event::ChildSaUp { ike, child } => self.install_child(now, ike, child, None),
+            ike::Event::ChildSaUp { ike, peer, child } => {
+                self.install_child(now, ike, &peer, child, None)
+            }
             ike::Event::ChildSaRekeyed {
                 ike,
+                peer,
                 old_spi_in,
                 new,
                 ..
-            } => self.install_child(now, ike, new, Some(old_spi_in)),
+            } => self.install_child(now, ike, &peer, new, Some(old_spi_in)),
             ike::Event::ChildSaDeleted {
                 spi_in, spi_out, ..
             } => {
@@ -121,6 +113,23 @@ impl GatewayCore {
             } => {
                 tracing::warn!(%remote, peer_id = ?peer_id, "authentication failed: {reason}");
             }
+            ike::Event::IkeKeys { keys, .. } => {
+                let k = ipsec::keylog::IkeSaKeys {
+                    spi_i: keys.spi_i,
+                    spi_r: keys.spi_r,
+                    encr: keys.encr,
+                    encr_key_bits: Some(keys.encr_bits),
+                    integ: keys.integ,
+                    sk_ei: &keys.sk_ei,
+                    sk_er: &keys.sk_er,
+                    sk_ai: &keys.sk_ai,
+                    sk_ar: &keys.sk_ar,
+                };
+                match ipsec::keylog::ikev2_decryption_line(&k) {
+                    Ok(line) => self.side.push(SideEffect::IkeKeyLog(line)),
+                    Err(e) => tracing::warn!("IKE key log: {e}"),
+                }
+            }
             other => tracing::debug!("IKE event {other:?}"),
         }
     }
@@ -128,8 +137,14 @@ impl GatewayCore {
     /// Install both SAs of a negotiated Child SA of the IKE SA `ike` into the SAD
     /// (what `ChildSaUp` does; public for benchmarks and for re-creating SAs
     /// from records).
-    pub fn install_child_sa(&mut self, now: Instant, ike: ike::IkeSaId, c: ike::ChildSa) {
-        self.install_child(now, ike, c, None);
+    pub fn install_child_sa(
+        &mut self,
+        now: Instant,
+        ike: ike::IkeSaId,
+        peer: &str,
+        c: ike::ChildSa,
+    ) {
+        self.install_child(now, ike, peer, c, None);
     }
 
     /// Remove both SAs of the Child SA with inbound SPI `spi_in` and, with the
@@ -154,10 +169,6 @@ impl GatewayCore {
                 }
             }
         }
-        self.side.push(SideEffect::DeleteRecord(format!(
-            "{}/child/{spi_in:08x}",
-            self.site
-        )));
     }
 
     /// The data-plane parameters of both directions of a negotiated Child SA.
@@ -216,15 +227,16 @@ impl GatewayCore {
         &mut self,
         now: Instant,
         ike_sa: ike::IkeSaId,
+        peer: &str,
         c: ike::ChildSa,
         replaces: Option<u32>,
     ) {
-        // The IKE SA's peer config and proven identity (a Child SA's name alone is
-        // not unique across peers; the identity keeps peers apart in the SAD).
-        let (peer, owner) = match self.ike_peers.get(&ike_sa) {
-            Some(p) => (p.peer.clone(), p.owner.clone()),
-            None => (String::new(), format!("IKE SA #{}", ike_sa.0)),
+        // The IKE SA's proven identity keeps peers of one config apart in the SAD.
+        let owner = match self.ike_peers.get(&ike_sa) {
+            Some(p) => p.owner.clone(),
+            None => format!("IKE SA {ike_sa}"),
         };
+        let peer = peer.to_string();
         let installed = esp_transform(&c)
             .ok_or_else(|| format!("transform {} is not supported by the data plane", c.encr))
             .and_then(|transform| {
@@ -235,13 +247,12 @@ impl GatewayCore {
                             .push(SideEffect::KeyLog(ipsec::keylog::esp_sa_line(p)));
                     }
                 }
-                let rec = child_record(&c, &peer, transform, &pin, replaces);
                 self.sad
                     .insert_child(pin, pout, &owner, now)
-                    .map(|r| (r, transform, rec))
+                    .map(|r| (r, transform))
                     .map_err(|e| e.to_string())
             });
-        let (child_ref, transform, rec) = match installed {
+        let (child_ref, transform) = match installed {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(
@@ -266,12 +277,6 @@ impl GatewayCore {
             peer = %peer, child = %c.name, "Child SA {:08x}_i {:08x}_o installed ({transform:?}{}{})",
             c.spi_in, c.spi_out, if c.esn { ", ESN" } else { "" }, if c.udp_encap { ", UDP-encap" } else { "" }
         );
-        if let Ok(v) = serde_json::to_vec_pretty(&rec) {
-            self.side.push(SideEffect::PutRecord(
-                format!("{}/child/{:08x}", self.site, c.spi_in),
-                v,
-            ));
-        }
     }
 
     /// Routes into the TUN for the remote selectors of a new outbound SA.
@@ -287,20 +292,4 @@ impl GatewayCore {
             }
         }
     }
-}
-
-/// The recovery record of a Child SA (the shape becomes the store's typed record).
-fn child_record(
-    c: &ike::ChildSa,
-    peer: &str,
-    transform: ipsec::EspTransform,
-    pin: &ipsec::SaParams,
-    replaces: Option<u32>,
-) -> serde_json::Value {
-    json!({
-        "peer": peer, "child": c.name, "spi_in": format!("{:08x}", c.spi_in), "spi_out": format!("{:08x}", c.spi_out),
-        "protocol": c.protocol, "transform": format!("{transform:?}"), "esn": c.esn,
-        "local_ts": pin.local_ts, "remote_ts": pin.remote_ts, "local": c.local, "remote": c.remote, "udp_encap": c.udp_encap,
-        "replaces": replaces.map(|i| format!("{i:08x}")),
-    })
 }

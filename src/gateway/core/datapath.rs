@@ -143,7 +143,9 @@ impl GatewayCore {
             let Ok(inb) = self.sad.open_in_place(now, esp) else {
                 return;
             };
-            let inner = start + inb.opened.inner.start..start + inb.opened.inner.end;
+            let Some(inner) = self.inner_packet(buf, start, &inb) else {
+                return;
+            };
             // The next packet of the cached connection: its route is read in
             // place from the cache (a copy through the stack cost a stalled
             // 16-byte load of the target address).
@@ -166,8 +168,43 @@ impl GatewayCore {
         // open_in_place already checked the inner packet against the SA's selectors
         // (RFC 4301 §5.2 step 4), which were negotiated from the SPD; the 5-tuple it
         // parsed for that is handed on, so the distributor does not parse it again.
-        let inner = start + inb.opened.inner.start..start + inb.opened.inner.end;
+        let Some(inner) = self.inner_packet(buf, start, &inb) else {
+            return;
+        };
         self.deliver_inbound(now, buf, inner, tuple.as_ref(), true, None, sink);
+    }
+
+    /// Where the opened packet's inner IP packet lies in `buf`. In tunnel mode it
+    /// is what ESP carried; in transport mode ESP carried only the transport
+    /// payload: its IP header is rebuilt from the SA's addresses (whose
+    /// selectors the SA already checked) in the room the ESP header and IV
+    /// leave before it, so that the local stack gets a whole packet.
+    #[inline(always)]
+    fn inner_packet(
+        &self,
+        buf: &mut [u8],
+        start: usize,
+        inb: &ipsec::Inbound,
+    ) -> Option<std::ops::Range<usize>> {
+        let inner = start + inb.opened.inner.start..start + inb.opened.inner.end;
+        if matches!(inb.opened.next_header, 4 | 41) {
+            return Some(inner);
+        }
+        self.rebuild_transport(buf, start, inb)
+    }
+
+    #[cold]
+    fn rebuild_transport(
+        &self,
+        buf: &mut [u8],
+        start: usize,
+        inb: &ipsec::Inbound,
+    ) -> Option<std::ops::Range<usize>> {
+        let tp = self.sad.inbound(inb.spi)?.transport_packet(&inb.opened)?;
+        let payload = start + tp.payload.start..start + tp.payload.end;
+        let h = payload.start.checked_sub(tp.ip_header_len())?;
+        tp.write_ip_header(&mut buf[h..payload.start]).ok()?;
+        Some(h..payload.end)
     }
 
     /// Send a decrypted (or plain) inbound packet to its target or to the local stack.

@@ -25,7 +25,10 @@ use super::config;
 mod children;
 mod control;
 mod datapath;
+mod records;
 mod status;
+
+pub use records::{ike_record_of, RecordChange};
 
 /// Bytes kept free in front of a packet for headers written in place
 /// (ESP header + IV ≤ 24, GRE 8, IPv4 20).
@@ -73,12 +76,12 @@ pub trait RxBatch {
 /// What the runtime must persist or log (drained with [`GatewayCore::drain_side_effects`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SideEffect {
-    /// Write a recovery record.
-    PutRecord(String, Vec<u8>),
-    /// Remove a recovery record.
-    DeleteRecord(String),
+    /// A recovery record to write or remove.
+    Record(RecordChange),
     /// Append a line to the Wireshark `esp_sa` key log.
     KeyLog(String),
+    /// Append a line to the Wireshark `ikev2_decryption_table` key log.
+    IkeKeyLog(String),
 }
 
 /// Drops counted by the core itself (the crates count their own).
@@ -107,7 +110,7 @@ pub struct CoreCounters {
 
 /// Per-child settings that the IKE engine does not carry.
 #[derive(Debug, Clone)]
-struct ChildPolicy {
+pub(crate) struct ChildPolicy {
     replay_window: u32,
     lifetime: ipsec::Lifetime,
 }
@@ -115,8 +118,6 @@ struct ChildPolicy {
 /// Who an IKE SA belongs to.
 #[derive(Debug, Clone)]
 struct IkePeer {
-    /// Peer config name.
-    peer: String,
     /// The remote identity it authenticated as.
     owner: String,
 }
@@ -136,7 +137,12 @@ pub struct GatewayCore {
     ike_peers: HashMap<ike::IkeSaId, IkePeer>,
     /// Acquires under way or recently failed: no new one before the instant.
     acquiring: HashMap<(String, String), Instant>,
-    ike_records: HashMap<ike::IkeSaId, String>,
+    /// The recovery records written, per IKE SA.
+    recorded: records::Recorded,
+    /// Whether recovery records are kept (a store is configured).
+    records_on: bool,
+    /// The AUTH method of each peer config (for the records).
+    auth_methods: HashMap<String, u8>,
     keylog: bool,
     local_addrs: Vec<IpAddr>,
     natt_port: u16,
@@ -167,6 +173,8 @@ pub struct CoreSetup {
     /// The first sequence number of our cluster messages: above any this node
     /// may have used before a restart (the runtime takes the wall clock in µs).
     pub first_seq: u64,
+    /// Keep recovery records (the policy names a store).
+    pub records: bool,
 }
 
 impl CoreSetup {
@@ -187,6 +195,7 @@ impl CoreSetup {
             ike: config::ike_config(p)?,
             cluster_key,
             first_seq,
+            records: p.ha.is_some(),
         })
     }
 }
@@ -206,10 +215,12 @@ impl GatewayCore {
         rng: Box<dyn ike::Rng>,
         now: Instant,
     ) -> Result<GatewayCore, config::ConfigError> {
+        let records_on = setup.records;
         let CoreSetup {
             ike: ike_cfg,
             cluster_key: key,
             first_seq,
+            ..
         } = setup;
         let mut children = HashMap::new();
         for peer in &p.peers {
@@ -263,8 +274,12 @@ impl GatewayCore {
                 _ => None,
             })
             .collect();
+        let mut ike = ike::Endpoint::new(Arc::new(ike_cfg), rng);
+        // IKE agrees only to ESP transforms the data plane installs (#17).
+        ike.set_esp_support(esp_support());
+        ike.set_key_log(p.log.keylog.is_some());
         Ok(GatewayCore {
-            ike: ike::Endpoint::new(Arc::new(ike_cfg), rng),
+            ike,
             sad,
             spd,
             dist,
@@ -272,7 +287,20 @@ impl GatewayCore {
             out_rule_keys,
             ike_peers: HashMap::new(),
             acquiring: HashMap::new(),
-            ike_records: HashMap::new(),
+            recorded: records::Recorded::default(),
+            records_on,
+            auth_methods: p
+                .peers
+                .iter()
+                .map(|peer| {
+                    let m = match peer.auth {
+                        policy::Auth::Psk { .. } => 2,
+                        // RFC 7427 digital signatures.
+                        policy::Auth::Cert { .. } => 14,
+                    };
+                    (peer.name.clone(), m)
+                })
+                .collect(),
             keylog: p.log.keylog.is_some(),
             local_addrs,
             natt_port: p.site.natt_port,
@@ -473,6 +501,22 @@ pub fn ts_cidr(t: &ipsec::TrafficSelector) -> Option<String> {
         return None;
     }
     Some(format!("{}/{len}", t.start_addr))
+}
+
+/// The ESP transforms of [`ipsec::EspTransform::installable`], as the IKE engine
+/// names them.
+pub fn esp_support() -> ike::EspSupport {
+    ike::EspSupport(
+        ipsec::EspTransform::installable()
+            .iter()
+            .map(|&(encr, bits, integ)| ike::EspTransformId {
+                encr,
+                // ChaCha20-Poly1305 has a fixed 256-bit key and no length attribute.
+                key_bits: bits.unwrap_or(256),
+                integ: (integ != 0).then_some(integ),
+            })
+            .collect(),
+    )
 }
 
 /// The data plane's transform for a negotiated Child SA.

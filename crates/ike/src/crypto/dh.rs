@@ -3,6 +3,7 @@
 
 use num_bigint::BigUint;
 use ring::agreement;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::{dh_id, CryptoError, Rng};
 
@@ -18,8 +19,9 @@ pub(super) fn modp_2048() -> BigUint {
 pub enum DhPrivate {
     /// ECDH through ring (X25519, P-256, P-384).
     Ecdh(agreement::EphemeralPrivateKey, u16),
-    /// MODP-2048 exponent.
-    Modp(BigUint),
+    /// MODP-2048 exponent (big-endian bytes, wiped on drop; the big-number
+    /// temporaries of the arithmetic are not).
+    Modp(Zeroizing<Vec<u8>>),
 }
 
 impl std::fmt::Debug for DhPrivate {
@@ -47,11 +49,11 @@ pub fn dh_supported(group: u16) -> bool {
 /// MODP exponents come from `rng`.
 pub fn dh_generate(group: u16, rng: &mut dyn Rng) -> Result<(DhPrivate, Vec<u8>), CryptoError> {
     if group == dh_id::MODP_2048 {
-        let mut x = [0u8; 32];
+        let mut x = Zeroizing::new(vec![0u8; 32]);
         rng.fill(&mut x);
-        let x = BigUint::from_bytes_be(&x) | BigUint::from(1u8) << 255u32;
+        x[0] |= 0x80;
         let p = modp_2048();
-        let y = BigUint::from(2u8).modpow(&x, &p);
+        let y = BigUint::from(2u8).modpow(&BigUint::from_bytes_be(&x), &p);
         let mut pubv = y.to_bytes_be();
         while pubv.len() < 256 {
             pubv.insert(0, 0);
@@ -74,8 +76,8 @@ pub fn dh_generate(group: u16, rng: &mut dyn Rng) -> Result<(DhPrivate, Vec<u8>)
     Ok((DhPrivate::Ecdh(k, group), pubv))
 }
 
-/// Compute g^ir from our private value and the peer's KE data.
-pub fn dh_agree(private: DhPrivate, peer: &[u8]) -> Result<Vec<u8>, CryptoError> {
+/// Compute g^ir from our private value and the peer's KE data (wiped on drop).
+pub fn dh_agree(private: DhPrivate, peer: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     match private {
         DhPrivate::Modp(x) => {
             let p = modp_2048();
@@ -83,11 +85,11 @@ pub fn dh_agree(private: DhPrivate, peer: &[u8]) -> Result<Vec<u8>, CryptoError>
             if peer.len() != 256 || y <= BigUint::from(1u8) || y >= &p - 1u8 {
                 return Err(CryptoError::BadPublic(dh_id::MODP_2048));
             }
-            let mut s = y.modpow(&x, &p).to_bytes_be();
-            while s.len() < 256 {
-                s.insert(0, 0);
-            }
-            Ok(s)
+            let mut s = y.modpow(&BigUint::from_bytes_be(&x), &p).to_bytes_be();
+            let mut out = Zeroizing::new(vec![0u8; 256usize.saturating_sub(s.len())]);
+            out.extend_from_slice(&s);
+            s.zeroize();
+            Ok(out)
         }
         DhPrivate::Ecdh(k, group) => {
             let alg = ring_alg(group).ok_or(CryptoError::Unsupported("DH group"))?;
@@ -100,7 +102,7 @@ pub fn dh_agree(private: DhPrivate, peer: &[u8]) -> Result<Vec<u8>, CryptoError>
                 v
             };
             let pk = agreement::UnparsedPublicKey::new(alg, bytes);
-            agreement::agree_ephemeral(k, &pk, |s| s.to_vec())
+            agreement::agree_ephemeral(k, &pk, |s| Zeroizing::new(s.to_vec()))
                 .map_err(|_| CryptoError::BadPublic(group))
         }
     }

@@ -3,6 +3,7 @@
 //! hashes (§2.23).
 
 use ring::digest;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::{encr_id, integ_id, CryptoError, Prf};
 
@@ -57,7 +58,7 @@ impl IkeSuite {
     }
 }
 
-/// The seven keys of an IKE SA (§2.14).
+/// The seven keys of an IKE SA (§2.14), wiped on drop.
 #[derive(Clone, PartialEq, Eq)]
 pub struct IkeKeys {
     /// SK_d: derives Child SA keys.
@@ -76,6 +77,22 @@ pub struct IkeKeys {
     pub sk_pr: Vec<u8>,
 }
 
+impl Drop for IkeKeys {
+    fn drop(&mut self) {
+        for k in [
+            &mut self.sk_d,
+            &mut self.sk_ai,
+            &mut self.sk_ar,
+            &mut self.sk_ei,
+            &mut self.sk_er,
+            &mut self.sk_pi,
+            &mut self.sk_pr,
+        ] {
+            k.zeroize();
+        }
+    }
+}
+
 impl std::fmt::Debug for IkeKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("IkeKeys(..)")
@@ -84,12 +101,12 @@ impl std::fmt::Debug for IkeKeys {
 
 //= https://www.rfc-editor.org/rfc/rfc7296#section-2.14
 //# SKEYSEED = prf(Ni | Nr, g^ir)
-/// SKEYSEED for a new IKE SA.
-pub fn skeyseed(prf: Prf, ni: &[u8], nr: &[u8], shared: &[u8]) -> Vec<u8> {
+/// SKEYSEED for a new IKE SA (wiped on drop).
+pub fn skeyseed(prf: Prf, ni: &[u8], nr: &[u8], shared: &[u8]) -> Zeroizing<Vec<u8>> {
     let mut key = Vec::with_capacity(ni.len() + nr.len());
     key.extend_from_slice(ni);
     key.extend_from_slice(nr);
-    prf.prf(&key, &[shared])
+    Zeroizing::new(prf.prf(&key, &[shared]))
 }
 
 //= https://www.rfc-editor.org/rfc/rfc7296#section-2.18
@@ -101,8 +118,8 @@ pub fn skeyseed_rekey(
     shared: &[u8],
     ni: &[u8],
     nr: &[u8],
-) -> Vec<u8> {
-    prf_old.prf(sk_d_old, &[shared, ni, nr])
+) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(prf_old.prf(sk_d_old, &[shared, ni, nr]))
 }
 
 //= https://www.rfc-editor.org/rfc/rfc7296#section-2.14
@@ -121,13 +138,17 @@ pub fn derive_ike_keys(
     let a = suite.integ_key_len();
     let e = suite.encr_key_len();
     let total = 3 * p + 2 * a + 2 * e;
-    let km = suite.prf.prf_plus(
+    let km = Zeroizing::new(suite.prf.prf_plus(
         skeyseed,
         &[ni, nr, &spi_i.to_be_bytes(), &spi_r.to_be_bytes()],
         total,
-    );
-    let mut it = km.into_iter();
-    let mut take = |n: usize| -> Vec<u8> { it.by_ref().take(n).collect() };
+    ));
+    let mut at = 0;
+    let mut take = |n: usize| -> Vec<u8> {
+        let k = km.get(at..at + n).unwrap_or_default().to_vec();
+        at += n;
+        k
+    };
     IkeKeys {
         sk_d: take(p),
         sk_ai: take(a),
@@ -139,13 +160,27 @@ pub fn derive_ike_keys(
     }
 }
 
-/// The keys of one Child SA: for each direction (encryption key incl. salt, integrity key).
+/// The keys of one Child SA: for each direction (encryption key incl. salt, integrity
+/// key), wiped on drop.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ChildKeys {
     /// Initiator to responder: (encr, integ).
     pub i_to_r: (Vec<u8>, Vec<u8>),
     /// Responder to initiator: (encr, integ).
     pub r_to_i: (Vec<u8>, Vec<u8>),
+}
+
+impl Drop for ChildKeys {
+    fn drop(&mut self) {
+        for k in [
+            &mut self.i_to_r.0,
+            &mut self.i_to_r.1,
+            &mut self.r_to_i.0,
+            &mut self.r_to_i.1,
+        ] {
+            k.zeroize();
+        }
+    }
 }
 
 impl std::fmt::Debug for ChildKeys {
@@ -191,12 +226,16 @@ pub fn derive_child_keys(
     integ_len: usize,
 ) -> ChildKeys {
     let total = 2 * (encr_len + integ_len);
-    let km = match shared {
+    let km = Zeroizing::new(match shared {
         Some(g) => prf.prf_plus(sk_d, &[g, ni, nr], total),
         None => prf.prf_plus(sk_d, &[ni, nr], total),
+    });
+    let mut at = 0;
+    let mut take = |n: usize| -> Vec<u8> {
+        let k = km.get(at..at + n).unwrap_or_default().to_vec();
+        at += n;
+        k
     };
-    let mut it = km.into_iter();
-    let mut take = |n: usize| -> Vec<u8> { it.by_ref().take(n).collect() };
     let ei = take(encr_len);
     let ai = take(integ_len);
     let er = take(encr_len);
@@ -211,7 +250,7 @@ pub fn derive_child_keys(
 //# AUTH = prf( prf(Shared Secret, "Key Pad for IKEv2"), <InitiatorSignedOctets>)
 /// PSK AUTH value. `signed_octets` = message | nonce | prf(SK_p, ID').
 pub fn psk_auth(prf: Prf, psk: &[u8], signed_octets: &[&[u8]]) -> Vec<u8> {
-    let k = prf.prf(psk, &[b"Key Pad for IKEv2"]);
+    let k = Zeroizing::new(prf.prf(psk, &[b"Key Pad for IKEv2"]));
     prf.prf(&k, signed_octets)
 }
 

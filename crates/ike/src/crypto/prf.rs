@@ -1,6 +1,7 @@
 //! The negotiated PRF (HMAC-SHA2) and prf+ (RFC 7296 §2.13).
 
 use ring::hmac;
+use zeroize::Zeroize;
 
 use super::prf_id;
 
@@ -46,23 +47,28 @@ impl Prf {
     //# prf+ (K,S) = T1 | T2 | T3 | T4 | ...
     //# where:
     //# T1 = prf (K, S | 0x01)
-    //# T2 = prf (K, T2 | S | 0x02)
+    //# T2 = prf (K, T1 | S | 0x02)
+    /// The output is key material: the caller wipes it (no copy is left behind here).
     pub fn prf_plus(&self, key: &[u8], seed: &[&[u8]], len: usize) -> Vec<u8> {
         let k = hmac::Key::new(self.0, key);
+        // Room for the last whole block, so that the vector never reallocates (a
+        // reallocation would leave a copy of the keys in freed memory).
         let mut out = Vec::with_capacity(len + self.len());
-        let mut prev: Vec<u8> = Vec::new();
         let mut i: u8 = 1;
         while out.len() < len {
             let mut ctx = hmac::Context::with_key(&k);
-            ctx.update(&prev);
+            let start = out.len().saturating_sub(self.len());
+            if i > 1 {
+                ctx.update(&out[start..]);
+            }
             for s in seed {
                 ctx.update(s);
             }
             ctx.update(&[i]);
-            prev = ctx.sign().as_ref().to_vec();
-            out.extend_from_slice(&prev);
+            out.extend_from_slice(ctx.sign().as_ref());
             i = i.wrapping_add(1);
         }
+        out[len..].zeroize();
         out.truncate(len);
         out
     }

@@ -24,12 +24,21 @@ impl Default for SystemRng {
 }
 
 impl Rng for SystemRng {
+    /// Panics when the operating system's generator fails: SPIs, nonces and keys
+    /// must never be made of predictable bytes, and there is nothing else to fall
+    /// back on.
     fn fill(&mut self, buf: &mut [u8]) {
         use ring::rand::SecureRandom;
-        // The OS RNG failing is not recoverable; ring documents it does not in practice.
-        if self.0.fill(buf).is_err() {
-            buf.iter_mut().for_each(|b| *b = 0);
-        }
+        fill_or_panic(|b| self.0.fill(b).is_ok(), buf);
+    }
+}
+
+/// Fill `buf` with `fill`, which reports success; a failure is not recoverable.
+fn fill_or_panic(fill: impl FnOnce(&mut [u8]) -> bool, buf: &mut [u8]) {
+    if !fill(buf) {
+        panic!(
+            "the operating system's random number generator failed: refusing to go on with predictable SPIs, nonces and keys"
+        );
     }
 }
 
@@ -55,5 +64,29 @@ impl Rng for SeededRng {
             z ^= z >> 31;
             chunk.copy_from_slice(&z.to_be_bytes()[..chunk.len()]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "random number generator failed")]
+    fn a_failing_generator_is_loud_not_zeros() {
+        let mut buf = [0x55u8; 16];
+        // A generator that fails after writing nothing: never hand the buffer out.
+        fill_or_panic(|_| false, &mut buf);
+    }
+
+    #[test]
+    fn the_system_generator_fills() {
+        let mut a = [0u8; 32];
+        let mut b = [0u8; 32];
+        let mut r = SystemRng::new();
+        r.fill(&mut a);
+        r.fill(&mut b);
+        assert_ne!(a, b);
+        assert_ne!(a, [0u8; 32]);
     }
 }

@@ -29,14 +29,29 @@ impl Endpoint {
                 data: trust.certreq_data(),
             });
         }
-        if pc.initial_contact {
+        //= https://www.rfc-editor.org/rfc/rfc7296#section-3.10.1
+        //# This notification asserts that this IKE SA is the only IKE SA
+        //# currently active between the authenticated identities.
+        // Only the first IKE SA with a peer says so (a second one would make the
+        // peer drop the first); a recovered one always does (the peer's SAs with the
+        // dead gateway must go).
+        let first = !self.sas.values().any(|o| {
+            o.peer.as_ref().is_some_and(|p| p.name == pc.name) && o.state != SaState::Deleting
+        });
+        if (pc.initial_contact && first) || sa.recovered_remote_id.is_some() {
             p.push(Payload::notify(notify::INITIAL_CONTACT, vec![]));
         }
-        if pc.remote_id.0 != "%any" {
+        if let Some(id) = &sa.recovered_remote_id {
+            p.push(Payload::IdR(id.clone()));
+        } else if pc.remote_id.0 != "%any" {
             p.push(Payload::IdR(pc.remote_id.to_wire()));
         }
         p.push(auth);
-        let child = sa.first_child.take().map(|req| {
+        let child = sa
+            .first_child
+            .take()
+            .and_then(|req| self.installable_req(sa, req));
+        let child = child.map(|req| {
             let spi_in = self.new_child_spi();
             p.push(esp_sa_payload(&req.cfg, spi_in, false));
             p.push(Payload::TsI(req.cfg.local_ts.clone()));
@@ -95,6 +110,15 @@ impl Endpoint {
         let mut out = vec![Payload::IdR(my_id)];
         out.extend(certs);
         out.push(my_auth);
+        if wants_virtual_ip(p) {
+            self.events.push_back(Event::Refused {
+                remote: sa.remote,
+                peer: Some(pc.name.clone()),
+                reason: format!(
+                    "'{idi}' asks for a virtual IP (CP CFG_REQUEST): virtual IPs are not supported yet, none is assigned"
+                ),
+            });
+        }
         let up_child = self.responder_first_child(sa, &pc, p, &mut out);
         self.send_response(sa, exchange::IKE_AUTH, mid, &out);
         let initial_contact = find_notify(p, notify::INITIAL_CONTACT).is_some();
@@ -102,9 +126,10 @@ impl Endpoint {
         if let Some((c, esp, rt)) = up_child {
             self.events.push_back(Event::ChildSaUp {
                 ike: sa.id,
+                peer: sa.peer_name(),
                 child: c.clone(),
             });
-            self.add_child(now, sa, c, esp, rt);
+            self.add_child(now, sa, c, esp, rt, None);
         }
         self.emit_record(sa);
     }
@@ -125,7 +150,7 @@ impl Endpoint {
             _ => None,
         });
         let remote_ip = sa.remote.ip();
-        let candidates: Vec<Arc<PeerConfig>> = self
+        let matching: Vec<Arc<PeerConfig>> = self
             .peers
             .iter()
             .filter(|pc| {
@@ -135,8 +160,26 @@ impl Endpoint {
             })
             .cloned()
             .collect();
+        if matching.is_empty() {
+            return Err(self.no_config_reason(idi, idr, remote_ip));
+        }
+        // The IKE proposal was chosen before the peer was known, among all configs
+        // the address allowed: the config that authenticates must accept it too.
+        let Some(chosen) = sa.proposal else {
+            return Err("no IKE proposal".into());
+        };
+        let candidates: Vec<Arc<PeerConfig>> = matching
+            .iter()
+            .filter(|pc| pc.ike_proposals.contains(&chosen))
+            .cloned()
+            .collect();
         if candidates.is_empty() {
-            return Err(format!("no peer config matches identity '{idi}'"));
+            let names: Vec<&str> = matching.iter().map(|pc| pc.name.as_str()).collect();
+            return Err(format!(
+                "peer config '{}' of identity '{idi}' does not accept the IKE proposal {} chosen in IKE_SA_INIT",
+                names.join("', '"),
+                chosen.name()
+            ));
         }
         let Some(suite) = sa.suite else {
             return Err("no IKE suite".into());
@@ -153,6 +196,39 @@ impl Endpoint {
         Err(failure)
     }
 
+    /// Why no peer config fits an IKE_AUTH: the IDr the peer asked for, its identity
+    /// or its address.
+    fn no_config_reason(
+        &self,
+        idi: &Identification,
+        idr: Option<&Identification>,
+        ip: std::net::IpAddr,
+    ) -> String {
+        let by_id: Vec<&Arc<PeerConfig>> = self
+            .peers
+            .iter()
+            .filter(|pc| pc.remote_id.matches(idi))
+            .collect();
+        let by_addr: Vec<&&Arc<PeerConfig>> = by_id
+            .iter()
+            .filter(|pc| pc.remote_addr.is_none_or(|a| a.ip() == ip))
+            .collect();
+        match (by_id.is_empty(), by_addr.is_empty(), idr) {
+            (true, _, _) => format!("no peer config matches identity '{idi}'"),
+            (false, true, _) => {
+                format!("the peer config of identity '{idi}' does not allow address {ip}")
+            }
+            (false, false, Some(r)) => {
+                let ours: Vec<String> = by_addr.iter().map(|pc| pc.local_id.0.clone()).collect();
+                format!(
+                    "the IDr requested ('{r}') is not ours ('{}') for identity '{idi}'",
+                    ours.join("', '")
+                )
+            }
+            (false, false, None) => format!("no peer config matches identity '{idi}'"),
+        }
+    }
+
     /// Responder: the first Child SA of an IKE_AUTH request, its payloads added to
     /// `out` (or the error notify when none fits; the IKE SA comes up anyway).
     fn responder_first_child(
@@ -163,15 +239,18 @@ impl Endpoint {
         out: &mut Vec<Payload>,
     ) -> Option<(ChildSa, EspProposal, Duration)> {
         sa_of(p)?;
-        let sel = match select_child(pc, p, None, None) {
+        let ctx = SelectCtx {
+            pfs: Pfs::Auth,
+            only: None,
+            support: &self.esp_support,
+            peer_ip: sa.remote.ip(),
+        };
+        let sel = select_child(pc, p, &ctx).and_then(|sel| self.check_ts_conflict(sa, sel));
+        let sel = match sel {
             Ok(sel) => sel,
-            Err(n) => {
-                out.push(Payload::notify(n, vec![]));
-                self.events.push_back(Event::ChildSaFailed {
-                    ike: sa.id,
-                    name: String::new(),
-                    reason: format!("we answered {}", notify_name(n)),
-                });
+            Err(r) => {
+                out.push(r.payload());
+                self.child_failed(sa, "", format!("refused: {}", r.reason));
                 return None;
             }
         };
@@ -223,7 +302,9 @@ impl Endpoint {
         sa.expire_at = None;
         sa.init_req = Vec::new();
         sa.init_resp = Vec::new();
-        self.init_index.retain(|_, v| *v != sa.id);
+        if let Some(k) = sa.init_key.take() {
+            self.init_index.remove(&k);
+        }
         let Some(pc) = sa.peer.clone() else { return };
         let jitter = pc.rand_time.min(pc.rekey_time / 2);
         sa.rekey_at = Some(self.jittered(now, pc.rekey_time, jitter));
@@ -232,25 +313,7 @@ impl Endpoint {
             self.events.push_back(Event::IkeSaUp { id: sa.id, record });
         }
         if initial_contact {
-            //= https://www.rfc-editor.org/rfc/rfc7296#section-2.4
-            //# the receiver MAY delete any other IKE SAs it has with the same
-            //# authenticated identities
-            let ids: Vec<IkeSaId> = self
-                .sas
-                .values()
-                .filter(|o| {
-                    o.id != sa.id
-                        && o.state == SaState::Established
-                        && o.remote_id == sa.remote_id
-                        && o.local_id == sa.local_id
-                })
-                .map(|o| o.id)
-                .collect();
-            for id in ids {
-                if let Some(old) = self.take(id) {
-                    self.destroy(old, "replaced by a new IKE SA (INITIAL_CONTACT)", true);
-                }
-            }
+            self.initial_contact(sa);
         }
     }
 
@@ -294,13 +357,13 @@ impl Endpoint {
         };
         let octets =
             crypto::signed_octets(suite.prf, &sa.init_resp, &sa.ni, &keys.sk_pr, &idr.body());
-        let verdict = if pc.remote_id.matches(idr) {
+        let expected = sa.recovered_remote_id.as_ref().is_none_or(|r| r == idr);
+        let verdict = if pc.remote_id.matches(idr) && expected {
             check_auth(&pc, suite.prf, &octets, idr, p, self.wall_time(now))
         } else {
-            Err(format!(
-                "peer identified as '{idr}', expected '{}'",
-                pc.remote_id.0
-            ))
+            let want = sa.recovered_remote_id.as_ref();
+            let want = want.map_or_else(|| pc.remote_id.0.clone(), |r| r.to_string());
+            Err(format!("peer identified as '{idr}', expected '{want}'"))
         };
         if let Err(reason) = verdict {
             self.events.push_back(Event::AuthFailed {
@@ -324,4 +387,12 @@ impl Endpoint {
         }
         self.emit_record(sa);
     }
+}
+
+/// Does an IKE_AUTH request carry a configuration request (a virtual IP, DNS)?
+//= https://www.rfc-editor.org/rfc/rfc7296#section-3.15
+//# CFG_REQUEST            1
+fn wants_virtual_ip(p: &[Payload]) -> bool {
+    p.iter()
+        .any(|x| matches!(x, Payload::Cp { cfg_type: 1, .. }))
 }

@@ -84,17 +84,7 @@ pub(super) fn check_auth(
             Ok(())
         }
         AuthConfig::Cert { trust, .. } => {
-            let certs: Vec<&[u8]> = p
-                .iter()
-                .filter_map(|x| match x {
-                    Payload::Cert { encoding, data }
-                        if *encoding == plexgate_pki::CERT_ENCODING_X509_SIGNATURE =>
-                    {
-                        Some(data.as_slice())
-                    }
-                    _ => None,
-                })
-                .collect();
+            let certs = cert_payloads(p)?;
             let identity = plexgate_pki::Identity::from_type_and_data(id.id_type, &id.data)
                 .map_err(|e| format!("peer ID '{id}': {e}"))?;
             let pa = plexgate_pki::PeerAuth {
@@ -110,6 +100,41 @@ pub(super) fn check_auth(
                 .map_err(|e| format!("certificate authentication of '{id}' failed: {e}"))
         }
     }
+}
+
+/// At most this many CERT payloads are looked at in one message (an end-entity
+/// certificate and intermediates; longer chains are refused anyway).
+const MAX_CERT_PAYLOADS: usize = 8;
+/// The largest certificate accepted in a CERT payload, in bytes.
+const MAX_CERT_LEN: usize = 16 * 1024;
+
+/// The X.509 certificates of a message's CERT payloads, bounded in number and size
+/// before anything parses them.
+fn cert_payloads(p: &[Payload]) -> Result<Vec<&[u8]>, String> {
+    let all: Vec<(u8, &[u8])> = p
+        .iter()
+        .filter_map(|x| match x {
+            Payload::Cert { encoding, data } => Some((*encoding, data.as_slice())),
+            _ => None,
+        })
+        .collect();
+    if all.len() > MAX_CERT_PAYLOADS {
+        return Err(format!(
+            "{} CERT payloads, more than the {MAX_CERT_PAYLOADS} accepted",
+            all.len()
+        ));
+    }
+    if let Some((_, big)) = all.iter().find(|(_, d)| d.len() > MAX_CERT_LEN) {
+        return Err(format!(
+            "a CERT payload of {} bytes, more than the {MAX_CERT_LEN} accepted",
+            big.len()
+        ));
+    }
+    Ok(all
+        .into_iter()
+        .filter(|(e, _)| *e == plexgate_pki::CERT_ENCODING_X509_SIGNATURE)
+        .map(|(_, d)| d)
+        .collect())
 }
 
 pub(super) fn ring_eq(a: &[u8], b: &[u8]) -> bool {

@@ -17,7 +17,53 @@ pub(super) struct ChildKeying<'a> {
     pub(super) initiator: bool,
 }
 
+impl IkeSa {
+    /// The name of its peer config (empty while half-open).
+    pub(super) fn peer_name(&self) -> String {
+        self.peer
+            .as_ref()
+            .map(|p| p.name.clone())
+            .unwrap_or_default()
+    }
+}
+
 impl Endpoint {
+    /// Report that a Child SA of config `name` could not be created.
+    pub(super) fn child_failed(&mut self, sa: &IkeSa, name: &str, reason: String) {
+        self.events.push_back(Event::ChildSaFailed {
+            ike: sa.id,
+            peer: sa.peer_name(),
+            name: name.to_string(),
+            reason,
+        });
+    }
+
+    /// Forget all Child SAs of `sa`, reporting each for the SAD.
+    pub(super) fn remove_children(&mut self, sa: &mut IkeSa) {
+        let peer = sa.peer_name();
+        for c in std::mem::take(&mut sa.children) {
+            self.child_removed(sa.id, &peer, &c);
+        }
+    }
+
+    /// Forget the Child SA with inbound SPI `spi_in` of `sa`, reporting it.
+    pub(super) fn remove_child(&mut self, sa: &mut IkeSa, spi_in: u32) -> Option<Child> {
+        let i = sa.children.iter().position(|c| c.sa.spi_in == spi_in)?;
+        let c = sa.children.remove(i);
+        self.child_removed(sa.id, &sa.peer_name(), &c);
+        Some(c)
+    }
+
+    fn child_removed(&mut self, ike: IkeSaId, peer: &str, c: &Child) {
+        self.child_index.remove(&c.sa.spi_in);
+        self.events.push_back(Event::ChildSaDeleted {
+            ike,
+            peer: peer.to_string(),
+            spi_in: c.sa.spi_in,
+            spi_out: c.sa.spi_out,
+        });
+    }
+
     /// Build a Child SA from the negotiated parameters `sel` and our inbound SPI.
     pub(super) fn make_child(
         &mut self,
@@ -31,11 +77,15 @@ impl Endpoint {
         let keys = sa.keys.as_ref()?;
         let el = crypto::esp_encr_key_len(esp.encr, esp.encr_bits)?;
         let il = crypto::esp_integ_key_len(esp.integ)?;
-        let ck = crypto::derive_child_keys(suite.prf, &keys.sk_d, k.shared, k.ni, k.nr, el, il);
+        let mut ck = crypto::derive_child_keys(suite.prf, &keys.sk_d, k.shared, k.ni, k.nr, el, il);
+        let (i_to_r, r_to_i) = (
+            std::mem::take(&mut ck.i_to_r),
+            std::mem::take(&mut ck.r_to_i),
+        );
         let (keys_in, keys_out) = if k.initiator {
-            (ck.r_to_i, ck.i_to_r)
+            (r_to_i, i_to_r)
         } else {
-            (ck.i_to_r, ck.r_to_i)
+            (i_to_r, r_to_i)
         };
         Some(ChildSa {
             name: sel.cfg.name.clone(),
@@ -69,6 +119,7 @@ impl Endpoint {
         child: ChildSa,
         esp: EspProposal,
         rekey_time: Duration,
+        replaces: Option<u32>,
     ) {
         let jitter = sa
             .peer
@@ -81,6 +132,7 @@ impl Endpoint {
             proposal: esp,
             rekey_at,
             rekeyed: false,
+            replaces,
             collision: None,
         });
     }
@@ -97,20 +149,11 @@ impl Endpoint {
     ) {
         let sel = match read_chosen_child(p, &req, k.shared.is_some()) {
             Ok(sel) => sel,
-            Err(reason) => {
-                return self.events.push_back(Event::ChildSaFailed {
-                    ike: sa.id,
-                    name: req.cfg.name.clone(),
-                    reason,
-                })
-            }
+            Err(reason) => return self.child_failed(sa, &req.cfg.name, reason),
         };
         let Some(c) = self.make_child(sa, &sel, spi_in, k) else {
-            return self.events.push_back(Event::ChildSaFailed {
-                ike: sa.id,
-                name: req.cfg.name.clone(),
-                reason: "unsupported ESP transform".into(),
-            });
+            let reason = "unsupported ESP transform".to_string();
+            return self.child_failed(sa, &req.cfg.name, reason);
         };
         self.install_child(now, sa, c, sel.esp, req.cfg.rekey_time, req.rekey_of, true);
     }
@@ -135,6 +178,7 @@ impl Endpoint {
                 old.rekey_at = None;
                 self.events.push_back(Event::ChildSaRekeyed {
                     ike: sa.id,
+                    peer: sa.peer.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
                     old_spi_in: old.sa.spi_in,
                     old_spi_out: old.sa.spi_out,
                     new: c.clone(),
@@ -145,10 +189,11 @@ impl Endpoint {
             }
             None => self.events.push_back(Event::ChildSaUp {
                 ike: sa.id,
+                peer: sa.peer_name(),
                 child: c.clone(),
             }),
         }
-        self.add_child(now, sa, c, esp, rekey_time);
+        self.add_child(now, sa, c, esp, rekey_time, rekey_of);
     }
 }
 

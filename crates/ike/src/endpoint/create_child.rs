@@ -25,7 +25,11 @@ impl Endpoint {
         p: &[Payload],
     ) {
         let Some(pc) = sa.peer.clone() else { return };
-        let Some(ni) = nonce_of(p).cloned() else {
+        let prf = sa.suite.map(|s| s.prf);
+        let Some(ni) = nonce_of(p)
+            .filter(|n| prf.is_some_and(|f| nonce_ok(f, n)))
+            .cloned()
+        else {
             return self.answer_notify(sa, exchange::CREATE_CHILD_SA, mid, notify::INVALID_SYNTAX);
         };
         let is_ike = sa_of(p).is_some_and(|v| v.iter().any(|x| x.protocol == protocol::IKE));
@@ -37,10 +41,20 @@ impl Endpoint {
             Err(n) => return self.send_response(sa, exchange::CREATE_CHILD_SA, mid, &[n]),
         };
         let ke = ke_of(p);
-        let only = old.as_ref().map(|o| o.1.as_str());
-        let sel = match select_child(&pc, p, ke.map(|k| k.0), only) {
+        let ctx = SelectCtx {
+            pfs: Pfs::Ke(ke.map(|k| k.0)),
+            only: old.as_ref().map(|o| o.1.as_str()),
+            support: &self.esp_support,
+            peer_ip: sa.remote.ip(),
+        };
+        let sel = select_child(&pc, p, &ctx).and_then(|sel| self.check_ts_conflict(sa, sel));
+        let sel = match sel {
             Ok(s) => s,
-            Err(n) => return self.answer_notify(sa, exchange::CREATE_CHILD_SA, mid, n),
+            Err(r) => {
+                let name = ctx.only.unwrap_or_default().to_string();
+                self.child_failed(sa, &name, format!("refused: {}", r.reason));
+                return self.send_response(sa, exchange::CREATE_CHILD_SA, mid, &[r.payload()]);
+            }
         };
         let (shared, ke_out) = match self.child_key_exchange(&sel, ke) {
             Ok(x) => x,
@@ -52,7 +66,7 @@ impl Endpoint {
         let keying = ChildKeying {
             ni: &ni,
             nr: &nr,
-            shared: shared.as_deref(),
+            shared: shared.as_ref().map(|s| s.as_slice()),
             initiator: false,
         };
         let Some(c) = self.make_child(sa, &sel, spi_in, keying) else {
@@ -87,14 +101,23 @@ impl Endpoint {
                 .get(..4)
                 .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
         });
+        let max = self.config.limits.max_child_sas;
+        //= https://www.rfc-editor.org/rfc/rfc7296#section-3.10.1
+        //# NO_ADDITIONAL_SAS [...] indicates that the CREATE_CHILD_SA request
+        //# is unacceptable because the responder is unwilling to accept any
+        //# more Child SAs on this IKE SA.
+        // Rekeys count too: a rekey holds the old and the new SA until the old one's
+        // DELETE, so it may go up to twice the limit, and no further (a peer that
+        // rekeys without ever deleting cannot grow the IKE SA without bound).
+        let limit = if rekey.is_some() {
+            max.saturating_mul(2)
+        } else {
+            max
+        };
+        if sa.children.len() >= limit {
+            return Err(Payload::notify(notify::NO_ADDITIONAL_SAS, vec![]));
+        }
         let Some(spi_out) = rekey else {
-            if sa.children.len() >= self.config.limits.max_child_sas {
-                //= https://www.rfc-editor.org/rfc/rfc7296#section-3.10.1
-                //# NO_ADDITIONAL_SAS [...] indicates that the CREATE_CHILD_SA request
-                //# is unacceptable because the responder is unwilling to accept any
-                //# more Child SAs on this IKE SA.
-                return Err(Payload::notify(notify::NO_ADDITIONAL_SAS, vec![]));
-            }
             return Ok(None);
         };
         // REKEY_SA names the SPI the requester receives on: our outbound SPI.
@@ -102,7 +125,9 @@ impl Endpoint {
             //= https://www.rfc-editor.org/rfc/rfc7296#section-2.25
             //# A peer that receives a request to rekey a Child SA that it is
             //# currently trying to close SHOULD reply with TEMPORARY_FAILURE.
-            Some(c) if c.rekeyed => Err(Payload::notify(notify::TEMPORARY_FAILURE, vec![])),
+            Some(c) if c.rekeyed || sa.deleting_child(c.sa.spi_in) => {
+                Err(Payload::notify(notify::TEMPORARY_FAILURE, vec![]))
+            }
             Some(c) => Ok(Some((c.sa.spi_in, c.sa.name.clone()))),
             //= https://www.rfc-editor.org/rfc/rfc7296#section-2.25
             //# the responder [...] replies with CHILD_SA_NOT_FOUND
@@ -122,7 +147,7 @@ impl Endpoint {
         &mut self,
         sel: &Selected,
         ke: Option<(u16, &Vec<u8>)>,
-    ) -> Result<(Option<Vec<u8>>, Option<Payload>), Option<Payload>> {
+    ) -> Result<(Option<Zeroizing<Vec<u8>>>, Option<Payload>), Option<Payload>> {
         let (Some(g), Some((kg, kd))) = (sel.esp.dh, ke) else {
             return Ok((None, None));
         };
@@ -164,15 +189,16 @@ impl Endpoint {
                 return self.start_create_child(now, sa, c);
             }
         }
-        let Some(nr) = nonce_of(p).cloned() else {
+        if let (Some(old), Some(_)) = (child.rekey_of, find_notify(p, notify::CHILD_SA_NOT_FOUND)) {
+            return self.child_not_found(sa, old, &child.cfg.name);
+        }
+        let prf = sa.suite.map(|s| s.prf);
+        let nr = nonce_of(p).filter(|n| prf.is_some_and(|f| nonce_ok(f, n)));
+        let Some(nr) = nr.cloned() else {
             let reason = error_notify(p)
                 .map(|n| format!("peer sent {}", notify_name(n.kind)))
                 .unwrap_or_else(|| "no nonce in response".into());
-            self.events.push_back(Event::ChildSaFailed {
-                ike: sa.id,
-                name: child.cfg.name.clone(),
-                reason,
-            });
+            self.child_failed(sa, &child.cfg.name, reason);
             return self.after_failed_rekey(sa, child.rekey_of);
         };
         let shared = match (dh, ke_of(p)) {
@@ -187,7 +213,7 @@ impl Endpoint {
         let keying = ChildKeying {
             ni: &ni,
             nr: &nr,
-            shared: shared.as_deref(),
+            shared: shared.as_ref().map(|s| s.as_slice()),
             initiator: true,
         };
         self.finish_child_initiator(now, sa, p, child, spi_in, keying);
@@ -196,6 +222,34 @@ impl Endpoint {
         }
         self.resolve_collision(sa, rekey_of, &ni, &nr);
         self.emit_record(sa);
+    }
+
+    /// The peer does not know the Child SA we tried to rekey.
+    //= https://www.rfc-editor.org/rfc/rfc7296#section-2.25
+    //# A peer that receives a CHILD_SA_NOT_FOUND notification SHOULD silently
+    //# delete the Child SA (if it still exists) and send a request to create
+    //# a new Child SA from scratch (if the Child SA does not yet exist).
+    fn child_not_found(&mut self, sa: &mut IkeSa, old_in: u32, name: &str) {
+        if self.remove_child(sa, old_in).is_some() {
+            sa.queue.retain(
+                |t| !matches!(t, Task::DeleteChild(s) | Task::RekeyChild(s) if *s == old_in),
+            );
+            self.emit_record(sa);
+        }
+        let wanted = sa.peer.as_ref().and_then(|pc| {
+            pc.children
+                .iter()
+                .find(|c| c.name == name && c.start_action != StartAction::None)
+                .cloned()
+        });
+        // Another Child SA of that config (e.g. made by the peer meanwhile) will do.
+        let exists = sa.children.iter().any(|c| c.sa.name == name && !c.rekeyed);
+        if let (Some(cfg), false) = (wanted, exists) {
+            sa.queue.push_back(Task::CreateChild(ChildReq {
+                cfg,
+                rekey_of: None,
+            }));
+        }
     }
 
     pub(super) fn after_failed_rekey(&mut self, sa: &mut IkeSa, rekey_of: Option<u32>) {

@@ -20,8 +20,8 @@ impl Endpoint {
         if let Some((m, bytes)) = &sa.last_response {
             if *m == mid && mid.wrapping_add(1) == sa.peer_mid {
                 self.transmits.push_back(Transmit {
-                    local: sa.local,
-                    remote: sa.remote,
+                    local,
+                    remote,
                     payload: bytes.clone(),
                 });
                 return;
@@ -30,6 +30,7 @@ impl Endpoint {
         if mid != sa.peer_mid || sa.state == SaState::InitSent {
             return;
         }
+        sa.reply_to = (local, remote);
         let Ok(msg) = Message::parse(data) else {
             return;
         };
@@ -37,49 +38,78 @@ impl Endpoint {
             Opened::Payloads(p) => p,
             Opened::Drop => return,
             Opened::Critical(t) => {
-                sa.peer_mid = sa.peer_mid.wrapping_add(1);
-                return self.send_response(
-                    sa,
-                    header.exchange,
-                    mid,
-                    &[Payload::notify(
-                        notify::UNSUPPORTED_CRITICAL_PAYLOAD,
-                        vec![t],
-                    )],
-                );
+                let n = Payload::notify(notify::UNSUPPORTED_CRITICAL_PAYLOAD, vec![t]);
+                let reason = format!("unsupported critical payload {t}");
+                return self.refuse_request(sa, header, n, &reason);
+            }
+            //= https://www.rfc-editor.org/rfc/rfc7296#section-3.10.1
+            //# To avoid a DoS attack using forged messages, this status may only be
+            //# returned for and in an encrypted packet if the Message ID and
+            //# cryptographic checksum were valid.
+            Opened::Invalid(e) => {
+                let n = Payload::notify(notify::INVALID_SYNTAX, vec![]);
+                return self.refuse_request(sa, header, n, &format!("malformed request: {e}"));
             }
         };
         sa.peer_mid = sa.peer_mid.wrapping_add(1);
-        // The peer may have floated to 4500 (NAT-T) or moved behind a NAT: answer
-        // where the authenticated request came from (§2.23).
-        sa.local = local;
-        sa.remote = remote;
+        //= https://www.rfc-editor.org/rfc/rfc7296#section-2.23
+        //# When such a validated packet is found, a host that does not support
+        //# other methods of recovery such as IKEv2 Mobility and Multihoming
+        //# (MOBIKE) [MOBIKE], and that is not behind a NAT, SHOULD send all
+        //# packets (including retransmission packets) to the IP address and port
+        //# in the validated packet
+        // Only behind a NAT (which also covers the float to port 4500): without one
+        // the SA's addresses stay, so that an authenticated request replayed from
+        // elsewhere cannot redirect the SA (its answer still goes back where it came
+        // from, §2.11). The message id check above is the replay protection.
+        if sa.nat_local || sa.nat_remote {
+            sa.local = local;
+            sa.remote = remote;
+        }
         if let Some(pc) = &sa.peer {
             sa.dpd_at = pc.dpd.map(|d| now + d);
         }
-        match (header.exchange, sa.state) {
-            (exchange::IKE_AUTH, SaState::HalfOpen) => self.handle_auth_request(now, sa, mid, &p),
+        self.dispatch_request(now, sa, header.exchange, mid, &p);
+    }
+
+    /// An authenticated request to the handler of its exchange in this SA's state.
+    fn dispatch_request(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        exch: u8,
+        mid: u32,
+        p: &[Payload],
+    ) {
+        match (exch, sa.state) {
+            (exchange::IKE_AUTH, SaState::HalfOpen) => self.handle_auth_request(now, sa, mid, p),
             (exchange::CREATE_CHILD_SA, SaState::Established) => {
-                self.handle_create_child_request(now, sa, mid, &p)
+                self.handle_create_child_request(now, sa, mid, p)
             }
             (
                 exchange::INFORMATIONAL,
                 SaState::Established | SaState::Deleting | SaState::Rekeyed | SaState::AuthSent,
-            ) => self.handle_informational_request(sa, mid, &p),
+            ) => self.handle_informational_request(sa, mid, p),
             (exchange::CREATE_CHILD_SA, SaState::Deleting | SaState::Rekeyed) => {
-                self.send_response(
-                    sa,
-                    header.exchange,
-                    mid,
-                    &[Payload::notify(notify::TEMPORARY_FAILURE, vec![])],
-                );
+                self.answer_notify(sa, exch, mid, notify::TEMPORARY_FAILURE)
             }
-            _ => self.send_response(
-                sa,
-                header.exchange,
-                mid,
-                &[Payload::notify(notify::INVALID_SYNTAX, vec![])],
-            ),
+            _ => self.answer_notify(sa, exch, mid, notify::INVALID_SYNTAX),
+        }
+    }
+
+    /// Answer an authenticated request we cannot process with the error notify `n`. A
+    /// half-open SA (the request was its IKE_AUTH) is freed: nothing can follow.
+    fn refuse_request(&mut self, sa: &mut IkeSa, header: &Header, n: Payload, reason: &str) {
+        sa.peer_mid = sa.peer_mid.wrapping_add(1);
+        self.send_response(sa, header.exchange, header.message_id, &[n]);
+        if sa.state == SaState::HalfOpen {
+            self.events.push_back(Event::AuthFailed {
+                remote: sa.remote,
+                peer_id: None,
+                reason: format!("IKE_AUTH refused: {reason}"),
+            });
+            sa.state = SaState::Deleting;
+            sa.outstanding = None;
         }
     }
 
@@ -140,14 +170,7 @@ impl Endpoint {
 
     /// The peer answered our DELETE of a Child SA (§1.4.1).
     fn child_delete_confirmed(&mut self, sa: &mut IkeSa, spi_in: u32) {
-        if let Some(i) = sa.children.iter().position(|c| c.sa.spi_in == spi_in) {
-            let c = sa.children.remove(i);
-            self.child_index.remove(&spi_in);
-            self.events.push_back(Event::ChildSaDeleted {
-                ike: sa.id,
-                spi_in,
-                spi_out: c.sa.spi_out,
-            });
+        if self.remove_child(sa, spi_in).is_some() {
             self.emit_record(sa);
         }
     }
@@ -156,14 +179,7 @@ impl Endpoint {
     fn ike_delete_confirmed(&mut self, sa: &mut IkeSa) {
         sa.state = SaState::Deleting;
         let id = sa.id;
-        for c in sa.children.drain(..) {
-            self.child_index.remove(&c.sa.spi_in);
-            self.events.push_back(Event::ChildSaDeleted {
-                ike: id,
-                spi_in: c.sa.spi_in,
-                spi_out: c.sa.spi_out,
-            });
-        }
+        self.remove_children(sa);
         if sa.record().is_some() || sa.peer.is_some() {
             self.events.push_back(Event::RecordRemoved { id });
         }
@@ -191,14 +207,9 @@ impl Endpoint {
                     //# [...] and send a response containing a DELETE for the
                     //# corresponding outbound SAs
                     for spi in &d.spis {
-                        if let Some(i) = sa.children.iter().position(|c| c.sa.spi_out == *spi) {
-                            let c = sa.children.remove(i);
-                            self.child_index.remove(&c.sa.spi_in);
-                            self.events.push_back(Event::ChildSaDeleted {
-                                ike: sa.id,
-                                spi_in: c.sa.spi_in,
-                                spi_out: c.sa.spi_out,
-                            });
+                        let found = sa.children.iter().find(|c| c.sa.spi_out == *spi);
+                        let found = found.map(|c| c.sa.spi_in);
+                        if let Some(c) = found.and_then(|s| self.remove_child(sa, s)) {
                             // A child we are rekeying or deleting ourselves: the
                             // simultaneous delete needs no extra answer.
                             if !matches!(&sa.outstanding, Some(Outstanding { pending: Pending::DeleteChild { spi_in }, .. }) if *spi_in == c.sa.spi_in)
@@ -214,14 +225,7 @@ impl Endpoint {
         if delete_ike {
             self.send_response(sa, exchange::INFORMATIONAL, mid, &[]);
             let id = sa.id;
-            for c in sa.children.drain(..) {
-                self.child_index.remove(&c.sa.spi_in);
-                self.events.push_back(Event::ChildSaDeleted {
-                    ike: id,
-                    spi_in: c.sa.spi_in,
-                    spi_out: c.sa.spi_out,
-                });
-            }
+            self.remove_children(sa);
             if !matches!(sa.state, SaState::Deleting | SaState::Rekeyed) {
                 self.events.push_back(Event::RecordRemoved { id });
                 self.events.push_back(Event::IkeSaDeleted {

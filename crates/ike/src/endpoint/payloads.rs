@@ -38,6 +38,15 @@ pub(super) fn ts_of(
     (tsi, tsr)
 }
 
+/// Is a nonce long enough for `prf`?
+//= https://www.rfc-editor.org/rfc/rfc7296#section-2.10
+//# Nonces used in IKEv2 MUST be randomly chosen, MUST be at least 128 bits
+//# in size, and MUST be at least half the key size of the negotiated
+//# pseudorandom function (PRF).
+pub(super) fn nonce_ok(prf: Prf, n: &[u8]) -> bool {
+    n.len() >= 16.max(prf.len() / 2)
+}
+
 /// A Child SA SPI from a proposal or notify SPI field (0 when it is not 4 bytes).
 pub(super) fn spi_of(b: &[u8]) -> u32 {
     match b {

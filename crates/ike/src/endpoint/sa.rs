@@ -15,8 +15,11 @@ pub(super) struct Child {
     pub(super) sa: ChildSa,
     pub(super) proposal: EspProposal,
     pub(super) rekey_at: Option<Instant>,
-    /// Set once a rekey replaced this SA (by either side): no further rekeys.
+    /// Set once a rekey replaced this SA (by either side) or it is being deleted: no
+    /// further rekeys.
     pub(super) rekeyed: bool,
+    /// The inbound SPI of the SA this one replaced (a rekey).
+    pub(super) replaces: Option<u32>,
     /// The peer rekeyed this SA while our own rekey of it was in flight (§2.8.1):
     /// (inbound SPI of the SA the peer's exchange created, lowest nonce of it).
     pub(super) collision: Option<(u32, Vec<u8>)>,
@@ -63,6 +66,52 @@ pub(super) enum Task {
     Dpd,
 }
 
+impl IkeSa {
+    /// Our SPI of this SA (the one the peer's messages name us by).
+    pub(super) fn our_spi(&self) -> u64 {
+        if self.initiator {
+            self.spi_i
+        } else {
+            self.spi_r
+        }
+    }
+
+    /// Is a Child SA of config `name` up (and not being replaced or deleted), or on
+    /// its way (in IKE_AUTH, queued or in flight)?
+    pub(super) fn has_child(&self, name: &str) -> bool {
+        let up = self
+            .children
+            .iter()
+            .any(|c| c.sa.name == name && !c.rekeyed);
+        let first = self
+            .first_child
+            .as_ref()
+            .is_some_and(|r| r.cfg.name == name);
+        let queued = self
+            .queue
+            .iter()
+            .any(|t| matches!(t, Task::CreateChild(r) if r.cfg.name == name));
+        let sent = match self.outstanding.as_ref().map(|o| &o.pending) {
+            Some(Pending::CreateChild { child, .. }) => child.cfg.name == name,
+            Some(Pending::Auth {
+                child: Some((r, _)),
+            }) => r.cfg.name == name,
+            _ => false,
+        };
+        up || first || queued || sent
+    }
+
+    /// Is a DELETE of this Child SA queued or in flight?
+    pub(super) fn deleting_child(&self, spi_in: u32) -> bool {
+        let queued = self
+            .queue
+            .iter()
+            .any(|t| matches!(t, Task::DeleteChild(s) if *s == spi_in));
+        let sent = matches!(&self.outstanding, Some(Outstanding { pending: Pending::DeleteChild { spi_in: s }, .. }) if *s == spi_in);
+        queued || sent
+    }
+}
+
 pub(super) struct IkeSa {
     pub(super) id: IkeSaId,
     pub(super) peer: Option<Arc<PeerConfig>>,
@@ -100,6 +149,15 @@ pub(super) struct IkeSa {
     pub(super) dpd_at: Option<Instant>,
     pub(super) expire_at: Option<Instant>,
     pub(super) deadline: Option<Instant>,
+    /// Our address and the peer's of the request being answered: a response goes
+    /// back where its request came from (§2.11), wherever the SA's addresses are.
+    pub(super) reply_to: (SocketAddr, SocketAddr),
+    /// Its key in the index of half-open SAs (peer address of the IKE_SA_INIT, SPIi).
+    pub(super) init_key: Option<(SocketAddr, u64)>,
+    /// Renegotiated from a recovery record: the peer must prove this identity.
+    pub(super) recovered_remote_id: Option<Identification>,
+    /// Our SPI of the IKE SA that our rekey in flight will create (reserved).
+    pub(super) reserved_spi: Option<u64>,
 }
 
 impl IkeSa {
@@ -144,6 +202,10 @@ impl IkeSa {
             dpd_at: None,
             expire_at: None,
             deadline: None,
+            reply_to: (local, remote),
+            init_key: None,
+            recovered_remote_id: None,
+            reserved_spi: None,
         }
     }
 

@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::names::esp_name;
 use super::{Endpoint, IkeSaId};
-use crate::config::{EspProposal, Mode};
-use crate::crypto;
+use crate::config::Mode;
 
 /// State of an IKE SA, for status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -122,27 +122,4 @@ impl Endpoint {
         v.sort_by_key(|i| i.id);
         v
     }
-}
-
-fn esp_name(p: &EspProposal) -> String {
-    let e = match p.encr {
-        crypto::encr_id::AES_GCM_16 => format!("AES_GCM_16_{}", p.encr_bits),
-        crypto::encr_id::AES_CBC => format!("AES_CBC_{}", p.encr_bits),
-        crypto::encr_id::CHACHA20_POLY1305 => "CHACHA20_POLY1305".to_string(),
-        x => format!("ENCR{x}"),
-    };
-    let i = match p.integ {
-        Some(12) => "/HMAC_SHA2_256_128",
-        Some(13) => "/HMAC_SHA2_384_192",
-        Some(14) => "/HMAC_SHA2_512_256",
-        _ => "",
-    };
-    let d = match p.dh {
-        Some(g) => format!("/DH{g}"),
-        None => String::new(),
-    };
-    format!(
-        "ESP:{e}{i}{d}/{}",
-        if p.esn { "EXT_SEQ" } else { "NO_EXT_SEQ" }
-    )
 }

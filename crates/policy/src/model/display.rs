@@ -1,16 +1,23 @@
 //! A normalized listing of a policy for `plexgate policy check -v` and logs:
 //! defaults filled in, proposals spelled out.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
 use super::*;
 
-/// A duration as `4h24m`, `30s`, `1d`, `0s`.
+/// A duration as `4h24m`, `30s`, `1d`, `0s`, `150ms`, `1s500ms` (milliseconds
+/// only when there are some; below them it is rounded down).
 pub fn fmt_duration(d: Duration) -> String {
     let mut s = d.as_secs();
+    let ms = d.subsec_millis();
     if s == 0 {
-        return "0s".into();
+        return if ms == 0 {
+            "0s".into()
+        } else {
+            format!("{ms}ms")
+        };
     }
     let mut out = String::new();
     for (unit, len) in [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)] {
@@ -18,6 +25,9 @@ pub fn fmt_duration(d: Duration) -> String {
             out.push_str(&format!("{}{unit}", s / len));
             s %= len;
         }
+    }
+    if ms != 0 {
+        out.push_str(&format!("{ms}ms"));
     }
     out
 }
@@ -69,12 +79,16 @@ fn fmt_peer(f: &mut fmt::Formatter<'_>, p: &Peer) -> fmt::Result {
         Encap::Auto => "",
         Encap::Udp => ", esp in udp",
     };
+    let r = &p.retransmit;
     writeln!(
         f,
-        "  ike {}; rekey {}, life {}, dpd {dpd}{encap}",
+        "  ike {}; rekey {}, life {}, dpd {dpd}{encap}; retransmit {}, base {}, {} tries",
         list(&p.proposals),
         fmt_duration(p.rekey_time),
-        fmt_duration(p.life_time)
+        fmt_duration(p.life_time),
+        fmt_duration(r.timeout),
+        r.base,
+        r.tries
     )?;
     for c in &p.children {
         let mode = if c.mode == Mode::Tunnel {
@@ -122,7 +136,12 @@ fn fmt_spd(f: &mut fmt::Formatter<'_>, i: usize, r: &SpdRule) -> fmt::Result {
     )
 }
 
-fn fmt_dvipa(f: &mut fmt::Formatter<'_>, p: &Policy, d: &Dvipa) -> fmt::Result {
+fn fmt_dvipa<'a>(
+    f: &mut fmt::Formatter<'_>,
+    p: &'a Policy,
+    d: &'a Dvipa,
+    by_name: &HashMap<&str, &'a Target>,
+) -> fmt::Result {
     writeln!(
         f,
         "dvipa {} ports {}: {:?}, plain traffic {:?}",
@@ -131,7 +150,7 @@ fn fmt_dvipa(f: &mut fmt::Formatter<'_>, p: &Policy, d: &Dvipa) -> fmt::Result {
         d.method,
         d.plain_traffic
     )?;
-    for (t, w) in p.dvipa_targets(d) {
+    for (t, w) in p.dvipa_targets_by(d, by_name) {
         writeln!(
             f,
             "  target {} {} via link {} weight {w}",
@@ -155,6 +174,68 @@ fn fmt_dvipa(f: &mut fmt::Formatter<'_>, p: &Policy, d: &Dvipa) -> fmt::Result {
         )?;
     }
     Ok(())
+}
+
+fn fmt_cluster_ha(f: &mut fmt::Formatter<'_>, p: &Policy) -> fmt::Result {
+    if let Some(c) = &p.cluster {
+        let udp = if p.links.iter().any(|l| l.encap == LinkEncap::Udp) {
+            format!(", gre in udp to port {}", c.gre_udp_port)
+        } else {
+            String::new()
+        };
+        writeln!(
+            f,
+            "cluster: gateway id {}, port {}, key {}{udp}",
+            c.gateway_id,
+            c.port,
+            c.key_file.display()
+        )?;
+    }
+    let Some(ha) = &p.ha else {
+        return Ok(());
+    };
+    let peers: Vec<String> = ha
+        .peers
+        .iter()
+        .map(|p| match p.id {
+            Some(id) => format!("{} {} (id {id}, rank {})", p.name, p.address, p.rank),
+            None => format!("{} {} (rank {})", p.name, p.address, p.rank),
+        })
+        .collect();
+    writeln!(
+        f,
+        "ha: this gateway {} (rank {}), peers: {}; heartbeat {}, dead after {}",
+        ha.name,
+        ha.rank,
+        peers.join(", "),
+        fmt_duration(ha.heartbeat),
+        fmt_duration(ha.dead_after)
+    )?;
+    let k = &ha.store_keys;
+    let old: Vec<String> = k.old_keys.iter().map(|o| o.id.to_string()).collect();
+    let keys = if old.is_empty() {
+        format!("key {} (id {})", k.key_file.display(), k.key_id)
+    } else {
+        format!(
+            "key {} (id {}), old key ids {}",
+            k.key_file.display(),
+            k.key_id,
+            old.join(", ")
+        )
+    };
+    match &ha.store {
+        Store::Embedded { path } => writeln!(f, "  store embedded {}, {keys}", path.display()),
+        Store::Etcd {
+            endpoints,
+            prefix,
+            lease,
+        } => writeln!(
+            f,
+            "  store etcd {} prefix {prefix} lease {}, {keys}",
+            endpoints.join(", "),
+            fmt_duration(*lease)
+        ),
+    }
 }
 
 impl fmt::Display for Policy {
@@ -182,13 +263,18 @@ impl fmt::Display for Policy {
         for (i, r) in self.spd.iter().enumerate() {
             fmt_spd(f, i, r)?;
         }
+        let by_name = self.targets_by_name();
         for d in &self.dvipas {
-            fmt_dvipa(f, self, d)?;
+            fmt_dvipa(f, self, d, &by_name)?;
         }
         for l in &self.links {
+            let encap = match l.encap {
+                LinkEncap::Gre => "",
+                LinkEncap::Udp => ", gre in udp",
+            };
             write!(
                 f,
-                "link {}: {} {} in {} <-> {}",
+                "link {}: {} {} in {} <-> {}{encap}",
                 l.name, l.interface, l.local, l.subnet, l.remote
             )?;
             if l.gateway != self.gateway_name() {
@@ -196,45 +282,7 @@ impl fmt::Display for Policy {
             }
             writeln!(f)?;
         }
-        if let Some(c) = &self.cluster {
-            writeln!(
-                f,
-                "cluster: gateway id {}, port {}, key {}",
-                c.gateway_id,
-                c.port,
-                c.key_file.display()
-            )?;
-        }
-        if let Some(ha) = &self.ha {
-            let peers: Vec<String> = ha
-                .peers
-                .iter()
-                .map(|p| match p.id {
-                    Some(id) => format!("{} {} (id {id}, rank {})", p.name, p.address, p.rank),
-                    None => format!("{} {} (rank {})", p.name, p.address, p.rank),
-                })
-                .collect();
-            writeln!(
-                f,
-                "ha: this gateway {} (rank {}), peers: {}",
-                ha.name,
-                ha.rank,
-                peers.join(", ")
-            )?;
-            match &ha.store {
-                Store::Embedded { path } => writeln!(f, "  store embedded {}", path.display())?,
-                Store::Etcd {
-                    endpoints,
-                    prefix,
-                    lease,
-                } => writeln!(
-                    f,
-                    "  store etcd {} prefix {prefix} lease {}",
-                    endpoints.join(", "),
-                    fmt_duration(*lease)
-                )?,
-            }
-        }
+        fmt_cluster_ha(f, self)?;
         if let Some(k) = &self.log.keylog {
             writeln!(f, "KEY LOG ON: {}", k.display())?;
         }

@@ -13,14 +13,17 @@ pub struct Cluster {
     pub gateway_id: u32,
     /// UDP port of the control channel (default 7600).
     pub port: u16,
+    /// Destination UDP port of GRE-in-UDP (RFC 8086) on links with
+    /// `encap = "udp"` (default 4754, the IANA port of GRE-in-UDP).
+    pub gre_udp_port: u16,
 }
 
 /// `[ha.store]`: where recovery records and liveness live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Store {
-    /// A file store on this host.
+    /// A store on this host, shared by its gateway processes.
     Embedded {
-        /// Directory or file of the store.
+        /// The store's file (an SQLite database).
         path: PathBuf,
     },
     /// etcd v3.
@@ -32,6 +35,30 @@ pub enum Store {
         /// Liveness lease; a gateway whose lease expires is considered dead.
         lease: Duration,
     },
+}
+
+/// The keys that seal recovery records (`[ha.store] key_file`, `key_id`,
+/// `old_keys`): AEAD keys, 32 bytes written as 64 hex digits (or 32 raw bytes),
+/// mode 0600 like the cluster key. Records are sealed with `key_file` under
+/// `key_id`; records sealed under an `old_keys` id can still be opened while
+/// the site rotates to the new key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreKeys {
+    /// The current sealing key.
+    pub key_file: PathBuf,
+    /// Its id, written in every sealed record (1-65535, default 1).
+    pub key_id: u16,
+    /// Keys still accepted for opening, each with its own id.
+    pub old_keys: Vec<OldStoreKey>,
+}
+
+/// A previous store key, kept readable during a rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OldStoreKey {
+    /// Its id (1-65535; unique, not the current `key_id`).
+    pub id: u16,
+    /// Its file (mode 0600).
+    pub file: PathBuf,
 }
 
 /// `[[ha.peer]]`: another gateway of the site.
@@ -63,6 +90,14 @@ pub struct Ha {
     pub peers: Vec<HaPeer>,
     /// The shared store.
     pub store: Store,
+    /// The keys that seal the store's recovery records.
+    pub store_keys: StoreKeys,
+    /// How often this gateway renews its heartbeat in the store (default
+    /// 150 ms, at least 20 ms).
+    pub heartbeat: Duration,
+    /// A gateway whose heartbeat is this old is dead (default 4 heartbeats,
+    /// i.e. 600 ms; at least 3 heartbeats).
+    pub dead_after: Duration,
 }
 
 /// `[log]`.

@@ -12,6 +12,7 @@
 //! `ha`); `display` renders a whole policy; `view` gives the policy as one of
 //! the site's gateways sees it. All are re-exported here.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -80,15 +81,35 @@ impl Policy {
     /// The targets a DVIPA distributes to, with their effective weights
     /// (the DVIPA's `weights` override the target's own `weight`; 0 = drained).
     pub fn dvipa_targets<'a>(&'a self, d: &'a Dvipa) -> Vec<(&'a Target, u32)> {
-        let names: Vec<&str> = match &d.targets {
-            TargetSet::All => self.targets.iter().map(|t| t.name.as_str()).collect(),
-            TargetSet::Named(v) => v.iter().map(String::as_str).collect(),
-        };
-        names
-            .into_iter()
-            .filter_map(|n| self.target(n))
-            .map(|t| (t, d.weights.get(&t.name).copied().unwrap_or(t.weight)))
-            .collect()
+        self.dvipa_targets_by(d, &self.targets_by_name())
+    }
+
+    /// Target name → the first target with that name (the lookup
+    /// [`Policy::dvipa_targets`] needs; build it once for many DVIPAs).
+    pub fn targets_by_name(&self) -> HashMap<&str, &Target> {
+        let mut by = HashMap::with_capacity(self.targets.len());
+        for t in &self.targets {
+            by.entry(t.name.as_str()).or_insert(t);
+        }
+        by
+    }
+
+    /// [`Policy::dvipa_targets`] with a lookup made by
+    /// [`Policy::targets_by_name`]: linear in the DVIPA's targets.
+    pub fn dvipa_targets_by<'a>(
+        &'a self,
+        d: &'a Dvipa,
+        by_name: &HashMap<&str, &'a Target>,
+    ) -> Vec<(&'a Target, u32)> {
+        let weighted = |t: &'a Target| (t, d.weights.get(&t.name).copied().unwrap_or(t.weight));
+        match &d.targets {
+            TargetSet::All => self.targets.iter().map(weighted).collect(),
+            TargetSet::Named(v) => v
+                .iter()
+                .filter_map(|n| by_name.get(n.as_str()).copied())
+                .map(weighted)
+                .collect(),
+        }
     }
 }
 

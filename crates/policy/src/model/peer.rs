@@ -79,6 +79,8 @@ pub struct Peer {
     pub dpd_delay: Option<Duration>,
     /// How ESP travels to this peer (default `auto`).
     pub encap: Encap,
+    /// When to retransmit an unanswered IKE request, and when to give up.
+    pub retransmit: Retransmit,
     /// Child SAs.
     pub children: Vec<Child>,
 }
@@ -87,6 +89,48 @@ impl Peer {
     /// The child named `name`.
     pub fn child(&self, name: &str) -> Option<&Child> {
         self.children.iter().find(|c| c.name == name)
+    }
+}
+
+/// IKE retransmission, as strongSwan's `retransmit_timeout`, `retransmit_base`
+/// and `retransmit_tries` (RFC 7296 §2.1 leaves the schedule to the
+/// implementation): retransmission `n` (0 is the first send) waits
+/// `timeout × base^n`; after `tries` retransmissions, the wait for the last one
+/// ends the attempt (the peer is dead). Defaults 4 s, 1.8 and 5: the last wait
+/// ends 165 s after the first send.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retransmit {
+    /// Wait before the first retransmission (default 4 s, at least 100 ms).
+    pub timeout: Duration,
+    /// Growth of each wait (default 1.8, at least 1.0).
+    pub base: f64,
+    /// Retransmissions before giving up (1-20, default 5).
+    pub tries: u8,
+}
+
+impl Default for Retransmit {
+    fn default() -> Self {
+        Retransmit {
+            timeout: Duration::from_secs(4),
+            base: 1.8,
+            tries: 5,
+        }
+    }
+}
+
+impl Retransmit {
+    /// The wait after send `n` (0 = the original request, `tries` = the last
+    /// retransmission): `timeout × base^n`. Validation keeps every wait under a
+    /// day, so this does not overflow for `n <= tries`.
+    pub fn wait(&self, n: u8) -> Duration {
+        let secs = self.timeout.as_secs_f64() * self.base.powi(i32::from(n));
+        Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
+    }
+
+    /// From the original request until the attempt is abandoned: the sum of
+    /// the waits after the request and each of the `tries` retransmissions.
+    pub fn give_up_after(&self) -> Duration {
+        (0..=self.tries).map(|n| self.wait(n)).sum()
     }
 }
 

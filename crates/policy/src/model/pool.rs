@@ -96,6 +96,8 @@ pub struct Link {
     pub subnet: IpNet,
     /// The address GRE on this link must come from: the target's address.
     pub remote: IpAddr,
+    /// How packets to the target are encapsulated (default GRE).
+    pub encap: LinkEncap,
     /// The gateway at the `local` end: `[ha] name` or an `[[ha.peer]]` name
     /// (default: this file's gateway); empty in a site without `[ha]`, whose
     /// only gateway has no name.
@@ -103,4 +105,15 @@ pub struct Link {
     /// The target at the `remote` end (default: the target whose `link` names
     /// this link); empty for a link no target sits on.
     pub target: String,
+}
+
+/// The encapsulation on a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkEncap {
+    /// GRE, IP protocol 47 (RFC 2784/2890).
+    Gre,
+    /// GRE in UDP (RFC 8086) to `[cluster] gre_udp_port`: spreads over
+    /// receive queues by UDP port and passes NATs and firewalls that drop
+    /// protocol 47; only `plexgate target` decapsulates it.
+    Udp,
 }

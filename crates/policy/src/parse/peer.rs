@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use crate::addr::{self, TrafficSelector};
 use crate::model::*;
-use crate::proposal;
+use crate::proposal::{self, support};
 use crate::reader::{int_of, kind, Cx, Table};
 
-use super::values::{choice, duration, name, parsed, parsed_list, path, resolve, u64_opt};
+use super::values::{choice, duration, float, name, parsed, parsed_list, path, resolve, u64_opt};
 
 fn identity(s: &str) -> Result<Identity, String> {
     let s = s.trim();
@@ -71,8 +71,8 @@ pub(super) fn peer(mut t: Table<'_, '_>, cx: &mut Cx, base: &Path) -> Peer {
     let proposals = proposals(
         &mut t,
         cx,
-        "proposals",
-        proposal::parse_ike,
+        ("proposals", "IKE"),
+        (proposal::parse_ike, support::ike_unsupported),
         &["aes256gcm16-prfsha384-ecp384", "aes128-sha256-x25519"],
     );
     let rekey_time = duration(&mut t, cx, "rekey_time").unwrap_or(Duration::from_secs(4 * 3600));
@@ -86,6 +86,7 @@ pub(super) fn peer(mut t: Table<'_, '_>, cx: &mut Cx, base: &Path) -> Peer {
         &[("auto", Encap::Auto), ("udp", Encap::Udp)],
         Encap::Auto,
     );
+    let retransmit = retransmit(&mut t, cx);
     let mut children = Vec::new();
     let what = t.what.clone();
     for c in t.tables(cx, "child", "[[peer.child]]") {
@@ -103,7 +104,21 @@ pub(super) fn peer(mut t: Table<'_, '_>, cx: &mut Cx, base: &Path) -> Peer {
         life_time,
         dpd_delay,
         encap,
+        retransmit,
         children,
+    }
+}
+
+/// `retransmit_timeout`, `retransmit_base`, `retransmit_tries` (strongSwan's
+/// names and defaults).
+fn retransmit(t: &mut Table<'_, '_>, cx: &mut Cx) -> Retransmit {
+    let d = Retransmit::default();
+    Retransmit {
+        timeout: duration(t, cx, "retransmit_timeout").unwrap_or(d.timeout),
+        base: float(t, cx, "retransmit_base", 1.0, 10.0).unwrap_or(d.base),
+        tries: t
+            .int(cx, "retransmit_tries", false, 1, 20)
+            .map_or(d.tries, |n| n as u8),
     }
 }
 
@@ -122,29 +137,48 @@ const PEER_KEYS: &[&str] = &[
     "life_time",
     "dpd_delay",
     "encap",
+    "retransmit_timeout",
+    "retransmit_base",
+    "retransmit_tries",
     "child",
 ];
 
+/// How a kind of proposal is read: parsed (with warnings about weak
+/// algorithms), then checked against what this gateway supports.
+type Reader<P> = (
+    fn(&str) -> Result<proposal::WithWarnings<P>, proposal::ProposalError>,
+    fn(&P) -> Option<String>,
+);
+
 /// A list of proposal strings parsed with `parse` (weak algorithms become
-/// warnings), or `defaults` when the key is absent.
+/// warnings) and refused if `unsupported` says this gateway cannot use them
+/// (#17), or `defaults` when the key is absent. A refused item also marks the
+/// list bad, so that a list of typos is not also "empty".
 fn proposals<P>(
     t: &mut Table<'_, '_>,
     cx: &mut Cx,
-    key: &str,
-    parse: fn(&str) -> Result<proposal::WithWarnings<P>, proposal::ProposalError>,
+    (key, kind): (&str, &str),
+    (parse, unsupported): Reader<P>,
     defaults: &[&str],
 ) -> Vec<P> {
     let mut out = Vec::new();
     let given = t.strings(cx, key, false);
     for (s, span, p) in given.clone().unwrap_or_default() {
-        match parse(&s) {
-            Ok((prop, warnings)) => {
-                out.push(prop);
-                for w in warnings {
-                    cx.diags.warning(Some(span.clone()), w);
-                }
+        let prop = match parse(&s) {
+            Ok(prop) => prop,
+            Err(e) => {
+                cx.err_also(&t.sub(key), &p, Some(span), e.to_string());
+                continue;
             }
-            Err(e) => cx.err(&p, Some(span), e.to_string()),
+        };
+        if let Some(why) = unsupported(&prop.0) {
+            let msg = format!("{kind} proposal `{s}`: {why}");
+            cx.err_also(&t.sub(key), &p, Some(span), msg);
+            continue;
+        }
+        out.push(prop.0);
+        for w in prop.1 {
+            cx.diags.warning(Some(span.clone()), w);
         }
     }
     if given.is_none() {
@@ -258,8 +292,8 @@ fn child(mut t: Table<'_, '_>, cx: &mut Cx, peer_what: &str) -> Child {
     let esp_proposals = proposals(
         &mut t,
         cx,
-        "esp_proposals",
-        proposal::parse_esp,
+        ("esp_proposals", "ESP"),
+        (proposal::parse_esp, support::esp_unsupported),
         &["aes256gcm16", "aes128gcm16"],
     );
     let mode = choice(

@@ -127,6 +127,13 @@ pub(super) fn link(mut t: Table<'_, '_>, cx: &mut Cx) -> Link {
     // `remote` may be left out: it defaults to the address of the target on the
     // link (filled in by validation).
     let remote = parsed(&mut t, cx, "remote", false, addr::parse_ip).unwrap_or(PLACEHOLDER_IP);
+    let encap = choice(
+        &mut t,
+        cx,
+        "encap",
+        &[("gre", LinkEncap::Gre), ("udp", LinkEncap::Udp)],
+        LinkEncap::Gre,
+    );
     // `gateway` and `target` default to this file's gateway and to the target
     // whose `link` names this link (filled in by validation).
     let gateway = t
@@ -145,6 +152,7 @@ pub(super) fn link(mut t: Table<'_, '_>, cx: &mut Cx) -> Link {
             "local",
             "subnet",
             "remote",
+            "encap",
             "gateway",
             "target",
         ],
@@ -155,6 +163,7 @@ pub(super) fn link(mut t: Table<'_, '_>, cx: &mut Cx) -> Link {
         local,
         subnet,
         remote,
+        encap,
         gateway,
         target,
     }

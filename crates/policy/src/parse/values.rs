@@ -10,7 +10,7 @@ use std::time::Duration;
 use toml::de::DeValue;
 
 use crate::addr::{self, PortRange};
-use crate::reader::{int_of, Cx, Span, Table};
+use crate::reader::{float_of, int_of, Cx, Span, Table};
 
 /// What a value that failed to parse is replaced by (never handed out).
 pub(super) const PLACEHOLDER_IP: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
@@ -136,14 +136,18 @@ pub(super) fn path(
     Some(resolve(base, &s))
 }
 
-/// Parses `30`, `"30s"`, `"15m"`, `"4h"`, `"1d"`.
+/// Parses `30`, `"30s"`, `"150ms"`, `"15m"`, `"4h"`, `"1d"`.
 pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("`{s}` is not a duration (write seconds, or a number with s, m, h or d: \"30s\", \"4h\")"))?;
+        .map_err(|_| format!("`{s}` is not a duration (write seconds, or a number with ms, s, m, h or d: \"30s\", \"150ms\", \"4h\")"))?;
+    let too_long = || format!("duration `{s}` is too long");
+    if unit.trim() == "ms" {
+        return Ok(Duration::from_millis(n));
+    }
     let mult = match unit.trim() {
         "" | "s" => 1,
         "m" => 60,
@@ -151,25 +155,43 @@ pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
         "d" => 86400,
         u => {
             return Err(format!(
-                "unknown time unit `{u}` in `{s}`: use s, m, h or d"
+                "unknown time unit `{u}` in `{s}`: use ms, s, m, h or d"
             ))
         }
     };
     n.checked_mul(mult)
         .map(Duration::from_secs)
-        .ok_or_else(|| format!("duration `{s}` is too long"))
+        .ok_or_else(too_long)
 }
 
+/// The longest duration accepted anywhere (100 years): keeps arithmetic on
+/// durations (rekey + 10 %, timeouts × base^tries) far from overflow.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86400);
+
+/// A duration: an integer or float number of seconds, or a string with a unit.
 pub(super) fn duration(t: &mut Table<'_, '_>, cx: &mut Cx, key: &str) -> Option<Duration> {
     let v = t.raw(cx, key)?;
     let r = match v.get_ref() {
         DeValue::String(s) => parse_duration(s),
-        DeValue::Integer(_) => match int_of(v.get_ref()) {
-            Some(n) if n >= 0 => Ok(Duration::from_secs(u64::try_from(n).unwrap_or(u64::MAX))),
+        DeValue::Integer(_) | DeValue::Float(_) => match float_of(v.get_ref()) {
+            Some(n) if n >= 0.0 && n <= MAX_DURATION.as_secs_f64() => {
+                Ok(Duration::from_secs_f64(n))
+            }
+            Some(n) if n >= 0.0 => Err(format!("duration {n} s is too long")),
             _ => Err("a duration cannot be negative".to_string()),
         },
-        _ => Err("it must be a duration: seconds as an integer, or a string like \"30s\", \"15m\", \"4h\"".into()),
+        _ => Err("it must be a duration: seconds as a number, or a string like \"30s\", \"150ms\", \"4h\"".into()),
     };
+    let r = r.and_then(|d| {
+        if d > MAX_DURATION {
+            Err(format!(
+                "duration {} is too long",
+                crate::model::fmt_duration(d)
+            ))
+        } else {
+            Ok(d)
+        }
+    });
     r.map_err(|e| {
         cx.err(
             &t.sub(key),
@@ -178,6 +200,43 @@ pub(super) fn duration(t: &mut Table<'_, '_>, cx: &mut Cx, key: &str) -> Option<
         )
     })
     .ok()
+}
+
+/// A number in `min..=max` (a float or an integer).
+pub(super) fn float(
+    t: &mut Table<'_, '_>,
+    cx: &mut Cx,
+    key: &str,
+    min: f64,
+    max: f64,
+) -> Option<f64> {
+    let v = t.raw(cx, key)?;
+    match float_of(v.get_ref()) {
+        Some(f) if (min..=max).contains(&f) => Some(f),
+        Some(f) => {
+            cx.err(
+                &t.sub(key),
+                Some(v.span()),
+                format!(
+                    "`{key}` = {f} in {} is out of range: it must be between {min:?} and {max:?}",
+                    t.what
+                ),
+            );
+            None
+        }
+        None => {
+            cx.err(
+                &t.sub(key),
+                Some(v.span()),
+                format!(
+                    "`{key}` in {} must be a number, found {}",
+                    t.what,
+                    crate::reader::kind(v.get_ref())
+                ),
+            );
+            None
+        }
+    }
 }
 
 pub(super) fn port(t: &mut Table<'_, '_>, cx: &mut Cx, key: &str, default: u16) -> u16 {
@@ -235,7 +294,6 @@ pub(super) fn ports_list(t: &mut Table<'_, '_>, cx: &mut Cx, key: &str) -> Vec<P
     };
     let mut out = Vec::new();
     for (x, span, p) in items {
-        cx.spans.set(&p, span.clone());
         match port_value(x) {
             Ok(r) => out.push(r),
             Err(e) => {
@@ -261,6 +319,7 @@ mod tests {
         assert_eq!(parse_duration("4h").unwrap(), Duration::from_secs(14400));
         assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
         assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86400));
+        assert_eq!(parse_duration("150ms").unwrap(), Duration::from_millis(150));
         assert!(parse_duration("4x")
             .unwrap_err()
             .contains("unknown time unit"));

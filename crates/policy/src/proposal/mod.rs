@@ -19,10 +19,11 @@
 
 //
 // `transform` holds the transform types, `words` the keywords and the rules
-// that make a proposal of them.
+// that make a proposal of them, `support` what this gateway can use.
 
 use std::fmt;
 
+pub mod support;
 mod transform;
 mod words;
 

@@ -1,6 +1,5 @@
 //! DVIPAs (unique, not a gateway VIPA, ports and targets that exist, weights
-//! for members), their routing gateway and ranked backups, and `[cluster]` /
-//! `[ha]` (ports that do not collide, unique gateway names, the etcd prefix).
+//! for members), their routing gateway and ranked backups.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -8,7 +7,7 @@ use std::net::IpAddr;
 use crate::model::*;
 use crate::reader::Cx;
 
-use super::{err, unique};
+use super::{err, some};
 
 fn gateway_names(p: &Policy) -> Vec<&str> {
     match &p.ha {
@@ -19,9 +18,20 @@ fn gateway_names(p: &Policy) -> Vec<&str> {
     }
 }
 
+/// The gateway names of `[ha]`, as a set and as listed in messages.
+struct Gateways {
+    names: HashSet<String>,
+    listed: String,
+}
+
 pub(super) fn dvipas(p: &mut Policy, cx: &mut Cx) {
     let mut seen: HashMap<IpAddr, usize> = HashMap::new();
-    let gws: Vec<String> = gateway_names(p).into_iter().map(String::from).collect();
+    let names = gateway_names(p);
+    let gws = Gateways {
+        listed: some(names.iter()),
+        names: names.iter().map(|n| n.to_string()).collect(),
+    };
+    let vipas: HashSet<IpAddr> = p.site.gateway_vipas.iter().copied().collect();
     // Target name → its first index (names are unique once `links` checked them).
     let mut target_index: HashMap<&str, usize> = HashMap::with_capacity(p.targets.len());
     for (i, t) in p.targets.iter().enumerate() {
@@ -30,7 +40,7 @@ pub(super) fn dvipas(p: &mut Policy, cx: &mut Cx) {
     for (i, d) in p.dvipas.iter().enumerate() {
         let base = format!("dvipa[{i}]");
         let what = format!("DVIPA {}", d.address);
-        if cx.spans.ok(&format!("{base}.address")) {
+        if cx.spans.okf(format_args!("{base}.address")) {
             if let Some(j) = seen.insert(d.address, i) {
                 let note = cx.diags.note(
                     cx.spans.get(&format!("dvipa[{j}].address")),
@@ -42,12 +52,12 @@ pub(super) fn dvipas(p: &mut Policy, cx: &mut Cx) {
                     .notes
                     .push(note);
             }
-            if p.site.gateway_vipas.contains(&d.address) {
+            if vipas.contains(&d.address) {
                 err(cx, &format!("{base}.address"), format!("DVIPA {} is also a gateway VIPA; the outer and inner addresses must differ", d.address));
             }
         }
         if d.ports.is_empty()
-            && cx.spans.ok(&format!("{base}.ports"))
+            && cx.spans.okf(format_args!("{base}.ports"))
             && cx.spans_has(&format!("{base}.ports"))
         {
             err(
@@ -115,7 +125,7 @@ fn named_targets(
     target_index: &HashMap<&str, usize>,
 ) -> Vec<usize> {
     if v.is_empty()
-        && cx.spans.ok(&format!("{base}.targets"))
+        && cx.spans.okf(format_args!("{base}.targets"))
         && cx.spans_has(&format!("{base}.targets"))
     {
         err(
@@ -143,12 +153,12 @@ fn named_targets(
     out
 }
 
-fn ha_of_dvipa(cx: &mut Cx, base: &str, what: &str, d: &Dvipa, gws: &[String], has_ha: bool) {
-    let known = |g: &str| gws.iter().any(|x| x == g);
+fn ha_of_dvipa(cx: &mut Cx, base: &str, what: &str, d: &Dvipa, gws: &Gateways, has_ha: bool) {
+    let known = |g: &str| gws.names.contains(g);
     match &d.routing_gateway {
         Some(g) if !has_ha => err(cx, &format!("{base}.routing_gateway"), format!("{what} names routing gateway \"{g}\", but there is no [ha] section naming gateways")),
-        Some(g) if !known(g) => err(cx, &format!("{base}.routing_gateway"), format!("{what} names routing gateway \"{g}\", which is neither [ha] name nor an [[ha.peer]] (known: {})", gws.join(", "))),
-        None if has_ha && cx.spans.ok(&format!("{base}.address")) => {
+        Some(g) if !known(g) => err(cx, &format!("{base}.routing_gateway"), format!("{what} names routing gateway \"{g}\", which is neither [ha] name nor an [[ha.peer]] (known: {})", gws.listed)),
+        None if has_ha && cx.spans.okf(format_args!("{base}.address")) => {
             err(cx, &format!("{base}.address"), format!("{what} needs a `routing_gateway` because [ha] is present"))
         }
         _ => {}
@@ -161,13 +171,19 @@ fn ha_of_dvipa(cx: &mut Cx, base: &str, what: &str, d: &Dvipa, gws: &[String], h
         );
         return;
     }
+    // The first earlier backup with each rank, and the gateways seen so far.
+    let mut by_rank: [Option<usize>; 256] = [None; 256];
+    let mut seen: HashSet<&str> = HashSet::with_capacity(d.backups.len());
     for (k, b) in d.backups.iter().enumerate() {
         let bp = format!("{base}.backup[{k}]");
-        if !cx.spans.ok(&format!("{bp}.gateway")) || b.gateway.is_empty() {
+        let same_rank = by_rank[usize::from(b.rank)].map(|o| &d.backups[o]);
+        by_rank[usize::from(b.rank)].get_or_insert(k);
+        let listed_before = !seen.insert(b.gateway.as_str());
+        if !cx.spans.okf(format_args!("{bp}.gateway")) || b.gateway.is_empty() {
             continue;
         }
         if !known(&b.gateway) {
-            err(cx, &format!("{bp}.gateway"), format!("backup gateway \"{}\" of {what} is neither [ha] name nor an [[ha.peer]] (known: {})", b.gateway, gws.join(", ")));
+            err(cx, &format!("{bp}.gateway"), format!("backup gateway \"{}\" of {what} is neither [ha] name nor an [[ha.peer]] (known: {})", b.gateway, gws.listed));
         } else if d.routing_gateway.as_deref() == Some(b.gateway.as_str()) {
             err(
                 cx,
@@ -177,7 +193,7 @@ fn ha_of_dvipa(cx: &mut Cx, base: &str, what: &str, d: &Dvipa, gws: &[String], h
                     b.gateway
                 ),
             );
-        } else if d.backups[..k].iter().any(|x| x.gateway == b.gateway) {
+        } else if listed_before {
             err(
                 cx,
                 &format!("{bp}.gateway"),
@@ -187,61 +203,14 @@ fn ha_of_dvipa(cx: &mut Cx, base: &str, what: &str, d: &Dvipa, gws: &[String], h
                 ),
             );
         }
-        if cx.spans.ok(&format!("{bp}.rank")) {
-            if let Some(o) = d.backups[..k].iter().find(|x| x.rank == b.rank) {
+        if cx.spans.okf(format_args!("{bp}.rank")) {
+            if let Some(o) = same_rank {
                 err(
                     cx,
                     &format!("{bp}.rank"),
                     format!("backups \"{}\" and \"{}\" of {what} both have rank {}; ranks decide the takeover order and must differ", o.gateway, b.gateway, b.rank),
                 );
             }
-        }
-    }
-}
-
-pub(super) fn cluster_and_ha(p: &mut Policy, cx: &mut Cx) {
-    if let Some(c) = &p.cluster {
-        if (c.port == p.site.ike_port || c.port == p.site.natt_port) && cx.spans.ok("cluster.port")
-        {
-            err(
-                cx,
-                "cluster.port",
-                format!(
-                    "cluster port {} collides with the IKE ports {} / {}",
-                    c.port, p.site.ike_port, p.site.natt_port
-                ),
-            );
-        }
-    }
-    let site_name = p.site.name.clone();
-    let Some(ha) = &mut p.ha else {
-        return;
-    };
-    let all = std::iter::once((ha.name.as_str(), "ha.name".to_string())).chain(
-        ha.peers
-            .iter()
-            .enumerate()
-            .map(|(i, x)| (x.name.as_str(), format!("ha.peer[{i}].name"))),
-    );
-    unique(cx, "gateway", all);
-    for (i, x) in ha.peers.iter().enumerate() {
-        if x.rank == ha.rank && cx.spans.ok(&format!("ha.peer[{i}].rank")) && cx.spans.ok("ha.rank")
-        {
-            cx.diags.warning(
-                cx.spans.get(&format!("ha.peer[{i}].rank")),
-                format!("gateway \"{}\" has the same default rank {} as this gateway \"{}\"; DVIPA backups must then set ranks explicitly", x.name, x.rank, ha.name),
-            );
-        }
-    }
-    if let Store::Etcd { prefix, .. } = &mut ha.store {
-        if prefix.is_empty() {
-            *prefix = format!("/plexgate/{site_name}/");
-        } else if !prefix.starts_with('/') && cx.spans.ok("ha.store.prefix") {
-            err(
-                cx,
-                "ha.store.prefix",
-                format!("etcd prefix \"{prefix}\" must start with `/`"),
-            );
         }
     }
 }

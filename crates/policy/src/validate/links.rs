@@ -4,33 +4,30 @@
 //! link's gateway and target resolved (one link per gateway and target), and the
 //! gateways' cluster node ids unique.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+
+use ipnet::IpNet;
 
 use crate::model::*;
 use crate::reader::Cx;
 
-use super::{err, unique};
+use super::index::{num, prefix_end, prefix_of, AddrIndex, PrefixIndex};
+use super::{err, some, unique};
 
 pub(super) fn links_and_targets(p: &mut Policy, cx: &mut Cx) {
-    unique(
-        cx,
-        "link",
-        p.links
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (l.name.as_str(), format!("link[{i}].name"))),
-    );
+    unique(cx, "link", p.links.iter().map(|l| l.name.as_str()), |i| {
+        format!("link[{i}].name")
+    });
     unique(
         cx,
         "target",
-        p.targets
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.name.as_str(), format!("target[{i}].name"))),
+        p.targets.iter().map(|t| t.name.as_str()),
+        |i| format!("target[{i}].name"),
     );
     link_gateways(p, cx);
     link_addresses(p, cx);
+    udp_links(p, cx);
     let (on_link, fills) = targets_on_links(p, cx);
     if p.cluster.is_none() && !p.targets.is_empty() && cx.spans.ok("cluster") {
         err(
@@ -62,12 +59,25 @@ pub(super) fn links_and_targets(p: &mut Policy, cx: &mut Cx) {
     }
 }
 
+/// `encap = "udp"` is noted: GRE in UDP (RFC 8086) is decapsulated by
+/// `plexgate target` only.
+fn udp_links(p: &Policy, cx: &mut Cx) {
+    let port = p.cluster.as_ref().map_or(4754, |c| c.gre_udp_port);
+    for (i, l) in p.links.iter().enumerate() {
+        if l.encap == LinkEncap::Udp && cx.spans.okf(format_args!("link[{i}].encap")) {
+            let span = cx.spans.get(&format!("link[{i}].encap"));
+            cx.diags.warning(span, format!("link \"{}\" carries GRE in UDP (RFC 8086) to port {port}: its target must run `plexgate target`, which decapsulates it (a kernel GRE tunnel does not)", l.name));
+        }
+    }
+}
+
 /// Each link's own addresses sit in its subnet, and the subnets of one
 /// gateway's links are distinct.
 fn link_addresses(p: &Policy, cx: &mut Cx) {
+    let mut per_gateway: HashMap<&str, (PrefixIndex<usize>, AddrIndex)> = HashMap::new();
     for (i, l) in p.links.iter().enumerate() {
-        let sub_ok = cx.spans.ok(&format!("link[{i}].subnet"));
-        if sub_ok && cx.spans.ok(&format!("link[{i}].local")) && !l.subnet.contains(&l.local) {
+        let sub_ok = cx.spans.okf(format_args!("link[{i}].subnet"));
+        if sub_ok && cx.spans.okf(format_args!("link[{i}].local")) && !l.subnet.contains(&l.local) {
             err(
                 cx,
                 &format!("link[{i}].local"),
@@ -89,25 +99,45 @@ fn link_addresses(p: &Policy, cx: &mut Cx) {
                 ),
             );
         }
-        for (j, m) in p.links.iter().enumerate().take(i) {
-            if sub_ok
-                && m.gateway == l.gateway
-                && cx.spans.ok(&format!("link[{j}].subnet"))
-                && (m.subnet.contains(&l.subnet.network())
-                    || l.subnet.contains(&m.subnet.network()))
-            {
-                let note = cx.diags.note(
-                    cx.spans.get(&format!("link[{j}].subnet")),
-                    format!("link \"{}\" has subnet {}", m.name, m.subnet),
-                );
-                let span = cx.spans.get(&format!("link[{i}].subnet"));
-                cx.diags
-                    .error(span, format!("subnet {} of link \"{}\" overlaps subnet {} of link \"{}\"{}; GRE anti-spoofing needs each link to be distinct", l.subnet, l.name, m.subnet, m.name, of_gateway(&l.gateway)))
-                    .notes
-                    .push(note);
+        if sub_ok {
+            let (by_prefix, by_network) = per_gateway.entry(l.gateway.as_str()).or_default();
+            if let Some(j) = earlier_overlap(by_prefix, by_network, &l.subnet) {
+                overlap(cx, p, i, j);
             }
+            by_prefix.insert(prefix_of(&l.subnet), i);
+            by_network.insert(l.subnet.network(), i);
         }
     }
+}
+
+/// A link stored in the indexes whose subnet overlaps `subnet`. Prefixes either
+/// nest or are disjoint: an earlier subnet overlaps if it contains this one, or
+/// if its network lies inside this one.
+fn earlier_overlap(
+    by_prefix: &PrefixIndex<usize>,
+    by_network: &AddrIndex,
+    subnet: &IpNet,
+) -> Option<usize> {
+    let p = prefix_of(subnet);
+    if let Some((_, items)) = by_prefix.containing(p).next() {
+        return items.first().copied();
+    }
+    by_network
+        .first_in(num(subnet.network()), prefix_end(p))
+        .map(|(_, j)| j)
+}
+
+fn overlap(cx: &mut Cx, p: &Policy, i: usize, j: usize) {
+    let (l, m) = (&p.links[i], &p.links[j]);
+    let note = cx.diags.note(
+        cx.spans.get(&format!("link[{j}].subnet")),
+        format!("link \"{}\" has subnet {}", m.name, m.subnet),
+    );
+    let span = cx.spans.get(&format!("link[{i}].subnet"));
+    cx.diags
+        .error(span, format!("subnet {} of link \"{}\" overlaps subnet {} of link \"{}\"{}; GRE anti-spoofing needs each link to be distinct", l.subnet, l.name, m.subnet, m.name, of_gateway(&l.gateway)))
+        .notes
+        .push(note);
 }
 
 /// Each target sits alone on a link that exists, in that link's subnet. Returns
@@ -131,7 +161,7 @@ fn targets_on_links(p: &Policy, cx: &mut Cx) -> (HashMap<String, usize>, Vec<(us
                 duplicate_address(cx, p, i, j);
             }
         }
-        if !cx.spans.ok(&format!("target[{i}].link")) || t.link.is_empty() {
+        if !cx.spans.okf(format_args!("target[{i}].link")) || t.link.is_empty() {
             continue;
         }
         let Some((li, l)) = link_by_name
@@ -154,7 +184,7 @@ fn targets_on_links(p: &Policy, cx: &mut Cx) -> (HashMap<String, usize>, Vec<(us
             continue;
         }
         on_link.insert(l.name.clone(), i);
-        if !addr_ok || !cx.spans.ok(&format!("link[{li}].subnet")) {
+        if !addr_ok || !cx.spans.okf(format_args!("link[{li}].subnet")) {
             continue;
         }
         target_in_subnet(cx, i, t, li, l);
@@ -200,19 +230,17 @@ fn duplicate_address(cx: &mut Cx, p: &Policy, i: usize, j: usize) {
 
 fn unknown_link(cx: &mut Cx, p: &Policy, i: usize) {
     let t = &p.targets[i];
-    let known: Vec<String> = p.links.iter().map(|l| format!("\"{}\"", l.name)).collect();
+    let known = if p.links.is_empty() {
+        "none".to_string()
+    } else {
+        some(p.links.iter().map(|l| format!("\"{}\"", l.name)))
+    };
     err(
         cx,
         &format!("target[{i}].link"),
         format!(
-            "target \"{}\" names link \"{}\", but no [[link]] has that name (known: {})",
-            t.name,
-            t.link,
-            if known.is_empty() {
-                "none".into()
-            } else {
-                known.join(", ")
-            }
+            "target \"{}\" names link \"{}\", but no [[link]] has that name (known: {known})",
+            t.name, t.link,
         ),
     );
 }
@@ -302,6 +330,7 @@ fn link_gateways(p: &mut Policy, cx: &mut Cx) {
 /// explicit `target` must exist, agree with that target's `link`, and comes
 /// with `remote` (its address on this link). One link per gateway and target.
 fn link_targets(p: &mut Policy, cx: &mut Cx, on_link: &HashMap<String, usize>) {
+    let names: HashSet<String> = p.targets.iter().map(|t| t.name.clone()).collect();
     for (i, l) in p.links.iter_mut().enumerate() {
         let tp = format!("link[{i}].target");
         let by_link = on_link
@@ -314,7 +343,7 @@ fn link_targets(p: &mut Policy, cx: &mut Cx, on_link: &HashMap<String, usize>) {
         if !cx.spans.ok(&tp) {
             continue;
         }
-        if !p.targets.iter().any(|t| t.name == l.target) {
+        if !names.contains(&l.target) {
             let msg = format!(
                 "link \"{}\" names target \"{}\", but no [[target]] has that name",
                 l.name, l.target
@@ -341,15 +370,20 @@ fn link_targets(p: &mut Policy, cx: &mut Cx, on_link: &HashMap<String, usize>) {
 
 fn one_link_per_pair(p: &Policy, cx: &mut Cx) {
     // Duplicated link or target names are reported as such, not again here.
-    let twice = |names: Vec<&str>, n: &str| names.iter().filter(|x| **x == n).count() > 1;
-    let links: Vec<&str> = p.links.iter().map(|l| l.name.as_str()).collect();
-    let targets: Vec<&str> = p.targets.iter().map(|t| t.name.as_str()).collect();
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for n in p.links.iter().map(|l| l.name.as_str()) {
+        *names.entry(n).or_default() += 1;
+    }
+    let mut targets: HashMap<&str, usize> = HashMap::new();
+    for n in p.targets.iter().map(|t| t.name.as_str()) {
+        *targets.entry(n).or_default() += 1;
+    }
     let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
     for (i, l) in p.links.iter().enumerate() {
         if l.target.is_empty()
-            || !cx.spans.ok(&format!("link[{i}].name"))
-            || twice(links.clone(), &l.name)
-            || twice(targets.clone(), &l.target)
+            || !cx.spans.okf(format_args!("link[{i}].name"))
+            || names.get(l.name.as_str()) > Some(&1)
+            || targets.get(l.target.as_str()) > Some(&1)
         {
             continue;
         }

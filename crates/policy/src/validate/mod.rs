@@ -8,22 +8,27 @@
 //! selectors that cover a DVIPA name it at host granularity (DESIGN.md, "Rules that
 //! keep SAs movable"); soft lifetimes are below hard ones; ranks and gateways of
 //! DVIPA backups make sense. File checks (existence, permissions) are in `files`.
-
 //!
 //! One module per part of the policy: `links` (links and targets), `peers`
 //! (peers and children), `spd`, and `dvipa` (DVIPAs, `[cluster]`, `[ha]`).
 
 use std::collections::HashMap;
 
+use ipnet::IpNet;
+
 use crate::model::*;
 use crate::reader::Cx;
 
 mod dvipa;
+mod ha;
+mod index;
 mod links;
 mod peers;
 mod spd;
 
-use dvipa::{cluster_and_ha, dvipas};
+use dvipa::dvipas;
+use ha::cluster_and_ha;
+use index::{prefix_of, AddrIndex, PrefixIndex};
 use links::links_and_targets;
 use peers::peers;
 use spd::spd;
@@ -33,32 +38,90 @@ use spd::spd;
 pub(crate) fn validate(p: &mut Policy, cx: &mut Cx) {
     site(p, cx);
     links_and_targets(p, cx);
-    peers(p, cx);
-    spd(p, cx);
+    let ix = Ix::new(p, cx);
+    peers(p, cx, &ix);
+    spd(p, cx, &ix);
+    drop(ix);
     dvipas(p, cx);
     cluster_and_ha(p, cx);
 }
 
+/// Lookups built once, so that no check searches a list per item.
+struct Ix<'p> {
+    /// Peer name → index of the first peer with that name.
+    peers: HashMap<&'p str, usize>,
+    /// (peer index, child name) → index of the first such child of that peer.
+    children: HashMap<(usize, &'p str), usize>,
+    /// DVIPAs whose address parsed, by address.
+    dvipas: AddrIndex,
+}
+
+impl<'p> Ix<'p> {
+    fn new(p: &'p Policy, cx: &Cx) -> Self {
+        let mut ix = Ix {
+            peers: HashMap::with_capacity(p.peers.len()),
+            children: HashMap::new(),
+            dvipas: AddrIndex::default(),
+        };
+        for (i, peer) in p.peers.iter().enumerate() {
+            ix.peers.entry(peer.name.as_str()).or_insert(i);
+            for (j, c) in peer.children.iter().enumerate() {
+                ix.children.entry((i, c.name.as_str())).or_insert(j);
+            }
+        }
+        for (i, d) in p.dvipas.iter().enumerate() {
+            if cx.spans.okf(format_args!("dvipa[{i}].address")) {
+                ix.dvipas.insert(d.address, i);
+            }
+        }
+        ix
+    }
+}
+
 /// Reports the second and later uses of a name, pointing back at the first.
-fn unique<'a>(cx: &mut Cx, kind: &str, items: impl Iterator<Item = (&'a str, String)>) {
-    let mut seen: HashMap<&str, String> = HashMap::new();
-    for (name, path) in items {
-        if name.is_empty() || !cx.spans.ok(&path) {
+/// `path(i)` is the path of the `i`-th name (made only when needed).
+fn unique<'a>(
+    cx: &mut Cx,
+    kind: &str,
+    names: impl Iterator<Item = &'a str>,
+    path: impl Fn(usize) -> String,
+) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, name) in names.enumerate() {
+        if name.is_empty() || (cx.spans.any_bad() && !cx.spans.ok(&path(i))) {
             continue;
         }
-        if let Some(first) = seen.get(name) {
-            let first_span = cx.spans.get(first);
-            let note = cx
-                .diags
-                .note(first_span, format!("the first {kind} \"{name}\" is here"));
-            let span = cx.spans.get(&path);
-            cx.diags
-                .error(span, format!("duplicate {kind} name \"{name}\""))
-                .notes
-                .push(note);
-        } else {
-            seen.insert(name, path);
+        match seen.get(name) {
+            Some(&first) => {
+                let first_span = cx.spans.get(&path(first));
+                let note = cx
+                    .diags
+                    .note(first_span, format!("the first {kind} \"{name}\" is here"));
+                let span = cx.spans.get(&path(i));
+                cx.diags
+                    .error(span, format!("duplicate {kind} name \"{name}\""))
+                    .notes
+                    .push(note);
+            }
+            None => {
+                seen.insert(name, i);
+            }
         }
+    }
+}
+
+/// At most this many items are listed in one message.
+pub(super) const LISTED: usize = 10;
+
+/// Up to [`LISTED`] items joined with ", ", then "and N more" if there are more
+/// (a hostile file must not turn each message into a copy of itself).
+fn some<T: std::fmt::Display>(items: impl ExactSizeIterator<Item = T>) -> String {
+    let n = items.len();
+    let shown: Vec<String> = items.take(LISTED).map(|x| x.to_string()).collect();
+    if n > LISTED {
+        format!("{} and {} more", shown.join(", "), n - LISTED)
+    } else {
+        shown.join(", ")
     }
 }
 
@@ -72,10 +135,8 @@ fn site(p: &Policy, cx: &mut Cx) {
     unique(
         cx,
         "interface",
-        s.interfaces
-            .iter()
-            .enumerate()
-            .map(|(i, x)| (x.name.as_str(), format!("site.interface[{i}].name"))),
+        s.interfaces.iter().map(|x| x.name.as_str()),
+        |i| format!("site.interface[{i}].name"),
     );
     if s.gateway_vipas.is_empty()
         && cx.spans.ok("site.gateway_vipas")
@@ -87,23 +148,24 @@ fn site(p: &Policy, cx: &mut Cx) {
             "[site] needs at least one gateway VIPA in `gateway_vipas`".into(),
         );
     }
+    let mut subnets = PrefixIndex::default();
+    for it in &s.interfaces {
+        subnets.insert(prefix_of(&it.address.trunc()), ());
+    }
     for (i, v) in s.gateway_vipas.iter().enumerate() {
         let path = format!("site.gateway_vipas[{i}]");
         if !cx.spans.ok(&path) {
             continue;
         }
-        if !s.interfaces.iter().any(|it| it.address.contains(v)) {
-            let nets: Vec<String> = s
-                .interfaces
-                .iter()
-                .map(|it| it.address.trunc().to_string())
-                .collect();
-            let msg = if nets.is_empty() {
+        let host = prefix_of(&IpNet::from(*v));
+        if subnets.containing(host).next().is_none() {
+            let nets = s.interfaces.iter().map(|it| it.address.trunc());
+            let msg = if s.interfaces.is_empty() {
                 format!("gateway VIPA {v} is not on any local subnet: [site] lists no [[site.interface]]")
             } else {
                 format!(
                     "gateway VIPA {v} is not on any local subnet (the interfaces have {})",
-                    nets.join(", ")
+                    some(nets)
                 )
             };
             err(cx, &path, msg);

@@ -6,12 +6,17 @@ use crate::addr::{proto_name, AddrSel, PortRange, TrafficSelector, TsAddr};
 use crate::model::*;
 use crate::reader::Cx;
 
-use super::err;
+use super::index::PairIndex;
 use super::peers::covers_dvipa;
+use super::{err, Ix};
 
-pub(super) fn spd(p: &Policy, cx: &mut Cx) {
-    // Which rules have all their selectors parsed (computed once: the shadowing
-    // check below is quadratic in the number of rules).
+/// Rule comparisons the shadowing check may make before it gives up with a
+/// warning. The index keeps real SPDs far below it (one or two candidates per
+/// rule); only rules that differ in nothing but ports or protocol, by the
+/// hundred thousand, reach it.
+const SHADOW_BUDGET: usize = 20_000_000;
+
+pub(super) fn spd(p: &Policy, cx: &mut Cx, ix: &Ix) {
     let keys = [
         "local",
         "remote",
@@ -20,62 +25,139 @@ pub(super) fn spd(p: &Policy, cx: &mut Cx) {
         "remote_port",
         "direction",
     ];
-    let sel_ok: Vec<bool> = (0..p.spd.len())
-        .map(|j| keys.iter().all(|k| cx.spans.ok(&format!("spd[{j}].{k}"))))
-        .collect();
+    let mut shadow = Shadow {
+        earlier: PairIndex::default(),
+        budget: SHADOW_BUDGET,
+    };
     for (j, r) in p.spd.iter().enumerate() {
         let base = format!("spd[{j}]");
         let label = rule_label(j, r);
-        if let SpdAction::Protect { peer, child } = &r.action {
-            if cx.spans.ok(&format!("{base}.peer")) && !peer.is_empty() {
-                match p.peer(peer) {
-                    None => err(cx, &format!("{base}.peer"), format!("{label} protects with peer \"{peer}\", but no [[peer]] has that name")),
-                    Some(pe) if !child.is_empty() && pe.child(child).is_none() => {
-                        err(cx, &format!("{base}.child"), format!("{label} protects with child \"{child}\", but peer \"{peer}\" has no child of that name"))
-                    }
-                    Some(_) => {}
-                }
-            }
-            if cx.spans.ok(&format!("{base}.local")) {
-                covers_dvipa(
-                    p,
-                    cx,
-                    &format!("{base}.local"),
-                    r.local,
-                    &format!("the local selector of {label}"),
-                );
-            }
-        }
-        let selectors_ok = sel_ok[j];
-        if !selectors_ok {
+        let child = references(p, cx, ix, r, &base, &label);
+        if !keys
+            .iter()
+            .all(|k| cx.spans.okf(format_args!("{base}.{k}")))
+            || mixed_family(cx, &base, &label, r)
+        {
             continue;
         }
-        if let SpdAction::Protect { peer, child } = &r.action {
-            if let Some(c) = p.peer(peer).and_then(|pe| pe.child(child)) {
-                rule_within_child(cx, &base, &label, r, c);
-            }
+        if let Some(c) = child {
+            rule_within_child(cx, &base, &label, r, c);
         }
-        for (i, e) in p.spd.iter().enumerate().take(j) {
-            if sel_ok[i] && r.shadowed_by(e) {
-                let ebase = format!("spd[{i}]");
-                let note = cx.diags.note(
-                    cx.spans.get(&ebase),
-                    format!("{} is here", rule_label(i, e)),
-                );
-                let span = cx.spans.get(&base);
-                let same = if e.action == r.action {
-                    "with the same action"
-                } else {
-                    "with a different action"
-                };
-                cx.diags
-                    .error(span, format!("{label} can never match: {} before it matches all of its traffic ({same}); remove it or move it above", rule_label(i, e)))
-                    .notes
-                    .push(note);
-                break;
-            }
+        shadow.check(p, cx, j);
+    }
+}
+
+/// A protect rule names a peer and child that exist, and does not widen a
+/// DVIPA. Returns the child it protects with, if it exists.
+fn references<'p>(
+    p: &'p Policy,
+    cx: &mut Cx,
+    ix: &Ix,
+    r: &SpdRule,
+    base: &str,
+    label: &str,
+) -> Option<&'p Child> {
+    let SpdAction::Protect { peer, child } = &r.action else {
+        return None;
+    };
+    let pi = ix.peers.get(peer.as_str()).copied();
+    let ci = pi.and_then(|pi| ix.children.get(&(pi, child.as_str())).copied());
+    if cx.spans.okf(format_args!("{base}.peer")) && !peer.is_empty() {
+        if pi.is_none() {
+            err(
+                cx,
+                &format!("{base}.peer"),
+                format!("{label} protects with peer \"{peer}\", but no [[peer]] has that name"),
+            );
+        } else if !child.is_empty() && ci.is_none() {
+            err(cx, &format!("{base}.child"), format!("{label} protects with child \"{child}\", but peer \"{peer}\" has no child of that name"));
         }
     }
+    if cx.spans.okf(format_args!("{base}.local")) {
+        let what = format!("the local selector of {label}");
+        covers_dvipa(p, cx, ix, &format!("{base}.local"), r.local, &what);
+    }
+    Some(&p.peers[pi?].children[ci?])
+}
+
+/// An IPv4 local selector with an IPv6 remote one (or the reverse) matches no
+/// packet. Reports it and returns true.
+fn mixed_family(cx: &mut Cx, base: &str, label: &str, r: &SpdRule) -> bool {
+    let (AddrSel::Range(l), AddrSel::Range(m)) = (&r.local, &r.remote) else {
+        return false;
+    };
+    if l.start.is_ipv4() == m.start.is_ipv4() {
+        return false;
+    }
+    let fam = |v4: bool| if v4 { "IPv4" } else { "IPv6" };
+    err(
+        cx,
+        &format!("{base}.remote"),
+        format!(
+            "{label} can never match: its local selector {l} is {} and its remote selector {m} is {}; a packet has one family",
+            fam(l.start.is_ipv4()),
+            fam(m.start.is_ipv4())
+        ),
+    );
+    true
+}
+
+/// The earlier rules, indexed by the prefixes of their selectors, and what is
+/// left of the comparison budget.
+struct Shadow {
+    earlier: PairIndex,
+    budget: usize,
+}
+
+impl Shadow {
+    /// Reports rule `j` if an earlier rule matches all of its traffic (the
+    /// first such rule in file order), then adds it to the index.
+    fn check(&mut self, p: &Policy, cx: &mut Cx, j: usize) {
+        if self.budget == 0 {
+            return;
+        }
+        let r = &p.spd[j];
+        let mut first: Option<usize> = None;
+        for bucket in self.earlier.containing(&r.local, &r.remote) {
+            self.budget = self.budget.saturating_sub(1);
+            for &i in bucket {
+                self.budget = self.budget.saturating_sub(1);
+                if first.is_some_and(|f| f < i) {
+                    break;
+                }
+                if r.shadowed_by(&p.spd[i]) {
+                    first = Some(i);
+                    break;
+                }
+            }
+        }
+        if let Some(i) = first {
+            shadowed(cx, p, j, i);
+        }
+        self.earlier.insert(&r.local, &r.remote, j);
+        if self.budget == 0 && j + 1 < p.spd.len() {
+            let span = cx.spans.get(&format!("spd[{j}]"));
+            cx.diags.warning(span, format!("the rules after {} were not checked for shadowing: the check stops after {SHADOW_BUDGET} rule comparisons (the SPD has {} rules that differ little)", rule_label(j, r), p.spd.len()));
+        }
+    }
+}
+
+fn shadowed(cx: &mut Cx, p: &Policy, j: usize, i: usize) {
+    let (r, e) = (&p.spd[j], &p.spd[i]);
+    let note = cx.diags.note(
+        cx.spans.get(&format!("spd[{i}]")),
+        format!("{} is here", rule_label(i, e)),
+    );
+    let span = cx.spans.get(&format!("spd[{j}]"));
+    let same = if e.action == r.action {
+        "with the same action"
+    } else {
+        "with a different action"
+    };
+    cx.diags
+        .error(span, format!("{} can never match: {} before it matches all of its traffic ({same}); remove it or move it above", rule_label(j, r), rule_label(i, e)))
+        .notes
+        .push(note);
 }
 
 /// True if traffic selector `ts` covers addresses `a`, protocol `proto` and
@@ -104,7 +186,11 @@ fn rule_within_child(cx: &mut Cx, base: &str, label: &str, r: &SpdRule, c: &Chil
         ),
     ];
     for (side, key, a, ports, tss) in sides {
-        if tss.is_empty() || tss.iter().any(|ts| ts_covers(ts, a, r.protocol, ports)) {
+        // Over 255 selectors is an error of the child; do not pay for it here.
+        if tss.is_empty()
+            || tss.len() > 255
+            || tss.iter().any(|ts| ts_covers(ts, a, r.protocol, ports))
+        {
             continue;
         }
         let shown = match a {
