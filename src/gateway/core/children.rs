@@ -100,18 +100,26 @@ impl GatewayCore {
                 spi_in, spi_out, ..
             } => {
                 tracing::info!("Child SA {spi_in:08x}_i {spi_out:08x}_o deleted");
+                self.child_ike.remove(&spi_in);
                 self.remove_child_sa(spi_in);
             }
             ike::Event::ChildSaFailed { name, reason, .. } => {
                 tracing::warn!(child = %name, "Child SA failed: {reason}");
                 self.acquiring.retain(|(_, c), _| c != &name);
             }
+            ike::Event::Refused {
+                remote,
+                peer,
+                reason,
+            } => self.log_refusal(now, remote, peer.as_deref(), &reason),
             ike::Event::AuthFailed {
                 remote,
                 peer_id,
                 reason,
             } => {
-                tracing::warn!(%remote, peer_id = ?peer_id, "authentication failed: {reason}");
+                if self.log_limit.allow(now) {
+                    tracing::warn!(%remote, peer_id = ?peer_id, "authentication failed: {reason}");
+                }
             }
             ike::Event::IkeKeys { keys, .. } => {
                 let k = ipsec::keylog::IkeSaKeys {
@@ -130,7 +138,6 @@ impl GatewayCore {
                     Err(e) => tracing::warn!("IKE key log: {e}"),
                 }
             }
-            other => tracing::debug!("IKE event {other:?}"),
         }
     }
 
@@ -260,12 +267,13 @@ impl GatewayCore {
                     "Child SA {:08x}_i {:08x}_o refused by the data plane: {e}; deleting it with the peer",
                     c.spi_in, c.spi_out
                 );
-                if let Err(e) = self.ike.delete_child(now, c.spi_in) {
+                if let Err(e) = self.ike.child_install_failed(now, c.spi_in) {
                     tracing::debug!("delete of refused child {:08x}: {e}", c.spi_in);
                 }
                 return;
             }
         };
+        self.child_ike.insert(c.spi_in, ike_sa);
         match replaces.and_then(|old_in| self.sad.outbound_of_child(old_in)) {
             // New traffic goes out on the new SA at once; the old inbound SA stays
             // until the peer's DELETE (RFC 7296 §2.8).
@@ -289,6 +297,22 @@ impl GatewayCore {
             *n += 1;
             if *n == 1 {
                 self.route_changes.push((true, cidr));
+            }
+        }
+    }
+}
+
+impl GatewayCore {
+    /// An exchange the IKE engine refused (a proposal, an identity, selectors, an
+    /// IKEv1 or virtual-IP request): what was received and what is configured,
+    /// as strongSwan logs it. Unauthenticated peers can cause these, so at most
+    /// a few lines a second are written and the rest are counted.
+    fn log_refusal(&mut self, now: Instant, remote: SocketAddr, peer: Option<&str>, reason: &str) {
+        self.counters.ike_refused += 1;
+        if self.log_limit.allow(now) {
+            match peer {
+                Some(peer) => tracing::warn!(%remote, peer, "refused: {reason}"),
+                None => tracing::warn!(%remote, "refused: {reason}"),
             }
         }
     }

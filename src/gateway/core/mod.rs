@@ -106,6 +106,44 @@ pub struct CoreCounters {
     /// IPv6 link-scope packets the local kernel sent into the TUN (router
     /// solicitations, MLD): never tunnel traffic (RFC 4291 §2.5.6), ignored.
     pub tun_link_local: u64,
+    /// Peers behind a NAT followed to a new address or port (RFC 7296 §2.23).
+    pub nat_rebindings: u64,
+    /// IKE exchanges refused (proposals, identities, selectors, IKEv1, …).
+    pub ike_refused: u64,
+}
+
+/// At most [`LogLimit::BURST`] log lines per second about what peers send; the
+/// rest are counted and summed up in the next line allowed.
+#[derive(Debug, Default)]
+pub(crate) struct LogLimit {
+    window: Option<Instant>,
+    used: u32,
+    suppressed: u64,
+}
+
+impl LogLimit {
+    /// Lines per second.
+    pub(crate) const BURST: u32 = 10;
+
+    /// May a line be written now?
+    pub(crate) fn allow(&mut self, now: Instant) -> bool {
+        if self
+            .window
+            .is_none_or(|w| now.saturating_duration_since(w) >= Duration::from_secs(1))
+        {
+            if self.suppressed > 0 {
+                tracing::warn!("{} more such log lines suppressed", self.suppressed);
+                self.suppressed = 0;
+            }
+            self.window = Some(now);
+            self.used = 0;
+        }
+        self.used += 1;
+        if self.used > Self::BURST {
+            self.suppressed += 1;
+        }
+        self.used <= Self::BURST
+    }
 }
 
 /// Per-child settings that the IKE engine does not carry.
@@ -135,6 +173,12 @@ pub struct GatewayCore {
     /// The peer config and proven identity of each IKE SA (its Child SAs are
     /// installed under them).
     ike_peers: HashMap<ike::IkeSaId, IkePeer>,
+    /// The IKE SA of each Child SA, by inbound SPI.
+    child_ike: HashMap<u32, ike::IkeSaId>,
+    /// The last (inbound SPI, source) of ESP in UDP found where its SA's peer is.
+    last_source: Option<(u32, SocketAddr)>,
+    /// Rate limit of log lines driven by peers.
+    log_limit: LogLimit,
     /// Acquires under way or recently failed: no new one before the instant.
     acquiring: HashMap<(String, String), Instant>,
     /// The recovery records written, per IKE SA.
@@ -286,6 +330,9 @@ impl GatewayCore {
             children,
             out_rule_keys,
             ike_peers: HashMap::new(),
+            child_ike: HashMap::new(),
+            last_source: None,
+            log_limit: LogLimit::default(),
             acquiring: HashMap::new(),
             recorded: records::Recorded::default(),
             records_on,

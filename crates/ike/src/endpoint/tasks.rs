@@ -394,6 +394,16 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Drop the IKE SA `id` and its Child SAs without a word to the peer (its
+    /// Child SAs and the SA itself are reported deleted as usual): for SAs that
+    /// another gateway has already replaced at the peer (a takeover's
+    /// INITIAL_CONTACT), or that a client gives up after its peer lost them.
+    pub fn forget_ike(&mut self, id: IkeSaId) -> Result<(), Error> {
+        let sa = self.take(id).ok_or(Error::UnknownSa(id))?;
+        self.destroy(sa, "dropped without DELETE", true);
+        Ok(())
+    }
+
     /// Send a liveness check now.
     pub fn dpd(&mut self, now: Instant, id: IkeSaId) -> Result<(), Error> {
         self.with_sa(now, id, |_, sa| {
