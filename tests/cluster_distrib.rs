@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use etherparse::{PacketBuilder, TcpOptionElement};
 use plexgate::sim::{Agent, App, ClientSpec, Conditions, Engine, Node, Payload, Sim, SimBuilder};
-use plexgate_distrib::cluster::{ClusterEndpoint, Message};
+use plexgate_distrib::cluster::{Announcement, ClusterEndpoint, Message};
 use plexgate_distrib::dpt::{Algorithm, DvipaConfig, PortSet, TargetSet};
 use plexgate_distrib::{gre, ClusterKey, DropReason, FlowKey, GreKey, NodeId, Proto, Route};
 use plexgate_ike as ike;
@@ -849,7 +849,10 @@ fn target_opened_connection_from_an_undistributed_port_gets_its_replies() {
 #[test]
 fn cluster_forgery_and_replay_are_counted() {
     let mut c = Cluster::new("round-robin", [1, 1, 1]);
-    let mut t1 = ClusterEndpoint::new(ClusterKey::new(KEY), T[0], 1 << 50);
+    // Numbered within the jump bound of target 1's own counter, as a key
+    // holder on its link would (a far jump is only held: the real target is
+    // challenged, see crates/distrib/tests/two_gateways.rs).
+    let mut t1 = ClusterEndpoint::new(ClusterKey::new(KEY), T[0], 10_000);
     let m = t1.seal(&Message::SrvStat {
         target: T[0],
         dvipa: dvipa(),
@@ -974,7 +977,8 @@ fn a_target_cannot_hijack_a_dvipa() {
     let mut c = Cluster::new("round-robin", [1, 1, 1]);
     let got: Vec<usize> = (0..3).map(|i| c.inbound(&syn(i)).unwrap()).collect();
     // Target 1 holds the site key and announces the DVIPA naming itself.
-    let mut evil = ClusterEndpoint::new(ClusterKey::new(KEY), T[0], 1 << 50);
+    // (Numbered within the jump bound of its real counter: a far jump is held.)
+    let mut evil = ClusterEndpoint::new(ClusterKey::new(KEY), T[0], 10_000);
     let mut cfg = DvipaConfig {
         dvipa: dvipa(),
         ports: PortSet::List(vec![80, 53]),
@@ -984,7 +988,7 @@ fn a_target_cannot_hijack_a_dvipa() {
         backups: vec![],
     };
     cfg.routing_gateway = T[0];
-    let m = evil.seal(&Message::DvipaList(vec![cfg]));
+    let m = evil.seal(&Message::DvipaList(vec![Announcement { cfg, epoch: 1 }]));
     for to in [GW, T[1], T[2]] {
         c.sim.inject(
             Node::Target(0),

@@ -28,6 +28,7 @@ const CLIENT_IN: &str = "192.168.77.1";
 const DVIPA: &str = "10.200.0.20";
 const PORT: u16 = 80;
 const TARGETS: usize = 3;
+const CLUSTER_KEY: &[u8] = b"plexgate-distribution-test-cluster-key-0123456789";
 
 struct Lab {
     // Field order = drop order: processes before namespaces.
@@ -59,12 +60,7 @@ fn policy(dir: &Path, dvipa_extra: &str) -> PathBuf {
     site.targets = (0..TARGETS)
         .map(|i| TargetLink::new(&tname(i), &host(i), Ipv4Addr::new(10, 9, i as u8 + 1, 1)))
         .collect();
-    site.write(
-        dir,
-        PSK.as_bytes(),
-        b"plexgate-distribution-test-cluster-key-0123456789",
-    )
-    .unwrap()
+    site.write(dir, PSK.as_bytes(), CLUSTER_KEY).unwrap()
 }
 
 /// How the lab is brought up.
@@ -681,4 +677,299 @@ fn bulk_transfers_over_gre_are_byte_exact_both_ways() {
     // whole over GRE, the gateway would have sealed ~400 giant ESP packets. Every
     // ESP packet must carry one segment of at most the path MTU.
     assert!(l.esp_out_packets() as usize > LEN / 1500, "{}", l.logs());
+}
+
+/// The kernel's count of UDP datagrams that found no socket (`/proc/net/snmp`
+/// `Udp: NoPorts`) in `ns`.
+fn udp_no_ports(ns: &Netns) -> u64 {
+    let out = ns
+        .exec_ok_timeout(&["cat", "/proc/net/snmp"], Duration::from_secs(5))
+        .unwrap();
+    let udp: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|x| x.starts_with("Udp:"))
+        .collect();
+    let (names, values) = (udp[0].split_whitespace(), udp[1].split_whitespace());
+    names
+        .zip(values)
+        .find(|(n, _)| *n == "NoPorts")
+        .and_then(|(_, v)| v.parse().ok())
+        .expect("Udp NoPorts in /proc/net/snmp")
+}
+
+/// A UDP datagram from `src` (any address, spoofed if need be) to `dst`, sent
+/// with a raw socket in `ns` (python3, as the spoofed GRE above).
+fn send_udp_raw(ns: &Netns, src: &str, dst: &str, port: u16, payload: &[u8]) {
+    let script = format!(
+        r#"
+import socket, struct
+def csum(b):
+    if len(b) % 2: b += b'\0'
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return (~s) & 0xffff
+data = bytes.fromhex('{hex}')
+udp = struct.pack('!HHHH', 40000, {port}, 8 + len(data), 0) + data
+h = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, socket.inet_aton('{src}'), socket.inet_aton('{dst}'))
+h = h[:10] + struct.pack('!H', csum(h)) + h[12:]
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+s.sendto(h + udp, ('{dst}', 0))
+"#,
+        hex = payload
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    ns.exec_ok_timeout(&["python3", "-c", &script], Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("python3 raw send: {e}"));
+}
+
+/// #15: the cluster channel under attack. One message signed with the site key,
+/// claiming to come from web-1 with a sequence number near 2^64 and saying its
+/// listener is gone, used to push the gateway's window for web-1 so far that
+/// every real message of web-1 was refused as a replay. Now: the channel is not
+/// reachable on the gateway VIPA or a wildcard; from the internet or from
+/// another link it is refused and counted (`misrouted`); even from web-1's own
+/// address on its own link it is held (`unsynced`), never applied, and web-1's
+/// real messages keep counting.
+#[test]
+fn forged_cluster_messages_change_nothing() {
+    let mut l = lab("dist-forged", "", Mode::Ipsec);
+    assert_no_errors(&l.requests(3), &l);
+    // Only link addresses listen on the cluster port: no wildcard, no VIPA.
+    let ss = l
+        .ns("gw")
+        .exec_ok_timeout(&["ss", "-H", "-uln"], Duration::from_secs(5))
+        .unwrap();
+    let bound: Vec<String> = ss
+        .stdout
+        .lines()
+        .filter_map(|x| x.split_whitespace().nth(3).map(String::from))
+        .filter(|a| a.ends_with(":7600"))
+        .collect();
+    let mut want: Vec<String> = (1..=TARGETS)
+        .map(|n| format!("10.9.{n}.1%web{n}:7600"))
+        .collect();
+    let mut got = bound.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "cluster sockets: {bound:?}");
+    let forged = plexgate_distrib::cluster::seal_with(
+        &plexgate_distrib::ClusterKey::new(CLUSTER_KEY),
+        plexgate_distrib::NodeId(node(0) as u32),
+        u64::MAX - 10,
+        &plexgate_distrib::Message::SrvStat {
+            target: plexgate_distrib::NodeId(node(0) as u32),
+            dvipa: DVIPA.parse().unwrap(),
+            port: PORT,
+            listening: false,
+        },
+    );
+    // From the internet: to the gateway VIPA, and to web-1's link address
+    // (routed through the gateway): no socket takes them (the link's socket
+    // is bound to the link's interface), the kernel counts them as UDP
+    // datagrams to no port.
+    let no_ports = udp_no_ports(l.ns("gw"));
+    l.ns("client").route_via("10.9.1.0/30", GW_OUT).unwrap();
+    send_udp_raw(l.ns("client"), CLIENT_OUT, GW_OUT, 7600, &forged);
+    send_udp_raw(l.ns("client"), CLIENT_OUT, "10.9.1.1", 7600, &forged);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while udp_no_ports(l.ns("gw")) < no_ports + 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the forged datagrams never reached the gateway"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // From web-2's link, with web-1's address as source, to web-2's link
+    // address: the socket of web-2's link takes it; web-1 is not on that link.
+    send_udp_raw(l.ns(&host(1)), "10.9.1.2", "10.9.2.1", 7600, &forged);
+    l.gw.wait_status("misrouted counter", Duration::from_secs(10), |s| {
+        s["distrib_drops"]["misrouted"].as_u64().unwrap_or(0) >= 1
+    });
+    assert_eq!(plexgate::status::listening_targets(&l.gw.status()), TARGETS);
+    // From web-1's own address on its own link (a key holder on that link).
+    send_udp_raw(l.ns(&host(0)), "10.9.1.2", "10.9.1.1", 7600, &forged);
+    let s =
+        l.gw.wait_status("unsynced counter", Duration::from_secs(10), |s| {
+            s["distrib_drops"]["unsynced"].as_u64().unwrap_or(0) >= 1
+        });
+    // Held, not applied: web-1 still listens.
+    assert_eq!(plexgate::status::listening_targets(&s), TARGETS, "{s}");
+    assert_eq!(l.drops("misrouted"), 1);
+    // web-1's real messages still count: its server stops, the gateway hears it.
+    let served = l.servers[0].take().unwrap().stop();
+    assert!(served <= 3);
+    l.wait_listeners(TARGETS - 1);
+    let got = l.requests(6);
+    assert_no_errors(&got, &l);
+    assert_eq!(got.get(&tname(0)), None, "{got:?}");
+    assert_eq!(l.drops("replayed"), 0, "{}", l.logs());
+    drop(l.dir);
+}
+
+/// The site of `a_target_knows_both_gateways_of_its_site`: gateway gw-1 (routes
+/// the DVIPA) and gw-2 (its backup), one target with a link to each.
+const TWO_GATEWAYS: &str = r#"
+[site]
+name = "two-gw"
+gateway_vipas = ["10.10.0.2"]
+[[site.interface]]
+name = "client"
+address = "10.10.0.2/24"
+
+[[dvipa]]
+address = "10.200.0.20"
+ports = [80]
+targets = "all"
+routing_gateway = "gw-1"
+backup = [{ gateway = "gw-2", rank = 100 }]
+plain_traffic = "distribute"
+
+[[target]]
+name = "web-1"
+address = "10.9.1.2"
+link = "gw1-web-1"
+
+[[link]]
+name = "gw1-web-1"
+interface = "web1"
+local = "10.9.1.1"
+subnet = "10.9.1.0/30"
+
+[[link]]
+name = "gw2-web-1"
+gateway = "gw-2"
+target = "web-1"
+interface = "web1"
+local = "10.9.8.1"
+subnet = "10.9.8.0/30"
+remote = "10.9.8.2"
+
+[cluster]
+key_file = "cluster.key"
+gateway_id = 1
+
+[ha]
+name = "gw-1"
+rank = 200
+address = "10.77.0.1"
+  [[ha.peer]]
+  name = "gw-2"
+  id = 2
+  address = "10.77.0.2"
+  rank = 100
+  [ha.store]
+  kind = "embedded"
+  path = "store"
+"#;
+
+/// `cluster_accepted` of a gateway's distribution snapshot (status JSON).
+fn cluster_accepted(s: &serde_json::Value) -> u64 {
+    let d = s["distribution"].as_str().unwrap_or_default();
+    d.split("cluster_accepted: ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// #9: one policy file for both gateways; `plexgate run --name gw-2` runs it as
+/// gw-2 (its node id, its link). The target knows both gateways, each on its
+/// own link with its own sockets and binding; it follows gw-1 (routing gateway,
+/// first announcement) and refuses gw-2's announcement (not a gateway that
+/// gw-1's list allows); both gateways hear the target, and each other on their
+/// `[ha]` addresses, with nothing misrouted.
+#[test]
+fn a_target_knows_both_gateways_of_its_site() {
+    prerequisites();
+    let dir = labdir("dist-two-gw");
+    let mut topo = Topology::new();
+    for h in ["client", "gw1", "gw2", "web1"] {
+        topo.add_host(h).unwrap();
+    }
+    topo.link("client", &["10.10.0.1/24"], "gw1", &["10.10.0.2/24"])
+        .unwrap();
+    topo.link("gw1", &["10.9.1.1/30"], "web1", &["10.9.1.2/30"])
+        .unwrap();
+    topo.link("gw2", &["10.9.8.1/30"], "web1", &["10.9.8.2/30"])
+        .unwrap();
+    topo.link("gw1", &["10.77.0.1/30"], "gw2", &["10.77.0.2/30"])
+        .unwrap();
+    let ns = |h: &str| topo.ns(h).unwrap();
+    // gw-2 binds IKE on the VIPA too (it would own it after a takeover).
+    ns("gw2").add_loopback_addr("10.10.0.2/32").unwrap();
+    ns("gw1").enable_forwarding().unwrap();
+    ns("web1").disable_rp_filter().unwrap();
+    ns("web1").route_via("10.10.0.0/24", "10.9.1.1").unwrap();
+    ns("client")
+        .route_via(&format!("{DVIPA}/32"), GW_OUT)
+        .unwrap();
+    plexgate::site_template::write_secret(&dir.path().join("cluster.key"), CLUSTER_KEY).unwrap();
+    let pol = dir.path().join("site.toml");
+    std::fs::write(&pol, TWO_GATEWAYS).unwrap();
+    let gw1 = Daemon::gateway_as(ns("gw1"), dir.path(), &pol, "gw-1", None);
+    let web1 = Daemon::target(ns("web1"), dir.path(), &pol, "web-1");
+    let _server = HttpServer::start(ns("web1"), dvipa_addr(), "web-1").unwrap();
+    web1.wait_status("gw-1 owns the DVIPA", Duration::from_secs(10), |s| {
+        s["owners"][0]["gateway"] == 1 && s["owners"][0]["epoch"] == 1
+    });
+    let gw2 = Daemon::gateway_as(ns("gw2"), dir.path(), &pol, "gw-2", Some("gw-2"));
+    // The target hears gw-2 on gw-2's link and refuses its announcement.
+    let t = web1.wait_status("gw-2's list refused", Duration::from_secs(15), |s| {
+        s["drops"]["not_candidate"].as_u64().unwrap_or(0) >= 1
+    });
+    let gws: Vec<(u64, String, u64)> = t["gateways"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["node"].as_u64().unwrap(),
+                g["address"].as_str().unwrap().to_string(),
+                g["link"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        gws,
+        [
+            (1, "10.9.1.1".to_string(), 0),
+            (2, "10.9.8.1".to_string(), 1)
+        ],
+        "{t}"
+    );
+    assert_eq!(t["owners"][0]["gateway"], 1, "{t}");
+    // Both gateways hear the target (its keepalives), gw-1 hears gw-2 on its
+    // [ha] address; nothing anywhere is misrouted.
+    gw2.wait_status(
+        "the target's keepalives at gw-2",
+        Duration::from_secs(10),
+        |s| cluster_accepted(s) >= 1,
+    );
+    gw1.wait_status("gw-2's list at gw-1", Duration::from_secs(15), |s| {
+        s["distrib_drops"]["not_candidate"].as_u64().unwrap_or(0) >= 1
+    });
+    for (name, s) in [("gw-1", gw1.status()), ("gw-2", gw2.status())] {
+        assert_eq!(s["distrib_drops"]["misrouted"], 0, "{name}: {s}");
+        assert_eq!(s["distrib_drops"]["replayed"], 0, "{name}: {s}");
+    }
+    assert_eq!(web1.status()["drops"]["misrouted"], 0);
+    // The site serves through gw-1.
+    let answers = ns("client")
+        .run_in(|| {
+            (0..3)
+                .map(|_| http_get_from(CLIENT_OUT, dvipa_addr(), Duration::from_secs(5)))
+                .map(|r| r.map_err(|e| e.to_string()))
+                .collect::<Vec<_>>()
+        })
+        .unwrap();
+    assert!(
+        answers.iter().all(|a| a.as_deref() == Ok("web-1")),
+        "{answers:?}\ngw-1 log:\n{}\nweb-1 log:\n{}",
+        gw1.log(),
+        web1.log()
+    );
+    drop(dir);
 }

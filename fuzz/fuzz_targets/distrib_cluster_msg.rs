@@ -15,10 +15,13 @@ fuzz_target!(|data: &[u8]| {
     let _ = rx.open(data);
     // Body decoders directly, and re-encoding of whatever decodes.
     if let Some((&ty, body)) = data.split_first() {
-        if let Ok(m) = Message::decode_body(ty % 8, body) {
+        if let Ok(m) = Message::decode_body(ty % 10, body) {
             let sealed = seal_with(&key, NodeId(2), 7, &m);
             let mut rx = ClusterEndpoint::new(key.clone(), NodeId(1), 1);
-            assert_eq!(rx.open(&sealed).map(|(_, m)| m), Ok(m.clone()));
+            // (A ChallengeAck that answers no pending challenge is refused.)
+            if !matches!(m, Message::ChallengeAck { .. }) {
+                assert_eq!(rx.open(&sealed).map(|(_, m)| m), Ok(m.clone()));
+            }
             // Applying an authenticated message to a gateway never panics.
             let mut d = Distributor::new(DistributorConfig::new(NodeId(1), key.clone(), 1));
             let _ = d.handle_cluster(Instant::now(), &sealed);

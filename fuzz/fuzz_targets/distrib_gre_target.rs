@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use plexgate_distrib::cluster::{seal_with, Message};
+use plexgate_distrib::cluster::{seal_with, Announcement, Message};
 use plexgate_distrib::dpt::{Algorithm, DvipaConfig, PortSet, TargetSet};
 use plexgate_distrib::{
     ClusterKey, Distributor, DistributorConfig, LinkId, NodeId, TargetConfig, TargetStack,
@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
     let now = Instant::now();
     let mut t = TargetStack::new(TargetConfig::new(NodeId(11), key.clone(), 1));
     t.bind_link(LinkId(1), NodeId(1), gw_addr);
-    let list = seal_with(&key, NodeId(1), 1, &Message::DvipaList(vec![cfg.clone()]));
+    let list = seal_with(&key, NodeId(1), 1, &Message::DvipaList(vec![Announcement { cfg: cfg.clone(), epoch: 1 }]));
     let _ = t.handle_cluster(now, &list);
     let mut buf = data.to_vec();
     let _ = t.receive_gre(now, LinkId(1), gw_addr, &mut buf);

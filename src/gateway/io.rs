@@ -19,11 +19,22 @@ use crate::io::tun::{Tun, TunBatch};
 pub(super) struct Io {
     pub(super) udp: HashMap<SocketAddr, Arc<Socket>>,
     pub(super) esp: Option<Arc<Socket>>,
+    /// GRE over IPv4 links, and over IPv6 links (when the host has IPv6).
     pub(super) gre: Arc<Socket>,
+    pub(super) gre6: Option<Arc<Socket>>,
     pub(super) tun: Arc<Tun>,
-    pub(super) cluster: Arc<Socket>,
-    pub(super) cluster_port: u16,
-    pub(super) targets: HashMap<distrib::NodeId, IpAddr>,
+    /// Cluster sockets, each bound to one link address (or `[ha] address`).
+    pub(super) cluster: Vec<ClusterSocket>,
+    /// Where each cluster node is sent to: (index in `cluster`, its address).
+    pub(super) cluster_to: HashMap<distrib::NodeId, (usize, SocketAddr)>,
+}
+
+/// A cluster socket bound to one of this gateway's link addresses (or to its
+/// `[ha] address`, for the other gateways): what arrives on it arrived on `link`.
+pub(super) struct ClusterSocket {
+    pub(super) link: distrib::LinkId,
+    pub(super) local: SocketAddr,
+    pub(super) sock: Arc<Socket>,
 }
 
 /// What one batch of received packets produced for the data-path sockets: written
@@ -34,6 +45,7 @@ pub(super) struct Out {
     tun: TunBatch,
     esp: SendBatch,
     gre: SendBatch,
+    gre6: SendBatch,
     /// Per local UDP socket (IKE and ESP-in-UDP), sent with UDP GSO where it can.
     udp: Vec<(SocketAddr, UdpSendBatch)>,
 }
@@ -49,6 +61,9 @@ impl Out {
             }
         }
         self.gre.flush(&io.gre);
+        if let Some(s) = &io.gre6 {
+            self.gre6.flush(s);
+        }
         self.tun.flush(&io.tun);
     }
 }
@@ -111,10 +126,16 @@ impl Sink for IoSink<'_> {
     }
     fn gre(&mut self, remote: IpAddr, data: &[u8]) {
         let to = SocketAddr::new(remote, 0);
+        let sock = match (remote, &self.io.gre6) {
+            (IpAddr::V4(_), _) => &self.io.gre,
+            (IpAddr::V6(_), Some(s)) => s,
+            (IpAddr::V6(_), None) => return,
+        };
         match self.out.as_deref_mut() {
-            Some(o) => o.gre.push(&self.io.gre, data, to),
+            Some(o) if remote.is_ipv6() => o.gre6.push(sock, data, to),
+            Some(o) => o.gre.push(sock, data, to),
             None => {
-                if let Err(e) = net::send_to(&self.io.gre, data, to) {
+                if let Err(e) = net::send_to(sock, data, to) {
                     tracing::debug!("gre send to {remote}: {e}");
                 }
             }
@@ -129,18 +150,17 @@ impl Sink for IoSink<'_> {
         }
     }
     fn cluster(&mut self, to: distrib::Destination, data: &[u8]) {
-        let send = |a: &IpAddr| {
-            let _ = net::send_to(
-                &self.io.cluster,
-                data,
-                SocketAddr::new(*a, self.io.cluster_port),
-            );
+        // Each node on the socket of its link: the source is our address there.
+        let send = |(i, a): &(usize, SocketAddr)| {
+            if let Err(e) = net::send_to(&self.io.cluster[*i].sock, data, *a) {
+                tracing::debug!("cluster send to {a}: {e}");
+            }
         };
         match to {
-            distrib::Destination::Broadcast => self.io.targets.values().for_each(send),
+            distrib::Destination::Broadcast => self.io.cluster_to.values().for_each(send),
             distrib::Destination::Node(n) => {
-                if let Some(a) = self.io.targets.get(&n) {
-                    send(a)
+                if let Some(x) = self.io.cluster_to.get(&n) {
+                    send(x)
                 }
             }
         }
@@ -154,6 +174,9 @@ pub(super) enum Framing {
     Udp { gro: bool },
     /// Raw IPv4 sockets: the outer IPv4 header comes first; `remote` is its source.
     RawIpv4,
+    /// Raw IPv6 sockets: no IP header (RFC 3542 §3); `remote` is the address
+    /// `recvmmsg` reported.
+    RawIpv6,
 }
 
 /// One receive batch as the core's [`super::core::RxBatch`]: each datagram, or each
@@ -174,6 +197,12 @@ impl RxBatch for Received<'_> {
         let (buf, _, from) = self.b.slot_mut(slot);
         match self.framing {
             Framing::Udp { .. } => Some(super::core::RxPacket {
+                buf: &mut buf[..],
+                start,
+                len,
+                remote: from,
+            }),
+            Framing::RawIpv6 => Some(super::core::RxPacket {
                 buf: &mut buf[..],
                 start,
                 len,

@@ -34,8 +34,8 @@ use serde_json::Value;
 
 use self::core::{CoreSetup, GatewayCore, SideEffect, HEADROOM};
 use self::io::{receive_thread, spawn, Framing, Io, IoSink, Out};
-use crate::io::net;
 use crate::io::tun::{Tun, TunReader};
+use crate::io::{link, net};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -101,14 +101,18 @@ pub fn run(
         .map(str::to_string)
         .or_else(|| p.ha.as_ref().map(|h| h.name.clone()));
     let setup = CoreSetup::load(&p)?;
-    let core = GatewayCore::new(
+    let mut core = GatewayCore::new(
         &p,
         setup,
         Box::new(plexgate_ike::SystemRng::new()),
         Instant::now(),
     )?;
+    let nodes = crate::cluster::gateway_nodes(&p);
+    for n in nodes.with_role(plexgate_distrib::Role::Gateway) {
+        core.add_cluster_node(n.clone());
+    }
     let core = Arc::new(Mutex::new(core));
-    let io = Arc::new(open_io(&p)?);
+    let io = Arc::new(open_io(&p, &nodes)?);
     routes::install_static(&p, io.tun.name());
     let site = store::open(&p)?.map(Arc::new);
     let l2 = crate::l2::from_policy(&p)?.map(Arc::new);
@@ -123,7 +127,7 @@ pub fn run(
     let waker = Arc::new(Waker::default());
     let mut threads = receivers(&p, &core, &io, &waker);
     threads.push(tun_thread(&core, &io, &waker));
-    threads.push(cluster_thread(&core, &io, &waker));
+    threads.extend(cluster_threads(&core, &io, &waker));
     threads.push(timer_thread(
         &p,
         &core,
@@ -177,35 +181,29 @@ fn on_termination(ha: Option<ha::HaHandle>, l2: Option<Arc<crate::l2::L2Agent>>)
     }
 }
 
-/// Load and check the site policy; `name` says which gateway of the site this is.
+/// Load and check the site policy, and see it as gateway `name` (default: the
+/// file's own): its node id, rank and address in `[ha]`/`[cluster]`, its links
+/// only, and the targets' addresses on those links (`Policy::for_gateway`).
 fn load_policy(path: &Path, name: Option<&str>) -> Result<plexgate_policy::Policy, BoxError> {
     let checked = plexgate_policy::load(path).map_err(|d| format!("{d}"))?;
     if checked.warnings.iter().next().is_some() {
         eprint!("{}", checked.warnings);
     }
     let p = checked.policy;
-    if let (Some(n), Some(ha)) = (name, p.ha.as_ref()) {
-        if ha.name != n && !ha.peers.iter().any(|peer| peer.name == n) {
-            return Err(format!(
-                "{}: no gateway named {n:?} in [ha] (this file's gateway is {:?})",
-                path.display(),
-                ha.name
-            )
-            .into());
-        }
-        if ha.name != n {
-            return Err(format!(
-                "gateway {n:?} is a backup in {}; running backups comes with the failover wave",
-                path.display()
-            )
-            .into());
-        }
+    let name = name.unwrap_or(p.gateway_name()).to_string();
+    if name != p.gateway_name() && p.ha.is_none() {
+        return Err(format!(
+            "{}: no gateway named {name:?}: the file has no [ha] section",
+            path.display()
+        )
+        .into());
     }
-    Ok(p)
+    p.for_gateway(&name)
+        .map_err(|e| format!("{}: {e}", path.display()).into())
 }
 
 /// Open every socket and the TUN device.
-fn open_io(p: &plexgate_policy::Policy) -> Result<Io, BoxError> {
+fn open_io(p: &plexgate_policy::Policy, nodes: &plexgate_distrib::NodeMap) -> Result<Io, BoxError> {
     let mut udp = HashMap::new();
     for vipa in &p.site.gateway_vipas {
         for port in [p.site.ike_port, p.site.natt_port] {
@@ -228,25 +226,88 @@ fn open_io(p: &plexgate_policy::Policy) -> Result<Io, BoxError> {
     // Decrypted packets enter the kernel through the TUN with sources routed
     // elsewhere until their Child SA's route exists: no reverse-path filter there.
     let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{tun_name}/rp_filter"), "0");
-    let cluster_port = p.cluster.as_ref().map(|c| c.port).unwrap_or(7600);
-    let cluster = Arc::new(net::udp_socket(SocketAddr::new(
-        "0.0.0.0".parse()?,
-        cluster_port,
-    ))?);
-    let targets = p
-        .targets
-        .iter()
-        .filter_map(|t| config::target_node(p, &t.name).map(|n| (n, t.address)))
-        .collect();
+    let (cluster, cluster_to) = cluster_sockets(p, nodes)?;
+    let gre6 = match link::gre_socket_on(true, None, None) {
+        Ok(s) => Some(Arc::new(s)),
+        Err(e) => {
+            tracing::warn!("no raw IPv6 GRE socket: {e}; IPv6 links will not work");
+            None
+        }
+    };
     Ok(Io {
         udp,
         esp,
         gre: Arc::new(net::gre_socket(None)?),
+        gre6,
         tun,
         cluster,
-        cluster_port,
-        targets,
+        cluster_to,
     })
+}
+
+/// The cluster channel listens on this gateway's address on each link that has
+/// a target (bound to the link's interface too), and on its `[ha] address` for
+/// the other gateways — never on a wildcard or a gateway VIPA (#15) — and sends
+/// to each node from the socket of that node's link.
+#[allow(clippy::type_complexity)]
+fn cluster_sockets(
+    p: &plexgate_policy::Policy,
+    nodes: &plexgate_distrib::NodeMap,
+) -> Result<
+    (
+        Vec<io::ClusterSocket>,
+        HashMap<plexgate_distrib::NodeId, (usize, SocketAddr)>,
+    ),
+    BoxError,
+> {
+    let port = p.cluster.as_ref().map(|c| c.port).unwrap_or(7600);
+    // (link, our address on it, its interface)
+    let mut binds: Vec<(plexgate_distrib::LinkId, std::net::IpAddr, Option<String>)> = p
+        .targets
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            let l = p.link(&t.link)?;
+            Some((
+                plexgate_distrib::LinkId(i as u32),
+                l.local,
+                Some(l.interface.clone()),
+            ))
+        })
+        .collect();
+    if let Some(a) = p.ha.as_ref().and_then(|h| h.address) {
+        binds.push((crate::cluster::PEER_LINK, a, link::interface_of(a)));
+    }
+    let mut sockets = Vec::new();
+    for (link, a, dev) in binds {
+        let local = SocketAddr::new(a, port);
+        let sock = link::udp_socket_on_link(local, dev.as_deref())
+            .map_err(|e| format!("bind cluster socket {local}: {e}"))?;
+        sockets.push(io::ClusterSocket {
+            link,
+            local,
+            sock: Arc::new(sock),
+        });
+    }
+    let mut to = HashMap::new();
+    for n in nodes.iter() {
+        match sockets.iter().position(|s| s.link == n.link) {
+            Some(i) => {
+                to.insert(n.id, (i, SocketAddr::new(n.address, port)));
+            }
+            None => tracing::warn!(
+                "no cluster socket towards {} ({}): {}",
+                n.name,
+                n.address,
+                if n.link == crate::cluster::PEER_LINK {
+                    "[ha] has no `address`"
+                } else {
+                    "its link has no local address"
+                }
+            ),
+        }
+    }
+    Ok((sockets, to))
 }
 
 /// The UDP (IKE, ESP in UDP), raw ESP and per-link GRE receive threads.
@@ -284,9 +345,11 @@ fn receivers(
             |c, now, batch, sink| c.on_esp_batch(now, batch, sink),
         ));
     }
-    // GRE receivers, one per link, bound to the link's device.
+    // GRE receivers, one per link, bound to the link's device; an IPv6 link has
+    // an IPv6 raw socket (no IP header: the source is the datagram's address).
     for (i, l) in p.links.iter().enumerate() {
-        let sock = match net::gre_socket(Some(&l.interface)) {
+        let v6 = l.local.is_ipv6();
+        let sock = match link::gre_socket_on(v6, Some(&l.interface), None) {
             Ok(s) => Arc::new(s),
             Err(e) => {
                 tracing::error!("link {}: cannot bind GRE to {}: {e}", l.name, l.interface);
@@ -304,7 +367,11 @@ fn receivers(
             sock,
             core,
             io,
-            Framing::RawIpv4,
+            if v6 {
+                Framing::RawIpv6
+            } else {
+                Framing::RawIpv4
+            },
             waker,
             move |c, now, batch, sink| c.on_gre_batch(now, link, batch, sink),
         ));
@@ -337,25 +404,37 @@ fn tun_thread(core: &Arc<Mutex<GatewayCore>>, io: &Arc<Io>, waker: &Arc<Waker>) 
     })
 }
 
-/// The cluster channel (SRVSTAT, NEWCONN, keepalives from targets).
-fn cluster_thread(
+/// The cluster channel (SRVSTAT, NEWCONN, keepalives from targets; the other
+/// gateways): one thread per cluster socket, each message checked against the
+/// sender's address and the socket's link.
+fn cluster_threads(
     core: &Arc<Mutex<GatewayCore>>,
     io: &Arc<Io>,
     waker: &Arc<Waker>,
-) -> JoinHandle<()> {
-    let (core, io, waker) = (core.clone(), io.clone(), waker.clone());
-    spawn("cluster", move || {
-        let mut buf = [0u8; 65536];
-        loop {
-            let Ok((n, _)) = io.cluster.recv_from(io::as_uninit(&mut buf)) else {
-                continue;
-            };
-            let now = Instant::now();
-            let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
-            c.on_cluster(now, &buf[..n], &mut IoSink::direct(&io));
-            waker.after_core_call(&c);
-        }
-    })
+) -> Vec<JoinHandle<()>> {
+    (0..io.cluster.len())
+        .map(|i| {
+            let (core, io, waker) = (core.clone(), io.clone(), waker.clone());
+            spawn(&format!("cluster-{i}"), move || {
+                let s = &io.cluster[i];
+                tracing::debug!("cluster channel on {} (link {})", s.local, s.link.0);
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    let Ok((n, from)) = s.sock.recv_from(io::as_uninit(&mut buf)) else {
+                        continue;
+                    };
+                    let Some(src) = from.as_socket().map(|a| a.ip()) else {
+                        continue;
+                    };
+                    let arrival = plexgate_distrib::Arrival { link: s.link, src };
+                    let now = Instant::now();
+                    let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
+                    c.on_cluster_from(now, arrival, &buf[..n], &mut IoSink::direct(&io));
+                    waker.after_core_call(&c);
+                }
+            })
+        })
+        .collect()
 }
 
 /// Where the side effects of the core go: recovery records to the store's

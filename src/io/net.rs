@@ -1,11 +1,13 @@
 //! Sockets of the gateway and the target: UDP 500/4500 for IKE and ESP-in-UDP
-//! (RFC 3948), raw IP protocol 47 sockets for GRE (one per link, bound to the link's
-//! device so that the arrival link is known for the anti-spoof check), and a raw
+//! (RFC 3948), raw IP protocol 47 sockets for GRE (one per link, bound to the
+//! link's device so that the arrival link is known for the anti-spoof check; the
+//! sockets of links, IPv4 and IPv6, are made in [`super::link`]), and a raw
 //! `IPPROTO_RAW` socket for packets a target sends straight out.
 //!
 //! The kernel here has no GRE or ESP module: a raw socket for protocol 47 still
 //! receives every GRE datagram addressed to this host (the raw-socket path does not
-//! need `ip_gre`), and sending on it makes the kernel add the outer IPv4 header.
+//! need `ip_gre`), and sending on it makes the kernel add the outer IP header. Raw
+//! IPv4 sockets hand over the IPv4 header with each datagram ([`ipv4_outer`]).
 //!
 //! Receiving is batched with `recvmmsg(2)`: one system call returns up to
 //! [`BATCH`] datagrams, which is where a user-space data path spends most of its time.
@@ -53,14 +55,7 @@ pub fn udp_socket(addr: SocketAddr) -> io::Result<Socket> {
 /// A raw GRE socket (IPv4), bound to `device` when given, so that what it receives
 /// arrived on that link.
 pub fn gre_socket(device: Option<&str>) -> io::Result<Socket> {
-    let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(IPPROTO_GRE)))?;
-    if let Some(dev) = device {
-        s.bind_device(Some(dev.as_bytes()))?;
-    }
-    let _ = s.set_recv_buffer_size(4 << 20);
-    let _ = s.set_send_buffer_size(4 << 20);
-    s.set_read_timeout(Some(Duration::from_millis(200)))?;
-    Ok(s)
+    super::link::gre_socket_on(false, device, None)
 }
 
 /// A raw socket that sends complete IPv4 packets (`IP_HDRINCL`): used by a target to

@@ -60,24 +60,34 @@ pub struct Daemon {
 impl Daemon {
     /// Start `plexgate run --policy POLICY` in `ns` and wait for its control socket.
     pub fn gateway(ns: &Netns, dir: &Path, policy: &Path, name: &str) -> Daemon {
+        Self::gateway_as(ns, dir, policy, name, None)
+    }
+
+    /// [`Daemon::gateway`] as gateway `as_name` of the file (`--name`).
+    pub fn gateway_as(
+        ns: &Netns,
+        dir: &Path,
+        policy: &Path,
+        name: &str,
+        as_name: Option<&str>,
+    ) -> Daemon {
         let ctl = dir.join(format!("{name}.sock"));
         let bin = env!("CARGO_BIN_EXE_plexgate");
         let log = dir.join(format!("{name}.log"));
-        let p = ns
-            .spawn(
-                &[
-                    bin,
-                    "run",
-                    "--policy",
-                    policy.to_str().unwrap(),
-                    "--ctl",
-                    ctl.to_str().unwrap(),
-                    "--metrics",
-                    METRICS,
-                ],
-                &log,
-            )
-            .expect("spawn plexgate");
+        let mut argv = vec![
+            bin,
+            "run",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--ctl",
+            ctl.to_str().unwrap(),
+            "--metrics",
+            METRICS,
+        ];
+        if let Some(n) = as_name {
+            argv.extend(["--name", n]);
+        }
+        let p = ns.spawn(&argv, &log).expect("spawn plexgate");
         let d = Daemon { proc: p, ctl };
         d.wait_ctl();
         d

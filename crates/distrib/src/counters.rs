@@ -37,11 +37,20 @@ pub enum DropReason {
     BufferTooSmall,
     /// A new connection found the CRT full with no embryonic entry to evict.
     CrtFull,
+    /// Cluster message whose source address or arrival link is not its
+    /// sender's (or whose sender is not a known cluster node).
+    Misrouted,
+    /// Cluster message outside its sender's replay window: held until the
+    /// sender answers a challenge (see [`crate::cluster`]), not applied.
+    Unsynced,
+    /// DVIPA announcement with an ownership epoch older than the one seen (or
+    /// a second owner at the same epoch).
+    StaleEpoch,
 }
 
 impl DropReason {
     /// All reasons, in counter order.
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::Spoof,
         DropReason::NoListener,
         DropReason::NoConnection,
@@ -55,6 +64,9 @@ impl DropReason {
         DropReason::NotCandidate,
         DropReason::BufferTooSmall,
         DropReason::CrtFull,
+        DropReason::Misrouted,
+        DropReason::Unsynced,
+        DropReason::StaleEpoch,
     ];
 
     /// Stable snake_case label (Prometheus `reason="..."`).
@@ -73,6 +85,9 @@ impl DropReason {
             DropReason::NotCandidate => "not_candidate",
             DropReason::BufferTooSmall => "buffer_too_small",
             DropReason::CrtFull => "crt_full",
+            DropReason::Misrouted => "misrouted",
+            DropReason::Unsynced => "unsynced",
+            DropReason::StaleEpoch => "stale_epoch",
         }
     }
 
@@ -84,7 +99,7 @@ impl DropReason {
 /// Live counters.
 #[derive(Clone, Debug, Default)]
 pub struct Counters {
-    drops: [u64; 13],
+    drops: [u64; DropReason::ALL.len()],
     /// Packets handed to a target (gateway) or to the TUN (target).
     pub routed_in: u64,
     /// Packets from targets towards clients (gateway) or to GRE/direct (target).

@@ -9,13 +9,15 @@
 //! takeover. Sans-IO: the daemon passes `now` and bytes in, and drains
 //! [`Distributor::poll_transmit`] for cluster messages to send.
 
-use crate::cluster::{ClusterEndpoint, ClusterError, ClusterKey, Message, NewConnKind, Role};
+use crate::cluster::{
+    Announcement, ClusterEndpoint, ClusterError, ClusterKey, Message, NewConnKind, Role,
+};
 use crate::counters::{Counters, DropReason, Snapshot, TargetStat};
 use crate::crt::{ConnState, Crt, CrtEntry, Origin, Timeouts};
 use crate::dpt::{AnnounceGuard, Dpt, DvipaConfig, NewTarget};
 use crate::flow::{self, FlowKey, PacketInfo, Proto, TcpFlags};
 use crate::gre::{self, GreKey};
-use crate::link::{LinkId, LinkTable};
+use crate::link::{Arrival, LinkId, LinkTable, Node, NodeMap};
 use crate::{ClusterTransmit, Destination, NodeId};
 use plexgate_wire::ip::FiveTuple;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -130,6 +132,9 @@ struct DvipaState {
     cfg: DvipaConfig,
     /// This gateway routes it now.
     routing: bool,
+    /// The ownership epoch of its routing gateway (announced with it; targets
+    /// follow the highest).
+    epoch: u64,
 }
 
 /// A routing (or backup) gateway's distribution state.
@@ -179,10 +184,40 @@ impl Distributor {
         self.id
     }
 
-    /// Bind a GRE link to a target (or peer gateway) at `remote`.
+    /// Bind a GRE link to a target at `remote` (the target is also entered in
+    /// the cluster node map, on that link at that address).
     pub fn bind_link(&mut self, link: LinkId, node: NodeId, remote: IpAddr) {
         self.links.bind(link, node, remote);
         self.dpt.set_link_up(node, true);
+        if self
+            .cluster
+            .nodes()
+            .get(node)
+            .is_none_or(|n| n.role == Role::Target)
+        {
+            self.cluster.nodes_mut().insert(Node {
+                id: node,
+                role: Role::Target,
+                name: String::new(),
+                address: remote,
+                link,
+            });
+        }
+    }
+
+    /// Add a cluster node from policy: a target (its GRE link is bound too) or
+    /// another gateway (known for takeover and its cluster messages).
+    pub fn add_node(&mut self, node: Node) {
+        if node.role == Role::Target {
+            self.links.bind(node.link, node.id, node.address);
+            self.dpt.set_link_up(node.id, true);
+        }
+        self.cluster.nodes_mut().insert(node);
+    }
+
+    /// The cluster nodes this gateway knows (targets and other gateways).
+    pub fn nodes(&self) -> &NodeMap {
+        self.cluster.nodes()
     }
 
     /// The link table (the daemon maps outer sources to links with it).
@@ -202,56 +237,83 @@ impl Distributor {
         self.guard.configure(&cfg);
         self.dpt.apply_config(&cfg);
         let routing = cfg.routing_gateway == self.id;
-        self.upsert(cfg, routing);
+        self.upsert(cfg, routing, None);
         if routing {
             self.announce();
         }
     }
 
-    fn upsert(&mut self, cfg: DvipaConfig, routing: bool) {
+    fn upsert(&mut self, cfg: DvipaConfig, routing: bool, epoch: Option<u64>) {
         match self.dvipas.iter_mut().find(|d| d.cfg.dvipa == cfg.dvipa) {
             Some(d) => {
                 d.cfg = cfg;
                 d.routing = routing;
+                d.epoch = epoch.unwrap_or(d.epoch);
             }
-            None => self.dvipas.push(DvipaState { cfg, routing }),
+            None => self.dvipas.push(DvipaState {
+                cfg,
+                routing,
+                epoch: epoch.unwrap_or(1),
+            }),
         }
+    }
+
+    /// The DVIPAs this gateway routes, as announced: with their epochs.
+    fn routed_list(&self) -> Vec<Announcement> {
+        self.dvipas
+            .iter()
+            .filter(|d| d.routing)
+            .map(|d| Announcement {
+                cfg: d.cfg.clone(),
+                epoch: d.epoch,
+            })
+            .collect()
+    }
+
+    /// The ownership epoch known for `dvipa` (this gateway's if it routes it).
+    pub fn epoch(&self, dvipa: IpAddr) -> Option<u64> {
+        self.dvipas
+            .iter()
+            .find(|d| d.cfg.dvipa == dvipa)
+            .map(|d| d.epoch)
     }
 
     /// Queue a broadcast of the DVIPA list (the DVIPAs this gateway routes).
     pub fn announce(&mut self) {
-        let list: Vec<DvipaConfig> = self
-            .dvipas
-            .iter()
-            .filter(|d| d.routing)
-            .map(|d| d.cfg.clone())
-            .collect();
+        let list = self.routed_list();
         self.send(Destination::Broadcast, &Message::DvipaList(list));
     }
 
     /// Become the routing gateway of `dvipa` (known from policy or from another
     /// gateway's DVIPA list): announce it, and ask targets for their existing
     /// connections (flow 6, figure 14). Targets answer with SRVSTAT and NEWCONN,
-    /// which rebuild DPT and CRT. Returns false if `dvipa` is unknown.
+    /// which rebuild DPT and CRT. The ownership epoch becomes the one known
+    /// plus one (a gateway that the shared store gives an epoch uses
+    /// [`Distributor::take_over_at`]). Returns false if `dvipa` is unknown.
     pub fn take_over(&mut self, dvipa: IpAddr) -> bool {
+        match self.epoch(dvipa) {
+            Some(e) => self.take_over_at(dvipa, e.saturating_add(1)),
+            None => false,
+        }
+    }
+
+    /// [`Distributor::take_over`] with the ownership epoch `epoch` (from the
+    /// shared store's compare-and-swap): targets follow it if it is above the
+    /// one they know. Returns false if `dvipa` is unknown.
+    pub fn take_over_at(&mut self, dvipa: IpAddr, epoch: u64) -> bool {
         let id = self.id;
         let Some(d) = self.dvipas.iter_mut().find(|d| d.cfg.dvipa == dvipa) else {
             return false;
         };
         d.cfg.routing_gateway = id;
         d.routing = true;
+        d.epoch = epoch;
         self.announce();
         self.send(
             Destination::Broadcast,
             &Message::ConnQuery { dvipa: Some(dvipa) },
         );
         true
-    }
-
-    /// [`Distributor::take_over`] at the ownership epoch the shared store gave
-    /// (targets follow the highest); returns false if `dvipa` is unknown.
-    pub fn take_over_at(&mut self, dvipa: IpAddr, _epoch: u64) -> bool {
-        self.take_over(dvipa)
     }
 
     /// Stop routing `dvipa` (another gateway owns it now); returns false if it
@@ -694,18 +756,54 @@ impl Distributor {
 
     /// Authenticate and apply one cluster message. Refused messages are counted
     /// (AuthFailed, Replayed, Malformed) and returned as errors.
+    /// No arrival check: for in-memory harnesses; the daemon uses
+    /// [`Distributor::handle_cluster_from`].
     pub fn handle_cluster(&mut self, now: Instant, bytes: &[u8]) -> Result<(), ClusterError> {
-        let (sender, msg) = match self.cluster.open(bytes) {
-            Ok(m) => m,
+        self.receive_cluster(now, None, bytes)
+    }
+
+    /// [`Distributor::handle_cluster`] for a message that arrived as `from`: it
+    /// must come from its sender's address on its sender's link (node map),
+    /// else it is refused and counted `misrouted`.
+    pub fn handle_cluster_from(
+        &mut self,
+        now: Instant,
+        from: Arrival,
+        bytes: &[u8],
+    ) -> Result<(), ClusterError> {
+        self.receive_cluster(now, Some(from), bytes)
+    }
+
+    fn receive_cluster(
+        &mut self,
+        now: Instant,
+        from: Option<Arrival>,
+        bytes: &[u8],
+    ) -> Result<(), ClusterError> {
+        let r = self.cluster.receive(Some(now), from, bytes);
+        while let Some(tx) = self.cluster.poll_control() {
+            self.outbox.push_back(tx);
+        }
+        let r = match r {
+            Ok((sender, msg)) => {
+                self.accept(now, sender, msg);
+                Ok(())
+            }
             Err(e) => {
                 self.counters.drop(cluster_drop_reason(&e));
-                return Err(e);
+                Err(e)
             }
         };
+        while let Some((sender, msg)) = self.cluster.poll_released() {
+            self.accept(now, sender, msg);
+        }
+        r
+    }
+
+    fn accept(&mut self, now: Instant, sender: NodeId, msg: Message) {
         self.counters.cluster_accepted += 1;
         self.last_heard.insert(sender, now);
         self.apply(now, sender, msg);
-        Ok(())
     }
 
     fn apply(&mut self, now: Instant, sender: NodeId, msg: Message) {
@@ -713,22 +811,17 @@ impl Distributor {
             Message::Hello { role, link_up } => {
                 self.set_link_up(sender, link_up);
                 if role == Role::Target && self.dvipas.iter().any(|d| d.routing) {
-                    let list = self
-                        .dvipas
-                        .iter()
-                        .filter(|d| d.routing)
-                        .map(|d| d.cfg.clone())
-                        .collect();
+                    let list = self.routed_list();
                     self.send(Destination::Node(sender), &Message::DvipaList(list));
                 }
             }
             Message::Keepalive { link_up } => self.set_link_up(sender, link_up),
             Message::DvipaList(list) => {
-                for cfg in list {
+                for a in list {
                     // Only a DVIPA's routing gateway announces it, and only a
                     // gateway the policy (or the first list) names for it.
-                    if self.guard.admit(sender, &cfg) {
-                        self.apply_peer_dvipa(cfg);
+                    if self.guard.admit(sender, &a.cfg) {
+                        self.apply_peer_dvipa(a);
                     } else {
                         self.counters.drop(DropReason::NotCandidate);
                     }
@@ -777,19 +870,32 @@ impl Distributor {
                     self.remove_conn(&conn);
                 }
             }
-            Message::ConnQuery { .. } => {}
+            // Challenges are the endpoint's business.
+            Message::ConnQuery { .. }
+            | Message::Challenge { .. }
+            | Message::ChallengeAck { .. } => {}
         }
     }
 
     /// Another gateway's DVIPA list: remember it (for takeover); if it now
     /// routes a DVIPA this gateway was routing, hand the connections over
-    /// (takeback, flow 7: NEWCONN for each, then forget them).
-    fn apply_peer_dvipa(&mut self, cfg: DvipaConfig) {
+    /// (takeback, flow 7: NEWCONN for each, then forget them). Only a higher
+    /// epoch takes a DVIPA from this gateway, and none below the one known
+    /// changes anything (counted `stale_epoch`).
+    fn apply_peer_dvipa(&mut self, a: Announcement) {
+        let Announcement { cfg, epoch } = a;
         let dvipa = cfg.dvipa;
         let was_routing = self.routed_dvipa(dvipa).is_some();
+        if self
+            .epoch(dvipa)
+            .is_some_and(|e| epoch < e || (epoch == e && was_routing))
+        {
+            self.counters.drop(DropReason::StaleEpoch);
+            return;
+        }
         let routing = cfg.routing_gateway == self.id;
         let new_gw = cfg.routing_gateway;
-        self.upsert(cfg, routing);
+        self.upsert(cfg, routing, Some(epoch));
         if was_routing && !routing {
             let conns: Vec<(FlowKey, CrtEntry)> = self
                 .crt
@@ -921,6 +1027,8 @@ pub(crate) fn cluster_drop_reason(e: &ClusterError) -> DropReason {
     match e {
         ClusterError::AuthFailed => DropReason::AuthFailed,
         ClusterError::Replayed { .. } => DropReason::Replayed,
+        ClusterError::Misrouted { .. } => DropReason::Misrouted,
+        ClusterError::Unsynced { .. } => DropReason::Unsynced,
         _ => DropReason::Malformed,
     }
 }

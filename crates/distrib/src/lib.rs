@@ -8,7 +8,10 @@
 //! [`target::TargetStack`] that checks the GRE link (anti-spoof), hands the inner
 //! packet to its TUN and sends replies back. Gateways and targets talk over an
 //! authenticated cluster control channel ([`cluster`]) from which a backup
-//! gateway rebuilds DPT and CRT on takeover.
+//! gateway rebuilds DPT and CRT on takeover. Both sides know the cluster from
+//! policy ([`link::NodeMap`]: every node's id, role, address and link): a
+//! target accepts every gateway of its site, each on its own link, and follows
+//! the gateway with the highest ownership epoch for each DVIPA.
 //!
 //! Everything here is sans-IO, as in quinn-proto: functions take `(now, bytes)`
 //! and return a decision; the daemon owns sockets, TUN devices and timers.
@@ -76,7 +79,7 @@ pub mod listeners;
 pub mod mss;
 pub mod target;
 
-pub use cluster::{ClusterError, ClusterKey, Message};
+pub use cluster::{Announcement, ClusterError, ClusterKey, Message, Role};
 pub use counters::{Counters, DropReason, Snapshot};
 pub use crt::{ConnState, Crt, CrtEntry, Timeouts};
 pub use distributor::{
@@ -85,8 +88,8 @@ pub use distributor::{
 pub use dpt::{Algorithm, Dpt, PortSet, TargetSet};
 pub use flow::{FlowKey, PacketError, PacketInfo, Proto};
 pub use gre::{GreError, GreKey};
-pub use link::{LinkId, LinkTable};
-pub use target::{TargetConfig, TargetStack, TunRoute};
+pub use link::{Arrival, LinkId, LinkTable, Node, NodeMap};
+pub use target::{Ownership, TargetConfig, TargetStack, TunRoute};
 
 use std::fmt;
 

@@ -1,11 +1,19 @@
-//! GRE link table and anti-spoof check (seed 001, figures 11 and 13).
+//! GRE link table and anti-spoof check (seed 001, figures 11 and 13), and the
+//! map of cluster nodes.
 //!
 //! A *link* is the point-to-point path between a gateway and a target. Each
 //! link is bound to one peer: its cluster id and its outer address. A GRE
 //! packet is accepted only if it arrived on a known link, from that link's bound
 //! address, and its key names the node that owns the link; anything else is a
 //! spoof. Both gateway and target use this table.
+//!
+//! The [`NodeMap`] is the cluster as the policy describes it, as seen from one
+//! node: every other node's id, role, name, address and the link it is reached
+//! on — a target knows every gateway of its site, each on its own link; a
+//! gateway knows its targets and the other gateways. Cluster messages are
+//! accepted only from a node's own address on its own link ([`NodeMap::admits`]).
 
+use crate::cluster::Role;
 use crate::gre::GreKey;
 use crate::NodeId;
 use std::net::IpAddr;
@@ -118,9 +126,136 @@ impl LinkTable {
     }
 }
 
+/// Where a cluster message or GRE packet came in: the daemon's link (socket)
+/// and the packet's source address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    /// The link it arrived on.
+    pub link: LinkId,
+    /// Its source address.
+    pub src: IpAddr,
+}
+
+/// A cluster member as this node knows it from policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    /// Its cluster id.
+    pub id: NodeId,
+    /// Gateway or target.
+    pub role: Role,
+    /// Its name in the policy (for logs and status).
+    pub name: String,
+    /// Its address: the only source its messages (and GRE) are accepted from,
+    /// and where messages to it go.
+    pub address: IpAddr,
+    /// The link it is reached on.
+    pub link: LinkId,
+}
+
+/// Cluster node id → role, name, address and link. A short vector, like
+/// [`LinkTable`]: a site has a handful of nodes.
+#[derive(Clone, Debug, Default)]
+pub struct NodeMap {
+    nodes: Vec<Node>,
+}
+
+impl NodeMap {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add `node`, replacing an earlier entry with its id.
+    pub fn insert(&mut self, node: Node) {
+        self.nodes.retain(|n| n.id != node.id);
+        self.nodes.push(node);
+    }
+
+    /// Remove the entry of `id`.
+    pub fn remove(&mut self, id: NodeId) {
+        self.nodes.retain(|n| n.id != id);
+    }
+
+    /// The entry of `id`.
+    pub fn get(&self, id: NodeId) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// All nodes.
+    pub fn iter(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter()
+    }
+
+    /// The nodes of one role.
+    pub fn with_role(&self, role: Role) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(move |n| n.role == role)
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// True when no node is known.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// True if a message claiming to come from `sender` that arrived as `from`
+    /// really comes from that node: it is known, and `from` is its address on
+    /// its link.
+    pub fn admits(&self, sender: NodeId, from: Arrival) -> bool {
+        self.get(sender)
+            .is_some_and(|n| n.link == from.link && n.address == from.src)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_map_admits_only_the_nodes_address_on_its_link() {
+        let mut m = NodeMap::new();
+        let gw1: IpAddr = "10.0.1.1".parse().unwrap();
+        let gw2: IpAddr = "fd00::1".parse().unwrap();
+        m.insert(Node {
+            id: NodeId(1),
+            role: Role::Gateway,
+            name: "gw-1".into(),
+            address: gw1,
+            link: LinkId(0),
+        });
+        m.insert(Node {
+            id: NodeId(2),
+            role: Role::Gateway,
+            name: "gw-2".into(),
+            address: gw2,
+            link: LinkId(1),
+        });
+        let at = |link, src| Arrival {
+            link: LinkId(link),
+            src,
+        };
+        assert!(m.admits(NodeId(1), at(0, gw1)));
+        assert!(m.admits(NodeId(2), at(1, gw2)));
+        // Right address, wrong link; right link, other node's address.
+        assert!(!m.admits(NodeId(1), at(1, gw1)));
+        assert!(!m.admits(NodeId(1), at(0, gw2)));
+        // Unknown node.
+        assert!(!m.admits(NodeId(3), at(0, gw1)));
+        assert_eq!(m.with_role(Role::Gateway).count(), 2);
+        // Replacing an entry keeps one per id.
+        m.insert(Node {
+            id: NodeId(1),
+            role: Role::Gateway,
+            name: "gw-1".into(),
+            address: gw2,
+            link: LinkId(0),
+        });
+        assert_eq!(m.len(), 2);
+        assert!(m.admits(NodeId(1), at(0, gw2)));
+    }
 
     #[test]
     fn anti_spoof() {

@@ -3,7 +3,7 @@
 //! every data-path entry point and the cluster channel never panic, and
 //! whatever decodes re-encodes to the same message.
 
-use plexgate_distrib::cluster::{seal_with, ClusterEndpoint, Message};
+use plexgate_distrib::cluster::{seal_with, Announcement, ClusterEndpoint, Message};
 use plexgate_distrib::dpt::{Algorithm, DvipaConfig, PortSet, TargetSet};
 use plexgate_distrib::{
     ClusterKey, Distributor, DistributorConfig, LinkId, NodeId, TargetConfig, TargetStack,
@@ -24,7 +24,15 @@ fn setup() -> (TargetStack, Distributor) {
     };
     let mut t = TargetStack::new(TargetConfig::new(NodeId(11), key.clone(), 1));
     t.bind_link(LinkId(1), NodeId(1), IpAddr::from([10, 0, 0, 1]));
-    let list = seal_with(&key, NodeId(1), 1, &Message::DvipaList(vec![cfg.clone()]));
+    let list = seal_with(
+        &key,
+        NodeId(1),
+        1,
+        &Message::DvipaList(vec![Announcement {
+            cfg: cfg.clone(),
+            epoch: 1,
+        }]),
+    );
     t.handle_cluster(Instant::now(), &list).unwrap();
     let mut d = Distributor::new(DistributorConfig::new(NodeId(1), key, 1));
     d.bind_link(LinkId(11), NodeId(11), IpAddr::from([10, 0, 0, 11]));

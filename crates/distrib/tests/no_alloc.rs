@@ -2,7 +2,7 @@
 //! `route_inbound` (CRT hits), `receive_gre` on the gateway, and the target's
 //! `receive_gre` / `route_tun` for an established connection.
 
-use plexgate_distrib::cluster::{seal_with, Message};
+use plexgate_distrib::cluster::{seal_with, Announcement, Message};
 use plexgate_distrib::dpt::{Algorithm, DvipaConfig, PortSet, TargetSet};
 use plexgate_distrib::gre::{self, GreKey};
 use plexgate_distrib::{
@@ -78,7 +78,12 @@ fn established_path_does_not_allocate() {
     t.bind_link(LinkId(1), NodeId(1), gw_addr);
     t.handle_cluster(
         now,
-        &seal_with(&key, NodeId(1), 2, &Message::DvipaList(vec![cfg])),
+        &seal_with(
+            &key,
+            NodeId(1),
+            2,
+            &Message::DvipaList(vec![Announcement { cfg, epoch: 1 }]),
+        ),
     )
     .unwrap();
 

@@ -157,7 +157,7 @@ fn site_c_site_to_site_with_bypass_and_discard() {
     let w = c.warnings.short_lines();
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(
-        w[0].contains("site-c.toml:123:10: warning: key logging is on"),
+        w[0].contains("site-c.toml:158:10: warning: key logging is on"),
         "{}",
         w[0]
     );
@@ -177,13 +177,21 @@ fn site_c_site_to_site_with_bypass_and_discard() {
         branch.child("office").unwrap().start_action,
         StartAction::Start
     );
-    assert_eq!(p.spd.len(), 5);
+    assert_eq!(p.spd.len(), 7);
     assert_eq!(p.spd[0].action, SpdAction::Bypass);
     assert_eq!(p.spd[0].protocol, Some(1));
     assert_eq!(p.spd[4].action, SpdAction::Discard);
     assert_eq!(p.dvipas[0].method, Method::LeastConnections);
-    // An IPv6 link.
+    // An IPv6 link, and an IPv6 DVIPA with its own host-granular child.
     assert_eq!(p.link("to-db-2").unwrap().remote, ip("fd00:9:2::2"));
+    assert_eq!(p.dvipas[1].address, ip("fd00:30::30"));
+    assert_eq!(
+        p.spd[5].action,
+        SpdAction::Protect {
+            peer: "branch".into(),
+            child: "pool6".into()
+        }
+    );
     assert!(p.log.keylog.is_some());
 }
 

@@ -391,6 +391,28 @@ impl GatewayCore {
         self.flush(now, sink);
     }
 
+    /// A cluster control message that arrived as `from` (the link of the socket
+    /// it came in on, and its source): refused and counted `misrouted` unless it
+    /// comes from its sender's address on its sender's link.
+    pub fn on_cluster_from(
+        &mut self,
+        now: Instant,
+        from: distrib::Arrival,
+        bytes: &[u8],
+        sink: &mut dyn Sink,
+    ) {
+        if let Err(e) = self.dist.handle_cluster_from(now, from, bytes) {
+            tracing::debug!("cluster message from {} dropped: {e}", from.src);
+        }
+        self.flush(now, sink);
+    }
+
+    /// Add a cluster node the targets' links do not give: another gateway of
+    /// the site (`crate::cluster::gateway_nodes`).
+    pub fn add_cluster_node(&mut self, node: distrib::Node) {
+        self.dist.add_node(node);
+    }
+
     /// When [`GatewayCore::on_timeout`] must run next: the earliest of the IKE
     /// engine's, the SAD's and the distributor's deadlines and the core's own
     /// periodic duties. The runtime sleeps until then (or until a packet).

@@ -197,7 +197,10 @@ fn fmt_cluster_ha(f: &mut fmt::Formatter<'_>, p: &Policy) -> fmt::Result {
     let peers: Vec<String> = ha
         .peers
         .iter()
-        .map(|p| format!("{} {} (rank {})", p.name, p.address, p.rank))
+        .map(|p| match p.id {
+            Some(id) => format!("{} {} (id {id}, rank {})", p.name, p.address, p.rank),
+            None => format!("{} {} (rank {})", p.name, p.address, p.rank),
+        })
         .collect();
     writeln!(
         f,
@@ -269,11 +272,15 @@ impl fmt::Display for Policy {
                 LinkEncap::Gre => "",
                 LinkEncap::Udp => ", gre in udp",
             };
-            writeln!(
+            write!(
                 f,
                 "link {}: {} {} in {} <-> {}{encap}",
                 l.name, l.interface, l.local, l.subnet, l.remote
             )?;
+            if l.gateway != self.gateway_name() {
+                write!(f, " (gateway {} to target {})", l.gateway, l.target)?;
+            }
+            writeln!(f)?;
         }
         fmt_cluster_ha(f, self)?;
         if let Some(k) = &self.log.keylog {

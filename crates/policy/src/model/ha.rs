@@ -66,6 +66,10 @@ pub struct OldStoreKey {
 pub struct HaPeer {
     /// Gateway name.
     pub name: String,
+    /// Its cluster node id (unique among the gateways; what `[cluster]
+    /// gateway_id` is for this file's gateway). Without it the peer cannot be a
+    /// cluster member: its messages are refused and the file cannot be run as it.
+    pub id: Option<u32>,
     /// Its control-channel address.
     pub address: IpAddr,
     /// Its default rank 1-254.
@@ -79,6 +83,9 @@ pub struct Ha {
     pub name: String,
     /// This gateway's default rank 1-254 (higher takes over first).
     pub rank: u8,
+    /// This gateway's control-channel address, as the peers reach it (what
+    /// `[[ha.peer]] address` is for the others); needed to run the file as a peer.
+    pub address: Option<IpAddr>,
     /// The other gateways.
     pub peers: Vec<HaPeer>,
     /// The shared store.

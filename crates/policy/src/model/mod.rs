@@ -9,7 +9,8 @@
 //! their subnets, ranks are 1-254, and so on.
 //!
 //! The types live in one module per part of the file (`peer`, `spd`, `pool`,
-//! `ha`); `display` renders a whole policy. All are re-exported here.
+//! `ha`); `display` renders a whole policy; `view` gives the policy as one of
+//! the site's gateways sees it. All are re-exported here.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -22,12 +23,14 @@ mod ha;
 mod peer;
 mod pool;
 mod spd;
+mod view;
 
 pub use display::fmt_duration;
 pub use ha::*;
 pub use peer::*;
 pub use pool::*;
 pub use spd::*;
+pub use view::{GatewayInfo, ViewError};
 
 /// A whole site policy.
 #[derive(Debug, Clone, PartialEq)]

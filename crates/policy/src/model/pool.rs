@@ -1,5 +1,6 @@
 //! The server pool: `[[dvipa]]` with its targets, method, weights and backups,
-//! `[[target]]` and `[[link]]`.
+//! `[[target]]` and `[[link]]` (every gateway's links to every target: one file
+//! describes the whole site, see `Policy::for_gateway`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -86,13 +87,15 @@ pub struct Target {
     pub name: String,
     /// The target's address on its link (in the link's subnet).
     pub address: IpAddr,
-    /// The link it sits on (exactly one target per link).
+    /// The link it sits on (exactly one target per link): its link to this file's
+    /// gateway. In a view for another gateway (`Policy::for_gateway`) its link to
+    /// that gateway, or empty when it has none.
     pub link: String,
     /// Default weight (default 1; 0 = drained).
     pub weight: u32,
 }
 
-/// `[[link]]`: the point-to-point path from this gateway to one target.
+/// `[[link]]`: the point-to-point path from one gateway to one target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
     /// Unique name.
@@ -107,6 +110,13 @@ pub struct Link {
     pub remote: IpAddr,
     /// How packets to the target are encapsulated (default GRE).
     pub encap: LinkEncap,
+    /// The gateway at the `local` end: `[ha] name` or an `[[ha.peer]]` name
+    /// (default: this file's gateway); empty in a site without `[ha]`, whose
+    /// only gateway has no name.
+    pub gateway: String,
+    /// The target at the `remote` end (default: the target whose `link` names
+    /// this link); empty for a link no target sits on.
+    pub target: String,
 }
 
 /// The encapsulation on a link.

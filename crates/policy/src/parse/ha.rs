@@ -10,6 +10,10 @@ use crate::reader::{Cx, Table};
 
 use super::values::{duration, name_of, parsed, path, port, rank, PLACEHOLDER_IP};
 
+/// Largest cluster node id of a peer gateway: node ids travel in the 31 bits
+/// of the GRE key (the top bit is the IPsec flag).
+const NODE_ID_MAX: i128 = 0x7FFF_FFFF;
+
 pub(super) fn cluster(mut t: Table<'_, '_>, cx: &mut Cx, base: &Path) -> Cluster {
     let key_file = path(&mut t, cx, "key_file", true, base).unwrap_or_default();
     let gateway_id = t
@@ -39,6 +43,7 @@ pub(super) fn ha(mut t: Table<'_, '_>, cx: &mut Cx, base: &Path) -> Ha {
         .map(|(s, _)| s)
         .unwrap_or_default();
     let own_rank = rank(&mut t, cx, "rank", true);
+    let own_address = parsed(&mut t, cx, "address", false, addr::parse_ip);
     let peers = ha_peers(&mut t, cx);
     let (store, store_keys) = match t.table(cx, "store", "[ha.store]".into()) {
         Some(s) => store(s, cx, base),
@@ -62,11 +67,20 @@ pub(super) fn ha(mut t: Table<'_, '_>, cx: &mut Cx, base: &Path) -> Ha {
     let dead_after = duration(&mut t, cx, "dead_after").unwrap_or(heartbeat * 4);
     t.finish(
         cx,
-        &["name", "rank", "peer", "store", "heartbeat", "dead_after"],
+        &[
+            "name",
+            "rank",
+            "address",
+            "peer",
+            "store",
+            "heartbeat",
+            "dead_after",
+        ],
     );
     Ha {
         name,
         rank: own_rank,
+        address: own_address,
         peers,
         store,
         store_keys,
@@ -79,11 +93,13 @@ fn ha_peers(t: &mut Table<'_, '_>, cx: &mut Cx) -> Vec<HaPeer> {
     let mut peers = Vec::new();
     for mut p in t.tables(cx, "peer", "[[ha.peer]]") {
         let n = name_of(&mut p, cx, "gateway");
+        let id = p.int(cx, "id", false, 1, NODE_ID_MAX).map(|n| n as u32);
         let address = parsed(&mut p, cx, "address", true, addr::parse_ip).unwrap_or(PLACEHOLDER_IP);
         let r = rank(&mut p, cx, "rank", true);
-        p.finish(cx, &["name", "address", "rank"]);
+        p.finish(cx, &["name", "id", "address", "rank"]);
         peers.push(HaPeer {
             name: n,
+            id,
             address,
             rank: r,
         });

@@ -137,9 +137,28 @@ pub(super) fn link(mut t: Table<'_, '_>, cx: &mut Cx) -> Link {
         &[("gre", LinkEncap::Gre), ("udp", LinkEncap::Udp)],
         LinkEncap::Gre,
     );
+    // `gateway` and `target` default to this file's gateway and to the target
+    // whose `link` names this link (filled in by validation).
+    let gateway = t
+        .string(cx, "gateway", false)
+        .map(|(s, _)| s)
+        .unwrap_or_default();
+    let target = t
+        .string(cx, "target", false)
+        .map(|(s, _)| s)
+        .unwrap_or_default();
     t.finish(
         cx,
-        &["name", "interface", "local", "subnet", "remote", "encap"],
+        &[
+            "name",
+            "interface",
+            "local",
+            "subnet",
+            "remote",
+            "encap",
+            "gateway",
+            "target",
+        ],
     );
     Link {
         name,
@@ -148,6 +167,8 @@ pub(super) fn link(mut t: Table<'_, '_>, cx: &mut Cx) -> Link {
         subnet,
         remote,
         encap,
+        gateway,
+        target,
     }
 }
 

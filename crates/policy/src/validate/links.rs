@@ -1,8 +1,10 @@
 //! Links and targets: unique names, each target alone on an existing link and in
-//! its subnet, link subnets distinct (GRE anti-spoofing tells links apart by
-//! subnet), and the link `remote` address filled in from its target.
+//! its subnet, link subnets distinct per gateway (GRE anti-spoofing tells links
+//! apart by subnet), the link `remote` address filled in from its target, each
+//! link's gateway and target resolved (one link per gateway and target), and the
+//! gateways' cluster node ids unique.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -23,6 +25,7 @@ pub(super) fn links_and_targets(p: &mut Policy, cx: &mut Cx) {
         p.targets.iter().map(|t| t.name.as_str()),
         |i| format!("target[{i}].name"),
     );
+    link_gateways(p, cx);
     link_addresses(p, cx);
     udp_links(p, cx);
     let (on_link, fills) = targets_on_links(p, cx);
@@ -36,10 +39,13 @@ pub(super) fn links_and_targets(p: &mut Policy, cx: &mut Cx) {
     for (li, a) in fills {
         p.links[li].remote = a;
     }
+    link_targets(p, cx, &on_link);
+    gateway_ids(p, cx);
     for (i, l) in p.links.iter().enumerate() {
         if !cx.spans_has(&format!("link[{i}].remote"))
             && !on_link.contains_key(l.name.as_str())
             && !l.name.is_empty()
+            && !cx.spans_has(&format!("link[{i}].target"))
         {
             err(
                 cx,
@@ -65,10 +71,10 @@ fn udp_links(p: &Policy, cx: &mut Cx) {
     }
 }
 
-/// Each link's own addresses sit in its subnet, and link subnets are distinct.
+/// Each link's own addresses sit in its subnet, and the subnets of one
+/// gateway's links are distinct.
 fn link_addresses(p: &Policy, cx: &mut Cx) {
-    let mut by_prefix = PrefixIndex::default();
-    let mut by_network = AddrIndex::default();
+    let mut per_gateway: HashMap<&str, (PrefixIndex<usize>, AddrIndex)> = HashMap::new();
     for (i, l) in p.links.iter().enumerate() {
         let sub_ok = cx.spans.okf(format_args!("link[{i}].subnet"));
         if sub_ok && cx.spans.okf(format_args!("link[{i}].local")) && !l.subnet.contains(&l.local) {
@@ -94,7 +100,8 @@ fn link_addresses(p: &Policy, cx: &mut Cx) {
             );
         }
         if sub_ok {
-            if let Some(j) = earlier_overlap(&by_prefix, &by_network, &l.subnet) {
+            let (by_prefix, by_network) = per_gateway.entry(l.gateway.as_str()).or_default();
+            if let Some(j) = earlier_overlap(by_prefix, by_network, &l.subnet) {
                 overlap(cx, p, i, j);
             }
             by_prefix.insert(prefix_of(&l.subnet), i);
@@ -128,7 +135,7 @@ fn overlap(cx: &mut Cx, p: &Policy, i: usize, j: usize) {
     );
     let span = cx.spans.get(&format!("link[{i}].subnet"));
     cx.diags
-        .error(span, format!("subnet {} of link \"{}\" overlaps subnet {} of link \"{}\"; GRE anti-spoofing needs each link to be distinct", l.subnet, l.name, m.subnet, m.name))
+        .error(span, format!("subnet {} of link \"{}\" overlaps subnet {} of link \"{}\"{}; GRE anti-spoofing needs each link to be distinct", l.subnet, l.name, m.subnet, m.name, of_gateway(&l.gateway)))
         .notes
         .push(note);
 }
@@ -276,5 +283,188 @@ fn target_in_subnet(cx: &mut Cx, i: usize, t: &Target, li: usize, l: &Link) {
             "broadcast"
         };
         err(cx, &ap, format!("address {} of target \"{}\" is the {which} address of subnet {} of its link \"{}\"", t.address, t.name, l.subnet, l.name));
+    }
+}
+
+/// " (both of gateway \"g\")" for a named gateway, nothing for the only one.
+fn of_gateway(g: &str) -> String {
+    if g.is_empty() {
+        String::new()
+    } else {
+        format!(" (both of gateway \"{g}\")")
+    }
+}
+
+/// Each link's `gateway`: this file's gateway by default, else a gateway that
+/// `[ha]` names.
+fn link_gateways(p: &mut Policy, cx: &mut Cx) {
+    let own = p.gateway_name().to_string();
+    let known: Vec<String> = p.gateways().into_iter().map(|g| g.name).collect();
+    for (i, l) in p.links.iter_mut().enumerate() {
+        let gp = format!("link[{i}].gateway");
+        if !cx.spans_has(&gp) {
+            l.gateway = own.clone();
+            continue;
+        }
+        if !cx.spans.ok(&gp) || known.contains(&l.gateway) && !own.is_empty() {
+            continue;
+        }
+        let msg = if p.ha.is_none() {
+            format!(
+                "link \"{}\" names gateway \"{}\", but there is no [ha] section naming gateways",
+                l.name, l.gateway
+            )
+        } else {
+            format!(
+                "link \"{}\" names gateway \"{}\", which is neither [ha] name nor an [[ha.peer]] (known: {})",
+                l.name,
+                l.gateway,
+                known.join(", ")
+            )
+        };
+        err(cx, &gp, msg);
+    }
+}
+
+/// Each link's `target`: the target whose `link` names it by default; an
+/// explicit `target` must exist, agree with that target's `link`, and comes
+/// with `remote` (its address on this link). One link per gateway and target.
+fn link_targets(p: &mut Policy, cx: &mut Cx, on_link: &HashMap<String, usize>) {
+    let names: HashSet<String> = p.targets.iter().map(|t| t.name.clone()).collect();
+    for (i, l) in p.links.iter_mut().enumerate() {
+        let tp = format!("link[{i}].target");
+        let by_link = on_link
+            .get(l.name.as_str())
+            .map(|&t| p.targets[t].name.clone());
+        if !cx.spans_has(&tp) {
+            l.target = by_link.unwrap_or_default();
+            continue;
+        }
+        if !cx.spans.ok(&tp) {
+            continue;
+        }
+        if !names.contains(&l.target) {
+            let msg = format!(
+                "link \"{}\" names target \"{}\", but no [[target]] has that name",
+                l.name, l.target
+            );
+            err(cx, &tp, msg);
+            l.target.clear();
+        } else if let Some(t) = by_link.filter(|t| *t != l.target) {
+            let msg = format!(
+                "link \"{}\" names target \"{}\", but target \"{t}\" sits on it (its `link`)",
+                l.name, l.target
+            );
+            err(cx, &tp, msg);
+            l.target = t;
+        } else if !cx.spans_has(&format!("link[{i}].remote")) {
+            let msg = format!(
+                "link \"{}\" names target \"{}\" and so needs `remote`: the target's address on this link",
+                l.name, l.target
+            );
+            err(cx, &tp, msg);
+        }
+    }
+    one_link_per_pair(p, cx);
+}
+
+fn one_link_per_pair(p: &Policy, cx: &mut Cx) {
+    // Duplicated link or target names are reported as such, not again here.
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for n in p.links.iter().map(|l| l.name.as_str()) {
+        *names.entry(n).or_default() += 1;
+    }
+    let mut targets: HashMap<&str, usize> = HashMap::new();
+    for n in p.targets.iter().map(|t| t.name.as_str()) {
+        *targets.entry(n).or_default() += 1;
+    }
+    let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
+    for (i, l) in p.links.iter().enumerate() {
+        if l.target.is_empty()
+            || !cx.spans.okf(format_args!("link[{i}].name"))
+            || names.get(l.name.as_str()) > Some(&1)
+            || targets.get(l.target.as_str()) > Some(&1)
+        {
+            continue;
+        }
+        let Some(&j) = seen.get(&(l.gateway.as_str(), l.target.as_str())) else {
+            seen.insert((l.gateway.as_str(), l.target.as_str()), i);
+            continue;
+        };
+        let note = cx.diags.note(
+            cx.spans.get(&format!("link[{j}].name")),
+            format!("link \"{}\" is the first", p.links[j].name),
+        );
+        let span = cx.spans.get(&format!("link[{i}].name"));
+        let gw = if l.gateway.is_empty() {
+            "the gateway".to_string()
+        } else {
+            format!("gateway \"{}\"", l.gateway)
+        };
+        cx.diags
+            .error(
+                span,
+                format!(
+                    "link \"{}\" is a second link between {gw} and target \"{}\"; one link per gateway and target",
+                    l.name, l.target
+                ),
+            )
+            .notes
+            .push(note);
+    }
+}
+
+/// Cluster node ids of the gateways (`[cluster] gateway_id`, `[[ha.peer]] id`)
+/// are unique, and none is the id of a target (targets are numbered 1000 +
+/// their position in the file, in `[[target]]` order).
+fn gateway_ids(p: &Policy, cx: &mut Cx) {
+    let Some(ha) = &p.ha else {
+        return;
+    };
+    let own = p
+        .cluster
+        .as_ref()
+        .filter(|_| cx.spans.ok("cluster.gateway_id"))
+        .map(|c| {
+            (
+                c.gateway_id,
+                ha.name.as_str(),
+                "cluster.gateway_id".to_string(),
+            )
+        });
+    let peers = ha.peers.iter().enumerate().filter_map(|(i, x)| {
+        let path = format!("ha.peer[{i}].id");
+        match x.id {
+            Some(id) if cx.spans.ok(&path) => Some((id, x.name.as_str(), path)),
+            _ => None,
+        }
+    });
+    let all: Vec<(u32, &str, String)> = own.into_iter().chain(peers).collect();
+    for (k, (id, name, path)) in all.iter().enumerate() {
+        if let Some((_, first, fp)) = all[..k].iter().find(|(x, _, _)| x == id) {
+            let note = cx
+                .diags
+                .note(cx.spans.get(fp), format!("gateway \"{first}\" has it"));
+            let span = cx.spans.get(path);
+            cx.diags
+                .error(span, format!("gateway \"{name}\" has cluster node id {id}, like gateway \"{first}\"; node ids must be unique"))
+                .notes
+                .push(note);
+        } else if let Some(t) = id.checked_sub(1000).and_then(|i| p.targets.get(i as usize)) {
+            let msg = format!("gateway \"{name}\" has cluster node id {id}, the id of target \"{}\" (targets are numbered 1000 + their position)", t.name);
+            err(cx, path, msg);
+        }
+    }
+    for (i, x) in ha.peers.iter().enumerate() {
+        // A peer the file gives links to is meant to run from it.
+        if x.id.is_none()
+            && !cx.spans_has(&format!("ha.peer[{i}].id"))
+            && p.links_of(&x.name).next().is_some()
+        {
+            cx.diags.warning(
+                cx.spans.get(&format!("ha.peer[{i}]")),
+                format!("[[ha.peer]] \"{}\" has links but no `id` (its cluster node id): targets refuse its cluster messages and GRE, and the file cannot run as it", x.name),
+            );
+        }
     }
 }
