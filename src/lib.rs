@@ -11,6 +11,9 @@ pub mod l2;
 pub mod logging;
 pub mod metrics;
 pub mod privs;
+/// The in-memory cluster harness for tests (gateways, targets, clients and a
+/// store on virtual time); see `docs/testing.md`.
+pub mod sim;
 pub mod site_template;
 pub mod status;
 pub mod store;

@@ -70,7 +70,13 @@ impl Store for Gated {
 
 fn records(n: u64) -> Vec<Record> {
     (0..n)
-        .map(|i| if i % 2 < 1 { Record::Ike(ike(i)) } else { Record::Child(child(i - 1, 0x2000 + i as u32, 1)) })
+        .map(|i| {
+            if i % 2 < 1 {
+                Record::Ike(ike(i))
+            } else {
+                Record::Child(child(i - 1, 0x2000 + i as u32, 1))
+            }
+        })
         .collect()
 }
 
@@ -90,9 +96,15 @@ fn stored(s: &dyn Store, book: &RecordBook) -> BTreeMap<String, Record> {
 
 #[test]
 fn the_caller_never_waits_on_the_store() {
-    let gated = Arc::new(Gated { inner: MemoryStore::new(), open: Mutex::new(false), cv: Condvar::new(), entered: Mutex::new(0) });
+    let gated = Arc::new(Gated {
+        inner: MemoryStore::new(),
+        open: Mutex::new(false),
+        cv: Condvar::new(),
+        entered: Mutex::new(0),
+    });
     let book = book("/w/");
-    let w = RecordWriter::spawn(gated.clone(), Some(book.clone()), WriterConfig::default()).unwrap();
+    let w =
+        RecordWriter::spawn(gated.clone(), Some(book.clone()), WriterConfig::default()).unwrap();
     let all = records(1000);
     // The writer thread is stuck in the store from the first record on; every
     // hand-over still returns.
@@ -106,7 +118,10 @@ fn the_caller_never_waits_on_the_store() {
     assert!(w.wait_idle(PATIENCE));
     assert_eq!(stored(&gated.inner, &book).len(), 1000);
     assert_eq!(w.status().counters.written, 1000);
-    assert!(*gated.entered.lock().unwrap() <= 1000 / MAX_TXN_OPS as u32 + 2, "batched");
+    assert!(
+        *gated.entered.lock().unwrap() <= 1000 / MAX_TXN_OPS as u32 + 2,
+        "batched"
+    );
 }
 
 #[test]
@@ -114,7 +129,11 @@ fn an_outage_keeps_the_newest_state_and_writes_it_when_the_store_returns() {
     let world = MemoryStore::new();
     let client = world.connect();
     let book = book("/w/");
-    let cfg = WriterConfig { retry_min: Duration::from_millis(5), retry_max: Duration::from_millis(20), ..WriterConfig::default() };
+    let cfg = WriterConfig {
+        retry_min: Duration::from_millis(5),
+        retry_max: Duration::from_millis(20),
+        ..WriterConfig::default()
+    };
     let w = RecordWriter::spawn(Arc::new(client.clone()), Some(book.clone()), cfg).unwrap();
     let all = records(100);
     for r in &all[..20] {
@@ -122,7 +141,10 @@ fn an_outage_keeps_the_newest_state_and_writes_it_when_the_store_returns() {
     }
     assert!(w.wait_idle(PATIENCE));
     client.set_fault(Fault::Unreachable);
-    let mut live: BTreeMap<String, Record> = all[..20].iter().map(|r| (book.key_of(r), r.clone())).collect();
+    let mut live: BTreeMap<String, Record> = all[..20]
+        .iter()
+        .map(|r| (book.key_of(r), r.clone()))
+        .collect();
     for r in &all[20..] {
         w.put_record(r.clone());
         live.insert(book.key_of(r), r.clone());
@@ -132,7 +154,9 @@ fn an_outage_keeps_the_newest_state_and_writes_it_when_the_store_returns() {
         live.remove(&book.key_of(r));
     }
     // A rekeyed record: the newest version wins.
-    let Record::Ike(mut changed) = all[40].clone() else { panic!() };
+    let Record::Ike(mut changed) = all[40].clone() else {
+        panic!()
+    };
     changed.remote = "203.0.113.9:4500".parse().unwrap();
     w.put_record(Record::Ike(changed.clone()));
     live.insert(book.key_of(&all[40]), Record::Ike(changed));
@@ -143,7 +167,10 @@ fn an_outage_keeps_the_newest_state_and_writes_it_when_the_store_returns() {
         std::thread::sleep(Duration::from_millis(1));
     }
     let st = w.status();
-    assert_eq!(st.pending, 100, "30 deletes + 70 puts, one change per key: {st:?}");
+    assert_eq!(
+        st.pending, 100,
+        "30 deletes + 70 puts, one change per key: {st:?}"
+    );
     assert!(!w.wait_idle(Duration::from_millis(50)));
     client.set_fault(Fault::None);
     assert!(w.wait_idle(PATIENCE));
@@ -161,7 +188,12 @@ fn an_overflow_is_repaired_by_a_resync() {
     let stale = Record::Ike(ike(999));
     let (k, v) = book.seal(&stale).unwrap();
     world.put(&k, &v, None).unwrap();
-    let cfg = WriterConfig { max_pending: 10, retry_min: Duration::from_millis(5), retry_max: Duration::from_millis(20), ..WriterConfig::default() };
+    let cfg = WriterConfig {
+        max_pending: 10,
+        retry_min: Duration::from_millis(5),
+        retry_max: Duration::from_millis(20),
+        ..WriterConfig::default()
+    };
     client.set_fault(Fault::Unreachable);
     let w = RecordWriter::spawn(Arc::new(client.clone()), Some(book.clone()), cfg).unwrap();
     let all = records(30);
@@ -170,22 +202,36 @@ fn an_overflow_is_repaired_by_a_resync() {
     let st = w.status();
     assert!(st.resync_due && st.counters.dropped == 20, "{st:?}");
     let prefixes = vec![book.keys().ike_prefix(), book.keys().child_prefix()];
-    let live: Vec<(String, Change)> = all.iter().map(|r| (book.key_of(r), Change::Record(Box::new(r.clone())))).collect();
+    let live: Vec<(String, Change)> = all
+        .iter()
+        .map(|r| (book.key_of(r), Change::Record(Box::new(r.clone()))))
+        .collect();
     w.resync(prefixes, live);
     client.set_fault(Fault::None);
     assert!(w.wait_idle(PATIENCE));
     let want: BTreeMap<String, Record> = all.iter().map(|r| (book.key_of(r), r.clone())).collect();
-    assert_eq!(stored(&world, &book), want, "every live record, and the stale one gone");
+    assert_eq!(
+        stored(&world, &book),
+        want,
+        "every live record, and the stale one gone"
+    );
     assert!(!w.status().resync_due);
 }
 
 #[test]
 fn etcd_outage_ends_with_the_store_matching_the_live_sas() {
     let mut etcd = EtcdServer::start().expect("this test needs etcd (it must not pass without it)");
-    let opts = EtcdOptions { op_timeout: Duration::from_millis(500), ..EtcdOptions::default() };
+    let opts = EtcdOptions {
+        op_timeout: Duration::from_millis(500),
+        ..EtcdOptions::default()
+    };
     let store: Arc<dyn Store> = Arc::new(EtcdStore::connect(&[etcd.endpoint()], opts).unwrap());
     let book = book("/plexgate/site-a/");
-    let cfg = WriterConfig { retry_min: Duration::from_millis(20), retry_max: Duration::from_millis(200), ..WriterConfig::default() };
+    let cfg = WriterConfig {
+        retry_min: Duration::from_millis(20),
+        retry_max: Duration::from_millis(200),
+        ..WriterConfig::default()
+    };
     let w = RecordWriter::spawn(store.clone(), Some(book.clone()), cfg).unwrap();
     let all = records(400);
     let mut live = BTreeMap::new();
@@ -206,7 +252,10 @@ fn etcd_outage_ends_with_the_store_matching_the_live_sas() {
     }
     let t = std::time::Instant::now();
     while w.status().reachable {
-        assert!(t.elapsed() < PATIENCE, "the writer never noticed etcd was down");
+        assert!(
+            t.elapsed() < PATIENCE,
+            "the writer never noticed etcd was down"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     assert!(w.status().pending > 0);
