@@ -21,7 +21,9 @@ Built here, header by header:
 - wire_ip, wire_gre, distrib_gre_target: IPv4/IPv6 TCP and UDP packets, bare
   and inside GRE (plain, with key, sequence number, checksum);
 - wire_arp: ARP requests, replies, gratuitous ARP and an RFC 5227 probe;
-- distrib_cluster_msg: each message body the decoder knows, after its type.
+- distrib_cluster_msg: each message body the decoder knows, after its type;
+- store_record: an IKE and a Child SA record (JSON plaintexts that belong under
+  the target's keys), one of a future schema, and a forged sealed value.
 Only the standard library; pcap (not pcapng), little or big endian.
 """
 
@@ -168,6 +170,31 @@ def cluster(put):
         put("distrib_cluster_msg", bytes([ty]) + body)
 
 
+def store(put):
+    """Record plaintexts that belong under the keys the store_record target uses."""
+    spis = '{"initiator":72623859790382856,"responder":1230066625199609624}'
+    ike = ('{"schema":1,"peer":"rw","spis":' + spis + ',"initiator":false,'
+           '"local":"192.0.2.1:4500","remote":"198.51.100.9:4500","nat_local":false,'
+           '"nat_remote":true,"local_id":{"id_type":2,"data":"67772e6578616d706c65"},'
+           '"remote_id":{"id_type":3,"data":"636c69656e74406578616d706c65"},'
+           '"auth_method":2,"proposal":{"encr":20,"encr_bits":256,"integ":null,"prf":6,'
+           '"dh":20},"established_unix_ms":1700000000000}')
+    ts = '{"protocol":6,"start_port":443,"end_port":443,"start":"10.100.0.10","end":"10.100.0.10"}'
+    child = ('{"schema":1,"ike":' + spis + ',"peer":"rw","child":"web",'
+             '"spis":{"spi_in":3235774465,"spi_out":3405643778},"protocol":50,'
+             '"proposal":{"encr":20,"encr_bits":256,"integ":null,"dh":null},"esn":true,'
+             '"mode":"Tunnel","ts_local":[' + ts + '],"ts_remote":[{"protocol":0,'
+             '"start_port":0,"end_port":65535,"start":"198.51.100.9","end":"198.51.100.9"}],'
+             '"lifetimes":{"soft":{"bytes":null,"packets":null,"seconds":3600},'
+             '"hard":{"bytes":null,"packets":null,"seconds":3960}},'
+             '"udp_encap":{"local_port":4500,"remote_port":4500},"dvipas":["10.100.0.10"],'
+             '"replaces":null,"established_unix_ms":1700000000000}')
+    put("store_record", b"\x00" + ike.encode())
+    put("store_record", b"\x01" + child.encode())
+    put("store_record", b"\x00" + ike.replace('"schema":1', '"schema":2').encode())
+    put("store_record", b"\x02" + b"\x01\x00\x01\x00\x00\x00\x01" + bytes(range(40)))
+
+
 def files(put):
     for p in sorted(REPO.glob("policy/*.toml")) + sorted(REPO.glob("crates/policy/tests/bad/*.toml")):
         put("policy_parse", p.read_bytes())
@@ -217,6 +244,7 @@ def main():
         if chain:
             put("ike_responder", b"\xfe\xed".join(chain))
     structural(put)
+    store(put)
     files(put)
 
     for target, blobs in sorted(out.items()):
