@@ -16,7 +16,6 @@ pub mod privs;
 pub mod sim;
 pub mod site_template;
 pub mod status;
-pub mod store;
 pub mod target;
 
 /// `plexgate policy check FILE…`: print every diagnostic; fail if any file has errors.

@@ -140,6 +140,22 @@ enum BenchCmd {
         #[arg(long)]
         only: Option<String>,
     },
+    /// Recovery records per second and SA-to-durable latency, embedded and etcd;
+    /// the data path with the store idle and busy.
+    Store {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Backends: embedded, etcd (etcd is started on loopback by the bench).
+        #[arg(long, value_delimiter = ',', default_value = "embedded,etcd")]
+        backend: Vec<String>,
+        /// SA counts (two records each).
+        #[arg(long, value_delimiter = ',', default_value = "1000,100000")]
+        sas: Vec<usize>,
+        /// Seconds per half of the data-path comparison (0 skips it).
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -186,6 +202,12 @@ fn main() -> ExitCode {
                 seconds,
                 only,
             } => plexgate::bench::e2e(json, seconds, only.as_deref()),
+            BenchCmd::Store {
+                json,
+                backend,
+                sas,
+                seconds,
+            } => plexgate::bench::store(json, &backend, &sas, seconds),
         },
     };
     match r {

@@ -960,6 +960,7 @@ fn restarted_gateway_rebuilds_dpt_and_crt() {
         matches!(c.inbound(&ack(0)), Err(Why::Other(_))),
         "old SA unknown"
     );
+    c.sim.client_do(0, |cl, _| cl.abandon_ike_sas());
     c.sim.connect(0, "web", 5 * SECOND).unwrap();
     for i in 0..12 {
         assert_eq!(c.inbound(&ack(i)).unwrap(), got[i as usize]);

@@ -5,7 +5,9 @@
 pub mod datapath;
 pub mod e2e;
 pub mod ike;
+pub mod store;
 
 pub use datapath::datapath;
 pub use e2e::e2e;
 pub use ike::ike;
+pub use store::store;

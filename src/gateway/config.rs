@@ -119,6 +119,12 @@ fn ike_peer(p: &policy::Policy, peer: &policy::Peer) -> Result<ike::PeerConfig, 
         rand_time: peer.rekey_time / 10,
         dpd: peer.dpd_delay,
         initial_contact: true,
+        // strongSwan's retransmit_timeout / _base / _tries, per peer; DPD uses them.
+        retransmit: Some(ike::Retransmit {
+            timeout: peer.retransmit.timeout,
+            base: peer.retransmit.base,
+            tries: u32::from(peer.retransmit.tries),
+        }),
     })
 }
 

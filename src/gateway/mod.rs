@@ -16,6 +16,7 @@ pub mod core;
 mod io;
 mod metrics;
 mod routes;
+pub mod store;
 
 pub use routes::{host_cidr, ip};
 
@@ -33,7 +34,6 @@ use self::core::{CoreSetup, GatewayCore, SideEffect, HEADROOM};
 use self::io::{receive_thread, spawn, Framing, Io, IoSink, Out};
 use crate::io::net;
 use crate::io::tun::{Tun, TunReader};
-use crate::store::{FileStore, RecordWriter};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -307,19 +307,53 @@ fn cluster_thread(
     })
 }
 
-/// Where the recovery records go.
-fn open_records(p: &plexgate_policy::Policy) -> Result<RecordWriter, BoxError> {
-    let store_dir: PathBuf = match p.ha.as_ref().map(|h| &h.store) {
-        Some(plexgate_policy::Store::Embedded { path }) => path.clone(),
-        other => {
-            let dir = std::env::temp_dir().join(format!("plexgate-store-{}", p.site.name));
-            if other.is_some() {
-                tracing::warn!("the etcd store comes with the failover wave; recovery records go to the embedded store at {}", dir.display());
+/// Where the side effects of the core go: recovery records to the store's
+/// writer, key-log lines to the Wireshark files (`esp_sa`, and the same path
+/// with `.ikev2` for `ikev2_decryption_table`).
+struct Effects {
+    store: Option<store::SiteStore>,
+    esp_log: Option<std::fs::File>,
+    ike_log: Option<std::fs::File>,
+}
+
+impl Effects {
+    fn open(p: &plexgate_policy::Policy) -> Result<Effects, BoxError> {
+        let log_file = |path: PathBuf| {
+            std::os::unix::fs::OpenOptionsExt::mode(
+                std::fs::OpenOptions::new().create(true).append(true),
+                0o600,
+            )
+            .open(&path)
+            .map_err(|e| tracing::error!("keylog {}: {e}", path.display()))
+            .ok()
+        };
+        let keylog = p.log.keylog.clone();
+        Ok(Effects {
+            store: store::open(p)?,
+            esp_log: keylog.clone().and_then(log_file),
+            ike_log: keylog
+                .map(|k| PathBuf::from(format!("{}.ikev2", k.display())))
+                .and_then(log_file),
+        })
+    }
+
+    fn apply(&mut self, e: SideEffect) {
+        let line = |f: &mut Option<std::fs::File>, l: String| {
+            if let Some(f) = f.as_mut() {
+                let _ = writeln!(f, "{l}");
+                let _ = f.flush();
             }
-            dir
+        };
+        match e {
+            SideEffect::Record(c) => {
+                if let Some(s) = &self.store {
+                    s.apply(c);
+                }
+            }
+            SideEffect::KeyLog(l) => line(&mut self.esp_log, l),
+            SideEffect::IkeKeyLog(l) => line(&mut self.ike_log, l),
         }
-    };
-    Ok(RecordWriter::new(Box::new(FileStore::open(&store_dir)?)))
+    }
 }
 
 /// Timers and side effects: the thread sleeps until the core's next deadline
@@ -331,16 +365,7 @@ fn timer_thread(
     io: &Arc<Io>,
     waker: &Arc<Waker>,
 ) -> Result<JoinHandle<()>, BoxError> {
-    let mut records = open_records(p)?;
-    let mut keylog = p.log.keylog.as_ref().and_then(|k| {
-        std::os::unix::fs::OpenOptionsExt::mode(
-            std::fs::OpenOptions::new().create(true).append(true),
-            0o600,
-        )
-        .open(k)
-        .map_err(|e| tracing::error!("keylog {}: {e}", k.display()))
-        .ok()
-    });
+    let mut sinks = Effects::open(p)?;
     let (core, io, waker) = (core.clone(), io.clone(), waker.clone());
     Ok(spawn("timer", move || loop {
         let now = Instant::now();
@@ -353,23 +378,8 @@ fn timer_thread(
         };
         routes::apply(io.tun.name(), routes);
         for e in effects {
-            match e {
-                SideEffect::PutRecord(k, v) => records.set(k, Some(v)),
-                SideEffect::DeleteRecord(k) => records.set(k, None),
-                SideEffect::KeyLog(line) => {
-                    if let Some(f) = keylog.as_mut() {
-                        let _ = writeln!(f, "{line}");
-                        let _ = f.flush();
-                    }
-                }
-            }
+            sinks.apply(e);
         }
-        // A store that refused a write is tried again within a second.
-        let next = if records.pending() > 0 && records.flush() > 0 {
-            next.min(Instant::now() + Duration::from_secs(1))
-        } else {
-            next
-        };
         waker.sleep_until(next);
     }))
 }

@@ -174,6 +174,21 @@ impl ClientNode {
         ike.initiate(now, &peer, child)
     }
 
+    /// Give up every IKE SA (as a client does whose peer restarted and lost
+    /// them): dropped without a DELETE, their Child SAs leave the SAD, and the
+    /// next [`ClientNode::initiate`] starts a new IKE SA.
+    pub fn abandon_ike_sas(&mut self) {
+        let Some(ike) = self.ike.as_mut() else {
+            return;
+        };
+        for id in std::mem::take(&mut self.ike_sas) {
+            let _ = ike.forget_ike(id);
+        }
+        for (_, c) in std::mem::take(&mut self.children) {
+            self.sad.remove_child(c.spi_in);
+        }
+    }
+
     /// Create child `child` on the first established IKE SA.
     pub fn create_child(&mut self, now: Instant, child: &str) -> Result<(), ike::Error> {
         let id = *self

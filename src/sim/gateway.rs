@@ -93,6 +93,11 @@ fn parse_policy(name: &str, text: &str, dir: &Path) -> Result<plexgate_policy::P
 }
 
 impl GatewayNode {
+    /// The site of its policy.
+    pub fn site(&self) -> &str {
+        &self.policy.site.name
+    }
+
     /// Build gateway `name` from its policy text; key files named in it are read
     /// from `dir`. `seed` seeds the IKE engine, `first_seq` the cluster channel.
     pub fn new(
@@ -337,6 +342,7 @@ fn build_engine(
         ike: config::ike_config(p).map_err(|e| setup_err(e.to_string()))?,
         cluster_key,
         first_seq,
+        records: true,
     };
     let rng = Box::new(ike::SeededRng::new(seed));
     let core = GatewayCore::new(p, setup, rng, now).map_err(|e| setup_err(e.to_string()))?;

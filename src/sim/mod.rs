@@ -301,8 +301,9 @@ impl Sim {
 
     /// What a gateway call left: records to the store, forwarding to the checks.
     fn apply(&mut self, i: usize, out: Outputs) {
+        let site = self.gateways[i].site().to_string();
         for fx in out.side_effects {
-            self.store.apply(i, fx);
+            self.store.apply(i, &site, fx);
         }
         for d in out.forwarded {
             let routing = self.gateways[i].routes_dvipa(d);

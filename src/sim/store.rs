@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use crate::gateway::core::SideEffect;
+use crate::gateway::core::{RecordChange, SideEffect};
 
 /// What a gateway's store client does instead of working.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -37,7 +37,7 @@ pub struct StoreStats {
 pub struct SimStore {
     records: BTreeMap<String, Vec<u8>>,
     faults: HashMap<usize, StoreFault>,
-    pending: HashMap<usize, VecDeque<SideEffect>>,
+    pending: HashMap<usize, VecDeque<(String, RecordChange)>>,
     /// Counters.
     pub stats: StoreStats,
 }
@@ -48,31 +48,51 @@ impl SimStore {
         SimStore::default()
     }
 
-    /// Apply one side effect of gateway `gw` (key-log lines are not the store's:
-    /// they are ignored here).
-    pub fn apply(&mut self, gw: usize, fx: SideEffect) {
-        if matches!(fx, SideEffect::KeyLog(_)) {
+    /// Apply one side effect of gateway `gw` of site `site` (key-log lines are
+    /// not the store's: they are ignored here).
+    pub fn apply(&mut self, gw: usize, site: &str, fx: SideEffect) {
+        let SideEffect::Record(change) = fx else {
             return;
-        }
+        };
         if self.fault(gw) == StoreFault::Unreachable {
             self.stats.refused += 1;
-            self.pending.entry(gw).or_default().push_back(fx);
+            self.pending
+                .entry(gw)
+                .or_default()
+                .push_back((site.to_string(), change));
             return;
         }
-        self.write(fx);
+        self.write(site, change);
     }
 
-    fn write(&mut self, fx: SideEffect) {
-        match fx {
-            SideEffect::PutRecord(k, v) => {
+    /// The harness's readable key of a record: `SITE/ike/SPIS` or
+    /// `SITE/child/SPI_IN` (the daemon's store blinds its key names).
+    pub fn key_of(site: &str, change: &RecordChange) -> String {
+        match change {
+            RecordChange::Put(r) => match &**r {
+                plexgate_store::Record::Ike(r) => format!("{site}/ike/{}", r.spis),
+                plexgate_store::Record::Child(c) => format!("{site}/child/{:08x}", c.spis.spi_in),
+            },
+            RecordChange::DeleteIke(spis) => format!("{site}/ike/{spis}"),
+            RecordChange::DeleteChild { spi_in, .. } => format!("{site}/child/{spi_in:08x}"),
+        }
+    }
+
+    fn write(&mut self, site: &str, change: RecordChange) {
+        let key = SimStore::key_of(site, &change);
+        match change {
+            RecordChange::Put(r) => {
                 self.stats.puts += 1;
-                self.records.insert(k, v);
+                let value = match &*r {
+                    plexgate_store::Record::Ike(i) => serde_json::to_vec(i),
+                    plexgate_store::Record::Child(c) => serde_json::to_vec(c),
+                };
+                self.records.insert(key, value.unwrap_or_default());
             }
-            SideEffect::DeleteRecord(k) => {
+            RecordChange::DeleteIke(_) | RecordChange::DeleteChild { .. } => {
                 self.stats.deletes += 1;
-                self.records.remove(&k);
+                self.records.remove(&key);
             }
-            SideEffect::KeyLog(_) => {}
         }
     }
 
@@ -81,8 +101,8 @@ impl SimStore {
     pub fn set_fault(&mut self, gw: usize, fault: StoreFault) {
         self.faults.insert(gw, fault);
         if fault == StoreFault::None {
-            for fx in self.pending.remove(&gw).unwrap_or_default() {
-                self.write(fx);
+            for (site, change) in self.pending.remove(&gw).unwrap_or_default() {
+                self.write(&site, change);
             }
         }
     }
@@ -126,19 +146,32 @@ impl SimStore {
 mod tests {
     use super::*;
 
+    fn spis(n: u64) -> plexgate_store::IkeSpis {
+        plexgate_store::IkeSpis {
+            initiator: n,
+            responder: n + 1,
+        }
+    }
+
+    fn del_child(n: u32) -> SideEffect {
+        SideEffect::Record(RecordChange::DeleteChild {
+            ike: spis(1),
+            spi_in: n,
+        })
+    }
+
     #[test]
     fn unreachable_store_keeps_changes_in_order() {
         let mut s = SimStore::new();
-        s.apply(0, SideEffect::PutRecord("a/ike/1".into(), b"x".to_vec()));
+        s.records.insert("a/child/00000001".into(), b"x".to_vec());
+        s.records.insert("a/child/00000002".into(), b"y".to_vec());
         s.set_fault(0, StoreFault::Unreachable);
-        s.apply(0, SideEffect::PutRecord("a/child/2".into(), b"y".to_vec()));
-        s.apply(0, SideEffect::DeleteRecord("a/ike/1".into()));
-        s.apply(1, SideEffect::PutRecord("a/ike/3".into(), b"z".to_vec()));
-        assert_eq!(s.keys("a/"), vec!["a/ike/1", "a/ike/3"]);
-        assert_eq!((s.pending(0), s.stats.refused), (2, 2));
+        s.apply(0, "a", del_child(1));
+        s.apply(1, "a", del_child(2));
+        assert_eq!(s.keys("a/"), vec!["a/child/00000001"]);
+        assert_eq!((s.pending(0), s.stats.refused), (1, 1));
         s.set_fault(0, StoreFault::None);
-        assert_eq!(s.keys("a/"), vec!["a/child/2", "a/ike/3"]);
-        assert_eq!(s.pending(0), 0);
-        assert_eq!(s.get("a/child/2"), Some(&b"y"[..]));
+        assert!(s.keys("a/").is_empty());
+        assert_eq!(s.stats.deletes, 2);
     }
 }

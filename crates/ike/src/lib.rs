@@ -24,9 +24,9 @@ mod testutil;
 
 pub use config::{
     AuthConfig, ChildConfig, Config, EspProposal, EspSupport, EspTransformId, IkeProposal, Limits,
-    Mode, PeerConfig, StartAction,
+    Mode, PeerConfig, Retransmit, StartAction,
 };
 pub use crypto::{Rng, SeededRng, SystemRng};
-pub use endpoint::{ChildSa, Endpoint, Error, Event, IkeSaId, IkeSaInfo, Transmit};
+pub use endpoint::{ChildSa, Endpoint, Error, Event, IkeKeyLog, IkeSaId, IkeSaInfo, Transmit};
 pub use message::TrafficSelector;
 pub use record::{ChildRecord, IkeRecord};

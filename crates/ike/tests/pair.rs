@@ -532,7 +532,7 @@ fn takeover_from_record_renegotiates_and_replaces_old_sas() {
     p.gw = Endpoint::new(config(backup), Box::new(SeededRng::new(99)));
     p.ev_gw.clear();
     let n_before = Pair::children(&p.ev_client).len();
-    p.gw.initiate_from_record(p.now, &rec).unwrap();
+    p.gw.initiate_recovered(p.now, &rec).unwrap();
     assert!(
         p.run_until(Duration::from_secs(5), |p| !Pair::children(&p.ev_gw)
             .is_empty()

@@ -96,6 +96,11 @@ impl EtcdServer {
         &self.dir
     }
 
+    /// The etcd process id while it runs (to read its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Whether it is running.
     pub fn is_running(&self) -> bool {
         self.child.is_some()

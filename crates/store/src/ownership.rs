@@ -125,6 +125,20 @@ pub fn owner_of(
     }))
 }
 
+/// Open an owner key's entry as read from a list or a watch: which DVIPA, and who
+/// owns it at which epoch (the entry's revision). A deleted owner key carries no
+/// value: match it against [`Keys::dvipa_owner`] of the configured DVIPAs.
+pub fn open_owner(keys: &Keys, e: &Entry) -> Result<(IpAddr, Owner), OwnershipError> {
+    let r: OwnerRecord = opened(keys, e)?;
+    Ok((
+        r.dvipa,
+        Owner {
+            gateway: r.gateway,
+            epoch: e.revision,
+        },
+    ))
+}
+
 /// The configured ranks of `dvipa`, highest first.
 pub fn ranks(
     store: &dyn Store,

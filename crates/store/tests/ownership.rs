@@ -259,12 +259,33 @@ fn takeback_by_release_and_ranks_in_the_store() {
     let Claim::Won { epoch: e1 } = b.m.claim(&b.s, d(), None, None, world.now()).unwrap() else {
         panic!()
     };
+    // Owner changes seen through a watch name the DVIPA and the epoch.
+    let w = a.s.watch(&keys().dvipa_prefix(), None).unwrap();
     assert!(b.m.release(&b.s, d()).unwrap());
     assert!(!b.m.release(&b.s, d()).unwrap(), "released once");
     let Claim::Won { epoch: e2 } = a.m.claim(&a.s, d(), None, None, world.now()).unwrap() else {
         panic!()
     };
     assert!(e2 > e1);
+    let events = w.drain();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(
+        matches!(&events[0], WatchEvent::Delete { key, .. } if *key == keys().dvipa_owner(d()))
+    );
+    let WatchEvent::Put(e) = &events[1] else {
+        panic!("{events:?}")
+    };
+    assert!(keys().is_owner_key(&e.key));
+    assert_eq!(
+        open_owner(&keys(), e).unwrap(),
+        (
+            d(),
+            Owner {
+                gateway: "gw-a".into(),
+                epoch: e2
+            }
+        )
+    );
     let names: Vec<String> = gateways(&a.s, &keys())
         .unwrap()
         .into_iter()

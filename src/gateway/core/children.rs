@@ -8,7 +8,6 @@ use plexgate_ike as ike;
 use plexgate_ipsec as ipsec;
 
 use super::*;
-use serde_json::json;
 
 impl GatewayCore {
     pub(super) fn acquire(&mut self, now: Instant, peer: &str, child: &str, sink: &mut dyn Sink) {
@@ -73,28 +72,19 @@ impl GatewayCore {
             | ike::Event::IkeSaRekeyed {
                 new: id, record, ..
             } => {
-                let key = format!(
-                    "{}/ike/{:016x}-{:016x}",
-                    self.site, record.spi_i, record.spi_r
-                );
-                tracing::info!(peer = %record.peer, remote = %record.remote, "IKE SA {:016x}_i {:016x}_r established", record.spi_i, record.spi_r);
+                tracing::info!(peer = %record.peer, remote = %record.remote, "IKE SA {id} ({:016x}_i {:016x}_r) established", record.spi_i, record.spi_r);
                 self.ike_peers.insert(
                     id,
                     IkePeer {
                         owner: record.remote_id.to_string(),
                     },
                 );
-                if let Ok(v) = serde_json::to_vec_pretty(&record) {
-                    self.side.push(SideEffect::PutRecord(key.clone(), v));
-                }
-                self.ike_records.insert(id, key);
             }
+            ike::Event::RecordUpdated { id, record } => self.record_updated(id, &record),
+            ike::Event::RecordRemoved { id } => self.record_removed(id),
             ike::Event::IkeSaDeleted { id, reason } => {
-                tracing::info!("IKE SA {} deleted: {reason}", id.0);
+                tracing::info!("IKE SA {id} deleted: {reason}");
                 self.ike_peers.remove(&id);
-                if let Some(k) = self.ike_records.remove(&id) {
-                    self.side.push(SideEffect::DeleteRecord(k));
-                }
             }
             ike::Event::ChildSaUp { ike, peer, child } => {
                 self.install_child(now, ike, &peer, child, None)
@@ -110,20 +100,44 @@ impl GatewayCore {
                 spi_in, spi_out, ..
             } => {
                 tracing::info!("Child SA {spi_in:08x}_i {spi_out:08x}_o deleted");
+                self.child_ike.remove(&spi_in);
                 self.remove_child_sa(spi_in);
             }
             ike::Event::ChildSaFailed { name, reason, .. } => {
                 tracing::warn!(child = %name, "Child SA failed: {reason}");
                 self.acquiring.retain(|(_, c), _| c != &name);
             }
+            ike::Event::Refused {
+                remote,
+                peer,
+                reason,
+            } => self.log_refusal(now, remote, peer.as_deref(), &reason),
             ike::Event::AuthFailed {
                 remote,
                 peer_id,
                 reason,
             } => {
-                tracing::warn!(%remote, peer_id = ?peer_id, "authentication failed: {reason}");
+                if self.log_limit.allow(now) {
+                    tracing::warn!(%remote, peer_id = ?peer_id, "authentication failed: {reason}");
+                }
             }
-            other => tracing::debug!("IKE event {other:?}"),
+            ike::Event::IkeKeys { keys, .. } => {
+                let k = ipsec::keylog::IkeSaKeys {
+                    spi_i: keys.spi_i,
+                    spi_r: keys.spi_r,
+                    encr: keys.encr,
+                    encr_key_bits: Some(keys.encr_bits),
+                    integ: keys.integ,
+                    sk_ei: &keys.sk_ei,
+                    sk_er: &keys.sk_er,
+                    sk_ai: &keys.sk_ai,
+                    sk_ar: &keys.sk_ar,
+                };
+                match ipsec::keylog::ikev2_decryption_line(&k) {
+                    Ok(line) => self.side.push(SideEffect::IkeKeyLog(line)),
+                    Err(e) => tracing::warn!("IKE key log: {e}"),
+                }
+            }
         }
     }
 
@@ -162,10 +176,6 @@ impl GatewayCore {
                 }
             }
         }
-        self.side.push(SideEffect::DeleteRecord(format!(
-            "{}/child/{spi_in:08x}",
-            self.site
-        )));
     }
 
     /// The data-plane parameters of both directions of a negotiated Child SA.
@@ -244,13 +254,12 @@ impl GatewayCore {
                             .push(SideEffect::KeyLog(ipsec::keylog::esp_sa_line(p)));
                     }
                 }
-                let rec = child_record(&c, &peer, transform, &pin, replaces);
                 self.sad
                     .insert_child(pin, pout, &owner, now)
-                    .map(|r| (r, transform, rec))
+                    .map(|r| (r, transform))
                     .map_err(|e| e.to_string())
             });
-        let (child_ref, transform, rec) = match installed {
+        let (child_ref, transform) = match installed {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(
@@ -258,12 +267,13 @@ impl GatewayCore {
                     "Child SA {:08x}_i {:08x}_o refused by the data plane: {e}; deleting it with the peer",
                     c.spi_in, c.spi_out
                 );
-                if let Err(e) = self.ike.delete_child(now, c.spi_in) {
+                if let Err(e) = self.ike.child_install_failed(now, c.spi_in) {
                     tracing::debug!("delete of refused child {:08x}: {e}", c.spi_in);
                 }
                 return;
             }
         };
+        self.child_ike.insert(c.spi_in, ike_sa);
         match replaces.and_then(|old_in| self.sad.outbound_of_child(old_in)) {
             // New traffic goes out on the new SA at once; the old inbound SA stays
             // until the peer's DELETE (RFC 7296 §2.8).
@@ -275,12 +285,6 @@ impl GatewayCore {
             peer = %peer, child = %c.name, "Child SA {:08x}_i {:08x}_o installed ({transform:?}{}{})",
             c.spi_in, c.spi_out, if c.esn { ", ESN" } else { "" }, if c.udp_encap { ", UDP-encap" } else { "" }
         );
-        if let Ok(v) = serde_json::to_vec_pretty(&rec) {
-            self.side.push(SideEffect::PutRecord(
-                format!("{}/child/{:08x}", self.site, c.spi_in),
-                v,
-            ));
-        }
     }
 
     /// Routes into the TUN for the remote selectors of a new outbound SA.
@@ -298,18 +302,18 @@ impl GatewayCore {
     }
 }
 
-/// The recovery record of a Child SA (the shape becomes the store's typed record).
-fn child_record(
-    c: &ike::ChildSa,
-    peer: &str,
-    transform: ipsec::EspTransform,
-    pin: &ipsec::SaParams,
-    replaces: Option<u32>,
-) -> serde_json::Value {
-    json!({
-        "peer": peer, "child": c.name, "spi_in": format!("{:08x}", c.spi_in), "spi_out": format!("{:08x}", c.spi_out),
-        "protocol": c.protocol, "transform": format!("{transform:?}"), "esn": c.esn,
-        "local_ts": pin.local_ts, "remote_ts": pin.remote_ts, "local": c.local, "remote": c.remote, "udp_encap": c.udp_encap,
-        "replaces": replaces.map(|i| format!("{i:08x}")),
-    })
+impl GatewayCore {
+    /// An exchange the IKE engine refused (a proposal, an identity, selectors, an
+    /// IKEv1 or virtual-IP request): what was received and what is configured,
+    /// as strongSwan logs it. Unauthenticated peers can cause these, so at most
+    /// a few lines a second are written and the rest are counted.
+    fn log_refusal(&mut self, now: Instant, remote: SocketAddr, peer: Option<&str>, reason: &str) {
+        self.counters.ike_refused += 1;
+        if self.log_limit.allow(now) {
+            match peer {
+                Some(peer) => tracing::warn!(%remote, peer, "refused: {reason}"),
+                None => tracing::warn!(%remote, "refused: {reason}"),
+            }
+        }
+    }
 }

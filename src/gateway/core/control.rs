@@ -9,7 +9,9 @@ use plexgate_ike as ike;
 use super::*;
 
 impl GatewayCore {
-    /// Start an IKE SA with its first Child SA (`plexgate initiate`).
+    /// `plexgate initiate`: a Child SA of config `child` (the peer's first in
+    /// config order when `None`) — inside the IKE SA with that peer if there is
+    /// one (CREATE_CHILD_SA), else in a new IKE SA. Returns the IKE SA's id.
     pub fn initiate(
         &mut self,
         now: Instant,
@@ -17,26 +19,13 @@ impl GatewayCore {
         child: Option<&str>,
         sink: &mut dyn Sink,
     ) -> Result<u64, String> {
-        let child = match child {
-            Some(c) => c.to_string(),
-            None => self
-                .ike_peer_first_child(peer)
-                .ok_or_else(|| format!("peer {peer:?} has no child in the policy"))?,
-        };
         let r = self
             .ike
-            .initiate(now, peer, &child)
+            .initiate(now, peer, child)
             .map(|id| id.0)
             .map_err(|e| e.to_string());
         self.flush(now, sink);
         r
-    }
-
-    pub(super) fn ike_peer_first_child(&self, peer: &str) -> Option<String> {
-        let mut names: Vec<&(String, String)> =
-            self.children.keys().filter(|(p, _)| p == peer).collect();
-        names.sort();
-        names.first().map(|(_, c)| c.clone())
     }
 
     /// Set the weight of target `node` on `dvipa` (0 drains it: no new connections).

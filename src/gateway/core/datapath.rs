@@ -115,7 +115,13 @@ impl GatewayCore {
             }
             Ok(UdpEncap::Keepalive) => self.counters.natt_keepalives += 1,
             Ok(UdpEncap::Esp(_)) => {
-                self.esp_in(now, buf, start, len, cache, sink);
+                if let Some(spi) = self.esp_in(now, buf, start, len, cache, sink) {
+                    // Consecutive packets of one SA come from one place: the
+                    // check costs a compare unless the source changed.
+                    if self.last_source != Some((spi, remote)) {
+                        self.check_source(now, spi, remote, sink);
+                    }
+                }
                 return false;
             }
             Err(_) => self.counters.udp_malformed += 1,
@@ -132,18 +138,14 @@ impl GatewayCore {
         len: usize,
         cache: Option<&mut distrib::InboundFlowCache>,
         sink: &mut dyn Sink,
-    ) {
-        let Some(esp) = buf.get_mut(start..start + len) else {
-            return;
-        };
+    ) -> Option<u32> {
+        let esp = buf.get_mut(start..start + len)?;
         if let Some(cache) = cache {
             // A batch: the SA's selector check keeps no 5-tuple (for IPv4 it works
             // on integers), and the distributor reads the next packet of the same
             // connection straight into an integer key (`cached_inbound`).
-            let Ok(inb) = self.sad.open_in_place(now, esp) else {
-                return;
-            };
-            let inner = start + inb.opened.inner.start..start + inb.opened.inner.end;
+            let inb = self.sad.open_in_place(now, esp).ok()?;
+            let inner = self.inner_packet(buf, start, &inb)?;
             // The next packet of the cached connection: its route is read in
             // place from the cache (a copy through the stack cost a stalled
             // 16-byte load of the target address).
@@ -152,22 +154,96 @@ impl GatewayCore {
                 .cached_inbound(now, &buf[inner.clone()], true, cache)
             {
                 self.forward(route, buf, inner, sink);
-                return;
+                return Some(inb.spi);
             }
             let route = self
                 .dist
                 .route_inbound_uncached(now, &buf[inner.clone()], true, cache);
             self.forward(&route, buf, inner, sink);
-            return;
+            return Some(inb.spi);
         }
-        let Ok((inb, tuple)) = self.sad.open_in_place_tuple(now, esp) else {
-            return;
-        };
+        let (inb, tuple) = self.sad.open_in_place_tuple(now, esp).ok()?;
         // open_in_place already checked the inner packet against the SA's selectors
         // (RFC 4301 §5.2 step 4), which were negotiated from the SPD; the 5-tuple it
         // parsed for that is handed on, so the distributor does not parse it again.
-        let inner = start + inb.opened.inner.start..start + inb.opened.inner.end;
+        let inner = self.inner_packet(buf, start, &inb)?;
         self.deliver_inbound(now, buf, inner, tuple.as_ref(), true, None, sink);
+        Some(inb.spi)
+    }
+
+    /// An authenticated ESP-in-UDP packet of the inbound SA `spi` came from
+    /// `from`. When that is not where the SA's peer was, its NAT mapping changed:
+    //= https://www.rfc-editor.org/rfc/rfc7296#section-2.23
+    //# When such a validated packet is found, a host that does not support other
+    //# methods of recovery such as IKEv2 Mobility and Multihoming (MOBIKE)
+    //# [MOBIKE], and that is not behind a NAT, SHOULD send all packets
+    //# (including retransmission packets) to the IP address and port in the
+    //# validated packet, and SHOULD store this as the new address and port
+    //# combination for the SA (that is, they SHOULD dynamically update the
+    //# address).
+    /// The IKE SA (and with it DPD and the recovery record) and every SA of the
+    /// peer follow; without a NAT nothing moves (the IKE engine refuses).
+    #[cold]
+    fn check_source(&mut self, now: Instant, spi: u32, from: SocketAddr, sink: &mut dyn Sink) {
+        let Some(p) = self.sad.inbound(spi).map(|sa| sa.params()) else {
+            return;
+        };
+        let Some(encap) = p.encap else {
+            return;
+        };
+        let was = SocketAddr::new(p.remote_addr, encap.remote_port);
+        if was == from {
+            self.last_source = Some((spi, from));
+            return;
+        }
+        let Some(ike) = self.child_ike.get(&spi).copied() else {
+            return;
+        };
+        match self.ike.peer_address_changed(now, ike, from) {
+            Ok(()) => {
+                let moved = self.sad.move_peer(was, from);
+                self.counters.nat_rebindings += 1;
+                tracing::info!(
+                    "IKE SA {ike}: the peer's NAT mapping moved from {was} to {from}; {moved} SAs follow"
+                );
+                self.last_source = Some((spi, from));
+                self.flush(now, sink);
+            }
+            Err(e) => tracing::debug!("ESP of {spi:08x} from {from}, not {was}: {e}"),
+        }
+    }
+
+    /// Where the opened packet's inner IP packet lies in `buf`. In tunnel mode it
+    /// is what ESP carried; in transport mode ESP carried only the transport
+    /// payload: its IP header is rebuilt from the SA's addresses (whose
+    /// selectors the SA already checked) in the room the ESP header and IV
+    /// leave before it, so that the local stack gets a whole packet.
+    #[inline(always)]
+    fn inner_packet(
+        &self,
+        buf: &mut [u8],
+        start: usize,
+        inb: &ipsec::Inbound,
+    ) -> Option<std::ops::Range<usize>> {
+        let inner = start + inb.opened.inner.start..start + inb.opened.inner.end;
+        if matches!(inb.opened.next_header, 4 | 41) {
+            return Some(inner);
+        }
+        self.rebuild_transport(buf, start, inb)
+    }
+
+    #[cold]
+    fn rebuild_transport(
+        &self,
+        buf: &mut [u8],
+        start: usize,
+        inb: &ipsec::Inbound,
+    ) -> Option<std::ops::Range<usize>> {
+        let tp = self.sad.inbound(inb.spi)?.transport_packet(&inb.opened)?;
+        let payload = start + tp.payload.start..start + tp.payload.end;
+        let h = payload.start.checked_sub(tp.ip_header_len())?;
+        tp.write_ip_header(&mut buf[h..payload.start]).ok()?;
+        Some(h..payload.end)
     }
 
     /// Send a decrypted (or plain) inbound packet to its target or to the local stack.

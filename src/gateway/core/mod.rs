@@ -25,7 +25,10 @@ use super::config;
 mod children;
 mod control;
 mod datapath;
+mod records;
 mod status;
+
+pub use records::{ike_record_of, RecordChange};
 
 /// Bytes kept free in front of a packet for headers written in place
 /// (ESP header + IV ≤ 24, GRE 8, IPv4 20).
@@ -73,12 +76,12 @@ pub trait RxBatch {
 /// What the runtime must persist or log (drained with [`GatewayCore::drain_side_effects`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SideEffect {
-    /// Write a recovery record.
-    PutRecord(String, Vec<u8>),
-    /// Remove a recovery record.
-    DeleteRecord(String),
+    /// A recovery record to write or remove.
+    Record(RecordChange),
     /// Append a line to the Wireshark `esp_sa` key log.
     KeyLog(String),
+    /// Append a line to the Wireshark `ikev2_decryption_table` key log.
+    IkeKeyLog(String),
 }
 
 /// Drops counted by the core itself (the crates count their own).
@@ -103,11 +106,49 @@ pub struct CoreCounters {
     /// IPv6 link-scope packets the local kernel sent into the TUN (router
     /// solicitations, MLD): never tunnel traffic (RFC 4291 §2.5.6), ignored.
     pub tun_link_local: u64,
+    /// Peers behind a NAT followed to a new address or port (RFC 7296 §2.23).
+    pub nat_rebindings: u64,
+    /// IKE exchanges refused (proposals, identities, selectors, IKEv1, …).
+    pub ike_refused: u64,
+}
+
+/// At most [`LogLimit::BURST`] log lines per second about what peers send; the
+/// rest are counted and summed up in the next line allowed.
+#[derive(Debug, Default)]
+pub(crate) struct LogLimit {
+    window: Option<Instant>,
+    used: u32,
+    suppressed: u64,
+}
+
+impl LogLimit {
+    /// Lines per second.
+    pub(crate) const BURST: u32 = 10;
+
+    /// May a line be written now?
+    pub(crate) fn allow(&mut self, now: Instant) -> bool {
+        if self
+            .window
+            .is_none_or(|w| now.saturating_duration_since(w) >= Duration::from_secs(1))
+        {
+            if self.suppressed > 0 {
+                tracing::warn!("{} more such log lines suppressed", self.suppressed);
+                self.suppressed = 0;
+            }
+            self.window = Some(now);
+            self.used = 0;
+        }
+        self.used += 1;
+        if self.used > Self::BURST {
+            self.suppressed += 1;
+        }
+        self.used <= Self::BURST
+    }
 }
 
 /// Per-child settings that the IKE engine does not carry.
 #[derive(Debug, Clone)]
-struct ChildPolicy {
+pub(crate) struct ChildPolicy {
     replay_window: u32,
     lifetime: ipsec::Lifetime,
 }
@@ -132,9 +173,20 @@ pub struct GatewayCore {
     /// The peer config and proven identity of each IKE SA (its Child SAs are
     /// installed under them).
     ike_peers: HashMap<ike::IkeSaId, IkePeer>,
+    /// The IKE SA of each Child SA, by inbound SPI.
+    child_ike: HashMap<u32, ike::IkeSaId>,
+    /// The last (inbound SPI, source) of ESP in UDP found where its SA's peer is.
+    last_source: Option<(u32, SocketAddr)>,
+    /// Rate limit of log lines driven by peers.
+    log_limit: LogLimit,
     /// Acquires under way or recently failed: no new one before the instant.
     acquiring: HashMap<(String, String), Instant>,
-    ike_records: HashMap<ike::IkeSaId, String>,
+    /// The recovery records written, per IKE SA.
+    recorded: records::Recorded,
+    /// Whether recovery records are kept (a store is configured).
+    records_on: bool,
+    /// The AUTH method of each peer config (for the records).
+    auth_methods: HashMap<String, u8>,
     keylog: bool,
     local_addrs: Vec<IpAddr>,
     natt_port: u16,
@@ -165,6 +217,8 @@ pub struct CoreSetup {
     /// The first sequence number of our cluster messages: above any this node
     /// may have used before a restart (the runtime takes the wall clock in µs).
     pub first_seq: u64,
+    /// Keep recovery records (the policy names a store).
+    pub records: bool,
 }
 
 impl CoreSetup {
@@ -185,6 +239,7 @@ impl CoreSetup {
             ike: config::ike_config(p)?,
             cluster_key,
             first_seq,
+            records: p.ha.is_some(),
         })
     }
 }
@@ -204,10 +259,12 @@ impl GatewayCore {
         rng: Box<dyn ike::Rng>,
         now: Instant,
     ) -> Result<GatewayCore, config::ConfigError> {
+        let records_on = setup.records;
         let CoreSetup {
             ike: ike_cfg,
             cluster_key: key,
             first_seq,
+            ..
         } = setup;
         let mut children = HashMap::new();
         for peer in &p.peers {
@@ -261,16 +318,36 @@ impl GatewayCore {
                 _ => None,
             })
             .collect();
+        let mut ike = ike::Endpoint::new(Arc::new(ike_cfg), rng);
+        // IKE agrees only to ESP transforms the data plane installs (#17).
+        ike.set_esp_support(esp_support());
+        ike.set_key_log(p.log.keylog.is_some());
         Ok(GatewayCore {
-            ike: ike::Endpoint::new(Arc::new(ike_cfg), rng),
+            ike,
             sad,
             spd,
             dist,
             children,
             out_rule_keys,
             ike_peers: HashMap::new(),
+            child_ike: HashMap::new(),
+            last_source: None,
+            log_limit: LogLimit::default(),
             acquiring: HashMap::new(),
-            ike_records: HashMap::new(),
+            recorded: records::Recorded::default(),
+            records_on,
+            auth_methods: p
+                .peers
+                .iter()
+                .map(|peer| {
+                    let m = match peer.auth {
+                        policy::Auth::Psk { .. } => 2,
+                        // RFC 7427 digital signatures.
+                        policy::Auth::Cert { .. } => 14,
+                    };
+                    (peer.name.clone(), m)
+                })
+                .collect(),
             keylog: p.log.keylog.is_some(),
             local_addrs,
             natt_port: p.site.natt_port,
@@ -449,6 +526,22 @@ pub fn ts_cidr(t: &ipsec::TrafficSelector) -> Option<String> {
         return None;
     }
     Some(format!("{}/{len}", t.start_addr))
+}
+
+/// The ESP transforms of [`ipsec::EspTransform::installable`], as the IKE engine
+/// names them.
+pub fn esp_support() -> ike::EspSupport {
+    ike::EspSupport(
+        ipsec::EspTransform::installable()
+            .iter()
+            .map(|&(encr, bits, integ)| ike::EspTransformId {
+                encr,
+                // ChaCha20-Poly1305 has a fixed 256-bit key and no length attribute.
+                key_bits: bits.unwrap_or(256),
+                integ: (integ != 0).then_some(integ),
+            })
+            .collect(),
+    )
 }
 
 /// The data plane's transform for a negotiated Child SA.

@@ -141,6 +141,46 @@ pub struct ChildConfig {
     pub start_action: StartAction,
 }
 
+/// Retransmission of our requests to a peer, as strongSwan's `retransmit_timeout`,
+/// `retransmit_base` and `retransmit_tries`: the n-th retransmission (n from 0) is
+/// sent `timeout * base^n` after the previous one; after `tries` retransmissions
+/// without an answer the peer is declared dead (liveness checks included).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Retransmit {
+    /// Wait for the first answer (strongSwan default 4 s).
+    pub timeout: Duration,
+    /// Growth of each further wait (strongSwan default 1.8; at least 1).
+    pub base: f64,
+    /// Retransmissions before giving up (strongSwan default 5).
+    pub tries: u32,
+}
+
+impl Retransmit {
+    /// strongSwan's defaults: 4 s, 1.8, 5 tries (about 165 s to give up).
+    pub const STRONGSWAN: Retransmit = Retransmit {
+        timeout: Duration::from_secs(4),
+        base: 1.8,
+        tries: 5,
+    };
+
+    /// The wait after the `n`-th send (0: the request itself), capped at an hour.
+    pub fn wait(&self, n: u32) -> Duration {
+        let f = self.base.max(1.0).powi(n.min(64) as i32);
+        let secs = (self.timeout.as_secs_f64() * f).min(3600.0);
+        Duration::from_secs_f64(secs)
+    }
+}
+
+impl PartialEq for Retransmit {
+    fn eq(&self, o: &Self) -> bool {
+        self.timeout == o.timeout
+            && self.base.to_bits() == o.base.to_bits()
+            && self.tries == o.tries
+    }
+}
+
+impl Eq for Retransmit {}
+
 /// A peer (strongSwan `connections.<name>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerConfig {
@@ -166,8 +206,11 @@ pub struct PeerConfig {
     pub rand_time: Duration,
     /// Liveness check interval (None: off).
     pub dpd: Option<Duration>,
-    /// Send INITIAL_CONTACT in IKE_AUTH.
+    /// Send INITIAL_CONTACT in IKE_AUTH (on the first IKE SA with the peer).
     pub initial_contact: bool,
+    /// Retransmission timing towards this peer (None: [`Limits`]' doubling from
+    /// `retransmit_base`, `retransmit_tries` times).
+    pub retransmit: Option<Retransmit>,
 }
 
 impl PeerConfig {
@@ -202,6 +245,7 @@ impl PeerConfig {
             rand_time: Duration::from_secs(360),
             dpd: None,
             initial_contact: true,
+            retransmit: None,
         }
     }
 }

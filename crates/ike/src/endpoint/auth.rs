@@ -29,10 +29,21 @@ impl Endpoint {
                 data: trust.certreq_data(),
             });
         }
-        if pc.initial_contact {
+        //= https://www.rfc-editor.org/rfc/rfc7296#section-3.10.1
+        //# This notification asserts that this IKE SA is the only IKE SA
+        //# currently active between the authenticated identities.
+        // Only the first IKE SA with a peer says so (a second one would make the
+        // peer drop the first); a recovered one always does (the peer's SAs with the
+        // dead gateway must go).
+        let first = !self.sas.values().any(|o| {
+            o.peer.as_ref().is_some_and(|p| p.name == pc.name) && o.state != SaState::Deleting
+        });
+        if (pc.initial_contact && first) || sa.recovered_remote_id.is_some() {
             p.push(Payload::notify(notify::INITIAL_CONTACT, vec![]));
         }
-        if pc.remote_id.0 != "%any" {
+        if let Some(id) = &sa.recovered_remote_id {
+            p.push(Payload::IdR(id.clone()));
+        } else if pc.remote_id.0 != "%any" {
             p.push(Payload::IdR(pc.remote_id.to_wire()));
         }
         p.push(auth);
@@ -99,6 +110,15 @@ impl Endpoint {
         let mut out = vec![Payload::IdR(my_id)];
         out.extend(certs);
         out.push(my_auth);
+        if wants_virtual_ip(p) {
+            self.events.push_back(Event::Refused {
+                remote: sa.remote,
+                peer: Some(pc.name.clone()),
+                reason: format!(
+                    "'{idi}' asks for a virtual IP (CP CFG_REQUEST): virtual IPs are not supported yet, none is assigned"
+                ),
+            });
+        }
         let up_child = self.responder_first_child(sa, &pc, p, &mut out);
         self.send_response(sa, exchange::IKE_AUTH, mid, &out);
         let initial_contact = find_notify(p, notify::INITIAL_CONTACT).is_some();
@@ -141,7 +161,7 @@ impl Endpoint {
             .cloned()
             .collect();
         if matching.is_empty() {
-            return Err(format!("no peer config matches identity '{idi}'"));
+            return Err(self.no_config_reason(idi, idr, remote_ip));
         }
         // The IKE proposal was chosen before the peer was known, among all configs
         // the address allowed: the config that authenticates must accept it too.
@@ -174,6 +194,39 @@ impl Endpoint {
             }
         }
         Err(failure)
+    }
+
+    /// Why no peer config fits an IKE_AUTH: the IDr the peer asked for, its identity
+    /// or its address.
+    fn no_config_reason(
+        &self,
+        idi: &Identification,
+        idr: Option<&Identification>,
+        ip: std::net::IpAddr,
+    ) -> String {
+        let by_id: Vec<&Arc<PeerConfig>> = self
+            .peers
+            .iter()
+            .filter(|pc| pc.remote_id.matches(idi))
+            .collect();
+        let by_addr: Vec<&&Arc<PeerConfig>> = by_id
+            .iter()
+            .filter(|pc| pc.remote_addr.is_none_or(|a| a.ip() == ip))
+            .collect();
+        match (by_id.is_empty(), by_addr.is_empty(), idr) {
+            (true, _, _) => format!("no peer config matches identity '{idi}'"),
+            (false, true, _) => {
+                format!("the peer config of identity '{idi}' does not allow address {ip}")
+            }
+            (false, false, Some(r)) => {
+                let ours: Vec<String> = by_addr.iter().map(|pc| pc.local_id.0.clone()).collect();
+                format!(
+                    "the IDr requested ('{r}') is not ours ('{}') for identity '{idi}'",
+                    ours.join("', '")
+                )
+            }
+            (false, false, None) => format!("no peer config matches identity '{idi}'"),
+        }
     }
 
     /// Responder: the first Child SA of an IKE_AUTH request, its payloads added to
@@ -304,13 +357,13 @@ impl Endpoint {
         };
         let octets =
             crypto::signed_octets(suite.prf, &sa.init_resp, &sa.ni, &keys.sk_pr, &idr.body());
-        let verdict = if pc.remote_id.matches(idr) {
+        let expected = sa.recovered_remote_id.as_ref().is_none_or(|r| r == idr);
+        let verdict = if pc.remote_id.matches(idr) && expected {
             check_auth(&pc, suite.prf, &octets, idr, p, self.wall_time(now))
         } else {
-            Err(format!(
-                "peer identified as '{idr}', expected '{}'",
-                pc.remote_id.0
-            ))
+            let want = sa.recovered_remote_id.as_ref();
+            let want = want.map_or_else(|| pc.remote_id.0.clone(), |r| r.to_string());
+            Err(format!("peer identified as '{idr}', expected '{want}'"))
         };
         if let Err(reason) = verdict {
             self.events.push_back(Event::AuthFailed {
@@ -334,4 +387,12 @@ impl Endpoint {
         }
         self.emit_record(sa);
     }
+}
+
+/// Does an IKE_AUTH request carry a configuration request (a virtual IP, DNS)?
+//= https://www.rfc-editor.org/rfc/rfc7296#section-3.15
+//# CFG_REQUEST            1
+fn wants_virtual_ip(p: &[Payload]) -> bool {
+    p.iter()
+        .any(|x| matches!(x, Payload::Cp { cfg_type: 1, .. }))
 }

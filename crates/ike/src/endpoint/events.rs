@@ -9,7 +9,8 @@ use crate::crypto::CryptoError;
 use crate::message::TrafficSelector;
 use crate::record::{ChildRecord, IkeRecord};
 
-/// An IKE SA, named by our own SPI of it.
+/// An IKE SA: a number given in order of creation (a rekeyed IKE SA gets a new
+/// one), printed `#12` everywhere; its SPIs are in [`super::IkeSaInfo`] and the records.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
@@ -17,7 +18,7 @@ pub struct IkeSaId(pub u64);
 
 impl std::fmt::Display for IkeSaId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:016x}", self.0)
+        write!(f, "#{}", self.0)
     }
 }
 
@@ -122,6 +123,54 @@ impl ChildSa {
     }
 }
 
+/// The keys of an IKE SA for a key log (Wireshark's `ikev2_decryption_table`): only
+/// produced when the daemon asked for it ([`crate::Endpoint::set_key_log`]). Wiped
+/// on drop; `Debug` does not show them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IkeKeyLog {
+    /// Initiator SPI.
+    pub spi_i: u64,
+    /// Responder SPI.
+    pub spi_r: u64,
+    /// ENCR transform id of the IKE SA.
+    pub encr: u16,
+    /// Its key length in bits.
+    pub encr_bits: u16,
+    /// INTEG transform id (None for AEAD).
+    pub integ: Option<u16>,
+    /// SK_ei (with the 4-byte salt for AES-GCM).
+    pub sk_ei: Vec<u8>,
+    /// SK_er.
+    pub sk_er: Vec<u8>,
+    /// SK_ai (empty for AEAD).
+    pub sk_ai: Vec<u8>,
+    /// SK_ar.
+    pub sk_ar: Vec<u8>,
+}
+
+impl Drop for IkeKeyLog {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for k in [
+            &mut self.sk_ei,
+            &mut self.sk_er,
+            &mut self.sk_ai,
+            &mut self.sk_ar,
+        ] {
+            k.zeroize();
+        }
+    }
+}
+
+impl std::fmt::Debug for IkeKeyLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IkeKeyLog")
+            .field("spi_i", &format_args!("{:016x}", self.spi_i))
+            .field("spi_r", &format_args!("{:016x}", self.spi_r))
+            .finish_non_exhaustive()
+    }
+}
+
 /// What happened, for the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -203,6 +252,24 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// Something a peer sent or asked for was refused or is not supported: log
+    /// material (what was received and what is configured). Unauthenticated input
+    /// produces these too: log them rate-limited.
+    Refused {
+        /// Peer address.
+        remote: SocketAddr,
+        /// Peer config name, when the peer is known.
+        peer: Option<String>,
+        /// What and why.
+        reason: String,
+    },
+    /// The keys of a new IKE SA, for the key log (only when asked for).
+    IkeKeys {
+        /// The SA.
+        id: IkeSaId,
+        /// SPIs, algorithms and keys.
+        keys: IkeKeyLog,
+    },
     /// Store this recovery record (created or changed).
     RecordUpdated {
         /// The SA.
@@ -217,7 +284,7 @@ pub enum Event {
     },
 }
 
-/// Errors from the commands of [`Endpoint`].
+/// Errors from the commands of [`crate::Endpoint`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// No peer with that name.
@@ -253,6 +320,17 @@ pub enum Error {
         peer: String,
         /// Child.
         child: String,
+    },
+    /// No NAT was detected for this IKE SA: its peer's address does not move.
+    #[error("IKE SA {0} has no NAT in front of its peer: its address does not move")]
+    NotBehindNat(IkeSaId),
+    /// A recovery record that does not fit our config.
+    #[error("recovery record of peer {peer:?} does not fit our config: {what}")]
+    RecordMismatch {
+        /// Peer.
+        peer: String,
+        /// What does not fit.
+        what: String,
     },
     /// Crypto failure (e.g. DH keygen).
     #[error("crypto: {0}")]

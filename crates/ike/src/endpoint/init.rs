@@ -4,81 +4,114 @@
 use super::*;
 
 impl Endpoint {
-    /// Start an IKE SA (and its first Child SA `child`) with a configured peer: on
-    /// command or on an SPD PROTECT miss (acquire).
-    pub fn initiate(&mut self, now: Instant, peer: &str, child: &str) -> Result<IkeSaId, Error> {
+    /// Start a Child SA of config `child` (the peer's first child in config order when
+    /// None) with a configured peer: on command or on an SPD PROTECT miss (acquire).
+    /// When an IKE SA with that peer exists (established or still being set up), the
+    /// Child SA is negotiated inside it with CREATE_CHILD_SA and that IKE SA's id is
+    /// returned; when such a Child SA is already up or on its way, nothing more
+    /// happens. Otherwise a new IKE SA starts, with the Child SA in its IKE_AUTH.
+    pub fn initiate<'a>(
+        &mut self,
+        now: Instant,
+        peer: &str,
+        child: impl Into<Option<&'a str>>,
+    ) -> Result<IkeSaId, Error> {
         let pc = self
             .peers
             .iter()
             .find(|p| p.name == peer)
             .cloned()
             .ok_or_else(|| Error::UnknownPeer(peer.into()))?;
+        let child = child.into();
         let cfg = pc
             .children
             .iter()
-            .find(|c| c.name == child)
+            .find(|c| child.is_none_or(|n| c.name == n))
             .cloned()
             .ok_or_else(|| Error::UnknownChild {
                 peer: peer.into(),
-                child: child.into(),
+                child: child.unwrap_or_default().into(),
             })?;
         installable(&cfg, &self.esp_support).map_err(|_| Error::NotInstallable {
             peer: peer.into(),
-            child: child.into(),
+            child: cfg.name.clone(),
         })?;
+        if let Some(id) = self.ike_sa_with(peer) {
+            return self.with_sa(now, id, |_, sa| {
+                if !sa.has_child(&cfg.name) {
+                    sa.queue.push_back(Task::CreateChild(ChildReq {
+                        cfg,
+                        rekey_of: None,
+                    }));
+                }
+                Ok(id)
+            });
+        }
+        self.initiate_ike_sa(now, pc, cfg)
+    }
+
+    /// A new IKE SA with peer `pc` and the Child SA `cfg` in its IKE_AUTH.
+    pub(crate) fn initiate_ike_sa(
+        &mut self,
+        now: Instant,
+        pc: Arc<PeerConfig>,
+        cfg: ChildConfig,
+    ) -> Result<IkeSaId, Error> {
         let (Some(remote), Some(local)) = (pc.remote_addr, pc.local_addr) else {
-            return Err(Error::NoAddress(peer.into()));
+            return Err(Error::NoAddress(pc.name.clone()));
         };
-        self.start_initiator(
-            now,
-            pc,
-            local,
-            remote,
-            ChildReq {
-                cfg,
-                rekey_of: None,
-            },
-            Vec::new(),
-        )
+        let req = ChildReq {
+            cfg,
+            rekey_of: None,
+        };
+        self.start_initiator(now, pc, local, remote, req, Vec::new())
+    }
+
+    /// An IKE SA with peer config `peer` that is up or being set up by us, the
+    /// established one first.
+    fn ike_sa_with(&self, peer: &str) -> Option<IkeSaId> {
+        let usable = |s: &&IkeSa| {
+            s.peer.as_ref().is_some_and(|p| p.name == peer)
+                && matches!(
+                    s.state,
+                    SaState::Established | SaState::InitSent | SaState::AuthSent
+                )
+        };
+        let mut v: Vec<&IkeSa> = self.sas.values().filter(usable).collect();
+        v.sort_by_key(|s| (s.state != SaState::Established, s.id));
+        v.first().map(|s| s.id)
     }
 
     /// Takeover: renegotiate an IKE SA and all its Child SAs as initiator from a
-    /// recovery record (same peer, addresses/NAT-T ports, selectors and mode; the PSK
-    /// and proposals come from our config). The first child rides in IKE_AUTH, the
-    /// others follow as CREATE_CHILD_SA. INITIAL_CONTACT (when configured) tells the
-    /// peer to drop the SAs it still holds with the failed gateway.
-    pub fn initiate_from_record(
-        &mut self,
-        now: Instant,
-        rec: &IkeRecord,
-    ) -> Result<IkeSaId, Error> {
+    /// recovery record written by another gateway. The IKE_SA_INIT goes to the
+    /// recorded address and port (the peer's NAT mapping on port 4500, from our port
+    /// 4500, when NAT was detected: the daemon adds the non-ESP marker) with the
+    /// recorded IKE proposal first; IKE_AUTH carries the recorded identities (they
+    /// must match the peer config: the peer must prove the very identity recorded),
+    /// INITIAL_CONTACT (so that the peer drops what it still holds with the failed
+    /// gateway, RFC 7296 §2.4) and the first recorded Child SA with its recorded ESP
+    /// proposal first and its narrowed selectors; the other Child SAs follow by
+    /// CREATE_CHILD_SA. Secrets and proposals come from our own config only.
+    pub fn initiate_recovered(&mut self, now: Instant, rec: &IkeRecord) -> Result<IkeSaId, Error> {
         let pc = self
             .peers
             .iter()
             .find(|p| p.name == rec.peer)
             .cloned()
             .ok_or_else(|| Error::UnknownPeer(rec.peer.clone()))?;
+        let mismatch = |what: String| Error::RecordMismatch {
+            peer: rec.peer.clone(),
+            what,
+        };
+        if pc.local_id.to_wire() != rec.local_id {
+            return Err(mismatch(format!("our identity '{}'", rec.local_id)));
+        }
+        if !pc.remote_id.matches(&rec.remote_id) {
+            return Err(mismatch(format!("peer identity '{}'", rec.remote_id)));
+        }
         let mut reqs = Vec::new();
         for c in &rec.children {
-            let mut cfg = pc
-                .children
-                .iter()
-                .find(|x| x.name == c.name)
-                .cloned()
-                .ok_or_else(|| Error::UnknownChild {
-                    peer: rec.peer.clone(),
-                    child: c.name.clone(),
-                })?;
-            cfg.local_ts = c.ts_local.clone();
-            cfg.remote_ts = c.ts_remote.clone();
-            cfg.mode = c.mode;
-            // Prefer the proposal that was in use.
-            cfg.esp_proposals.retain(|p| *p != c.proposal);
-            cfg.esp_proposals.insert(0, c.proposal);
-            reqs.push(ChildReq {
-                cfg,
-                rekey_of: None,
-            });
+            reqs.push(recovered_child(&pc, rec, c).map_err(mismatch)?);
         }
         let mut rest = reqs.into_iter();
         let first = rest.next().or_else(|| {
@@ -94,14 +127,22 @@ impl Endpoint {
             });
         };
         let mut ike = (*pc).clone();
-        ike.ike_proposals.retain(|p| *p != rec.proposal);
-        ike.ike_proposals.insert(0, rec.proposal);
-        let remote = if rec.nat_local || rec.nat_remote {
-            SocketAddr::new(rec.remote.ip(), rec.remote.port())
-        } else {
-            rec.remote
-        };
-        self.start_initiator(now, Arc::new(ike), rec.local, remote, first, rest.collect())
+        if ike.ike_proposals.contains(&rec.proposal) {
+            ike.ike_proposals.retain(|p| *p != rec.proposal);
+            ike.ike_proposals.insert(0, rec.proposal);
+        }
+        let id = self.start_initiator(
+            now,
+            Arc::new(ike),
+            rec.local,
+            rec.remote,
+            first,
+            rest.collect(),
+        )?;
+        if let Some(sa) = self.sas.get_mut(&id) {
+            sa.recovered_remote_id = Some(rec.remote_id.clone());
+        }
+        Ok(id)
     }
 
     pub(super) fn start_initiator(
@@ -117,8 +158,9 @@ impl Endpoint {
             .ike_proposals
             .first()
             .ok_or_else(|| Error::NoProposal(pc.name.clone()))?;
-        let spi = self.new_ike_spi();
-        let mut sa = IkeSa::new(IkeSaId(spi), true, local, remote);
+        let id = self.next_id();
+        let spi = self.new_ike_spi(id);
+        let mut sa = IkeSa::new(id, true, local, remote);
         sa.spi_i = spi;
         sa.local_id = Some(pc.local_id.to_wire());
         sa.peer = Some(pc);
@@ -197,7 +239,7 @@ impl Endpoint {
             mid: 0,
             bytes,
             tries: 0,
-            next: now + self.config.limits.retransmit_base,
+            next: now + self.retransmit_wait(sa, 0),
             pending: Pending::Init,
         });
         Ok(())
@@ -263,6 +305,7 @@ impl Endpoint {
         sa.keys = Some(crypto::derive_ike_keys(
             &suite, &seed, &sa.ni, nr, sa.spi_i, sa.spi_r,
         ));
+        self.log_keys(sa);
         if let Some((l, r)) = detect_nat(p, sa.spi_i, sa.spi_r, local, remote) {
             sa.nat_local = l;
             sa.nat_remote = r;
@@ -270,7 +313,8 @@ impl Endpoint {
         //= https://www.rfc-editor.org/rfc/rfc7296#section-2.23
         //# If a NAT is detected, both devices MUST use port 4500 for all
         //# subsequent exchanges
-        if sa.nat_local || sa.nat_remote {
+        // (Already on port 4500, e.g. to a peer's NAT mapping: stay where we are.)
+        if (sa.nat_local || sa.nat_remote) && sa.local.port() != 4500 {
             sa.local.set_port(4500);
             sa.remote.set_port(4500);
         }
@@ -320,4 +364,53 @@ impl Endpoint {
             reason: reason.to_string(),
         });
     }
+}
+
+/// The Child SA request for a recorded Child SA: its config with the recorded
+/// selectors (which must lie within the config's) and mode, and the recorded ESP
+/// proposal first when the config still has it. The error names the mismatch.
+fn recovered_child(
+    pc: &PeerConfig,
+    rec: &IkeRecord,
+    c: &crate::record::ChildRecord,
+) -> Result<ChildReq, String> {
+    let mut cfg = pc
+        .children
+        .iter()
+        .find(|x| x.name == c.name)
+        .cloned()
+        .ok_or_else(|| format!("child '{}' (not in the config)", c.name))?;
+    let within = |a: &[TrafficSelector], b: &[TrafficSelector]| {
+        !a.is_empty() && a.iter().all(|t| b.iter().any(|o| t.is_subset_of(o)))
+    };
+    let remote = remote_selectors(&cfg, rec.remote.ip());
+    if !within(&c.ts_local, &cfg.local_ts) || !within(&c.ts_remote, &remote) {
+        return Err(format!(
+            "selectors {} === {} of child '{}' (outside the config's)",
+            ts_list(&c.ts_local),
+            ts_list(&c.ts_remote),
+            c.name
+        ));
+    }
+    cfg.local_ts = c.ts_local.clone();
+    cfg.remote_ts = c.ts_remote.clone();
+    cfg.remote_dynamic.clear();
+    cfg.mode = c.mode;
+    // Prefer the proposal that was in use (it was negotiated without PFS, in
+    // IKE_AUTH, or with the group the config has for it).
+    let same = |e: &EspProposal| {
+        EspProposal { dh: None, ..*e }
+            == EspProposal {
+                dh: None,
+                ..c.proposal
+            }
+    };
+    if let Some(i) = cfg.esp_proposals.iter().position(same) {
+        let p = cfg.esp_proposals.remove(i);
+        cfg.esp_proposals.insert(0, p);
+    }
+    Ok(ChildReq {
+        cfg,
+        rekey_of: None,
+    })
 }

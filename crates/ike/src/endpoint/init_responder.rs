@@ -65,6 +65,7 @@ impl Endpoint {
             return self.reply_plain(local, remote, header, vec![n]);
         };
         let mut sa = self.half_open_sa(now, local, remote, header, &choice, ni, &shared);
+        self.log_keys(&sa);
         sa.init_req = data.to_vec();
         let nat = detect_nat(p, sa.spi_i, 0, local, remote);
         if let Some((l, r)) = nat {
@@ -121,7 +122,7 @@ impl Endpoint {
     /// of preference, preferring one whose group matches the KE already sent. The
     /// error is the notify to answer with.
     fn choose_ike_proposal(
-        &self,
+        &mut self,
         remote: SocketAddr,
         props: &[Proposal],
         group: u16,
@@ -144,6 +145,12 @@ impl Endpoint {
             .find(|(ip, _)| ip.dh == group)
             .or(acceptable.first())
         else {
+            let reason = self.ike_refusal(remote, props);
+            self.events.push_back(Event::Refused {
+                remote,
+                peer: None,
+                reason,
+            });
             return Err(Payload::notify(notify::NO_PROPOSAL_CHOSEN, vec![]));
         };
         if chosen.dh != group {
@@ -162,6 +169,25 @@ impl Endpoint {
         })
     }
 
+    /// Why no IKE proposal was acceptable: what was received and what is configured.
+    fn ike_refusal(&self, remote: SocketAddr, props: &[Proposal]) -> String {
+        let configured: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|pc| pc.remote_addr.is_none_or(|a| a.ip() == remote.ip()))
+            .flat_map(|pc| pc.ike_proposals.iter().map(|p| format!("IKE:{}", p.name())))
+            .collect();
+        format!(
+            "no acceptable IKE proposal: received {}, configured {}",
+            describe_proposals(props),
+            if configured.is_empty() {
+                format!("none for {}", remote.ip())
+            } else {
+                configured.join(", ")
+            }
+        )
+    }
+
     /// A new half-open responder SA with its keys derived (§2.14).
     #[allow(clippy::too_many_arguments)]
     fn half_open_sa(
@@ -174,9 +200,10 @@ impl Endpoint {
         ni: &[u8],
         shared: &[u8],
     ) -> IkeSa {
-        let spi_r = self.new_ike_spi();
+        let id = self.next_id();
+        let spi_r = self.new_ike_spi(id);
         let nr = self.nonce();
-        let mut sa = IkeSa::new(IkeSaId(spi_r), false, local, remote);
+        let mut sa = IkeSa::new(id, false, local, remote);
         sa.spi_i = header.spi_i;
         sa.spi_r = spi_r;
         sa.state = SaState::HalfOpen;

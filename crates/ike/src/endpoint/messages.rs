@@ -69,7 +69,7 @@ impl Endpoint {
             mid,
             bytes,
             tries: 0,
-            next: now + self.config.limits.retransmit_base,
+            next: now + self.retransmit_wait(sa, 0),
             pending,
         });
     }
@@ -131,8 +131,18 @@ impl Endpoint {
     /// Malformed, unauthenticated or unexpected input is dropped (and answered with an
     /// error notify where RFC 7296 asks for one); it never panics.
     pub fn handle(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
-        let Ok(header) = Header::parse(data) else {
-            return;
+        let header = match Header::parse(data) {
+            Ok(h) => h,
+            // IKEv1 (major version 1, RFC 2409) is dropped: say so, strongSwan
+            // users meet it with `keyexchange=ikev1` or an old client.
+            Err(ParseError::InvalidMajorVersion(1)) => {
+                return self.events.push_back(Event::Refused {
+                    remote,
+                    peer: None,
+                    reason: "IKEv1 is not supported (this gateway speaks IKEv2 only)".into(),
+                });
+            }
+            Err(_) => return,
         };
         if header.exchange == exchange::IKE_SA_INIT && !header.is_response() && header.spi_r == 0 {
             return self.handle_init_request(now, local, remote, &header, data);
@@ -143,7 +153,10 @@ impl Endpoint {
         } else {
             header.spi_i
         };
-        let Some(mut sa) = self.take(IkeSaId(ours)) else {
+        let Some(&id) = self.spi_index.get(&ours) else {
+            return;
+        };
+        let Some(mut sa) = self.take(id) else {
             return;
         };
         let consistent = sa.initiator != header.from_initiator()

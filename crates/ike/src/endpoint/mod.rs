@@ -54,7 +54,7 @@ use payloads::*;
 use sa::*;
 use select::*;
 
-pub use events::{ChildSa, Error, Event, IkeSaId, Transmit};
+pub use events::{ChildSa, Error, Event, IkeKeyLog, IkeSaId, Transmit};
 pub use status::{ChildInfo, IkeSaInfo, SaState};
 
 /// All IKE SAs of one gateway.
@@ -67,6 +67,10 @@ pub struct Endpoint {
     init_index: HashMap<(SocketAddr, u64), IkeSaId>,
     /// Child SAs by inbound SPI.
     child_index: HashMap<u32, IkeSaId>,
+    /// IKE SAs by our SPI (also SPIs reserved for an IKE SA rekey in flight).
+    spi_index: HashMap<u64, IkeSaId>,
+    /// The number of the next IKE SA.
+    next_id: u64,
     timers: BTreeSet<(Instant, IkeSaId)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -75,6 +79,8 @@ pub struct Endpoint {
     wall: (Instant, SystemTime),
     /// The ESP transforms the data plane can install: nothing else is negotiated.
     esp_support: EspSupport,
+    /// Report the keys of every IKE SA (`Event::IkeKeys`) for a key log.
+    key_log: bool,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -110,12 +116,15 @@ impl Endpoint {
             sas: HashMap::new(),
             init_index: HashMap::new(),
             child_index: HashMap::new(),
+            spi_index: HashMap::new(),
+            next_id: 1,
             timers: BTreeSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             cookie: CookieState::new(secret),
             wall: (Instant::now(), SystemTime::now()),
             esp_support: EspSupport::default(),
+            key_log: false,
         }
     }
 
@@ -137,6 +146,31 @@ impl Endpoint {
     /// Child SA is proposed or accepted with another transform; established ones stay.
     pub fn set_esp_support(&mut self, support: EspSupport) {
         self.esp_support = support;
+    }
+
+    /// Report the keys of each new IKE SA as an `Event::IkeKeys` (off by default), so
+    /// that the daemon can write Wireshark's IKEv2 decryption table.
+    pub fn set_key_log(&mut self, on: bool) {
+        self.key_log = on;
+    }
+
+    /// The key log event of `sa`, when asked for and its keys exist.
+    fn log_keys(&mut self, sa: &IkeSa) {
+        let (true, Some(k), Some(s)) = (self.key_log, sa.keys.as_ref(), sa.suite) else {
+            return;
+        };
+        let keys = IkeKeyLog {
+            spi_i: sa.spi_i,
+            spi_r: sa.spi_r,
+            encr: s.encr,
+            encr_bits: s.encr_bits,
+            integ: s.integ,
+            sk_ei: k.sk_ei.clone(),
+            sk_er: k.sk_er.clone(),
+            sk_ai: k.sk_ai.clone(),
+            sk_ar: k.sk_ar.clone(),
+        };
+        self.events.push_back(Event::IkeKeys { id: sa.id, keys });
     }
 
     /// Replace the configuration (reload). Established SAs keep the peer config they
@@ -211,6 +245,7 @@ impl Endpoint {
             .map(|s| s.size_estimate() + per_entry)
             .sum::<usize>()
             + self.child_index.len() * 16
+            + self.spi_index.len() * 24
             + self.timers.len() * 32
     }
 
@@ -220,12 +255,28 @@ impl Endpoint {
         u64::from_be_bytes(b)
     }
 
-    fn new_ike_spi(&mut self) -> u64 {
+    /// The number of a new IKE SA.
+    fn next_id(&mut self) -> IkeSaId {
+        let id = IkeSaId(self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    /// A new SPI of ours, unique among our IKE SAs, registered for `owner`.
+    fn new_ike_spi(&mut self, owner: IkeSaId) -> u64 {
         loop {
             let s = self.random_u64();
-            if s != 0 && !self.sas.contains_key(&IkeSaId(s)) {
+            if s != 0 && !self.spi_index.contains_key(&s) {
+                self.spi_index.insert(s, owner);
                 return s;
             }
+        }
+    }
+
+    /// Forget the SPI `spi` when it is registered for `owner`.
+    fn release_spi(&mut self, spi: u64, owner: IkeSaId) {
+        if self.spi_index.get(&spi) == Some(&owner) {
+            self.spi_index.remove(&spi);
         }
     }
 
@@ -280,6 +331,10 @@ impl Endpoint {
 
     /// Forget an SA (already taken out), reporting its children and itself.
     fn destroy(&mut self, mut sa: IkeSa, reason: &str, report: bool) {
+        self.release_spi(sa.our_spi(), sa.id);
+        if let Some(s) = sa.reserved_spi.take() {
+            self.release_spi(s, sa.id);
+        }
         if let Some(d) = sa.deadline.take() {
             self.timers.remove(&(d, sa.id));
         }

@@ -68,7 +68,8 @@ impl Endpoint {
             return;
         };
         let new_spi_i = spi8_of(&pr.spi);
-        let new_spi_r = self.new_ike_spi();
+        let new_id = self.next_id();
+        let new_spi_r = self.new_ike_spi(new_id);
         let nr = self.nonce();
         let seed = crypto::skeyseed_rekey(old_suite.prf, &old_keys.sk_d, &shared, &ni, &nr);
         let keys = crypto::derive_ike_keys(&suite, &seed, &ni, &nr, new_spi_i, new_spi_r);
@@ -96,7 +97,7 @@ impl Endpoint {
             ni,
             nr,
         };
-        self.adopt(now, sa, IkeSaId(new_spi_r), false, new);
+        self.adopt(now, sa, new_id, false, new);
     }
 
     /// Move everything from `old` to the rekeyed SA `id` made of `n`, and report it.
@@ -144,6 +145,7 @@ impl Endpoint {
         old.rekey_at = None;
         old.dpd_at = None;
         old.expire_at = Some(now + Duration::from_secs(60));
+        self.log_keys(&new);
         self.report_ike_rekeyed(old.id, &new);
         self.put(new);
     }
@@ -195,6 +197,9 @@ impl Endpoint {
         };
         let Some((chosen, new_spi_r, nr, kd, dh)) = usable else {
             // Failed (e.g. NO_PROPOSAL_CHOSEN): keep the old SA, try again later.
+            if let Some(s) = sa.reserved_spi.take() {
+                self.release_spi(s, sa.id);
+            }
             sa.rekey_at =
                 Some(self.jittered(now, Duration::from_secs(30), Duration::from_secs(25)));
             return;
@@ -218,7 +223,10 @@ impl Endpoint {
             ni,
             nr: nr.clone(),
         };
-        self.adopt(now, sa, IkeSaId(new_spi), true, new);
+        sa.reserved_spi = None;
+        let new_id = self.next_id();
+        self.spi_index.insert(new_spi, new_id);
+        self.adopt(now, sa, new_id, true, new);
         //= https://www.rfc-editor.org/rfc/rfc7296#section-1.3.2
         //# After the new equivalent IKE SA is created, the initiator deletes the
         //# old IKE SA

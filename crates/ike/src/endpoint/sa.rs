@@ -67,6 +67,40 @@ pub(super) enum Task {
 }
 
 impl IkeSa {
+    /// Our SPI of this SA (the one the peer's messages name us by).
+    pub(super) fn our_spi(&self) -> u64 {
+        if self.initiator {
+            self.spi_i
+        } else {
+            self.spi_r
+        }
+    }
+
+    /// Is a Child SA of config `name` up (and not being replaced or deleted), or on
+    /// its way (in IKE_AUTH, queued or in flight)?
+    pub(super) fn has_child(&self, name: &str) -> bool {
+        let up = self
+            .children
+            .iter()
+            .any(|c| c.sa.name == name && !c.rekeyed);
+        let first = self
+            .first_child
+            .as_ref()
+            .is_some_and(|r| r.cfg.name == name);
+        let queued = self
+            .queue
+            .iter()
+            .any(|t| matches!(t, Task::CreateChild(r) if r.cfg.name == name));
+        let sent = match self.outstanding.as_ref().map(|o| &o.pending) {
+            Some(Pending::CreateChild { child, .. }) => child.cfg.name == name,
+            Some(Pending::Auth {
+                child: Some((r, _)),
+            }) => r.cfg.name == name,
+            _ => false,
+        };
+        up || first || queued || sent
+    }
+
     /// Is a DELETE of this Child SA queued or in flight?
     pub(super) fn deleting_child(&self, spi_in: u32) -> bool {
         let queued = self
@@ -120,6 +154,10 @@ pub(super) struct IkeSa {
     pub(super) reply_to: (SocketAddr, SocketAddr),
     /// Its key in the index of half-open SAs (peer address of the IKE_SA_INIT, SPIi).
     pub(super) init_key: Option<(SocketAddr, u64)>,
+    /// Renegotiated from a recovery record: the peer must prove this identity.
+    pub(super) recovered_remote_id: Option<Identification>,
+    /// Our SPI of the IKE SA that our rekey in flight will create (reserved).
+    pub(super) reserved_spi: Option<u64>,
 }
 
 impl IkeSa {
@@ -166,6 +204,8 @@ impl IkeSa {
             deadline: None,
             reply_to: (local, remote),
             init_key: None,
+            recovered_remote_id: None,
+            reserved_spi: None,
         }
     }
 

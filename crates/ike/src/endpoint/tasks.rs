@@ -168,7 +168,12 @@ impl Endpoint {
     pub(super) fn start_rekey_ike(&mut self, now: Instant, sa: &mut IkeSa) {
         let Some(pc) = sa.peer.clone() else { return };
         let Some(cur) = sa.proposal else { return };
-        let new_spi = self.new_ike_spi();
+        // Reserved (for this SA) until the new SA takes it over or the rekey fails.
+        if let Some(s) = sa.reserved_spi.take() {
+            self.release_spi(s, sa.id);
+        }
+        let new_spi = self.new_ike_spi(sa.id);
+        sa.reserved_spi = Some(new_spi);
         let ni = self.nonce();
         let Ok((dh, pubv)) = crypto::dh_generate(cur.dh, self.rng.as_mut()) else {
             return;
@@ -319,6 +324,36 @@ impl Endpoint {
         }
     }
 
+    /// NAT rebinding: the daemon saw authenticated ESP of IKE SA `id`'s peer arrive
+    /// from a new address or port. When a NAT was detected (RFC 7296 §2.23, RFC 3948)
+    /// every later IKE message of the SA, liveness checks and retransmissions
+    /// included, goes there, and its Child SAs and recovery record follow (a
+    /// `RecordUpdated`). Without a NAT the SA stays where it is
+    /// ([`Error::NotBehindNat`]): an address is only followed behind a NAT.
+    pub fn peer_address_changed(
+        &mut self,
+        now: Instant,
+        id: IkeSaId,
+        remote: SocketAddr,
+    ) -> Result<(), Error> {
+        self.with_sa(now, id, |this, sa| {
+            if !(sa.nat_local || sa.nat_remote) {
+                return Err(Error::NotBehindNat(id));
+            }
+            if sa.remote == remote {
+                return Ok(());
+            }
+            sa.remote = remote;
+            for c in sa.children.iter_mut() {
+                c.sa.remote = remote;
+            }
+            if sa.state == SaState::Established {
+                this.emit_record(sa);
+            }
+            Ok(())
+        })
+    }
+
     /// Rekey an IKE SA (§1.3.2); reported as `IkeSaRekeyed`.
     pub fn rekey_ike(&mut self, now: Instant, id: IkeSaId) -> Result<(), Error> {
         self.with_sa(now, id, |_, sa| {
@@ -356,6 +391,16 @@ impl Endpoint {
             sa.outstanding = None;
         }
         self.finish(now, sa);
+        Ok(())
+    }
+
+    /// Drop the IKE SA `id` and its Child SAs without a word to the peer (its
+    /// Child SAs and the SA itself are reported deleted as usual): for SAs that
+    /// another gateway has already replaced at the peer (a takeover's
+    /// INITIAL_CONTACT), or that a client gives up after its peer lost them.
+    pub fn forget_ike(&mut self, id: IkeSaId) -> Result<(), Error> {
+        let sa = self.take(id).ok_or(Error::UnknownSa(id))?;
+        self.destroy(sa, "dropped without DELETE", true);
         Ok(())
     }
 

@@ -126,6 +126,8 @@ impl std::fmt::Display for TrafficSelector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.start == self.end {
             write!(f, "{}", self.start)?;
+        } else if let Some(len) = prefix_len(self.start, self.end) {
+            write!(f, "{}/{len}", self.start)?;
         } else {
             write!(f, "{}..{}", self.start, self.end)?;
         }
@@ -138,4 +140,18 @@ impl std::fmt::Display for TrafficSelector {
         }
         Ok(())
     }
+}
+
+/// The prefix length when `start..end` is exactly one prefix (strongSwan prints
+/// selectors that way).
+fn prefix_len(start: IpAddr, end: IpAddr) -> Option<u32> {
+    let (s, e, bits) = match (start, end) {
+        (IpAddr::V4(s), IpAddr::V4(e)) => (u32::from(s) as u128, u32::from(e) as u128, 32),
+        (IpAddr::V6(s), IpAddr::V6(e)) => (u128::from(s), u128::from(e), 128),
+        _ => return None,
+    };
+    let host = s ^ e;
+    // The differing bits must be a run of low ones, all zero in start.
+    let ok = host.checked_add(1).is_none_or(|x| x.is_power_of_two()) && s & host == 0;
+    ok.then(|| bits - host.count_ones())
 }

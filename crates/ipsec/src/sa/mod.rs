@@ -242,6 +242,15 @@ impl SecurityAssociation {
         }
     }
 
+    /// The peer now sends from `addr` and, with UDP encapsulation, `port`
+    /// (NAT rebinding, RFC 7296 §2.23): packets of this SA go there from now on.
+    pub fn move_peer(&mut self, addr: std::net::IpAddr, port: u16) {
+        self.params.remote_addr = addr;
+        if let Some(e) = self.params.encap.as_mut() {
+            e.remote_port = port;
+        }
+    }
+
     /// For an SA in transport mode, the packet `opened` (a result of this
     /// inbound SA's open) belongs to: outer addresses, protocol and payload,
     /// to check again or to rebuild the IP packet around the payload. `None`

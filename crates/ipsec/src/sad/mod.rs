@@ -290,6 +290,23 @@ impl Sad {
         self.index.newest(self.child_key(peer, child)?)
     }
 
+    /// NAT rebinding: every SA whose peer was at `from` (address, and port with
+    /// UDP encapsulation) now reaches it at `to`. Returns how many moved.
+    pub fn move_peer(&mut self, from: std::net::SocketAddr, to: std::net::SocketAddr) -> usize {
+        let at_from = |sa: &SecurityAssociation| {
+            let p = sa.params();
+            p.remote_addr == from.ip() && p.encap.is_none_or(|e| e.remote_port == from.port())
+        };
+        let mut n = 0;
+        for sa in self.inbound.values_mut().chain(self.outbound.values_mut()) {
+            if at_from(sa) {
+                sa.move_peer(to.ip(), to.port());
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// All SAs, for status output.
     pub fn iter(&self) -> impl Iterator<Item = &SecurityAssociation> {
         self.inbound.values().chain(self.outbound.values())

@@ -99,6 +99,11 @@ impl<V> SpiTable<V> {
         self.slots.iter().map(|(_, v)| v)
     }
 
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.last = None;
+        self.slots.iter_mut().map(|(_, v)| v)
+    }
+
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &V)> {
         self.slots.iter().map(|(k, v)| (*k, v))
     }

@@ -4,8 +4,8 @@
 //! transaction atomic and durable: a process killed with SIGKILL in the middle of a
 //! write leaves the database as it was before or after that transaction, never
 //! between (the next opener rolls the log back or forward). Watches poll a revision
-//! counter from a background thread ([`poller`]); leases are `flock`ed lock files
-//! that the kernel releases when their process dies ([`lease`]).
+//! counter from a background thread (`poller.rs`); leases are `flock`ed lock files
+//! that the kernel releases when their process dies (`lease.rs`, which documents the mechanism).
 
 mod lease;
 mod poller;

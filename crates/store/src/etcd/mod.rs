@@ -5,7 +5,7 @@
 //! [`StoreError::Unavailable`]. Transactions map onto etcd's (`Compare` on
 //! `mod_revision`, or `create_revision == 0` for absent); leases are etcd leases,
 //! kept alive over one stream per lease; watches are etcd watches that reconnect and
-//! resume from their next revision ([`watch`]). Lists are paged (1,000 keys a page,
+//! resume from their next revision (`watch.rs`). Lists are paged (1,000 keys a page,
 //! all pages at the first page's revision), so 100,000 records fit etcd's message
 //! limits.
 

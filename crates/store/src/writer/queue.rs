@@ -12,6 +12,7 @@
 //! [`RecordWriter`]: crate::writer::RecordWriter
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::StoreError;
@@ -26,7 +27,7 @@ pub enum Change {
     /// A value already sealed.
     Put(Vec<u8>),
     /// A record, sealed on the writer's side just before it is written.
-    Record(Box<Record>),
+    Record(Arc<Record>),
     /// Absent.
     Delete,
 }
@@ -35,21 +36,43 @@ pub enum Change {
 struct Pending {
     change: Change,
     seq: u64,
-    /// When this change was handed over (latency is measured from here).
+    /// When this change was handed over (latency and lag are measured from here).
     since: Instant,
-    /// When the key first had a change pending (the lag counts from here).
-    first: Instant,
 }
 
-/// A batch taken for writing: `(seq, key)` of each change, and the operations.
+/// A batch taken for writing: `(seq, key)` of each change and the change (records
+/// are sealed by [`Batch::ops`], outside the queue's lock).
 #[derive(Debug)]
 pub struct Batch {
     items: Vec<(u64, String)>,
-    /// The operations to apply in one transaction.
-    pub ops: Vec<Op>,
+    changes: Vec<Change>,
 }
 
 impl Batch {
+    /// The operations of one transaction; records are sealed here with `book`.
+    pub fn ops(&self, book: Option<&RecordBook>) -> Result<Vec<Op>, SealError> {
+        let mut ops = Vec::with_capacity(self.items.len());
+        for ((_, key), change) in self.items.iter().zip(&self.changes) {
+            ops.push(match change {
+                Change::Put(v) => Op::Put {
+                    key: key.clone(),
+                    value: v.clone(),
+                    lease: None,
+                },
+                Change::Record(r) => {
+                    let book = book.ok_or_else(|| SealError::Decode("no record book".into()))?;
+                    Op::Put {
+                        key: key.clone(),
+                        value: book.seal(r)?.1,
+                        lease: None,
+                    }
+                }
+                Change::Delete => Op::Delete { key: key.clone() },
+            });
+        }
+        Ok(ops)
+    }
+
     /// Number of changes.
     pub fn len(&self) -> usize {
         self.items.len()
@@ -137,7 +160,6 @@ impl RecordQueue {
                 change,
                 seq,
                 since: now,
-                first: now,
             },
         );
         true
@@ -150,7 +172,7 @@ impl RecordQueue {
             .as_ref()
             .ok_or_else(|| SealError::Decode("this queue has no record book".into()))?;
         let key = book.key_of(&record);
-        Ok(self.set(key, Change::Record(Box::new(record)), now))
+        Ok(self.set(key, Change::Record(Arc::new(record)), now))
     }
 
     /// Replace everything pending by the complete live set of records under
@@ -185,12 +207,13 @@ impl RecordQueue {
         self.pending.is_empty() && self.sweep.is_none()
     }
 
-    /// How long the oldest pending change has waited.
+    /// How long the oldest pending change has waited (since its latest update).
     pub fn lag(&self, now: Instant) -> Duration {
-        self.pending
+        self.order
             .values()
-            .map(|p| now.saturating_duration_since(p.first))
-            .max()
+            .next()
+            .and_then(|k| self.pending.get(k))
+            .map(|p| now.saturating_duration_since(p.since))
             .unwrap_or_default()
     }
 
@@ -204,37 +227,21 @@ impl RecordQueue {
         self.latency.summary()
     }
 
-    /// The oldest changes, at most `max` (≤ [`MAX_TXN_OPS`]), as one transaction.
-    /// Records are sealed here; one that cannot be sealed stays pending (the RNG
-    /// failed: retried later) and the batch stops before it.
-    pub fn take_batch(&mut self, max: usize) -> Result<Batch, SealError> {
+    /// The oldest changes, at most `max` (≤ [`MAX_TXN_OPS`]), for one transaction.
+    pub fn take_batch(&self, max: usize) -> Batch {
         let max = max.clamp(1, MAX_TXN_OPS);
-        let mut items = Vec::new();
-        let mut ops = Vec::new();
+        let mut items = Vec::with_capacity(max);
+        let mut changes = Vec::with_capacity(max);
         for (seq, key) in self.order.iter().take(max) {
-            let p = &self.pending[key];
-            let op = match &p.change {
-                Change::Put(v) => Op::Put {
-                    key: key.clone(),
-                    value: v.clone(),
-                    lease: None,
-                },
-                Change::Record(r) => match self.book.as_ref().map(|b| b.seal(r)) {
-                    Some(Ok((_, value))) => Op::Put {
-                        key: key.clone(),
-                        value,
-                        lease: None,
-                    },
-                    Some(Err(e)) if items.is_empty() => return Err(e),
-                    Some(Err(_)) => break,
-                    None => return Err(SealError::Decode("no record book".into())),
-                },
-                Change::Delete => Op::Delete { key: key.clone() },
-            };
             items.push((*seq, key.clone()));
-            ops.push(op);
+            changes.push(self.pending[key].change.clone());
         }
-        Ok(Batch { items, ops })
+        Batch { items, changes }
+    }
+
+    /// The record book (for [`Batch::ops`]).
+    pub fn book(&self) -> Option<&RecordBook> {
+        self.book.as_ref()
     }
 
     /// The batch is durable: forget its changes (unless superseded meanwhile).
@@ -272,9 +279,7 @@ impl RecordQueue {
     ) -> Result<usize, StoreError> {
         let mut written = 0;
         loop {
-            let batch = self
-                .take_batch(MAX_TXN_OPS)
-                .map_err(|e| StoreError::Refused(format!("sealing failed: {e}")))?;
+            let batch = self.take_batch(MAX_TXN_OPS);
             if batch.is_empty() {
                 if let Some(prefixes) = self.sweep_prefixes() {
                     let listed = list_keys(store, &prefixes)?;
@@ -286,7 +291,7 @@ impl RecordQueue {
                 continue;
             }
             let n = batch.len();
-            match write_batch(store, batch) {
+            match write_batch(store, batch, self.book.as_ref()) {
                 Written::All(b) => {
                     self.ack(&b, clock());
                     written += n;
@@ -342,25 +347,32 @@ pub enum Written {
     Failed(Batch, StoreError),
 }
 
-/// Write `batch` in one transaction; if the store refuses it for good, try its
-/// changes one by one (to give up only the bad one). No lock is needed: the queue is
-/// updated afterwards with [`RecordQueue::ack`] and [`RecordQueue::give_up`].
-pub fn write_batch(store: &dyn Store, batch: Batch) -> Written {
-    match store.batch(&batch.ops) {
+/// Seal and write `batch` in one transaction; if the store refuses it for good, try
+/// its changes one by one (to give up only the bad one). No lock is needed: the queue
+/// is updated afterwards with [`RecordQueue::ack`] and [`RecordQueue::give_up`].
+pub fn write_batch(store: &dyn Store, batch: Batch, book: Option<&RecordBook>) -> Written {
+    let ops = match batch.ops(book) {
+        Ok(ops) => ops,
+        Err(e) => {
+            return Written::Failed(batch, StoreError::Refused(format!("sealing failed: {e}")))
+        }
+    };
+    match store.batch(&ops) {
         Ok(_) => Written::All(batch),
         Err(e) if e.is_transient() => Written::Failed(batch, e),
         Err(e) => {
             tracing::error!("record store refused a batch ({e}); writing its changes one by one");
             let mut out = Vec::with_capacity(batch.items.len());
-            for (item, op) in batch.items.into_iter().zip(batch.ops) {
+            for ((item, change), op) in batch.items.into_iter().zip(batch.changes).zip(ops) {
+                let key = item.1.clone();
                 let one = Batch {
                     items: vec![item],
-                    ops: vec![op],
+                    changes: vec![change],
                 };
-                let r = store.batch(&one.ops).map(|_| ());
+                let r = store.batch(std::slice::from_ref(&op)).map(|_| ());
                 if let Err(e) = &r {
                     if !e.is_transient() {
-                        tracing::error!("record store: giving up {}: {e}", one.items[0].1);
+                        tracing::error!("record store: giving up {key}: {e}");
                     }
                 }
                 out.push((one, r));

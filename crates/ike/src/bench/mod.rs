@@ -1,7 +1,12 @@
 //! A self-contained benchmark for `plexgate bench ike`: complete IKE SA + Child SA
 //! setups (X25519, AES-GCM, PSK) between an initiator and a responder [`Endpoint`] in
 //! one process, with no network in between, and the memory each established IKE SA
-//! with one Child SA holds.
+//! with one Child SA holds; and takeover renegotiations from recovery records
+//! (`recovery.rs`).
+
+mod recovery;
+
+pub use recovery::{bench_recovery, RecoveryReport};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -77,7 +82,7 @@ fn configs() -> (Arc<Config>, Arc<Config>) {
 }
 
 /// CPU time consumed by the calling thread (Linux `CLOCK_THREAD_CPUTIME_ID`).
-fn thread_cpu() -> Duration {
+pub(crate) fn thread_cpu() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -93,6 +98,10 @@ fn thread_cpu() -> Duration {
 /// Run `n` complete IKE SA + Child SA setups between two in-process endpoints.
 pub fn bench_setups(n: usize) -> BenchReport {
     let (ci, cr) = configs();
+    // Each setup is a new IKE SA (`initiate` would put a second Child SA into the
+    // first one).
+    let pc = Arc::new(ci.peers[0].clone());
+    let child = pc.children[0].clone();
     let mut init = Endpoint::new(ci, Box::new(SystemRng::new()));
     let mut resp = Endpoint::new(cr, Box::new(SystemRng::new()));
     let start = Instant::now();
@@ -100,7 +109,10 @@ pub fn bench_setups(n: usize) -> BenchReport {
     let mut done = 0;
     for _ in 0..n {
         let now = Instant::now();
-        if init.initiate(now, "gw", "c").is_err() {
+        if init
+            .initiate_ike_sa(now, pc.clone(), child.clone())
+            .is_err()
+        {
             break;
         }
         // IKE_SA_INIT and IKE_AUTH: two round trips.
