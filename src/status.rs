@@ -130,7 +130,14 @@ pub fn render(v: &Value) -> String {
     }
     if let Some(ha) = v.get("ha").filter(|x| !x.is_null()) {
         for g in ha["groups"].as_array().into_iter().flatten() {
-            o.push_str(&format!("HA {}\n", s(g)));
+            o.push_str(&format!(
+                "HA {} (DVIPAs {}): {}, owner {} at epoch {}\n",
+                s(&g["vipa"]),
+                g["dvipas"],
+                s(&g["role"]),
+                s(&g["owner"]),
+                g["epoch"]
+            ));
         }
     }
     o.push_str(&format!("CRT entries: {}\n", v["crt_entries"]));

@@ -28,51 +28,36 @@ use plexgate_ha::l2::{
     InterfaceConfig,
 };
 use plexgate_lab::capture::{tshark_fields, Capture};
-use plexgate_lab::{Netns, Veth};
+use plexgate_lab::Netns;
 use plexgate_wire::arp::{ArpFrameRepr, ArpOperation, ArpRepr, EthernetAddress};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// A switch: a namespace holding a Linux bridge; hosts are plugged into it with
-/// veth pairs. Dropping it (after the hosts) removes everything.
+/// The lab's switch, with the MACs of what is plugged in as wire addresses.
 struct Switch {
-    ns: Netns,
-    ports: usize,
+    inner: plexgate_lab::Switch,
+    last: String,
 }
 
 impl Switch {
     fn new() -> Switch {
         common::prerequisites();
-        let ns = Netns::new("sw").unwrap();
-        ns.ip(&[
-            "link",
-            "add",
-            "br0",
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ])
-        .unwrap();
-        ns.ip(&["link", "set", "br0", "up"]).unwrap();
-        Switch { ns, ports: 0 }
+        Switch {
+            inner: plexgate_lab::Switch::new("sw").unwrap(),
+            last: String::new(),
+        }
     }
 
     /// Plugs a new interface `ifname` of `host` (address `cidr`) into the bridge;
     /// returns its MAC.
     fn plug(&mut self, host: &Netns, ifname: &str, cidr: &str) -> EthernetAddress {
-        self.ports += 1;
-        let port = format!("p{}", self.ports);
-        Veth::connect(host, ifname, &[cidr], &self.ns, &port, &[]).unwrap();
-        self.ns
-            .ip(&["link", "set", "dev", &port, "master", "br0"])
-            .unwrap();
+        self.last = self.inner.plug(host, ifname, cidr).unwrap();
         mac_of(host, ifname)
     }
 
     /// The bridge port of the last interface plugged in.
     fn last_port(&self) -> String {
-        format!("p{}", self.ports)
+        self.last.clone()
     }
 }
 
@@ -231,7 +216,7 @@ fn active_standby_switch_moves_the_vipa_within_a_second() {
     let c_mac = sw.plug(&client, "eth0", "10.77.0.1/24");
     let m1 = sw.plug(&g1, "eth0", "10.77.0.2/24");
     let m2 = sw.plug(&g2, "eth0", "10.77.0.3/24");
-    let mut cap = Capture::start(&sw.ns, "br0", "arp").unwrap();
+    let mut cap = Capture::start(sw.inner.ns(), "br0", "arp").unwrap();
     let a1 = agent(&g1, vipa_config(vec![lan_iface("eth0", "10.77.0.2")], vipa));
     let a2 = agent(&g2, vipa_config(vec![lan_iface("eth0", "10.77.0.3")], vipa));
     // Standby everywhere: nobody answers, the kernel included.
@@ -303,7 +288,7 @@ fn agent_interface_down_moves_the_vipa_and_back() {
     let c_mac = sw.plug(&client, "eth0", "10.78.0.1/24");
     let m0 = sw.plug(&gw, "eth0", "10.78.0.2/24");
     let m1 = sw.plug(&gw, "eth1", "10.78.0.3/24");
-    let mut cap = Capture::start(&sw.ns, "br0", "arp").unwrap();
+    let mut cap = Capture::start(sw.inner.ns(), "br0", "arp").unwrap();
     let cfg = vipa_config(
         vec![
             lan_iface("eth0", "10.78.0.2"),
@@ -406,7 +391,7 @@ fn adapter_backup_answers_for_an_interface_without_carrier() {
     let m0 = sw.plug(&gw, "eth0", "10.81.0.2/24");
     let port0 = sw.last_port();
     let m1 = sw.plug(&gw, "eth1", "10.81.0.3/24");
-    let mut cap = Capture::start(&sw.ns, "br0", "arp").unwrap();
+    let mut cap = Capture::start(sw.inner.ns(), "br0", "arp").unwrap();
     let mut cfg = Config::new(
         vec![
             lan_iface("eth0", "10.81.0.2"),
@@ -431,7 +416,7 @@ fn adapter_backup_answers_for_an_interface_without_carrier() {
             ping(&client, own);
         }
         let t = Instant::now();
-        sw.ns.ip(&["link", "set", "dev", &port0, state]).unwrap();
+        sw.inner.ns().ip(&["link", "set", "dev", &port0, state]).unwrap();
         wait_for("the client's entry to follow", || {
             neigh(&client, own, "eth0") == Some(mac)
         });
@@ -475,7 +460,7 @@ fn cluster_mac_switch_changes_no_neighbour_entry() {
     let c_mac = sw.plug(&client, "eth0", "10.79.0.1/24");
     sw.plug(&g1, "eth0", "10.79.0.2/24");
     let m2 = sw.plug(&g2, "eth0", "10.79.0.3/24");
-    let mut cap = Capture::start(&sw.ns, "br0", "arp").unwrap();
+    let mut cap = Capture::start(sw.inner.ns(), "br0", "arp").unwrap();
     let cfg = |own: &str| {
         let mut c = vipa_config(vec![lan_iface("eth0", own)], vipa);
         c.cluster = Some(ClusterConfig {
@@ -594,7 +579,7 @@ fn flood_of_malformed_and_spoofed_arp_changes_no_ownership() {
     let m1 = sw.plug(&g1, "eth0", "10.80.0.2/24");
     let m2 = sw.plug(&g2, "eth0", "10.80.0.3/24");
     let evil = sw.plug(&mallory, "eth0", "10.80.0.66/24");
-    let mut cap = Capture::start(&sw.ns, "br0", "arp").unwrap();
+    let mut cap = Capture::start(sw.inner.ns(), "br0", "arp").unwrap();
     let a1 = agent(&g1, vipa_config(vec![lan_iface("eth0", "10.80.0.2")], vipa));
     let a2 = agent(&g2, vipa_config(vec![lan_iface("eth0", "10.80.0.3")], vipa));
     a1.set_active(vipa, true).unwrap();

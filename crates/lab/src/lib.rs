@@ -22,6 +22,8 @@
 //! every command and wait has a deadline; nothing is left behind.
 #![warn(missing_docs)]
 
+pub mod streams;
+pub mod switch;
 pub mod capture;
 pub mod charon;
 pub mod cmd;
@@ -41,6 +43,7 @@ pub use labdir::LabDir;
 pub use netns::{cleanup_stale, Netns, Process};
 pub use prereq::check_prerequisites;
 pub use site::{strongswan_baseline, Endpoint, Ready, Running, Site, SiteSpec};
+pub use switch::Switch;
 pub use topology::{Topology, Veth};
 pub use traffic::{
     http_get_loop, iperf3_client, tcp_transfer, tcp_transfer_until, HttpServer, IperfResult,

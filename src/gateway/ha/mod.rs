@@ -86,6 +86,8 @@ struct Runtime {
     pending: Vec<Input>,
     status: Arc<Mutex<Value>>,
     synced: bool,
+    /// Renegotiations finished: (group, IKE SAs up, failed).
+    takeovers: Vec<Value>,
 }
 
 /// Start the HA thread of gateway `me`.
@@ -130,6 +132,7 @@ pub(super) fn start(
         pending: vec![Input::Start],
         status: status.clone(),
         synced: false,
+        takeovers: Vec::new(),
     };
     let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let done = stopped.clone();
@@ -242,6 +245,8 @@ impl Runtime {
             }) => {
                 let group = GroupId::new(vipa);
                 self.remove_taken_records(group);
+                self.takeovers
+                    .push(json!({"vipa": vipa, "epoch": epoch, "up": up, "failed": failed}));
                 self.pending.push(Input::RenegotiationDone {
                     group,
                     epoch: plexgate_ha::takeover::Epoch(epoch),
@@ -391,14 +396,32 @@ impl Runtime {
     }
 
     fn publish_status(&self) {
+        use plexgate_ha::takeover::{OwnerRecord, Role};
         let groups: Vec<Value> = self
             .m
             .status()
             .iter()
-            .map(|g| json!(format!("{g:?}")))
+            .map(|g| {
+                let (owner, epoch) = match &g.record {
+                    Some(OwnerRecord::Owned { gateway, epoch, .. }) => {
+                        (Some(gateway.as_str().to_string()), Some(epoch.0))
+                    }
+                    Some(r) => (None, r.epoch().map(|e| e.0)),
+                    None => (None, None),
+                };
+                let routing = matches!(g.role, Role::Routing | Role::TakingOver | Role::HandingOver { .. });
+                json!({
+                    "vipa": g.group.vipa(),
+                    "dvipas": g.dvipas,
+                    "role": format!("{:?}", g.role),
+                    "routing": routing,
+                    "owner": owner,
+                    "epoch": epoch,
+                })
+            })
             .collect();
         if let Ok(mut s) = self.status.lock() {
-            *s = json!({ "backend": self.hs.backend().name(), "store_synced": self.synced, "groups": groups });
+            *s = json!({ "backend": self.hs.backend().name(), "store_synced": self.synced, "groups": groups, "takeovers": self.takeovers });
         }
     }
 }
