@@ -863,6 +863,7 @@ address = "10.77.0.1"
   [ha.store]
   kind = "embedded"
   path = "store"
+  key_file = "store.key"
 "#;
 
 /// `cluster_accepted` of a gateway's distribution snapshot (status JSON).
@@ -907,6 +908,7 @@ fn a_target_knows_both_gateways_of_its_site() {
         .route_via(&format!("{DVIPA}/32"), GW_OUT)
         .unwrap();
     plexgate::site_template::write_secret(&dir.path().join("cluster.key"), CLUSTER_KEY).unwrap();
+    plexgate::site_template::write_secret(&dir.path().join("store.key"), &[b'7'; 64]).unwrap();
     let pol = dir.path().join("site.toml");
     std::fs::write(&pol, TWO_GATEWAYS).unwrap();
     let gw1 = Daemon::gateway_as(ns("gw1"), dir.path(), &pol, "gw-1", None);
