@@ -66,6 +66,26 @@ enum Cmd {
         ctl: PathBuf,
     },
     /// Site policy tools.
+    /// Move a DVIPA (with every DVIPA of its gateway VIPA) to another gateway of
+    /// the site: the owner hands its SAs over, the new owner renegotiates them.
+    Move {
+        /// The DVIPA.
+        dvipa: std::net::IpAddr,
+        /// The gateway that should route it.
+        #[arg(long)]
+        to: String,
+        #[arg(long, default_value = plexgate::ctl::DEFAULT_SOCKET)]
+        ctl: PathBuf,
+    },
+    /// The recovery records in the shared store that this gateway can open (no
+    /// key material: records hold none).
+    Records {
+        #[arg(long, default_value = plexgate::ctl::DEFAULT_SOCKET)]
+        ctl: PathBuf,
+        /// The JSON as the daemon answers it.
+        #[arg(long)]
+        json: bool,
+    },
     Policy {
         #[command(subcommand)]
         cmd: PolicyCmd,
@@ -176,6 +196,8 @@ fn main() -> ExitCode {
         Cmd::Initiate { peer, child, ctl } => {
             plexgate::status::initiate(&ctl, &peer, child.as_deref())
         }
+        Cmd::Move { dvipa, to, ctl } => plexgate::status::move_dvipa(&ctl, dvipa, &to),
+        Cmd::Records { ctl, json } => plexgate::status::records(&ctl, json),
         Cmd::Policy {
             cmd: PolicyCmd::Check { files },
         } => return plexgate::policy_check(&files),

@@ -35,9 +35,9 @@ pub fn render(v: &Value) -> String {
             s(&sa["peer"]),
             sa["id"],
             s(&sa["state"]),
-            sa["spi_i"].as_u64().unwrap_or(0),
+            u64_of(&sa["spi_i"]),
             if sa["initiator"] == true { "*" } else { "" },
-            sa["spi_r"].as_u64().unwrap_or(0),
+            u64_of(&sa["spi_r"]),
             if sa["initiator"] == true { "" } else { "*" },
             s(&sa["local_id"]),
             s(&sa["local"]),
@@ -116,10 +116,34 @@ pub fn render(v: &Value) -> String {
     if v.get("l2").is_some_and(|l2| !l2.is_null()) {
         o.push_str(&crate::l2::render_status(&v["l2"]));
     }
+    if let Some(st) = v.get("store").filter(|x| !x.is_null()) {
+        o.push_str(&format!(
+            "store {}: {}, {} pending (lag {} ms), {} IKE and {} Child records, leases held by {}\n",
+            s(&st["backend"]),
+            if st["reachable"] == true { "reachable" } else { "UNREACHABLE" },
+            st["pending"],
+            st["lag_ms"],
+            st["ike_records"],
+            st["child_records"],
+            st["lease_holders"]
+        ));
+    }
+    if let Some(ha) = v.get("ha").filter(|x| !x.is_null()) {
+        for g in ha["groups"].as_array().into_iter().flatten() {
+            o.push_str(&format!("HA {}\n", s(g)));
+        }
+    }
     o.push_str(&format!("CRT entries: {}\n", v["crt_entries"]));
     o.push_str(&format!("ESP counters: {}\n", v["esp_counters"]));
     o.push_str(&format!("drops: {}\n", v["core_counters"]));
     o
+}
+
+/// An integer the daemon may send as a number or, above 2^53, as a string.
+fn u64_of(v: &Value) -> u64 {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(0)
 }
 
 /// Traffic selectors as `10.0.0.1`, `10.0.0.0-10.0.0.255[tcp/80-443]`.
@@ -180,4 +204,62 @@ pub fn initiate(ctl: &Path, peer: &str, child: Option<&str>) -> Result<(), BoxEr
             Ok(())
         }
     }
+}
+
+/// `plexgate move DVIPA --to GATEWAY`.
+pub fn move_dvipa(ctl: &Path, dvipa: std::net::IpAddr, to: &str) -> Result<(), BoxError> {
+    let v = crate::ctl::request(
+        ctl,
+        &json!({"cmd": "move", "dvipa": dvipa.to_string(), "to": to}),
+    )?;
+    match v.get("error") {
+        Some(e) => Err(format!("{e}").into()),
+        None => {
+            println!("moving {dvipa} to {to}: the owner hands it over, {to} renegotiates its SAs");
+            Ok(())
+        }
+    }
+}
+
+/// `plexgate records [--json]`.
+pub fn records(ctl: &Path, as_json: bool) -> Result<(), BoxError> {
+    let v = crate::ctl::request(ctl, &json!({"cmd": "records"}))?;
+    if let Some(e) = v.get("error") {
+        return Err(format!("{e}").into());
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    for i in v["ike"].as_array().into_iter().flatten() {
+        println!(
+            "IKE SA {} peer {} {} -> {} ({} <-> {}){}",
+            i["spis"].as_str().unwrap_or("-"),
+            i["peer"].as_str().unwrap_or("-"),
+            i["local"].as_str().unwrap_or("-"),
+            i["remote"].as_str().unwrap_or("-"),
+            i["local_id"].as_str().unwrap_or("-"),
+            i["remote_id"].as_str().unwrap_or("-"),
+            if i["nat_remote"] == true {
+                ", peer behind NAT"
+            } else {
+                ""
+            }
+        );
+        for c in i["children"].as_array().into_iter().flatten() {
+            println!(
+                "  child {} {}_i {}_o {} === {}",
+                c["child"].as_str().unwrap_or("-"),
+                c["spi_in"].as_str().unwrap_or("-"),
+                c["spi_out"].as_str().unwrap_or("-"),
+                c["ts_local"],
+                c["ts_remote"]
+            );
+        }
+    }
+    let refused = v["refused"].as_array().map_or(0, Vec::len);
+    if refused > 0 {
+        println!("{refused} record(s) refused (altered, forged or under an unknown key)");
+    }
+    Ok(())
 }

@@ -19,6 +19,13 @@ fuzz_target!(|data: &[u8]| {
                 (v.version() == 4).then_some(t)
             );
             // Rebuild: the same addresses and protocol, any payload length.
+            // Not when the walk stopped at its limit of IPv6 extension headers:
+            // the "upper layer" is then an extension header itself, and the
+            // rebuilt packet would be walked further (fuzz finding, see
+            // fuzz/seeds/wire_ip/regression-*).
+            if v.version() == 6 && matches!(v.protocol(), 0 | 43 | 44 | 51 | 60) {
+                return;
+            }
             let mut out = vec![0u8; 40 + v.payload().len()];
             let h = ip::write_header(
                 v.src_addr(),

@@ -1,11 +1,86 @@
-//! The control socket's commands (`plexgate status`, `initiate`, `rekey-*`,
-//! `delete-ike`, `set-weight`) applied to the gateway core.
+//! The control socket's commands: `status`, `initiate`, `rekey-*`, `delete-ike`,
+//! `set-weight` applied to the gateway core; `move` to the HA thread; `records`
+//! read from the shared store (what a backup would renegotiate, never a key).
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use super::core::{GatewayCore, Sink};
+use super::ha::{HaHandle, HaMsg};
+use super::store::SiteStore;
+use crate::l2::L2Agent;
+
+/// What the control socket reaches besides the core.
+pub(super) struct Context {
+    /// The shared store, if the policy names one.
+    pub(super) site: Option<Arc<SiteStore>>,
+    /// The HA thread, if the gateway runs under HA.
+    pub(super) ha: Option<HaHandle>,
+    /// The L2 agent, if it runs.
+    pub(super) l2: Option<Arc<L2Agent>>,
+}
+
+impl Context {
+    /// Answer a command that is not the core's (`None`: the core's).
+    pub(super) fn handle(&self, req: &Value) -> Option<Value> {
+        match req["cmd"].as_str()? {
+            "move" => Some(self.move_dvipa(req)),
+            "records" => Some(self.records()),
+            _ => None,
+        }
+    }
+
+    fn move_dvipa(&self, req: &Value) -> Value {
+        let Some(ha) = &self.ha else {
+            return json!({"error": "this gateway does not run under HA (no [ha] with a store)"});
+        };
+        let (Some(dvipa), Some(to)) = (
+            req["dvipa"].as_str().and_then(|d| d.parse().ok()),
+            req["to"].as_str(),
+        ) else {
+            return json!({"error": "move needs \"dvipa\" (an address) and \"to\" (a gateway name)"});
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        ha.send(HaMsg::Move {
+            dvipa,
+            to: to.to_string(),
+            reply: tx,
+        });
+        match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(Ok(())) => json!({"ok": true}),
+            Ok(Err(e)) => json!({"error": e}),
+            Err(_) => json!({"error": "the HA thread did not answer"}),
+        }
+    }
+
+    fn records(&self) -> Value {
+        let Some(site) = &self.site else {
+            return json!({"error": "the policy names no store ([ha.store])"});
+        };
+        let book = plexgate_store::RecordBook::new(site.keys.clone());
+        match book.load(site.store.as_ref()) {
+            Ok(l) => super::status::records_json(&l),
+            Err(e) => json!({"error": format!("reading the store: {e}")}),
+        }
+    }
+
+    /// The store's, HA's and L2's parts of `plexgate status`.
+    pub(super) fn add_status(&self, answer: &mut Value) {
+        if let Some(site) = &self.site {
+            answer["store"] = super::status::store_json(site);
+        }
+        if let Some(ha) = &self.ha {
+            answer["ha"] = ha.status();
+        }
+        if let Some(l2) = &self.l2 {
+            if let Ok(s) = l2.status() {
+                answer["l2"] = crate::l2::status_json(&s);
+            }
+        }
+    }
+}
 
 /// Answer one control request.
 pub(super) fn handle(c: &mut GatewayCore, now: Instant, req: &Value, sink: &mut dyn Sink) -> Value {

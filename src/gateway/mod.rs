@@ -13,9 +13,11 @@
 pub mod config;
 mod control;
 pub mod core;
+pub mod ha;
 mod io;
 mod metrics;
 mod routes;
+mod status;
 pub mod store;
 
 pub use routes::{host_cidr, ip};
@@ -95,6 +97,9 @@ pub fn run(
     if let Some(k) = &p.log.keylog {
         tracing::warn!("KEY LOG ENABLED: every SA's keys are written to {} — anyone who reads it can decrypt the traffic. Turn it off in production.", k.display());
     }
+    let me = name
+        .map(str::to_string)
+        .or_else(|| p.ha.as_ref().map(|h| h.name.clone()));
     let setup = CoreSetup::load(&p)?;
     let mut core = GatewayCore::new(
         &p,
@@ -109,12 +114,38 @@ pub fn run(
     let core = Arc::new(Mutex::new(core));
     let io = Arc::new(open_io(&p, &nodes)?);
     routes::install_static(&p, io.tun.name());
+    let site = store::open(&p)?.map(Arc::new);
+    let l2 = crate::l2::from_policy(&p)?.map(Arc::new);
+    let ha = match (&site, &me) {
+        (Some(s), Some(me)) if p.ha.is_some() => {
+            let (h, t) = ha::start(&p, me, core.clone(), io.clone(), s, l2.clone())?;
+            Some((h, t))
+        }
+        _ => None,
+    };
+    let ha_handle = ha.as_ref().map(|(h, _)| h.clone());
     let waker = Arc::new(Waker::default());
     let mut threads = receivers(&p, &core, &io, &waker);
     threads.push(tun_thread(&core, &io, &waker));
     threads.extend(cluster_threads(&core, &io, &waker));
-    threads.push(timer_thread(&p, &core, &io, &waker)?);
-    serve_control(ctl, &core, &io, &waker)?;
+    threads.push(timer_thread(
+        &p,
+        &core,
+        &io,
+        &waker,
+        site.clone(),
+        ha_handle.clone(),
+    )?);
+    if let Some((_, t)) = ha {
+        threads.push(t);
+    }
+    let ctx = control::Context {
+        site: site.clone(),
+        ha: ha_handle.clone(),
+        l2: l2.clone(),
+    };
+    serve_control(ctl, &core, &io, &waker, ctx)?;
+    on_termination(ha_handle, l2);
     if let Some(m) = metrics {
         let core = core.clone();
         let bound = crate::metrics::serve(
@@ -128,6 +159,26 @@ pub fn run(
         let _ = t.join();
     }
     Ok(())
+}
+
+/// On SIGTERM/SIGINT: hand every owned DVIPA over (at most a few seconds), put
+/// the addresses back, remove the control socket, exit.
+fn on_termination(ha: Option<ha::HaHandle>, l2: Option<Arc<crate::l2::L2Agent>>) {
+    let r = crate::ctl::on_termination(move |sig| {
+        if let Some(h) = &ha {
+            tracing::info!("stopping: handing the owned DVIPAs over");
+            h.send(ha::HaMsg::Shutdown);
+            h.wait_stopped(Duration::from_secs(3));
+        }
+        if let Some(l2) = l2.and_then(|a| Arc::try_unwrap(a).ok()) {
+            let _ = l2.stop();
+        }
+        crate::ctl::shutdown_all();
+        std::process::exit(128 + sig);
+    });
+    if let Err(e) = r {
+        tracing::warn!("no SIGTERM handler: {e}");
+    }
 }
 
 /// Load and check the site policy, and see it as gateway `name` (default: the
@@ -390,13 +441,16 @@ fn cluster_threads(
 /// writer, key-log lines to the Wireshark files (`esp_sa`, and the same path
 /// with `.ikev2` for `ikev2_decryption_table`).
 struct Effects {
-    store: Option<store::SiteStore>,
+    store: Option<Arc<store::SiteStore>>,
     esp_log: Option<std::fs::File>,
     ike_log: Option<std::fs::File>,
 }
 
 impl Effects {
-    fn open(p: &plexgate_policy::Policy) -> Result<Effects, BoxError> {
+    fn open(
+        p: &plexgate_policy::Policy,
+        store: Option<Arc<store::SiteStore>>,
+    ) -> Result<Effects, BoxError> {
         let log_file = |path: PathBuf| {
             std::os::unix::fs::OpenOptionsExt::mode(
                 std::fs::OpenOptions::new().create(true).append(true),
@@ -408,7 +462,7 @@ impl Effects {
         };
         let keylog = p.log.keylog.clone();
         Ok(Effects {
-            store: store::open(p)?,
+            store,
             esp_log: keylog.clone().and_then(log_file),
             ike_log: keylog
                 .map(|k| PathBuf::from(format!("{}.ikev2", k.display())))
@@ -443,8 +497,10 @@ fn timer_thread(
     core: &Arc<Mutex<GatewayCore>>,
     io: &Arc<Io>,
     waker: &Arc<Waker>,
+    site: Option<Arc<store::SiteStore>>,
+    ha: Option<ha::HaHandle>,
 ) -> Result<JoinHandle<()>, BoxError> {
-    let mut sinks = Effects::open(p)?;
+    let mut sinks = Effects::open(p, site)?;
     let (core, io, waker) = (core.clone(), io.clone(), waker.clone());
     Ok(spawn("timer", move || loop {
         let now = Instant::now();
@@ -452,6 +508,11 @@ fn timer_thread(
             let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
             if now >= c.next_timeout() {
                 c.on_timeout(now, &mut IoSink::direct(&io));
+            }
+            while let Some(r) = c.poll_ha_report() {
+                if let Some(h) = &ha {
+                    h.send(ha::HaMsg::Report(r));
+                }
             }
             (c.drain_side_effects(), c.routes_wanted(), c.next_timeout())
         };
@@ -469,13 +530,21 @@ fn serve_control(
     core: &Arc<Mutex<GatewayCore>>,
     io: &Arc<Io>,
     waker: &Arc<Waker>,
+    ctx: control::Context,
 ) -> Result<(), BoxError> {
     let (core, io, waker) = (core.clone(), io.clone(), waker.clone());
     let h: crate::ctl::Handler = Arc::new(move |req: &Value| {
+        if let Some(answer) = ctx.handle(req) {
+            return answer;
+        }
         let now = Instant::now();
         let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
-        let answer = control::handle(&mut c, now, req, &mut IoSink::direct(&io));
+        let mut answer = control::handle(&mut c, now, req, &mut IoSink::direct(&io));
         waker.after_core_call(&c);
+        drop(c);
+        if req["cmd"] == "status" {
+            ctx.add_status(&mut answer);
+        }
         answer
     });
     crate::ctl::serve(ctl, h)?;

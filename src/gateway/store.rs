@@ -22,6 +22,8 @@ pub struct SiteStore {
     pub keys: store::Keys,
     /// The record writer.
     pub writer: store::RecordWriter,
+    /// The site's gateways (`[ha] name` and peers), to name lease holders.
+    pub gateways: Vec<String>,
 }
 
 /// The key prefix of a site's records.
@@ -84,10 +86,13 @@ pub fn open(p: &policy::Policy) -> Result<Option<SiteStore>, BoxError> {
         Some(store::RecordBook::new(keys.clone())),
         store::WriterConfig::default(),
     )?;
+    let mut gateways = vec![ha.name.clone()];
+    gateways.extend(ha.peers.iter().map(|p| p.name.clone()));
     Ok(Some(SiteStore {
         store: backend,
         keys,
         writer,
+        gateways,
     }))
 }
 

@@ -38,6 +38,13 @@ pub fn udp_socket(addr: SocketAddr) -> io::Result<Socket> {
     };
     let s = Socket::new(dom, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;
+    // A standby gateway binds the gateway VIPA before it holds the address (the
+    // address arrives with a takeover): IP_FREEBIND.
+    let _ = if addr.is_ipv4() {
+        s.set_freebind_v4(true)
+    } else {
+        s.set_freebind_v6(true)
+    };
     let _ = s.set_recv_buffer_size(4 << 20);
     let _ = s.set_send_buffer_size(4 << 20);
     s.bind(&addr.into())?;

@@ -12,6 +12,8 @@
 //! stop: it falls silent, removes the addresses it placed and restores the
 //! sysctls it changed.
 
+mod policy;
+pub use policy::from_policy;
 mod kernel;
 mod worker;
 

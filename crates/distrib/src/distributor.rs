@@ -316,6 +316,18 @@ impl Distributor {
         true
     }
 
+    /// Stop routing `dvipa` (another gateway owns it now); returns false if it
+    /// is unknown.
+    pub fn release(&mut self, dvipa: IpAddr) -> bool {
+        match self.dvipas.iter_mut().find(|d| d.cfg.dvipa == dvipa) {
+            Some(d) => {
+                d.routing = false;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Set the weight of `target` for every port of `dvipa`; 0 drains it.
     pub fn set_weight(&mut self, dvipa: IpAddr, target: NodeId, weight: u16) {
         self.dpt.set_weight(dvipa, target, weight);

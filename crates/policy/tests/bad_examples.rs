@@ -169,8 +169,8 @@ const EXPECTED: &[(&str, &[&str])] = &[
         &[
             "tests/bad/unknown_keys.toml:4:1: error: unknown key `ike-port` in [site]; did you mean `ike_port`?",
             "tests/bad/unknown_keys.toml:22:3: error: unknown key `replay_windw` in child \"web\" of peer \"rw\"; did you mean `replay_window`?",
-            "tests/bad/unknown_keys.toml:28:1: error: unknown key `distribution` in DVIPA 10.100.0.10; known keys are: address, ports, targets, method, weights, routing_gateway, backup, plain_traffic",
-            "tests/bad/unknown_keys.toml:30:2: error: unknown key `firewall` in the top level; known keys are: site, peer, spd, dvipa, target, link, cluster, ha, log",
+            "tests/bad/unknown_keys.toml:28:1: error: unknown key `distribution` in DVIPA 10.100.0.10; known keys are: address, ports, targets, method, weights, routing_gateway, backup, plain_traffic, gateway_vipa",
+            "tests/bad/unknown_keys.toml:30:2: error: unknown key `firewall` in the top level; known keys are: site, peer, spd, dvipa, target, link, cluster, ha, log, l2",
         ],
     ),
     (

@@ -154,6 +154,12 @@ impl Keys {
         format!("{}{}", self.dvipa_ranks(dvipa), self.gw_part(gateway))
     }
 
+    /// The move-request key of a DVIPA (or ownership group): a takeback or a
+    /// planned move asks its owner to hand it over.
+    pub fn dvipa_move(&self, dvipa: IpAddr) -> String {
+        format!("{}dvipa/{}/move", self.prefix, self.addr_part(dvipa))
+    }
+
     /// Whether `key` is an owner key (`…/dvipa/<x>/owner`).
     pub fn is_owner_key(&self, key: &str) -> bool {
         key.strip_prefix(&self.dvipa_prefix())

@@ -73,6 +73,7 @@ impl GatewayCore {
                 new: id, record, ..
             } => {
                 tracing::info!(peer = %record.peer, remote = %record.remote, "IKE SA {id} ({:016x}_i {:016x}_r) established", record.spi_i, record.spi_r);
+                self.recovery_progress(id, true);
                 self.ike_peers.insert(
                     id,
                     IkePeer {
@@ -85,6 +86,7 @@ impl GatewayCore {
             ike::Event::IkeSaDeleted { id, reason } => {
                 tracing::info!("IKE SA {id} deleted: {reason}");
                 self.ike_peers.remove(&id);
+                self.recovery_progress(id, false);
             }
             ike::Event::ChildSaUp { ike, peer, child } => {
                 self.install_child(now, ike, &peer, child, None)

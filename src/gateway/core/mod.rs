@@ -25,9 +25,11 @@ use super::config;
 mod children;
 mod control;
 mod datapath;
+mod ha;
 mod records;
 mod status;
 
+pub use ha::HaReport;
 pub use records::{ike_record_of, RecordChange};
 
 /// Bytes kept free in front of a packet for headers written in place
@@ -179,6 +181,8 @@ pub struct GatewayCore {
     last_source: Option<(u32, SocketAddr)>,
     /// Rate limit of log lines driven by peers.
     log_limit: LogLimit,
+    /// What the HA machine asked of the core.
+    ha: ha::HaState,
     /// Acquires under way or recently failed: no new one before the instant.
     acquiring: HashMap<(String, String), Instant>,
     /// The recovery records written, per IKE SA.
@@ -333,6 +337,7 @@ impl GatewayCore {
             child_ike: HashMap::new(),
             last_source: None,
             log_limit: LogLimit::default(),
+            ha: ha::HaState::default(),
             acquiring: HashMap::new(),
             recorded: records::Recorded::default(),
             records_on,
@@ -476,7 +481,7 @@ impl GatewayCore {
 
     /// Whether records, key-log lines or routes wait to be drained.
     pub fn has_side_effects(&self) -> bool {
-        !self.side.is_empty() || !self.route_changes.is_empty()
+        !self.side.is_empty() || !self.route_changes.is_empty() || self.ha.has_reports()
     }
 
     /// Records to write and key-log lines to append since the last call.

@@ -35,13 +35,16 @@ pub enum RecordChange {
 /// the Child SAs recorded, so that a change can delete what is gone.
 #[derive(Debug, Default)]
 pub(super) struct Recorded {
-    sas: HashMap<ike::IkeSaId, (store::IkeSpis, HashSet<u32>)>,
+    sas: HashMap<ike::IkeSaId, (store::IkeSpis, HashSet<u32>, IpAddr)>,
 }
 
 impl GatewayCore {
     /// The IKE SA `id` has this record now: write it and its Child SAs, and
     /// remove the Child SAs it no longer has.
     pub(super) fn record_updated(&mut self, id: ike::IkeSaId, r: &ike::IkeRecord) {
+        if !self.ha.records_for(r.local.ip()) {
+            return;
+        }
         let spis = store::IkeSpis {
             initiator: r.spi_i,
             responder: r.spi_r,
@@ -54,7 +57,7 @@ impl GatewayCore {
             .map(|c| self.child_record(r, spis, c))
             .collect();
         let now_children: HashSet<u32> = children.iter().map(|c| c.spis.spi_in).collect();
-        if let Some((old_spis, old_children)) = self.recorded.sas.remove(&id) {
+        if let Some((old_spis, old_children, _)) = self.recorded.sas.remove(&id) {
             for gone in old_children.difference(&now_children) {
                 self.push_record(RecordChange::DeleteChild {
                     ike: old_spis,
@@ -69,14 +72,21 @@ impl GatewayCore {
         for c in children {
             self.push_record(RecordChange::Put(Box::new(store::Record::Child(c))));
         }
-        self.recorded.sas.insert(id, (spis, now_children));
+        self.recorded
+            .sas
+            .insert(id, (spis, now_children, r.local.ip()));
     }
 
-    /// The IKE SA `id` is gone: remove its record and its Child SAs' records.
+    /// The IKE SA `id` is gone: remove its record and its Child SAs' records —
+    /// unless the records of its group are no longer ours to keep (handed over:
+    /// the next owner renegotiates from them and replaces them).
     pub(super) fn record_removed(&mut self, id: ike::IkeSaId) {
-        let Some((spis, children)) = self.recorded.sas.remove(&id) else {
+        let Some((spis, children, local)) = self.recorded.sas.remove(&id) else {
             return;
         };
+        if !self.ha.records_for(local) {
+            return;
+        }
         for spi_in in children {
             self.push_record(RecordChange::DeleteChild { ike: spis, spi_in });
         }

@@ -107,3 +107,31 @@ pub struct Log {
     /// default; the checker warns when it is on.
     pub keylog: Option<PathBuf>,
 }
+
+/// `[l2]`: owning the gateway addresses on the LAN (ARP, seeds 000, 002, 003, 004).
+/// Absent or `arp = false`: the kernel answers ARP for addresses on the host
+/// (and a takeover sends no gratuitous ARP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct L2 {
+    /// plexgate answers ARP for the gateway VIPAs itself and announces them on
+    /// takeover (default false).
+    pub arp: bool,
+    /// LAN interfaces to speak ARP on, in order of preference (default: every
+    /// IPv4 `[[site.interface]]`).
+    pub interfaces: Vec<String>,
+    /// A private gateway-system address owned with the VIPAs (seed 003).
+    pub system_address: Option<std::net::Ipv4Addr>,
+    /// Addresses bound to no adapter answered by proxy ARP (seed 000), e.g. a
+    /// DVIPA reached by plain traffic from the LAN.
+    pub proxy_arp: Vec<std::net::Ipv4Addr>,
+    /// Interfaces on one network back each other up (seed 002).
+    pub adapter_backup: bool,
+    /// A shared multicast cluster MAC (seed 004); off when `None`.
+    pub cluster_mac: Option<[u8; 6]>,
+    /// The members' own LAN addresses (cluster MAC mode).
+    pub cluster_members: Vec<std::net::Ipv4Addr>,
+    /// Gratuitous ARPs per takeover (default 3).
+    pub garp_count: u32,
+    /// Time between them (default 500 ms).
+    pub garp_interval: Duration,
+}

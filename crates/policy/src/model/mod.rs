@@ -55,6 +55,8 @@ pub struct Policy {
     pub ha: Option<Ha>,
     /// `[log]`.
     pub log: Log,
+    /// `[l2]`, if present.
+    pub l2: Option<L2>,
 }
 
 impl Policy {

@@ -66,6 +66,18 @@ pub struct Dvipa {
     pub backups: Vec<Backup>,
     /// Plain traffic handling.
     pub plain_traffic: PlainTraffic,
+    /// The gateway VIPA clients reach this DVIPA through (default: the site's
+    /// first). DVIPAs that share one move together on takeover (same IKE SAs), so
+    /// they must have the same routing gateway and backups.
+    pub gateway_vipa: Option<IpAddr>,
+}
+
+impl Dvipa {
+    /// The gateway VIPA of this DVIPA in `site`.
+    pub fn gateway_vipa_in(&self, site: &super::Site) -> Option<IpAddr> {
+        self.gateway_vipa
+            .or_else(|| site.gateway_vipas.first().copied())
+    }
 }
 
 /// `[[target]]`: a server that runs `plexgate target`.

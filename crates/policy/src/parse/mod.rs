@@ -20,6 +20,7 @@ use crate::model::*;
 use crate::reader::{Cx, Table};
 
 mod ha;
+mod l2;
 mod peer;
 mod pool;
 mod spd;
@@ -80,10 +81,11 @@ pub(crate) fn parse(root: Table<'_, '_>, cx: &mut Cx, source: &Path, base: &Path
         .table(cx, "log", "[log]".into())
         .map(|t| ha::log(t, cx, base))
         .unwrap_or_default();
+    let l2 = root.table(cx, "l2", "[l2]".into()).map(|t| l2::l2(t, cx));
     root.finish(
         cx,
         &[
-            "site", "peer", "spd", "dvipa", "target", "link", "cluster", "ha", "log",
+            "site", "peer", "spd", "dvipa", "target", "link", "cluster", "ha", "log", "l2",
         ],
     );
     Policy {
@@ -97,6 +99,7 @@ pub(crate) fn parse(root: Table<'_, '_>, cx: &mut Cx, source: &Path, base: &Path
         cluster,
         ha,
         log,
+        l2,
     }
 }
 

@@ -36,6 +36,7 @@ pub(super) fn dvipa(mut t: Table<'_, '_>, cx: &mut Cx) -> Dvipa {
     let weights = weights(&mut t, cx);
     let routing_gateway = t.string(cx, "routing_gateway", false).map(|(s, _)| s);
     let backups = backups(&mut t, cx);
+    let gateway_vipa = parsed(&mut t, cx, "gateway_vipa", false, addr::parse_ip);
     let plain_traffic = choice(
         &mut t,
         cx,
@@ -57,6 +58,7 @@ pub(super) fn dvipa(mut t: Table<'_, '_>, cx: &mut Cx) -> Dvipa {
             "routing_gateway",
             "backup",
             "plain_traffic",
+            "gateway_vipa",
         ],
     );
     Dvipa {
@@ -66,6 +68,7 @@ pub(super) fn dvipa(mut t: Table<'_, '_>, cx: &mut Cx) -> Dvipa {
         method,
         weights,
         routing_gateway,
+        gateway_vipa,
         backups,
         plain_traffic,
     }

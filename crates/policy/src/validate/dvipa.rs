@@ -68,9 +68,47 @@ pub(super) fn dvipas(p: &mut Policy, cx: &mut Cx) {
         }
         dvipa_targets(p, cx, &base, &what, d, &target_index);
         ha_of_dvipa(cx, &base, &what, d, &gws, p.ha.is_some());
+        if let Some(v) = d.gateway_vipa {
+            if !vipas.contains(&v) {
+                err(
+                    cx,
+                    &format!("{base}.gateway_vipa"),
+                    format!("{what} names gateway VIPA {v}, which is not in [site] gateway_vipas"),
+                );
+            }
+        }
     }
+    same_owners_per_vipa(p, cx);
     for d in &mut p.dvipas {
         d.backups.sort_by_key(|b| std::cmp::Reverse(b.rank));
+    }
+}
+
+/// DVIPAs reached through one gateway VIPA share its IKE SAs and move together on
+/// takeover: they must name the same routing gateway and the same backups.
+fn same_owners_per_vipa(p: &Policy, cx: &mut Cx) {
+    let mut first: HashMap<IpAddr, usize> = HashMap::new();
+    for (i, d) in p.dvipas.iter().enumerate() {
+        let Some(v) = d.gateway_vipa_in(&p.site) else {
+            continue;
+        };
+        let j = *first.entry(v).or_insert(i);
+        let o = &p.dvipas[j];
+        let ranks = |x: &Dvipa| {
+            let mut b: Vec<(String, u8)> = x
+                .backups
+                .iter()
+                .map(|b| (b.gateway.clone(), b.rank))
+                .collect();
+            b.sort();
+            b
+        };
+        // A DVIPA without a routing gateway has its own error already.
+        let both_named = o.routing_gateway.is_some() && d.routing_gateway.is_some();
+        if j != i && both_named && (o.routing_gateway != d.routing_gateway || ranks(o) != ranks(d))
+        {
+            err(cx, &format!("dvipa[{i}].address"), format!("DVIPA {} shares gateway VIPA {v} with DVIPA {} but not its routing gateway and backups; DVIPAs of one gateway VIPA move together (set `gateway_vipa` to separate them)", d.address, o.address));
+        }
     }
 }
 

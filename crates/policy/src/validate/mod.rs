@@ -44,6 +44,51 @@ pub(crate) fn validate(p: &mut Policy, cx: &mut Cx) {
     drop(ix);
     dvipas(p, cx);
     cluster_and_ha(p, cx);
+    l2(p, cx);
+}
+
+/// `[l2]` names site interfaces, and its addresses are on their subnets.
+fn l2(p: &Policy, cx: &mut Cx) {
+    let Some(l2) = &p.l2 else {
+        return;
+    };
+    for (k, name) in l2.interfaces.iter().enumerate() {
+        if !p.site.interfaces.iter().any(|i| &i.name == name) {
+            let path = format!("l2.interfaces[{k}]");
+            let span = cx
+                .spans
+                .get(&path)
+                .or_else(|| cx.spans.get("l2.interfaces"));
+            cx.err(
+                &path,
+                span,
+                format!("[l2] names interface \"{name}\", which is not a [[site.interface]]"),
+            );
+        }
+    }
+    let on_lan = |a: std::net::Ipv4Addr| {
+        p.site
+            .interfaces
+            .iter()
+            .any(|i| i.address.contains(&std::net::IpAddr::V4(a)))
+    };
+    for a in l2.system_address.iter().chain(&l2.proxy_arp) {
+        if !on_lan(*a) {
+            let span = cx
+                .spans
+                .get("l2.system_address")
+                .or_else(|| cx.spans.get("l2.proxy_arp"));
+            cx.err("l2", span, format!("[l2] address {a} is on no [[site.interface]] subnet: no interface could answer ARP for it"));
+        }
+    }
+    if l2.cluster_mac.is_some() && l2.cluster_members.is_empty() {
+        let span = cx.spans.get("l2.cluster_mac");
+        cx.err(
+            "l2.cluster_mac",
+            span,
+            "[l2] cluster_mac needs `cluster_members` (the members' own LAN addresses)".into(),
+        );
+    }
 }
 
 /// Lookups built once, so that no check searches a list per item.
