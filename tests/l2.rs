@@ -416,7 +416,10 @@ fn adapter_backup_answers_for_an_interface_without_carrier() {
             ping(&client, own);
         }
         let t = Instant::now();
-        sw.inner.ns().ip(&["link", "set", "dev", &port0, state]).unwrap();
+        sw.inner
+            .ns()
+            .ip(&["link", "set", "dev", &port0, state])
+            .unwrap();
         wait_for("the client's entry to follow", || {
             neigh(&client, own, "eth0") == Some(mac)
         });

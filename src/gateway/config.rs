@@ -373,6 +373,13 @@ pub fn gateway_node(p: &policy::Policy) -> distrib::NodeId {
 /// The DVIPAs of the policy as distributor configurations.
 pub fn dvipas(p: &policy::Policy) -> Vec<distrib::dpt::DvipaConfig> {
     let gw = gateway_node(p);
+    // The site's gateways by name: a DVIPA's routing gateway and backups travel
+    // in its announcement, so that targets accept a backup that takes it over.
+    let ids: std::collections::HashMap<String, distrib::NodeId> = p
+        .gateways()
+        .into_iter()
+        .filter_map(|g| g.id.map(|id| (g.name, distrib::NodeId(id))))
+        .collect();
     p.dvipas
         .iter()
         .map(|d| {
@@ -405,8 +412,16 @@ pub fn dvipas(p: &policy::Policy) -> Vec<distrib::dpt::DvipaConfig> {
                 ports,
                 targets,
                 algorithm,
-                routing_gateway: gw,
-                backups: Vec::new(),
+                routing_gateway: d
+                    .routing_gateway
+                    .as_ref()
+                    .and_then(|n| ids.get(n).copied())
+                    .unwrap_or(gw),
+                backups: d
+                    .backups
+                    .iter()
+                    .filter_map(|b| ids.get(&b.gateway).map(|n| (*n, b.rank)))
+                    .collect(),
             }
         })
         .collect()

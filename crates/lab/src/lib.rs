@@ -22,17 +22,18 @@
 //! every command and wait has a deadline; nothing is left behind.
 #![warn(missing_docs)]
 
-pub mod streams;
-pub mod switch;
 pub mod capture;
 pub mod charon;
 pub mod cmd;
 pub mod error;
+pub mod failover;
 pub mod fixture;
 pub mod labdir;
 pub mod netns;
 pub mod prereq;
 pub mod site;
+pub mod streams;
+pub mod switch;
 pub mod topology;
 pub mod traffic;
 

@@ -490,6 +490,19 @@ impl Process {
     }
 }
 
+impl Process {
+    /// SIGKILL the process (and its group), as a crash would, and reap it.
+    pub fn kill(&mut self) {
+        kill_group(self.child.id(), libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM the process and wait up to `grace` for it to end (then SIGKILL).
+    pub fn terminate(&mut self, grace: Duration) {
+        self.stop(grace);
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         self.stop(Duration::from_secs(2));

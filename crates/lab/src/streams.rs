@@ -159,9 +159,9 @@ impl Streams {
         let mut handles = Vec::with_capacity(n);
         for i in 0..n {
             let (stop, sent) = (stop.clone(), sent.clone());
-            handles.push(ns.spawn_thread(move || {
-                stream_one(to, seed + i as u64, rate, &stop, &sent[i])
-            })?);
+            handles.push(
+                ns.spawn_thread(move || stream_one(to, seed + i as u64, rate, &stop, &sent[i]))?,
+            );
         }
         Ok(Streams {
             stop,
@@ -200,7 +200,13 @@ impl Streams {
     }
 }
 
-fn stream_one(to: SocketAddr, seed: u64, rate: u64, stop: &AtomicBool, sent: &AtomicU64) -> StreamResult {
+fn stream_one(
+    to: SocketAddr,
+    seed: u64,
+    rate: u64,
+    stop: &AtomicBool,
+    sent: &AtomicU64,
+) -> StreamResult {
     let fail = |bytes: u64, e: String| StreamResult {
         bytes,
         ok: false,
@@ -234,7 +240,10 @@ fn stream_one(to: SocketAddr, seed: u64, rate: u64, stop: &AtomicBool, sent: &At
     }
     let mut d = [0u8; 32];
     if let Err(e) = s.read_exact(&mut d) {
-        return fail(total, format!("reading the digest after {total} bytes: {e}"));
+        return fail(
+            total,
+            format!("reading the digest after {total} bytes: {e}"),
+        );
     }
     let ok = d == pattern_digest(seed, total as usize);
     StreamResult {

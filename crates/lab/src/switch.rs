@@ -50,6 +50,10 @@ impl Switch {
     /// The MAC address of `ifname` in `host`.
     pub fn mac_of(host: &Netns, ifname: &str) -> Result<String> {
         let out = host.ip(&["-br", "link", "show", "dev", ifname])?.stdout;
-        Ok(out.split_whitespace().nth(2).unwrap_or_default().to_string())
+        Ok(out
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or_default()
+            .to_string())
     }
 }

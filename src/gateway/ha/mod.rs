@@ -409,7 +409,10 @@ impl Runtime {
                     Some(r) => (None, r.epoch().map(|e| e.0)),
                     None => (None, None),
                 };
-                let routing = matches!(g.role, Role::Routing | Role::TakingOver | Role::HandingOver { .. });
+                let routing = matches!(
+                    g.role,
+                    Role::Routing | Role::TakingOver | Role::HandingOver { .. }
+                );
                 json!({
                     "vipa": g.group.vipa(),
                     "dvipas": g.dvipas,
