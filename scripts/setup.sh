@@ -8,7 +8,7 @@ set -euo pipefail
 PACKAGES=(
   strongswan-swanctl charon-systemd libcharon-extra-plugins strongswan-charon
   strongswan-pki iperf3 iputils-ping tshark tcpdump etcd-server etcd-client
-  protobuf-compiler iproute2 python3 openssl
+  protobuf-compiler iproute2 python3 openssl nftables conntrack
 )
 
 log() { printf 'setup: %s\n' "$*"; }
@@ -53,7 +53,7 @@ fi
 for f in /usr/lib/ipsec/charon /usr/sbin/swanctl; do
   [ -x "$f" ] || die "$f missing after install (strongswan-charon / strongswan-swanctl)"
 done
-for t in iperf3 tshark tcpdump ip ss unshare ping etcd etcdctl protoc python3 openssl; do
+for t in iperf3 tshark tcpdump ip ss unshare ping etcd etcdctl protoc python3 openssl nft conntrack; do
   command -v "$t" >/dev/null 2>&1 || die "$t missing after install"
 done
 

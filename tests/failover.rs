@@ -111,3 +111,84 @@ fn takeover_and_takeback(store: StoreKind, nat: bool, label: &str) {
 fn takeover_and_takeback_on_the_embedded_store() {
     takeover_and_takeback(StoreKind::Embedded, false, "fo-emb");
 }
+
+#[test]
+fn takeover_and_takeback_on_etcd() {
+    takeover_and_takeback(StoreKind::Etcd, false, "fo-etcd");
+}
+
+/// The client sits behind a masquerading router: the backup renegotiates to the
+/// NAT's mapping of the client's port 4500 (IBM's product documents that it cannot
+/// do this).
+#[test]
+fn takeover_and_takeback_with_the_client_behind_nat() {
+    takeover_and_takeback(StoreKind::Embedded, true, "fo-nat");
+}
+
+/// `plexgate move DVIPA --to gw-2` for maintenance, then back: the owner hands its
+/// SAs over (DELETE), the new owner renegotiates; no stream loses a byte.
+#[test]
+fn planned_move_and_back() {
+    let mut l = lab("fo-move", StoreKind::Embedded, false);
+    bring_up(&mut l);
+    let streams = l.streams(STREAMS, RATE, 3).unwrap();
+    progress(&l, &streams, 2 << 20);
+    for (from, to) in [(1, 2), (2, 1)] {
+        let gap = plexgate_lab::streams::GapMonitor::start(l.clock.clone());
+        let r = l
+            .ctl(
+                from,
+                &serde_json::json!({"cmd": "move", "dvipa": plexgate_lab::failover::DVIPA, "to": format!("gw-{to}")}),
+            )
+            .unwrap();
+        assert_eq!(r["ok"], true, "move: {r}");
+        l.wait_status(to, "the new owner routes", WAIT, |s| {
+            s["ha"]["groups"][0]["routing"] == true
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", l.logs()));
+        progress(&l, &streams, 2 << 20);
+        eprintln!(
+            "move gw-{from} -> gw-{to}: longest service gap {:?}",
+            gap.stop()
+        );
+        assert!(!l.routes(from), "gw-{from} no longer routes");
+    }
+    let results = streams.stop();
+    check(&results, &l);
+}
+
+/// A partition: the primary loses the store (its HA link goes down) but not its
+/// targets or clients. It fences itself before the backup may claim; the backup
+/// takes over; no target ever follows both (targets follow the higher epoch), and
+/// the streams go on.
+#[test]
+fn a_primary_cut_off_from_the_store_stops_before_the_backup_claims() {
+    let mut l = lab("fo-part", StoreKind::Etcd, false);
+    bring_up(&mut l);
+    let streams = l.streams(STREAMS, RATE, 5).unwrap();
+    progress(&l, &streams, 2 << 20);
+    let gw1 = l.ns("gw1").unwrap();
+    gw1.ip(&["link", "set", "dev", "ha", "down"]).unwrap();
+    // gw-1 fences: it stops routing on its own.
+    l.wait_status(1, "gw-1 fenced", WAIT, |s| {
+        s["ha"]["groups"][0]["routing"] == false
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", l.logs()));
+    l.wait_status(2, "gw-2 took over", WAIT, |s| {
+        s["ha"]["groups"][0]["routing"] == true
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", l.logs()));
+    progress(&l, &streams, 2 << 20);
+    // Never two owners at a target: each follows exactly one (gw-2, the higher epoch).
+    for n in 1..=3 {
+        let p = l.dir().join(format!("t{n}.sock"));
+        let t =
+            plexgate_lab::failover::ctl_request(&p, &serde_json::json!({"cmd": "status"})).unwrap();
+        let owners = t["owners"].as_array().unwrap();
+        assert_eq!(owners.len(), 1, "{t}");
+        assert_eq!(owners[0]["gateway"], 2, "t{n} follows gw-2: {t}");
+    }
+    assert!(!l.routes(1), "gw-1 stays fenced while cut off");
+    let results = streams.stop();
+    check(&results, &l);
+}

@@ -121,20 +121,16 @@ impl FailoverLab {
             lan.plug(topo.ns("nat")?, "lan", "10.10.0.10/24")?;
             let nat = topo.ns("nat")?;
             nat.enable_forwarding()?;
-            nat.exec_ok_timeout(
-                &[
-                    "iptables",
-                    "-t",
-                    "nat",
-                    "-A",
-                    "POSTROUTING",
-                    "-o",
-                    "lan",
-                    "-j",
-                    "MASQUERADE",
-                ],
-                Duration::from_secs(10),
-            )?;
+            // Masquerade what leaves on the LAN (nftables; no iptables here).
+            for rule in [
+                "add table ip nat",
+                "add chain ip nat post { type nat hook postrouting priority 100 ; }",
+                "add rule ip nat post oifname lan masquerade",
+            ] {
+                let mut argv = vec!["nft"];
+                argv.extend(rule.split(' '));
+                nat.exec_ok_timeout(&argv, Duration::from_secs(10))?;
+            }
             topo.ns("client")?
                 .ip(&["route", "add", "default", "via", "192.168.50.1"])?;
         } else {
