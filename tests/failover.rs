@@ -30,7 +30,7 @@ fn lab(label: &str, store: StoreKind, nat: bool) -> FailoverLab {
 fn bring_up(l: &mut FailoverLab) {
     l.start_gateway(1).unwrap();
     l.wait_status(1, "gw-1 routes the DVIPA", WAIT, |s| {
-        s["ha"]["groups"][0]["routing"] == true && plexgate::status::listening_targets(s) == 3
+        s["ha"]["groups"][0]["routing"] == true && plexgate::status::listening_targets(s) == 6
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", l.logs()));
     l.start_gateway(2).unwrap();

@@ -21,6 +21,7 @@ use crate::netns::{Netns, Process};
 use crate::streams::{RxClock, Streams, TcpSink};
 use crate::switch::Switch;
 use crate::topology::Topology;
+use crate::traffic::{http_get_loop, HttpServer};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -72,6 +73,7 @@ pub struct FailoverLab {
     gws: [Option<Process>; 2],
     client: Option<Charon>,
     sinks: Vec<TcpSink>,
+    http: Vec<HttpServer>,
     targets: Vec<Process>,
     etcd: Option<Process>,
     topo: Topology,
@@ -149,6 +151,7 @@ impl FailoverLab {
             gws: [None, None],
             client: None,
             sinks: Vec::new(),
+            http: Vec::new(),
             targets: Vec::new(),
             etcd: None,
             topo,
@@ -349,7 +352,20 @@ plain_traffic = "drop"
             .map_err(|_| LabError::Config("sink address".into()))?;
         self.sinks
             .push(TcpSink::start(ns, addr, self.clock.clone())?);
+        let web: SocketAddr = format!("{DVIPA}:80")
+            .parse()
+            .map_err(|_| LabError::Config("web address".into()))?;
+        self.http.push(HttpServer::start(ns, web, &name)?);
         Ok(())
+    }
+
+    /// `n` HTTP requests from the client to the DVIPA, each on a new connection;
+    /// the answers name the target that served each.
+    pub fn requests(&self, n: usize) -> Result<Vec<std::result::Result<String, String>>> {
+        let web: SocketAddr = format!("{DVIPA}:80")
+            .parse()
+            .map_err(|_| LabError::Config("web address".into()))?;
+        http_get_loop(self.topo.ns("client")?, web, n, Duration::from_secs(5))
     }
 
     /// Start gateway `g` (1 or 2) and wait for its control socket.
@@ -508,6 +524,7 @@ plain_traffic = "drop"
 impl Drop for FailoverLab {
     fn drop(&mut self) {
         self.sinks.clear();
+        self.http.clear();
         self.client = None;
         for g in self.gws.iter_mut() {
             if let Some(mut p) = g.take() {
